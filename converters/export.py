@@ -1,0 +1,140 @@
+"""``export``: one call from training code to a verified bundle.
+
+Examples
+--------
+>>> import tempfile
+>>> from sklearn.datasets import load_iris
+>>> from sklearn.ensemble import RandomForestClassifier
+>>> from converters import export
+>>> X, y = load_iris(return_X_y=True, as_frame=True)
+>>> model = RandomForestClassifier(n_estimators=10, random_state=0).fit(X, y)
+>>> result = export(model, X, y, name="iris", version="1.0", out_dir=tempfile.mkdtemp() + "/iris")
+>>> result.parity["label_agreement"], result.parity["passed"]
+(1.0, True)
+>>> result.manifest.input_schema.names[:2]
+('sepal length (cm)', 'sepal width (cm)')
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from converters.features import infer_input_schema, is_dataframe
+from converters.manifest import ExportResult, base_manifest, check_identity
+from converters.package import BundleWriter
+from converters.parity import ParityPolicy, check_parity, sample_rows
+from converters.reference import profile_features
+from converters.sklearn import convert, selects_columns
+from edge_runtime.bundle import MODEL_FILE, read_manifest
+from edge_runtime.errors import ExportError, ParityError
+from edge_runtime.runtime import Runtime
+
+__all__ = ["export"]
+
+
+def _align_columns(model: Any, X: Any) -> Any:
+    """Keep a DataFrame's columns that the model was fitted on, in the model's order."""
+    expected = getattr(model, "feature_names_in_", None)
+    if expected is None or not is_dataframe(X):
+        return X
+    expected = [str(c) for c in expected]
+    missing = [c for c in expected if c not in X.columns]
+    if missing:
+        raise ExportError(f"the training data lacks columns the model was fitted on: {missing}")
+    return X[expected]
+
+
+def _target_profile(y: Any) -> dict[str, Any] | None:
+    if y is None:
+        return None
+    values = np.asarray(y).reshape(-1)
+    if values.dtype.kind in "fc":
+        return {"kind": "numeric", "count": int(values.size), "mean": float(np.nanmean(values)),
+                "std": float(np.nanstd(values))}
+    labels, counts = np.unique(values.astype(str), return_counts=True)
+    return {"kind": "categorical", "count": int(values.size),
+            "classes": {str(k): int(c) for k, c in zip(labels, counts)}}
+
+
+def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
+           out_dir: str | Path, X_val: Any = None, parity: ParityPolicy | None = None,
+           feature_names: list[str] | None = None, overwrite: bool = False) -> ExportResult:
+    """Convert a fitted scikit-learn model to ONNX, check it, and write a bundle.
+
+    Parameters
+    ----------
+    model : estimator
+        A fitted classifier or regressor, or a Pipeline ending in one.
+    X_train : numpy.ndarray or pandas.DataFrame
+        Training features: they define the input schema and the reference profile,
+        and a sample of them is the parity set when ``X_val`` is not given.
+    y_train : array-like, optional
+        Training target, profiled into the reference.
+    name, version : str
+        Identity of the bundle.
+    out_dir : str or Path
+        The bundle directory to create.
+    X_val : numpy.ndarray or pandas.DataFrame, optional
+        Held-out rows for the parity check.
+    parity : ParityPolicy, optional
+        Tolerances and the threshold below which export fails.
+    feature_names : list of str, optional
+        Names for the columns of an array ``X_train``.
+    overwrite : bool
+        Replace an existing bundle at ``out_dir``.
+
+    Returns
+    -------
+    ExportResult
+
+    Raises
+    ------
+    UnsupportedModelError
+        The model or one of its steps cannot be converted.
+    ParityError
+        The ONNX model disagrees with the original on more rows than allowed;
+        nothing is written.
+    ExportError
+        Any other reason the bundle cannot be made.
+    """
+    check_identity(name, version)
+    policy = parity or ParityPolicy()
+    X_train = _align_columns(model, X_train)
+    if feature_names is None and not is_dataframe(X_train) and hasattr(model, "feature_names_in_"):
+        feature_names = [str(c) for c in model.feature_names_in_]
+    schema = infer_input_schema(X_train, feature_names=feature_names,
+                                has_column_selection=selects_columns(model))
+    converted = convert(model, schema)
+    manifest = base_manifest(name=name, version=version)
+    manifest["producer"].update(converted.producer)
+    manifest["input_schema"] = schema.to_dict()
+    manifest["output_schema"] = converted.output_schema.to_dict()
+    reference = profile_features(X_train, schema)
+    reference["target"] = _target_profile(y_train)
+    manifest["reference"] = reference
+
+    if X_val is not None:
+        parity_rows, source = _align_columns(model, X_val), "validation set"
+    else:
+        parity_rows = sample_rows(X_train, policy.sample_rows, policy.seed)
+        source = f"sample of the training data (seed {policy.seed})"
+
+    with BundleWriter(out_dir, overwrite=overwrite) as writer:
+        writer.add_file(MODEL_FILE, converted.onnx_bytes)
+        writer.write_manifest(manifest)
+        with Runtime(writer.path) as runtime:
+            report = check_parity(model, runtime, parity_rows, policy, source=source)
+        manifest["parity"] = report
+        writer.write_manifest(manifest)
+        if not report["passed"]:
+            raise ParityError(
+                f"parity check failed for {converted.producer['model_type']}: agreement "
+                f"{report['agreement']:.4f} is below {policy.min_agreement} "
+                f"({report['rows_beyond_tolerance']} of {report['rows']} rows beyond tolerance, "
+                f"max abs diff {report['max_abs_diff']}); no bundle written"
+            )
+        path = writer.commit()
+    return ExportResult(path, read_manifest(path))

@@ -1,0 +1,124 @@
+"""Writing bundles: the only module that writes a bundle directory.
+
+A bundle is built in a hidden staging directory next to its destination and
+moved into place with one rename, so a failure at any step (a parity check
+that does not pass, a full disk, an interrupt) leaves no half-written bundle.
+
+Examples
+--------
+>>> import pathlib, tempfile
+>>> from converters.package import BundleWriter
+>>> out = pathlib.Path(tempfile.mkdtemp()) / "b"
+>>> with BundleWriter(out) as writer:
+...     _ = writer.add_file("model.onnx", b"bytes")
+...     _ = writer.write_manifest({"name": "b"})
+...     final = writer.commit()
+>>> sorted(p.name for p in final.iterdir())
+['manifest.json', 'model.onnx']
+>>> import json; json.loads((final / "manifest.json").read_text())["files"]["model.onnx"]["bytes"]
+5
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edge_runtime.bundle import MANIFEST_FILE, file_sha256
+from edge_runtime.errors import ExportError
+
+__all__ = ["BundleWriter"]
+
+
+class BundleWriter:
+    """Stage a bundle's files, then publish them with one rename.
+
+    Parameters
+    ----------
+    out_dir : str or Path
+        The bundle directory to create.
+    overwrite : bool
+        Replace an existing bundle at ``out_dir``. Otherwise an existing
+        directory raises ExportError before anything is written.
+    """
+
+    def __init__(self, out_dir: str | Path, *, overwrite: bool = False) -> None:
+        self.out_dir = Path(out_dir)
+        if self.out_dir.exists() and not overwrite:
+            raise ExportError(f"'{self.out_dir}' already exists; pass overwrite=True (--overwrite) to replace it")
+        self.overwrite = overwrite
+        self.out_dir.parent.mkdir(parents=True, exist_ok=True)
+        # Same parent, so the final rename never crosses a file system.
+        self.path = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.", dir=self.out_dir.parent))
+        self._files: list[str] = []
+        self._committed = False
+
+    def add_file(self, name: str, data: bytes) -> Path:
+        """Write one file into the staging directory."""
+        target = self.path / name
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+        self._files.append(name)
+        return target
+
+    def write_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+        """Write ``manifest.json`` with a ``files`` entry (sha256 and size) per staged file.
+
+        May be called again to replace the manifest (e.g. to add a parity report).
+        Returns the manifest as written.
+        """
+        manifest = dict(manifest)
+        manifest["files"] = {
+            name: {"sha256": file_sha256(self.path / name), "bytes": (self.path / name).stat().st_size}
+            for name in sorted(self._files)
+        }
+        text = json.dumps(manifest, indent=2, sort_keys=False, default=_json_default)
+        (self.path / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
+        return manifest
+
+    def commit(self) -> Path:
+        """Move the staged bundle to ``out_dir`` and return that path."""
+        for name in [*self._files, MANIFEST_FILE]:
+            _fsync_file(self.path / name)
+        old = None
+        if self.out_dir.exists():
+            if not self.overwrite:
+                raise ExportError(f"'{self.out_dir}' appeared while exporting; not replacing it")
+            old = Path(tempfile.mkdtemp(prefix=f".{self.out_dir.name}.old.", dir=self.out_dir.parent))
+            os.replace(self.out_dir, old / "bundle")
+        os.replace(self.path, self.out_dir)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+        self._committed = True
+        return self.out_dir
+
+    def discard(self) -> None:
+        """Remove the staging directory."""
+        shutil.rmtree(self.path, ignore_errors=True)
+
+    def __enter__(self) -> BundleWriter:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        if not self._committed:
+            self.discard()
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars reach the manifest through statistics and class labels.
+    if hasattr(value, "item"):
+        return value.item()
+    if hasattr(value, "tolist"):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to a manifest")

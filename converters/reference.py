@@ -1,0 +1,78 @@
+"""The training-data reference profile stored in a bundle's manifest.
+
+Per feature: count and missing; for numeric features mean, standard deviation,
+min, max and a few quantiles; for categorical ones the most frequent categories.
+The monitoring side compares live traffic against it.
+
+Examples
+--------
+>>> import numpy as np
+>>> from converters.reference import profile_features
+>>> from edge_runtime.schema import FeatureSpec, InputSchema
+>>> schema = InputSchema(features=(FeatureSpec(name="x"),))
+>>> prof = profile_features(np.array([[1.0], [2.0], [3.0], [np.nan]]), schema)
+>>> prof["rows"], prof["features"]["x"]["missing"], prof["features"]["x"]["mean"]
+(4, 1, 2.0)
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from typing import Any
+
+import numpy as np
+
+from converters.features import is_dataframe
+from edge_runtime.schema import FeatureKind, InputSchema
+
+__all__ = ["QUANTILES", "TOP_CATEGORIES", "profile_features"]
+
+QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
+TOP_CATEGORIES = 20
+
+
+def _column(X: Any, index: int, name: str) -> np.ndarray:
+    if is_dataframe(X):
+        return X[name].to_numpy()
+    return np.asarray(X)[:, index]
+
+
+def profile_features(X: Any, schema: InputSchema) -> dict[str, Any]:
+    """Summarise each feature of the training data.
+
+    Parameters
+    ----------
+    X : numpy.ndarray or pandas.DataFrame
+    schema : InputSchema
+
+    Returns
+    -------
+    dict
+        ``{"rows": n, "features": {name: {...}}, "sketches": {}}``. ``sketches``
+        is reserved for the portable quantile sketches of the monitoring side.
+    """
+    features: dict[str, Any] = {}
+    for i, spec in enumerate(schema.features):
+        column = _column(X, i, spec.name)
+        if spec.kind is FeatureKind.NUMERIC:
+            values = np.asarray(column, dtype=np.float64)
+            present = values[~np.isnan(values)]
+            entry: dict[str, Any] = {"kind": "numeric", "count": int(values.size),
+                                     "missing": int(values.size - present.size)}
+            if present.size:
+                entry.update(
+                    mean=float(present.mean()), std=float(present.std()),
+                    min=float(present.min()), max=float(present.max()),
+                    quantiles={str(q): float(v) for q, v in zip(QUANTILES, np.quantile(present, QUANTILES))},
+                )
+            features[spec.name] = entry
+        else:
+            items = [v for v in column.tolist() if v is not None and v == v]  # v == v drops NaN
+            counts = Counter(str(v) for v in items)
+            top = counts.most_common(TOP_CATEGORIES)
+            features[spec.name] = {
+                "kind": "categorical", "count": len(column), "missing": len(column) - len(items),
+                "top": dict(top), "other": len(items) - sum(c for _, c in top),
+                "distinct": len(counts),
+            }
+    return {"rows": int(len(X)), "features": features, "sketches": {}}

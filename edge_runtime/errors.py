@@ -1,0 +1,187 @@
+"""The exception tree of edge-runtime.
+
+Every error the library raises on purpose derives from :class:`EdgeRuntimeError`,
+so one ``except EdgeRuntimeError`` catches them all. Where callers already catch a
+built-in for the same situation, the class inherits that too::
+
+    EdgeRuntimeError
+    ├── ConfigError (ValueError)            a config file or value is wrong
+    ├── BundleError                         a bundle cannot be used
+    │   ├── BundleIntegrityError            a file is missing, truncated or altered
+    │   └── BundleFormatError               unknown format version or broken manifest
+    ├── SchemaError (ValueError)            an input row does not fit the schema
+    │   ├── FeatureCountError               wrong number of features
+    │   ├── MissingFeatureError             a named feature is absent
+    │   ├── UnknownFeatureError             a name the model does not know
+    │   ├── InvalidValueError               a non-numeric value in a numeric feature
+    │   ├── NonFiniteValueError             NaN or infinity where the policy rejects it
+    │   └── UnseenCategoryError             a category never seen in training
+    ├── InferenceError (RuntimeError)       onnxruntime failed while running
+    └── ExportError                         a model cannot be turned into a bundle
+        ├── UnsupportedModelError (TypeError)
+        └── ParityError                     the ONNX model disagrees with the original
+
+Examples
+--------
+>>> from edge_runtime.errors import NonFiniteValueError, SchemaError
+>>> err = NonFiniteValueError("age", float("nan"))
+>>> isinstance(err, SchemaError), isinstance(err, ValueError)
+(True, True)
+>>> print(err)
+feature 'age': value nan is not finite (NaN or infinity is rejected by the input policy)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = [
+    "BundleError",
+    "BundleFormatError",
+    "BundleIntegrityError",
+    "ConfigError",
+    "EdgeRuntimeError",
+    "ExportError",
+    "FeatureCountError",
+    "InferenceError",
+    "InvalidValueError",
+    "MissingFeatureError",
+    "NonFiniteValueError",
+    "ParityError",
+    "SchemaError",
+    "UnknownFeatureError",
+    "UnseenCategoryError",
+    "UnsupportedModelError",
+]
+
+
+class EdgeRuntimeError(Exception):
+    """Root of every error raised on purpose by edge-runtime."""
+
+
+class ConfigError(EdgeRuntimeError, ValueError):
+    """A configuration file or value is invalid."""
+
+
+class BundleError(EdgeRuntimeError):
+    """A bundle directory cannot be loaded."""
+
+
+class BundleIntegrityError(BundleError):
+    """A file of the bundle is missing, truncated or does not match its checksum.
+
+    Parameters
+    ----------
+    filename : str
+        The file inside the bundle, as listed in the manifest.
+    reason : str
+        What is wrong with it.
+    """
+
+    def __init__(self, filename: str, reason: str) -> None:
+        self.filename = filename
+        super().__init__(f"bundle file '{filename}' {reason}")
+
+
+class BundleFormatError(BundleError):
+    """The manifest is unreadable or written by a newer, unknown format version."""
+
+
+class SchemaError(EdgeRuntimeError, ValueError):
+    """An input row does not fit the model's input schema.
+
+    Attributes
+    ----------
+    feature : str or None
+        The feature at fault, when one is.
+    value : object
+        The offending value, when there is one.
+    row : int or None
+        The row number within a batch, once known.
+    """
+
+    feature: str | None = None
+    value: Any = None
+    row: int | None = None
+
+    def with_row(self, row: int) -> SchemaError:
+        """Return this error tagged with its row number in a batch (mutates and returns self)."""
+        self.row = row
+        return self
+
+    def __str__(self) -> str:
+        message = super().__str__()
+        return message if self.row is None else f"row {self.row}: {message}"
+
+
+class FeatureCountError(SchemaError):
+    """A positional row has the wrong number of values."""
+
+    def __init__(self, expected: int, got: int) -> None:
+        self.value = got
+        super().__init__(f"expected {expected} features, got {got}")
+
+
+class MissingFeatureError(SchemaError):
+    """A mapping row lacks a feature the model needs."""
+
+    def __init__(self, feature: str) -> None:
+        self.feature = feature
+        super().__init__(f"feature '{feature}' is missing")
+
+
+class UnknownFeatureError(SchemaError):
+    """A mapping row names a feature the model does not have."""
+
+    def __init__(self, feature: str) -> None:
+        self.feature = feature
+        super().__init__(f"feature '{feature}' is not an input of this model")
+
+
+class InvalidValueError(SchemaError):
+    """A value of the wrong kind, such as text in a numeric feature."""
+
+    def __init__(self, feature: str, value: Any, expected: str) -> None:
+        self.feature = feature
+        self.value = value
+        super().__init__(f"feature '{feature}': value {value!r} is not {expected}")
+
+
+class NonFiniteValueError(SchemaError):
+    """NaN or infinity in a numeric feature whose policy rejects it."""
+
+    def __init__(self, feature: str, value: float) -> None:
+        self.feature = feature
+        self.value = value
+        super().__init__(
+            f"feature '{feature}': value {value!r} is not finite "
+            "(NaN or infinity is rejected by the input policy)"
+        )
+
+
+class UnseenCategoryError(SchemaError):
+    """A categorical value that never occurred in the training data."""
+
+    def __init__(self, feature: str, value: Any, known: int) -> None:
+        self.feature = feature
+        self.value = value
+        super().__init__(
+            f"feature '{feature}': category {value!r} was never seen in training "
+            f"({known} known categories)"
+        )
+
+
+class InferenceError(EdgeRuntimeError, RuntimeError):
+    """onnxruntime raised while running the model."""
+
+
+class ExportError(EdgeRuntimeError):
+    """A model cannot be exported to a bundle."""
+
+
+class UnsupportedModelError(ExportError, TypeError):
+    """The converter does not support this estimator or input."""
+
+
+class ParityError(ExportError):
+    """The exported ONNX model disagrees with the original beyond the allowed threshold."""

@@ -1,0 +1,265 @@
+"""The device-side facade: load a verified bundle and serve predictions.
+
+Examples
+--------
+A bundle is made on the training side by :func:`converters.export`; here one is
+built from a tiny logistic regression first.
+
+>>> import tempfile, numpy as np
+>>> from sklearn.linear_model import LogisticRegression
+>>> from converters import export
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(200, 3)); y = (X[:, 0] > 0).astype(int)
+>>> model = LogisticRegression().fit(X, y)
+>>> path = export(model, X, y, name="toy", version="1.0",
+...               out_dir=tempfile.mkdtemp() + "/toy").path
+>>> from edge_runtime import Runtime
+>>> with Runtime(path) as rt:
+...     p = rt.predict([2.0, 0.0, 0.0])
+...     print(p.label, p.model_name, p.probabilities[1] > 0.9)
+1 toy True
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.bundle import Bundle, Manifest, load_bundle
+from edge_runtime.config import RuntimeConfig, load_config
+from edge_runtime.errors import BundleFormatError, ConfigError, EdgeRuntimeError
+from edge_runtime.inputs import InputEncoder
+from edge_runtime.results import BatchResult, ModelInfo, Prediction
+from edge_runtime.runner import OnnxSession
+from edge_runtime.schema import InputLayout, Task
+
+__all__ = ["Runtime"]
+
+_ON_ERROR = ("raise", "skip")
+
+
+class Runtime:
+    """Serve one bundle on the device.
+
+    Parameters
+    ----------
+    bundle : str or Path, optional
+        The bundle directory. May be omitted when the config names one.
+    config : RuntimeConfig, str or Path, optional
+        A config object or the path of a TOML config file.
+
+    Raises
+    ------
+    ConfigError
+        No bundle given, or a bad config.
+    BundleError
+        The bundle is missing, altered, or of an unknown format version.
+    """
+
+    def __init__(self, bundle: str | Path | None = None, *,
+                 config: RuntimeConfig | str | Path | None = None) -> None:
+        if config is None:
+            config = RuntimeConfig()
+        elif not isinstance(config, RuntimeConfig):
+            config = load_config(config)
+        self.config = config
+        path = bundle if bundle is not None else config.bundle
+        if path is None:
+            raise ConfigError("no bundle given: pass a bundle path or set [bundle] path in the config")
+        self.bundle: Bundle = load_bundle(path)
+        manifest = self.bundle.manifest
+        self._input = manifest.input_schema
+        self._output = manifest.output_schema
+        self._session = OnnxSession(self.bundle.model_path, config.session)
+        self._check_signature()
+        self._encoder = InputEncoder(self._input, config.inputs)
+        self.info = ModelInfo(name=manifest.name, version=manifest.version,
+                              classes=self._output.classes)
+        self._classifier = self._output.task is Task.CLASSIFICATION
+        self._output_names = [self._output.score_output]
+        if self._classifier and self._output.label_output:
+            self._output_names.insert(0, self._output.label_output)
+        self._closed = False
+        self._binding = None
+        if self._input.layout is InputLayout.TENSOR:
+            self._bind_fast_path()
+
+    # ------------------------------------------------------------ properties
+    @property
+    def manifest(self) -> Manifest:
+        """The bundle's manifest."""
+        return self.bundle.manifest
+
+    @property
+    def feature_names(self) -> tuple[str, ...]:
+        """Input feature names in model order."""
+        return self._input.names
+
+    @property
+    def classes(self) -> tuple[Any, ...]:
+        """Class labels of a classifier, empty for a regressor."""
+        return self._output.classes
+
+    @property
+    def task(self) -> Task:
+        """Classification or regression."""
+        return self._output.task
+
+    # ------------------------------------------------------------- predict
+    def predict(self, row: Any) -> Prediction:
+        """Predict one row.
+
+        Parameters
+        ----------
+        row : numpy.ndarray, sequence or mapping
+            Feature values in model order, or a mapping of feature name to value.
+
+        Returns
+        -------
+        Prediction
+
+        Raises
+        ------
+        SchemaError
+            The row does not fit the schema; the subclass names the feature and value.
+        InferenceError
+            onnxruntime failed.
+        """
+        start = time.perf_counter_ns()
+        binding = self._binding
+        if binding is None:
+            return self._predict_via_batch(row, start)
+        self._encoder.fill_tensor_row(row, self._row_buffer)
+        binding.run()
+        if self._classifier:
+            scores = self._scores_buffer[0].copy()
+            if self._label_buffer is not None:
+                label = self._label_buffer[0].item()
+            else:
+                # String labels cannot be bound to a preallocated buffer; skl2onnx's
+                # label is the argmax of the probabilities, so derive it the same way.
+                label = self._output.classes[int(scores.argmax())]
+            return Prediction(label, scores, self.info, (time.perf_counter_ns() - start) / 1e3)
+        value = self._scores_buffer.flat[0].item()
+        return Prediction(value, None, self.info, (time.perf_counter_ns() - start) / 1e3)
+
+    def predict_batch(self, rows: Any, *, on_error: str = "raise") -> BatchResult:
+        """Predict many rows in one model call.
+
+        Parameters
+        ----------
+        rows : 2-D numpy.ndarray, pandas.DataFrame, or sequence of rows
+            Rows are sequences in model order or mappings by feature name.
+        on_error : {'raise', 'skip'}
+            ``'raise'``: the first bad row raises its SchemaError (with ``row`` set).
+            ``'skip'``: bad rows are reported in :attr:`BatchResult.errors` and
+            the good ones are still served.
+
+        Returns
+        -------
+        BatchResult
+        """
+        if on_error not in _ON_ERROR:
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        self._ensure_open()
+        start = time.perf_counter_ns()
+        encoded = self._encoder.encode_batch(rows)
+        if encoded.errors and on_error == "raise":
+            raise encoded.errors[0]
+        if encoded.rows.size:
+            outputs = self._session.run(self._output_names, encoded.feeds)
+        else:
+            outputs = self._empty_outputs()
+        labels, scores = self._split_outputs(outputs)
+        return BatchResult(rows=encoded.rows, labels=labels, scores=scores, errors=encoded.errors,
+                           model=self.info, latency_us=(time.perf_counter_ns() - start) / 1e3)
+
+    # ------------------------------------------------------------ lifecycle
+    def close(self) -> None:
+        """Release the onnxruntime session. Further calls raise EdgeRuntimeError."""
+        self._closed = True
+        self._binding = None
+        self._session = None  # type: ignore[assignment]
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Runtime(bundle='{self.bundle.path}', model='{self.info.name}:{self.info.version}')"
+
+    # -------------------------------------------------------------- helpers
+    def _ensure_open(self) -> None:
+        if self._closed:
+            raise EdgeRuntimeError("this Runtime is closed")
+
+    def _predict_via_batch(self, row: Any, start: int) -> Prediction:
+        self._ensure_open()
+        feeds = self._encoder.columns_row_feeds(row)
+        labels, scores = self._split_outputs(self._session.run(self._output_names, feeds))
+        label = labels[0].item() if isinstance(labels[0], np.generic) else labels[0]
+        row_scores = scores[0] if scores is not None else None
+        return Prediction(label, row_scores, self.info, (time.perf_counter_ns() - start) / 1e3)
+
+    def _split_outputs(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
+        scores = np.asarray(outputs[-1])
+        if not self._classifier:
+            return scores.reshape(scores.shape[0], -1)[:, 0], None
+        if self._output.label_output:
+            return np.asarray(outputs[0]).reshape(-1), scores
+        return np.asarray(self._output.classes, dtype=object)[scores.argmax(axis=1)], scores
+
+    def _empty_outputs(self) -> list[np.ndarray]:
+        width = max(len(self._output.classes), 1)
+        empty = [np.zeros((0, width), dtype=np.float32)]
+        if self._classifier and self._output.label_output:
+            empty.insert(0, np.zeros(0, dtype=object))
+        return empty
+
+    def _check_signature(self) -> None:
+        """Refuse a bundle whose schema does not match the ONNX graph's inputs and outputs."""
+        inputs = self._session.input_names
+        if self._input.layout is InputLayout.TENSOR:
+            expected: tuple[str, ...] = (self._input.tensor_name,)
+        else:
+            expected = self._input.names
+        if set(inputs) != set(expected):
+            raise BundleFormatError(
+                f"the manifest's inputs {list(expected)} do not match the model's inputs {list(inputs)}"
+            )
+        needed = [n for n in (self._output.label_output, self._output.score_output) if n]
+        for name in needed:
+            if name not in self._session.output_names:
+                raise BundleFormatError(
+                    f"the manifest names output '{name}', the model has {list(self._session.output_names)}"
+                )
+
+    def _bind_fast_path(self) -> None:
+        """Run one warm-up row, then bind preallocated buffers for single-row calls."""
+        template = np.array(
+            [[_midpoint(f.minimum, f.maximum) for f in self._input.features]], dtype=np.float32
+        )
+        outputs = self._session.run(self._output_names, {self._input.tensor_name: template})
+        numeric = {name: out for name, out in zip(self._output_names, outputs)
+                   if isinstance(out, np.ndarray) and out.dtype.kind in "fiub"}
+        if self._output.score_output not in numeric:
+            return  # unusual graph: keep the general path
+        binding = self._session.bind_single_row(self._input.tensor_name, len(self._input.features),
+                                                numeric)
+        self._binding = binding
+        self._row_buffer = binding.input[0]
+        self._scores_buffer = binding.outputs[self._output.score_output]
+        self._label_buffer = (binding.outputs.get(self._output.label_output)
+                              if self._output.label_output else None)
+
+
+def _midpoint(low: float | None, high: float | None) -> float:
+    if low is None or high is None:
+        return 0.0
+    return (low + high) / 2.0
+
