@@ -126,7 +126,8 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
                 f"skl2onnx failed on {name}: {message}. This is the known protobuf 7 "
                 "incompatibility; install 'protobuf<7' (the export extra pins it)"
             ) from exc
-        if "shape calculator" in message or "converter" in message.lower():
+        unsupported = ("shape calculator", "converter", "not supported", "unable to find")
+        if any(word in message.lower() for word in unsupported):
             raise UnsupportedModelError(f"skl2onnx cannot convert {name}: {message}") from exc
         raise ExportError(f"skl2onnx failed on {name}: {message}") from exc
     outputs = [o.name for o in onnx_model.graph.output]

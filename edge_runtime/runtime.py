@@ -33,8 +33,8 @@ from edge_runtime.config import RuntimeConfig, load_config
 from edge_runtime.errors import BundleFormatError, ConfigError, EdgeRuntimeError
 from edge_runtime.inputs import InputEncoder
 from edge_runtime.results import BatchResult, ModelInfo, Prediction
-from edge_runtime.runner import OnnxSession
-from edge_runtime.schema import InputLayout, Task
+from edge_runtime.runner import OnnxSession, SingleRowBinding
+from edge_runtime.schema import FeatureKind, InputLayout, Task
 
 __all__ = ["Runtime"]
 
@@ -83,9 +83,10 @@ class Runtime:
         if self._classifier and self._output.label_output:
             self._output_names.insert(0, self._output.label_output)
         self._closed = False
-        self._binding = None
+        self._binding: SingleRowBinding | None = None
+        outputs = self._warm_up()
         if self._input.layout is InputLayout.TENSOR:
-            self._bind_fast_path()
+            self._bind_fast_path(outputs)
 
     # ------------------------------------------------------------ properties
     @property
@@ -239,12 +240,29 @@ class Runtime:
                     f"the manifest names output '{name}', the model has {list(self._session.output_names)}"
                 )
 
-    def _bind_fast_path(self) -> None:
-        """Run one warm-up row, then bind preallocated buffers for single-row calls."""
-        template = np.array(
-            [[_midpoint(f.minimum, f.maximum) for f in self._input.features]], dtype=np.float32
-        )
-        outputs = self._session.run(self._output_names, {self._input.tensor_name: template})
+    def _warm_up(self) -> list[np.ndarray]:
+        """Run one typical row: checks the outputs fit the schema and pays first-call costs now."""
+        if self._input.layout is InputLayout.TENSOR:
+            row = [[_midpoint(f.minimum, f.maximum) for f in self._input.features]]
+            feeds = {self._input.tensor_name: np.array(row, dtype=np.float32)}
+        else:
+            feeds = {
+                f.name: (np.array([[f.categories[0] if f.categories else ""]], dtype=object)
+                         if f.kind is FeatureKind.CATEGORICAL
+                         else np.array([[_midpoint(f.minimum, f.maximum)]], dtype=np.float32))
+                for f in self._input.features
+            }
+        outputs = self._session.run(self._output_names, feeds)
+        scores = np.asarray(outputs[-1])
+        if self._classifier and scores.reshape(1, -1).shape[1] != len(self._output.classes):
+            raise BundleFormatError(
+                f"output '{self._output.score_output}' has {scores.reshape(1, -1).shape[1]} columns, "
+                f"the manifest lists {len(self._output.classes)} classes"
+            )
+        return outputs
+
+    def _bind_fast_path(self, outputs: list[np.ndarray]) -> None:
+        """Bind preallocated buffers, shaped like the warm-up outputs, for single-row calls."""
         numeric = {name: out for name, out in zip(self._output_names, outputs)
                    if isinstance(out, np.ndarray) and out.dtype.kind in "fiub"}
         if self._output.score_output not in numeric:

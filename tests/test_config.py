@@ -1,0 +1,61 @@
+"""Config files: every example in configs/ loads; bad files give ConfigError naming the key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from edge_runtime.config import (
+    NonFinitePolicy,
+    RuntimeConfig,
+    SessionConfig,
+    UnseenCategoryPolicy,
+    load_config,
+)
+from edge_runtime.errors import ConfigError
+
+CONFIGS = sorted((Path(__file__).parent.parent / "configs").glob("*.toml"))
+
+
+def test_configs_folder_is_not_empty() -> None:
+    assert len(CONFIGS) >= 2
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.name)
+def test_every_example_config_loads(path: Path) -> None:
+    config = load_config(path)
+    assert isinstance(config, RuntimeConfig)
+
+
+def test_device_example_values() -> None:
+    config = load_config(Path(__file__).parent.parent / "configs" / "device.toml")
+    assert config.session == SessionConfig()
+    assert config.inputs.non_finite is NonFinitePolicy.REJECT
+    assert config.inputs.unseen_category is UnseenCategoryPolicy.REJECT
+    assert config.bundle is not None and config.bundle.is_absolute()
+    assert config.bundle.name == "breast-cancer"
+
+
+@pytest.mark.parametrize("text, message", [
+    ("[session]\nthreads = 2\n", "unknown key 'threads' in [session]"),
+    ("[sesion]\n", "unknown table [sesion]"),
+    ("[session]\nintra_op_threads = -1\n", "'intra_op_threads' parameter of SessionConfig must be an int in [1, 256]. Got -1"),
+    ("[session]\nexecution_mode = 'fast'\n", "'execution_mode' parameter of SessionConfig must be one of sequential, parallel. Got 'fast'"),
+    ("[session]\nallow_spinning = 'yes'\n", "'allow_spinning' parameter of SessionConfig must be a bool"),
+    ("[inputs]\nnon_finite = 'drop'\n", "'non_finite' parameter of InputPolicy must be one of reject, allow. Got 'drop'"),
+    ("[bundle]\npath = 'x'\nname = 'y'\n", "[bundle] takes only the key 'path'"),
+    ("session = 3\n", "[session] must be a table"),
+    ("[session\n", "is not valid TOML"),
+])
+def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+
+
+def test_missing_config_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_config(tmp_path / "none.toml")

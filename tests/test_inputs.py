@@ -1,0 +1,155 @@
+"""Every bad-input case gets its own exception naming the feature and the value."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from edge_runtime import InputPolicy, Runtime, RuntimeConfig
+from edge_runtime.errors import (
+    FeatureCountError,
+    InvalidValueError,
+    MissingFeatureError,
+    NonFiniteValueError,
+    SchemaError,
+    UnknownFeatureError,
+    UnseenCategoryError,
+)
+
+
+@pytest.fixture
+def cancer_rt(cancer_bundle: Path):
+    with Runtime(cancer_bundle) as rt:
+        yield rt
+
+
+@pytest.fixture
+def mixed_rt(mixed_bundle: Path):
+    with Runtime(mixed_bundle) as rt:
+        yield rt
+
+
+@pytest.fixture
+def good_row(cancer_data: Any) -> dict[str, float]:
+    return cancer_data[0].iloc[0].to_dict()
+
+
+def test_wrong_number_of_features(cancer_rt: Runtime) -> None:
+    with pytest.raises(FeatureCountError, match="expected 30 features, got 29"):
+        cancer_rt.predict(np.zeros(29))
+    with pytest.raises(FeatureCountError, match="expected 30 features, got 31"):
+        cancer_rt.predict([0.0] * 31)
+    with pytest.raises(FeatureCountError, match="expected 30 features, got 29"):
+        cancer_rt.predict_batch(np.zeros((4, 29)))
+
+
+def test_missing_feature_name(cancer_rt: Runtime, good_row: dict[str, float]) -> None:
+    del good_row["worst area"]
+    with pytest.raises(MissingFeatureError, match="feature 'worst area' is missing") as info:
+        cancer_rt.predict(good_row)
+    assert info.value.feature == "worst area"
+
+
+def test_unknown_feature_name(cancer_rt: Runtime, good_row: dict[str, float]) -> None:
+    good_row["colour"] = 1.0
+    with pytest.raises(UnknownFeatureError, match="feature 'colour' is not an input of this model"):
+        cancer_rt.predict(good_row)
+    # same count, one name swapped
+    del good_row["mean radius"]
+    with pytest.raises(UnknownFeatureError, match="'colour'"):
+        cancer_rt.predict(good_row)
+
+
+def test_non_numeric_value_in_numeric_feature(cancer_rt: Runtime, good_row: dict[str, float]) -> None:
+    good_row["mean texture"] = "rough"
+    with pytest.raises(InvalidValueError, match="feature 'mean texture': value 'rough' is not a number") as info:
+        cancer_rt.predict(good_row)
+    assert info.value.value == "rough"
+    with pytest.raises(InvalidValueError, match="feature 'mean radius': value \\[1\\] is not a number"):
+        cancer_rt.predict([[1]] + [0.0] * 29)
+
+
+def test_numeric_strings_are_accepted(cancer_rt: Runtime, good_row: dict[str, float]) -> None:
+    expected = cancer_rt.predict(good_row).scores
+    as_text = {k: str(v) for k, v in good_row.items()}
+    assert cancer_rt.predict(as_text).scores == pytest.approx(expected, abs=1e-6)
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), -float("inf"), None])
+def test_non_finite_rejected_by_default(cancer_rt: Runtime, good_row: dict[str, float], bad: Any) -> None:
+    good_row["mean area"] = bad
+    with pytest.raises(NonFiniteValueError, match="feature 'mean area': value (nan|inf|-inf|None) is not finite"):
+        cancer_rt.predict(good_row)
+    row = np.array(list(good_row.values()), dtype=float)
+    with pytest.raises(NonFiniteValueError, match="'mean area'"):
+        cancer_rt.predict(row)
+
+
+def test_non_finite_passes_when_policy_allows(cancer_bundle: Path, good_row: dict[str, float]) -> None:
+    good_row["mean area"] = float("nan")
+    config = RuntimeConfig(inputs=InputPolicy(non_finite="allow"))
+    with Runtime(cancer_bundle, config=config) as rt:
+        assert rt.predict(good_row).label in (0, 1)
+        assert len(rt.predict_batch([good_row, good_row])) == 2
+
+
+def test_nan_allowed_where_training_had_missing_values(mixed_rt: Runtime, mixed_data: Any,
+                                                        mixed_model: Any) -> None:
+    X, _ = mixed_data
+    row = X.iloc[0].to_dict()
+    row["age"] = float("nan")
+    assert mixed_rt.predict(row).label == mixed_model.predict(X.iloc[[0]].assign(age=np.nan))[0]
+    row["age"] = float("inf")
+    with pytest.raises(NonFiniteValueError, match="feature 'age': value inf"):
+        mixed_rt.predict(row)
+    row["age"], row["income"] = 30.0, float("nan")  # income had no gaps in training
+    with pytest.raises(NonFiniteValueError, match="feature 'income': value nan"):
+        mixed_rt.predict(row)
+
+
+def test_unseen_category_rejected_by_default(mixed_rt: Runtime, mixed_data: Any) -> None:
+    row = mixed_data[0].iloc[0].to_dict()
+    row["city"] = "rome"
+    with pytest.raises(UnseenCategoryError, match="feature 'city': category 'rome' was never seen in training") as info:
+        mixed_rt.predict(row)
+    assert (info.value.feature, info.value.value) == ("city", "rome")
+
+
+def test_unseen_category_passes_when_policy_allows(mixed_bundle: Path, mixed_data: Any) -> None:
+    row = mixed_data[0].iloc[0].to_dict()
+    row["city"] = "rome"
+    config = RuntimeConfig(inputs=InputPolicy(unseen_category="allow"))
+    with Runtime(mixed_bundle, config=config) as rt:
+        assert rt.predict(row).label in ("stay", "churn")
+
+
+def test_non_string_category(mixed_rt: Runtime, mixed_data: Any) -> None:
+    row = mixed_data[0].iloc[0].to_dict()
+    row["plan"] = 3.5
+    with pytest.raises(InvalidValueError, match="feature 'plan': value 3.5 is not a category"):
+        mixed_rt.predict(row)
+
+
+def test_dataframe_with_missing_or_extra_column(mixed_rt: Runtime, mixed_data: Any) -> None:
+    X, _ = mixed_data
+    with pytest.raises(MissingFeatureError, match="'plan'"):
+        mixed_rt.predict_batch(X.drop(columns=["plan"]))
+    with pytest.raises(UnknownFeatureError, match="'id'"):
+        mixed_rt.predict_batch(X.assign(id=1))
+
+
+def test_batch_reports_every_kind_of_bad_row(cancer_rt: Runtime, good_row: dict[str, float]) -> None:
+    short = dict(good_row)
+    del short["mean radius"]
+    text = dict(good_row, **{"mean radius": "x"})
+    inf = dict(good_row, **{"mean radius": float("inf")})
+    result = cancer_rt.predict_batch([good_row, short, text, inf, list(good_row.values())[:3], good_row],
+                                     on_error="skip")
+    assert result.rows.tolist() == [0, 5]
+    kinds = [type(e) for e in result.errors]
+    assert kinds == [MissingFeatureError, InvalidValueError, NonFiniteValueError, FeatureCountError]
+    assert [e.row for e in result.errors] == [1, 2, 3, 4]
+    assert all(isinstance(e, SchemaError) and isinstance(e, ValueError) for e in result.errors)
