@@ -16,6 +16,7 @@ built-in for the same situation, the class inherits that too::
     │   ├── InvalidValueError               a non-numeric value in a numeric feature
     │   ├── NonFiniteValueError             NaN or infinity where the policy rejects it
     │   └── UnseenCategoryError             a category never seen in training
+    ├── InputFormatError (ValueError)       an input file cannot be parsed
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
     └── ExportError                         a model cannot be turned into a bundle
         ├── UnsupportedModelError (TypeError)
@@ -44,6 +45,7 @@ __all__ = [
     "ExportError",
     "FeatureCountError",
     "InferenceError",
+    "InputFormatError",
     "InvalidValueError",
     "MissingFeatureError",
     "NonFiniteValueError",
@@ -169,6 +171,10 @@ class UnseenCategoryError(SchemaError):
             f"feature '{feature}': category {value!r} was never seen in training "
             f"({known} known categories)"
         )
+
+
+class InputFormatError(EdgeRuntimeError, ValueError):
+    """An input file cannot be parsed as the format given."""
 
 
 class InferenceError(EdgeRuntimeError, RuntimeError):

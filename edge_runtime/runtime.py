@@ -44,6 +44,9 @@ _ON_ERROR = ("raise", "skip")
 class Runtime:
     """Serve one bundle on the device.
 
+    Single-row calls reuse buffers bound once to the onnxruntime session, so a
+    Runtime is not thread-safe: give each thread its own.
+
     Parameters
     ----------
     bundle : str or Path, optional
@@ -217,7 +220,7 @@ class Runtime:
 
     def _empty_outputs(self) -> list[np.ndarray]:
         width = max(len(self._output.classes), 1)
-        empty = [np.zeros((0, width), dtype=np.float32)]
+        empty: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)]
         if self._classifier and self._output.label_output:
             empty.insert(0, np.zeros(0, dtype=object))
         return empty

@@ -20,15 +20,11 @@ import json
 from collections.abc import Iterable, Iterator
 from typing import Any, TextIO
 
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import InputFormatError
 
-__all__ = ["FORMATS", "InputFormatError", "PredictionWriter", "batched", "read_rows"]
+__all__ = ["FORMATS", "PredictionWriter", "batched", "read_rows"]
 
 FORMATS = ("csv", "jsonl")
-
-
-class InputFormatError(EdgeRuntimeError, ValueError):
-    """An input file cannot be parsed as the format given."""
 
 
 def read_rows(stream: TextIO, fmt: str, *, drop: Iterable[str] = ()) -> Iterator[dict[str, Any] | Exception]:

@@ -153,3 +153,35 @@ def test_batch_reports_every_kind_of_bad_row(cancer_rt: Runtime, good_row: dict[
     assert kinds == [MissingFeatureError, InvalidValueError, NonFiniteValueError, FeatureCountError]
     assert [e.row for e in result.errors] == [1, 2, 3, 4]
     assert all(isinstance(e, SchemaError) and isinstance(e, ValueError) for e in result.errors)
+
+
+# ------------------------------------------------------------------ properties
+from hypothesis import given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+from edge_runtime.inputs import InputEncoder  # noqa: E402
+from edge_runtime.schema import FeatureSpec, InputSchema  # noqa: E402
+
+_SCHEMA = InputSchema(features=tuple(FeatureSpec(name=f"f{i}") for i in range(4)))
+_VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-1000, 1000))
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.lists(_VALUES, min_size=4, max_size=4), min_size=1, max_size=20))
+def test_batch_serves_exactly_the_finite_rows(rows: list[list[float]]) -> None:
+    encoder = InputEncoder(_SCHEMA, InputPolicy())
+    batch = encoder.encode_batch(rows)
+    finite = [i for i, r in enumerate(rows) if all(np.isfinite(v) for v in r)]
+    assert batch.rows.tolist() == finite
+    assert [e.row for e in batch.errors] == [i for i in range(len(rows)) if i not in finite]
+    expected = np.array([rows[i] for i in finite], dtype=np.float32).reshape(len(finite), 4)
+    assert np.array_equal(batch.feeds["X"], expected)
+    # the single-row fast path agrees with the batch path on every row
+    buf = np.zeros(4, dtype=np.float32)
+    for i, row in enumerate(rows):
+        if i in finite:
+            encoder.fill_tensor_row(row, buf)
+            assert np.array_equal(buf, np.asarray(row, dtype=np.float32))
+        else:
+            with pytest.raises(NonFiniteValueError):
+                encoder.fill_tensor_row(row, buf)
