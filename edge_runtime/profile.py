@@ -1,0 +1,173 @@
+"""A data profile: the sketches of every feature and of the model's answers.
+
+The same class holds the reference profile that export writes into a bundle
+(``reference.bin``) and each live monitoring window, so the two compare one to
+one and windows from many devices merge.
+
+Examples
+--------
+>>> import numpy as np
+>>> from edge_runtime.profile import Profile
+>>> from edge_runtime.schema import FeatureSpec, InputSchema, OutputSchema, Task
+>>> inputs = InputSchema(features=(FeatureSpec(name="x"),))
+>>> outputs = OutputSchema(task=Task.CLASSIFICATION, score_output="p", label_output="l", classes=(0, 1))
+>>> profile = Profile.for_schema(inputs, outputs)
+>>> _ = profile.update_matrix(np.array([[1.0], [2.0], [3.0]], dtype=np.float32))
+>>> _ = profile.update_outputs([0, 1, 1], np.array([0.9, 0.8, 0.7]))
+>>> again = Profile.from_bytes(profile.to_bytes())
+>>> again.rows, again.features["x"].count, again.predictions.counts
+(3, 3, {'0': 1, '1': 2})
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import BundleFormatError
+from edge_runtime.schema import FeatureKind, InputSchema, OutputSchema, Task
+from edge_runtime.sketches import DEFAULT_K, CategoricalSketch, NumericSketch, sketch_from_bytes
+
+__all__ = ["PROFILE_FILE", "Profile"]
+
+PROFILE_FILE = "reference.bin"
+_MAGIC = b"ERPF"
+_VERSION = 1
+_HEAD = struct.Struct("<4sBI")  # magic, version, header length
+
+
+class Profile:
+    """Sketches of a stream of rows: one per feature, plus predictions, scores and latency.
+
+    Attributes
+    ----------
+    features : dict of str to NumericSketch or CategoricalSketch
+        In schema order.
+    predictions : CategoricalSketch or None
+        Predicted class counts (classifiers).
+    scores : NumericSketch
+        Probability of the predicted class (classifiers) or the predicted value (regressors).
+    latency : NumericSketch
+        Per-prediction latency in microseconds (live windows only).
+    rows : int
+        Rows profiled.
+    """
+
+    def __init__(self, features: dict[str, NumericSketch | CategoricalSketch],
+                 predictions: CategoricalSketch | None, scores: NumericSketch,
+                 latency: NumericSketch, rows: int = 0) -> None:
+        self.features = features
+        self.predictions = predictions
+        self.scores = scores
+        self.latency = latency
+        self.rows = rows
+
+    @classmethod
+    def for_schema(cls, inputs: InputSchema, outputs: OutputSchema, *, k: int = DEFAULT_K) -> Profile:
+        """An empty profile shaped for a model's schemas."""
+        features: dict[str, NumericSketch | CategoricalSketch] = {
+            f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL else NumericSketch(k)
+            for f in inputs.features
+        }
+        predictions = CategoricalSketch() if outputs.task is Task.CLASSIFICATION else None
+        return cls(features, predictions, NumericSketch(k), NumericSketch(k))
+
+    # ---------------------------------------------------------------- update
+    def update_matrix(self, matrix: np.ndarray) -> Profile:
+        """Add rows of an all-numeric float matrix, columns in schema order."""
+        columns = np.ascontiguousarray(matrix.T)  # one contiguous column per sketch update
+        for sketch, column in zip(self.features.values(), columns):
+            sketch.update(column)
+        self.rows += int(matrix.shape[0])
+        return self
+
+    def update_columns(self, columns: Sequence[Any]) -> Profile:
+        """Add rows given as one array or list per feature, in schema order."""
+        for sketch, column in zip(self.features.values(), columns):
+            sketch.update(column)
+        self.rows += len(columns[0]) if len(columns) else 0
+        return self
+
+    def update_outputs(self, labels: Sequence[Any] | None, scores: np.ndarray) -> Profile:
+        """Add the model's answers: labels (classifiers) and top scores or values."""
+        if self.predictions is not None and labels is not None:
+            keys, counts = np.unique(np.asarray([str(v) for v in labels]), return_counts=True)
+            self.predictions.update_counts(dict(zip(keys.tolist(), counts.tolist())))
+        self.scores.update(scores)
+        return self
+
+    def update_latency(self, latency_us: np.ndarray) -> Profile:
+        """Add per-prediction latencies in microseconds."""
+        self.latency.update(latency_us)
+        return self
+
+    def merge(self, other: Profile) -> Profile:
+        """Fold another profile of the same model into this one."""
+        if list(other.features) != list(self.features):
+            raise ValueError("cannot merge profiles of different feature sets")
+        for name, sketch in self.features.items():
+            sketch.merge(other.features[name])  # type: ignore[arg-type]
+        if self.predictions is not None and other.predictions is not None:
+            self.predictions.merge(other.predictions)
+        self.scores.merge(other.scores)
+        self.latency.merge(other.latency)
+        self.rows += other.rows
+        return self
+
+    # ----------------------------------------------------------------- bytes
+    def to_bytes(self) -> bytes:
+        """Portable bytes: a tag, a version, a JSON table of contents, then each sketch's bytes."""
+        blobs: list[bytes] = []
+        entries: list[list[Any]] = []
+        parts: list[tuple[str, str, NumericSketch | CategoricalSketch | None]] = [
+            ("feature", name, sketch) for name, sketch in self.features.items()
+        ]
+        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency)]
+        for section, name, sketch in parts:
+            if sketch is None:
+                continue
+            blob = sketch.to_bytes()
+            entries.append([section, name, len(blob)])
+            blobs.append(blob)
+        header = json.dumps({"rows": self.rows, "entries": entries}).encode("utf-8")
+        return _HEAD.pack(_MAGIC, _VERSION, len(header)) + header + b"".join(blobs)
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Profile:
+        """Read bytes written by :meth:`to_bytes`."""
+        try:
+            magic, version, header_length = _HEAD.unpack_from(data)
+        except struct.error as exc:
+            raise BundleFormatError("profile bytes are truncated") from exc
+        if magic != _MAGIC:
+            raise BundleFormatError(f"not a profile (tag {magic!r})")
+        if version > _VERSION:
+            raise BundleFormatError(f"profile format {version} is newer than this edge-runtime reads")
+        start = _HEAD.size
+        try:
+            header = json.loads(data[start:start + header_length].decode("utf-8"))
+        except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+            raise BundleFormatError(f"profile header is corrupt: {exc}") from exc
+        offset = start + header_length
+        features: dict[str, NumericSketch | CategoricalSketch] = {}
+        found: dict[str, Any] = {}
+        for section, name, length in header["entries"]:
+            blob = data[offset:offset + length]
+            if len(blob) != length:
+                raise BundleFormatError("profile bytes are truncated")
+            offset += length
+            sketch = sketch_from_bytes(blob)
+            if section == "feature":
+                features[name] = sketch
+            else:
+                found[section] = sketch
+        if "scores" not in found or "latency" not in found:
+            raise BundleFormatError("profile lacks its scores or latency sketch")
+        return cls(features, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]))
+
+    def __repr__(self) -> str:
+        return f"Profile(rows={self.rows}, features={len(self.features)})"
