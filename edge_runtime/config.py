@@ -17,6 +17,7 @@ edge_runtime.errors.ConfigError: The 'intra_op_threads' parameter of SessionConf
 from __future__ import annotations
 
 import enum
+import math
 import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -25,8 +26,11 @@ from typing import Any
 from edge_runtime.errors import ConfigError
 
 __all__ = [
+    "DriftPolicy",
     "InputPolicy",
+    "MonitoringConfig",
     "NonFinitePolicy",
+    "RetentionPolicy",
     "RuntimeConfig",
     "SessionConfig",
     "UnseenCategoryPolicy",
@@ -57,6 +61,13 @@ def _check_int(owner: str, name: str, value: Any, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(
             f"The '{name}' parameter of {owner} must be an int in [{low}, {high}]. Got {value!r} instead."
+        )
+
+
+def _check_float(owner: str, name: str, value: Any, low: float, high: float) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
+        raise ConfigError(
+            f"The '{name}' parameter of {owner} must be a float in [{low}, {high}]. Got {value!r} instead."
         )
 
 
@@ -120,6 +131,132 @@ class InputPolicy:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class DriftPolicy:
+    """Thresholds of the drift decisions; the defaults are documented in the README.
+
+    Parameters
+    ----------
+    alpha_warn, alpha_drift : float
+        Family-wise false-alarm rate per window for warn and drift, split over
+        all tests of the window.
+    ks_warn, ks_drift : float
+        Effect floors on the KS distance.
+    psi_warn, psi_drift : float
+        Effect floors on the PSI (the usual 0.1 / 0.25 rule of thumb).
+    js_warn, js_drift : float
+        Effect floors on the Jensen-Shannon distance (base 2, in [0, 1]).
+    psi_bins : int
+        PSI bins, cut at the reference quantiles.
+    """
+
+    alpha_warn: float = 0.05
+    alpha_drift: float = 0.01
+    ks_warn: float = 0.05
+    ks_drift: float = 0.1
+    psi_warn: float = 0.1
+    psi_drift: float = 0.25
+    js_warn: float = 0.05
+    js_drift: float = 0.1
+    psi_bins: int = 10
+
+    def __post_init__(self) -> None:
+        for name in ("alpha_warn", "alpha_drift"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or not 0 < value < 1:
+                raise ConfigError(f"The '{name}' parameter of DriftPolicy must be a float in (0, 1). "
+                                  f"Got {value!r} instead.")
+        for warn, drift in (("ks_warn", "ks_drift"), ("psi_warn", "psi_drift"), ("js_warn", "js_drift")):
+            low, high = getattr(self, warn), getattr(self, drift)
+            for name, value in ((warn, low), (drift, high)):
+                if not isinstance(value, (int, float)) or value < 0:
+                    raise ConfigError(f"The '{name}' parameter of DriftPolicy must be a float in [0, inf). "
+                                      f"Got {value!r} instead.")
+            if low > high:
+                raise ConfigError(f"DriftPolicy: '{warn}' ({low}) must not exceed '{drift}' ({high})")
+        if not isinstance(self.psi_bins, int) or not 2 <= self.psi_bins <= 100:
+            raise ConfigError(f"The 'psi_bins' parameter of DriftPolicy must be an int in [2, 100]. "
+                              f"Got {self.psi_bins!r} instead.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RetentionPolicy:
+    """Bounds of the monitoring database; the oldest rows go first.
+
+    Parameters
+    ----------
+    max_rows : int
+        Decision-log rows kept.
+    max_bytes : int
+        Size of the database file plus its write-ahead log. When the files
+        reach 90% of it the oldest decisions (then windows) are deleted; SQLite
+        reuses the freed pages, so the files stop growing.
+    max_age_days : float
+        Decisions and windows older than this are deleted (0 keeps them).
+    max_windows : int
+        Closed windows kept, with their drift results and events.
+    """
+
+    max_rows: int = 1_000_000
+    max_bytes: int = 256 * 1024 * 1024
+    max_age_days: float = 30.0
+    max_windows: int = 10_000
+
+    def __post_init__(self) -> None:
+        _check_int("RetentionPolicy", "max_rows", self.max_rows, 1, 10**12)
+        _check_int("RetentionPolicy", "max_bytes", self.max_bytes, 64 * 1024, 10**15)
+        _check_int("RetentionPolicy", "max_windows", self.max_windows, 1, 10**9)
+        _check_float("RetentionPolicy", "max_age_days", self.max_age_days, 0.0, math.inf)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MonitoringConfig:
+    """Live monitoring and the decision log.
+
+    Parameters
+    ----------
+    db : Path or None
+        SQLite file; monitoring is off while it is None.
+    window_rows : int
+        A window closes after this many served rows.
+    window_seconds : float
+        A window also closes this long after it opened (0: by rows only). Checked
+        when rows arrive or on ``flush()``.
+    flush_rows, flush_ms : int
+        Buffered rows are written in one transaction when either is reached. A
+        crash (kill -9) loses at most these rows; ``flush()``, ``close()`` and a
+        clean CLI exit lose nothing.
+    log_sample_rate : float
+        Share of predictions written to the decision log (every one at 1.0).
+    log_features : bool
+        Also store raw feature values in the log (off by default: privacy).
+    sketch_k : int
+        KLL accuracy parameter of the live sketches.
+    """
+
+    db: Path | None = None
+    window_rows: int = 5000
+    window_seconds: float = 0.0
+    flush_rows: int = 256
+    flush_ms: int = 1000
+    log_sample_rate: float = 1.0
+    log_features: bool = False
+    sketch_k: int = 200
+
+    def __post_init__(self) -> None:
+        _check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)
+        _check_float("MonitoringConfig", "window_seconds", self.window_seconds, 0.0, math.inf)
+        _check_int("MonitoringConfig", "flush_rows", self.flush_rows, 1, 1_000_000)
+        _check_int("MonitoringConfig", "flush_ms", self.flush_ms, 1, 3_600_000)
+        _check_float("MonitoringConfig", "log_sample_rate", self.log_sample_rate, 0.0, 1.0)
+        _check_int("MonitoringConfig", "sketch_k", self.sketch_k, 8, 65535)
+        if not isinstance(self.log_features, bool):
+            raise ConfigError("The 'log_features' parameter of MonitoringConfig must be a bool. "
+                              f"Got {self.log_features!r} instead.")
+        if self.db is not None and not isinstance(self.db, Path):
+            object.__setattr__(self, "db", Path(str(self.db)))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimeConfig:
     """Everything a device needs to serve one bundle.
 
@@ -129,11 +266,17 @@ class RuntimeConfig:
         The bundle directory; relative paths in a file are relative to that file.
     session : SessionConfig
     inputs : InputPolicy
+    monitoring : MonitoringConfig
+    retention : RetentionPolicy
+    drift : DriftPolicy
     """
 
     bundle: Path | None = None
     session: SessionConfig = field(default_factory=SessionConfig)
     inputs: InputPolicy = field(default_factory=InputPolicy)
+    monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
+    retention: RetentionPolicy = field(default_factory=RetentionPolicy)
+    drift: DriftPolicy = field(default_factory=DriftPolicy)
 
 
 def _section(owner: type, data: Any, where: str) -> Any:
@@ -157,11 +300,12 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
     Parameters
     ----------
     data : dict
-        Tables ``bundle``, ``session`` and ``inputs``; all optional.
+        Tables ``bundle``, ``session``, ``inputs``, ``monitoring``, ``retention``
+        and ``drift``; all optional.
     base_dir : Path, optional
-        Directory that a relative ``bundle.path`` is resolved against.
+        Directory that a relative ``bundle.path`` or ``monitoring.db`` is resolved against.
     """
-    known_tables = {"bundle", "session", "inputs"}
+    known_tables = {"bundle", "session", "inputs", "monitoring", "retention", "drift"}
     for key in data:
         if key not in known_tables:
             raise ConfigError(
@@ -175,10 +319,17 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
         bundle_path = Path(str(bundle_table["path"]))
         if base_dir is not None and not bundle_path.is_absolute():
             bundle_path = base_dir / bundle_path
+    monitoring = dict(data.get("monitoring", {})) if isinstance(data.get("monitoring", {}), dict) else data["monitoring"]
+    if isinstance(monitoring, dict) and "db" in monitoring:
+        db = Path(str(monitoring["db"]))
+        monitoring["db"] = base_dir / db if base_dir is not None and not db.is_absolute() else db
     return RuntimeConfig(
         bundle=bundle_path,
         session=_section(SessionConfig, data.get("session", {}), "session"),
         inputs=_section(InputPolicy, data.get("inputs", {}), "inputs"),
+        monitoring=_section(MonitoringConfig, monitoring, "monitoring"),
+        retention=_section(RetentionPolicy, data.get("retention", {}), "retention"),
+        drift=_section(DriftPolicy, data.get("drift", {}), "drift"),
     )
 
 

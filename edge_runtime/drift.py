@@ -30,8 +30,11 @@ Examples
 >>> ref = NumericSketch().update(rng.normal(size=20000))
 >>> same = NumericSketch().update(rng.normal(size=5000))
 >>> moved = NumericSketch().update(rng.normal(0.5, 1, size=5000))
->>> round(ks_distance(ref, same), 2), round(ks_distance(ref, moved), 2)
-(0.01, 0.2)
+>>> ks_distance(ref, same) < 0.04, 0.15 < ks_distance(ref, moved) < 0.25
+(True, True)
+
+KLL sketches compact with random coin flips, so distances vary slightly from
+run to run, within the sketches' rank error.
 """
 
 from __future__ import annotations
@@ -45,7 +48,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.errors import ConfigError
+from edge_runtime.config import DriftPolicy
 from edge_runtime.profile import Profile
 from edge_runtime.sketches import CategoricalSketch, NumericSketch
 
@@ -75,54 +78,6 @@ class DriftStatus(str, enum.Enum):
     OK = "ok"  # no shift beyond the warn threshold
     WARN = "warn"  # a shift worth a look
     DRIFT = "drift"  # a shift that is both significant and large
-
-
-@dataclass(frozen=True, slots=True, kw_only=True)
-class DriftPolicy:
-    """Thresholds of the drift decisions; the defaults are documented in the README.
-
-    Parameters
-    ----------
-    alpha_warn, alpha_drift : float
-        Family-wise false-alarm rate per window for warn and drift, split over
-        all tests of the window.
-    ks_warn, ks_drift : float
-        Effect floors on the KS distance.
-    psi_warn, psi_drift : float
-        Effect floors on the PSI (the usual 0.1 / 0.25 rule of thumb).
-    js_warn, js_drift : float
-        Effect floors on the Jensen-Shannon distance (base 2, in [0, 1]).
-    psi_bins : int
-        PSI bins, cut at the reference quantiles.
-    """
-
-    alpha_warn: float = 0.05
-    alpha_drift: float = 0.01
-    ks_warn: float = 0.05
-    ks_drift: float = 0.1
-    psi_warn: float = 0.1
-    psi_drift: float = 0.25
-    js_warn: float = 0.05
-    js_drift: float = 0.1
-    psi_bins: int = 10
-
-    def __post_init__(self) -> None:
-        for name in ("alpha_warn", "alpha_drift"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not 0 < value < 1:
-                raise ConfigError(f"The '{name}' parameter of DriftPolicy must be a float in (0, 1). "
-                                  f"Got {value!r} instead.")
-        for warn, drift in (("ks_warn", "ks_drift"), ("psi_warn", "psi_drift"), ("js_warn", "js_drift")):
-            low, high = getattr(self, warn), getattr(self, drift)
-            for name, value in ((warn, low), (drift, high)):
-                if not isinstance(value, (int, float)) or value < 0:
-                    raise ConfigError(f"The '{name}' parameter of DriftPolicy must be a float in [0, inf). "
-                                      f"Got {value!r} instead.")
-            if low > high:
-                raise ConfigError(f"DriftPolicy: '{warn}' ({low}) must not exceed '{drift}' ({high})")
-        if not isinstance(self.psi_bins, int) or not 2 <= self.psi_bins <= 100:
-            raise ConfigError(f"The 'psi_bins' parameter of DriftPolicy must be an int in [2, 100]. "
-                              f"Got {self.psi_bins!r} instead.")
 
 
 # ------------------------------------------------------------------ statistics

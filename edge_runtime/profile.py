@@ -28,11 +28,12 @@ from typing import Any
 
 import numpy as np
 
+from edge_runtime.bundle import Bundle
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.schema import FeatureKind, InputSchema, OutputSchema, Task
 from edge_runtime.sketches import DEFAULT_K, CategoricalSketch, NumericSketch, sketch_from_bytes
 
-__all__ = ["PROFILE_FILE", "Profile"]
+__all__ = ["PROFILE_FILE", "Profile", "load_reference"]
 
 PROFILE_FILE = "reference.bin"
 _MAGIC = b"ERPF"
@@ -171,3 +172,14 @@ class Profile:
 
     def __repr__(self) -> str:
         return f"Profile(rows={self.rows}, features={len(self.features)})"
+
+
+def load_reference(bundle: Bundle) -> Profile | None:
+    """The reference profile of a verified bundle, or None when it has none."""
+    reference = bundle.manifest.reference or {}
+    name = (reference.get("sketches") or {}).get("file")
+    if not name:
+        return None
+    if name not in bundle.manifest.files:
+        raise BundleFormatError(f"the reference sketches '{name}' are not covered by the manifest checksums")
+    return Profile.from_bytes((bundle.path / name).read_bytes())

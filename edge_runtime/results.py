@@ -48,17 +48,21 @@ class Prediction:
         Class probabilities in the order of ``model.classes`` (classifiers).
     model : ModelInfo
     latency_us : float
-        Time spent in :meth:`Runtime.predict`, from entry to result, in microseconds.
+        Time spent in :meth:`Runtime.predict` from entry to the model's answer, in
+        microseconds (monitoring bookkeeping comes after).
+    request_id : int or None
+        Key of this decision in the decision log, when monitoring is on.
     """
 
-    __slots__ = ("label", "scores", "model", "latency_us")
+    __slots__ = ("label", "scores", "model", "latency_us", "request_id")
 
     def __init__(self, label: Any, scores: np.ndarray | None, model: ModelInfo,
-                 latency_us: float) -> None:
+                 latency_us: float, request_id: int | None = None) -> None:
         self.label = label
         self.scores = scores
         self.model = model
         self.latency_us = latency_us
+        self.request_id = request_id
 
     @property
     def probabilities(self) -> dict[Any, float] | None:
@@ -99,6 +103,8 @@ class BatchResult:
     model : ModelInfo
     latency_us : float
         Time for the whole batch.
+    request_ids : numpy.ndarray or None
+        Decision-log keys of the answered rows, when monitoring is on.
     """
 
     rows: np.ndarray
@@ -107,6 +113,7 @@ class BatchResult:
     errors: list[SchemaError]
     model: ModelInfo
     latency_us: float
+    request_ids: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.rows.size)

@@ -22,16 +22,21 @@ built from a tiny logistic regression first.
 
 from __future__ import annotations
 
+import dataclasses
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle, Manifest, load_bundle
+from edge_runtime.bundle import MODEL_FILE, Bundle, Manifest, load_bundle
 from edge_runtime.config import RuntimeConfig, load_config
-from edge_runtime.errors import BundleFormatError, ConfigError, EdgeRuntimeError
+from edge_runtime.errors import BundleFormatError, ConfigError, EdgeRuntimeError, SchemaError
 from edge_runtime.inputs import InputEncoder
+from edge_runtime.monitor import Monitor
+from edge_runtime.profile import load_reference
+from edge_runtime.store import MonitorStore
 from edge_runtime.results import BatchResult, ModelInfo, Prediction
 from edge_runtime.runner import OnnxSession, SingleRowBinding
 from edge_runtime.schema import FeatureKind, InputLayout, Task
@@ -53,6 +58,13 @@ class Runtime:
         The bundle directory. May be omitted when the config names one.
     config : RuntimeConfig, str or Path, optional
         A config object or the path of a TOML config file.
+    db : str or Path, optional
+        Monitoring database; turns on monitoring and the decision log
+        (overrides ``[monitoring] db`` of the config).
+    window_rows : int, optional
+        Rows per monitoring window (overrides the config).
+    clock : callable, optional
+        Unix time for monitoring timestamps and windows; a fake clock in tests.
 
     Raises
     ------
@@ -63,11 +75,18 @@ class Runtime:
     """
 
     def __init__(self, bundle: str | Path | None = None, *,
-                 config: RuntimeConfig | str | Path | None = None) -> None:
+                 config: RuntimeConfig | str | Path | None = None, db: str | Path | None = None,
+                 window_rows: int | None = None, clock: Callable[[], float] = time.time) -> None:
         if config is None:
             config = RuntimeConfig()
         elif not isinstance(config, RuntimeConfig):
             config = load_config(config)
+        if db is not None or window_rows is not None:
+            monitoring = dataclasses.replace(
+                config.monitoring,
+                db=Path(db) if db is not None else config.monitoring.db,
+                window_rows=window_rows if window_rows is not None else config.monitoring.window_rows)
+            config = dataclasses.replace(config, monitoring=monitoring)
         self.config = config
         path = bundle if bundle is not None else config.bundle
         if path is None:
@@ -90,6 +109,9 @@ class Runtime:
         outputs = self._warm_up()
         if self._input.layout is InputLayout.TENSOR:
             self._bind_fast_path(outputs)
+        self.monitor: Monitor | None = None
+        if config.monitoring.db is not None:
+            self.monitor = self._start_monitor(clock)
 
     # ------------------------------------------------------------ properties
     @property
@@ -136,7 +158,12 @@ class Runtime:
         binding = self._binding
         if binding is None:
             return self._predict_via_batch(row, start)
-        self._encoder.fill_tensor_row(row, self._row_buffer)
+        try:
+            self._encoder.fill_tensor_row(row, self._row_buffer)
+        except SchemaError as exc:
+            if self.monitor is not None:
+                self.monitor.observe_rejected(exc)
+            raise
         binding.run()
         if self._classifier:
             scores = self._scores_buffer[0].copy()
@@ -146,9 +173,17 @@ class Runtime:
                 # String labels cannot be bound to a preallocated buffer; skl2onnx's
                 # label is the argmax of the probabilities, so derive it the same way.
                 label = self._output.classes[int(scores.argmax())]
-            return Prediction(label, scores, self.info, (time.perf_counter_ns() - start) / 1e3)
+            latency = (time.perf_counter_ns() - start) / 1e3
+            if self.monitor is None:
+                return Prediction(label, scores, self.info, latency)
+            request_id = self.monitor.observe(self._row_buffer, scores, label, latency)
+            return Prediction(label, scores, self.info, latency, request_id)
         value = self._scores_buffer.flat[0].item()
-        return Prediction(value, None, self.info, (time.perf_counter_ns() - start) / 1e3)
+        latency = (time.perf_counter_ns() - start) / 1e3
+        if self.monitor is None:
+            return Prediction(value, None, self.info, latency)
+        request_id = self.monitor.observe(self._row_buffer, value, value, latency)
+        return Prediction(value, None, self.info, latency, request_id)
 
     def predict_batch(self, rows: Any, *, on_error: str = "raise") -> BatchResult:
         """Predict many rows in one model call.
@@ -170,7 +205,15 @@ class Runtime:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self._ensure_open()
         start = time.perf_counter_ns()
-        encoded = self._encoder.encode_batch(rows)
+        try:
+            encoded = self._encoder.encode_batch(rows)
+        except SchemaError as exc:
+            if self.monitor is not None:
+                self.monitor.observe_rejected(exc)
+            raise
+        if self.monitor is not None:
+            for error in encoded.errors:
+                self.monitor.observe_rejected(error)
         if encoded.errors and on_error == "raise":
             raise encoded.errors[0]
         if encoded.rows.size:
@@ -178,15 +221,33 @@ class Runtime:
         else:
             outputs = self._empty_outputs()
         labels, scores = self._split_outputs(outputs)
+        latency = (time.perf_counter_ns() - start) / 1e3
+        request_ids = None
+        if self.monitor is not None and encoded.rows.size:
+            served = self._served_rows(encoded.feeds)
+            request_ids = self.monitor.observe_batch(served, scores if scores is not None else labels,
+                                                     labels.tolist(), latency)
         return BatchResult(rows=encoded.rows, labels=labels, scores=scores, errors=encoded.errors,
-                           model=self.info, latency_us=(time.perf_counter_ns() - start) / 1e3)
+                           model=self.info, latency_us=latency, request_ids=request_ids)
 
     # ------------------------------------------------------------ lifecycle
+    def flush(self) -> None:
+        """Write buffered monitoring rows and decisions to the database now."""
+        if self.monitor is not None:
+            self.monitor.flush()
+
     def close(self) -> None:
-        """Release the onnxruntime session. Further calls raise EdgeRuntimeError."""
+        """Flush monitoring, close its open window and database, release the session.
+
+        Further calls raise EdgeRuntimeError. Closing twice is harmless.
+        """
+        if self._closed:
+            return
         self._closed = True
         self._binding = None
         self._session = None  # type: ignore[assignment]
+        if self.monitor is not None:
+            self.monitor.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -204,11 +265,34 @@ class Runtime:
 
     def _predict_via_batch(self, row: Any, start: int) -> Prediction:
         self._ensure_open()
-        feeds = self._encoder.columns_row_feeds(row)
+        try:
+            feeds = self._encoder.columns_row_feeds(row)
+        except SchemaError as exc:
+            if self.monitor is not None:
+                self.monitor.observe_rejected(exc)
+            raise
         labels, scores = self._split_outputs(self._session.run(self._output_names, feeds))
         label = labels[0].item() if isinstance(labels[0], np.generic) else labels[0]
         row_scores = scores[0] if scores is not None else None
-        return Prediction(label, row_scores, self.info, (time.perf_counter_ns() - start) / 1e3)
+        latency = (time.perf_counter_ns() - start) / 1e3
+        if self.monitor is None:
+            return Prediction(label, row_scores, self.info, latency)
+        values = [feeds[name][0, 0] for name in self._input.names]
+        request_id = self.monitor.observe(values, row_scores if row_scores is not None else label, label, latency)
+        return Prediction(label, row_scores, self.info, latency, request_id)
+
+    def _served_rows(self, feeds: dict[str, np.ndarray]) -> Any:
+        if self._input.layout is InputLayout.TENSOR:
+            return feeds[self._input.tensor_name]
+        return list(zip(*(feeds[name][:, 0] for name in self._input.names)))
+
+    def _start_monitor(self, clock: Callable[[], float]) -> Monitor:
+        monitoring = self.config.monitoring
+        assert monitoring.db is not None
+        store = MonitorStore(monitoring.db, self.config.retention, clock=clock)
+        return Monitor(store, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
+                       info=self.info, model_sha256=str(self.manifest.files[MODEL_FILE]["sha256"]),
+                       config=monitoring, drift=self.config.drift, clock=clock)
 
     def _split_outputs(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
         scores = np.asarray(outputs[-1])

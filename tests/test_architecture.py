@@ -16,10 +16,13 @@ MODULES = sorted([*ROOT.glob("edge_runtime/*.py"), *ROOT.glob("converters/*.py")
 # Lower layers never import higher ones (edge_runtime modules; converters sit beside, above all but cli).
 LAYERS = {
     "errors": 0,
-    "schema": 1, "bundle": 2, "config": 1, "tabular": 1, "results": 1,
-    "inputs": 2, "runner": 2,
-    "runtime": 4,
-    "cli": 5, "__main__": 6, "__init__": 5,
+    "schema": 1, "config": 1, "results": 1, "tabular": 1, "sketches": 1,
+    "bundle": 2, "inputs": 2, "runner": 2, "store": 2,
+    "profile": 3,
+    "drift": 4,
+    "monitor": 5,
+    "runtime": 6,
+    "cli": 7, "__init__": 7, "__main__": 8,
 }
 
 

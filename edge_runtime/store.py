@@ -1,0 +1,294 @@
+"""The monitoring database: the only module that talks SQL.
+
+One SQLite file per device holds the decision log, the closed monitoring
+windows (with their sketches as portable bytes), per-feature drift results and
+events. It runs in WAL mode with ``synchronous=NORMAL``: a committed batch
+survives a crash of the process (kill -9); a power cut may lose the last
+committed batches. Writes come in batches, one transaction each.
+
+Examples
+--------
+>>> import tempfile, pathlib
+>>> from edge_runtime.config import RetentionPolicy
+>>> from edge_runtime.store import MonitorStore
+>>> store = MonitorStore(pathlib.Path(tempfile.mkdtemp()) / "m.db", RetentionPolicy())
+>>> store.append_decisions([(1, 1700000000.0, "m", "1", 5.5, "yes", 0.9, "ab12", None)])
+>>> [row["prediction"] for row in store.tail(5)]
+['yes']
+>>> store.close()
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from sqlite_utils import Database, Migrations
+
+from edge_runtime.config import RetentionPolicy
+from edge_runtime.errors import EdgeRuntimeError
+
+__all__ = ["DECISION_COLUMNS", "MonitorStore", "StoreError", "migrations"]
+
+DECISION_COLUMNS = ("request_id", "ts", "model", "version", "latency_us", "prediction", "score",
+                    "input_hash", "features")
+_INSERT_DECISION = (f"INSERT OR REPLACE INTO decisions ({', '.join(DECISION_COLUMNS)}) "
+                    f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})")
+_HIGH_WATER = 0.9  # start deleting at this share of the byte budget
+_LOW_WATER = 0.75  # ... and delete down to about this share
+
+
+class StoreError(EdgeRuntimeError):
+    """The monitoring database cannot be opened or written."""
+
+
+migrations = Migrations("edge_runtime")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.table("decisions").create({
+        "request_id": int, "ts": float, "model": str, "version": str, "latency_us": float,
+        "prediction": str, "score": float, "input_hash": str, "features": str,
+    }, pk="request_id")
+    db.table("windows").create({
+        "seq": int, "model": str, "version": str, "model_sha256": str, "opened_at": float,
+        "closed_at": float, "rows": int, "rejected": int, "quality": str, "latency": str,
+        "summary": str, "profile": bytes,
+    }, pk="seq")
+    db.table("drift").create({
+        "window_seq": int, "name": str, "kind": str, "status": str, "metric": str, "value": float,
+        "threshold": float, "warn_threshold": float, "details": str,
+    }, pk=("window_seq", "name"))
+    db.table("events").create({
+        "id": int, "ts": float, "window_seq": int, "kind": str, "name": str, "status": str, "message": str,
+    }, pk="id")
+    # One row: the window still open in the serving process, so another process can show it.
+    db.table("current_window").create({
+        "id": int, "seq": int, "opened_at": float, "updated_at": float, "rows": int, "rejected": int,
+        "quality": str, "latency": str,
+    }, pk="id")
+
+
+@migrations()
+def m002_partial_windows_and_time_index(db: Database) -> None:
+    # A window closed early (shutdown, time limit) is marked, so readers can weigh it.
+    db.table("windows").add_column("partial", int, not_null_default=0)
+    # Age-based retention deletes by time; decisions arrive in time order, so
+    # this index only ever appends at its end.
+    db.table("decisions").create_index(["ts"], index_name="decisions_ts")
+
+
+class MonitorStore:
+    """The SQLite file of one device.
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file; created with its folder if missing, migrated in place if old.
+    retention : RetentionPolicy
+        Bounds applied by :meth:`enforce_retention`.
+    clock : callable, optional
+        Returns the current Unix time; replaced by a fake clock in tests.
+    """
+
+    def __init__(self, path: str | Path, retention: RetentionPolicy, *,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.retention = retention
+        self._clock = clock
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = Database(self.path)
+            self.db.enable_wal()
+            self.db.execute("PRAGMA synchronous=NORMAL")
+            # Keep the write-ahead log well inside the byte budget: checkpoint
+            # early and truncate the file after each checkpoint.
+            wal_pages = max(16, min(1000, retention.max_bytes // 4096 // 16))
+            self.db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
+            self.db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
+            migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"cannot open monitoring database '{self.path}': {exc}") from exc
+
+    # --------------------------------------------------------------- writes
+    def append_decisions(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert decision-log rows (in :data:`DECISION_COLUMNS` order) in one transaction."""
+        if not rows:
+            return
+        with self.db.atomic():
+            self.db.conn.executemany(_INSERT_DECISION, rows)
+
+    def append_decisions_and_snapshot(self, rows: Sequence[Sequence[Any]], snapshot: dict[str, Any]) -> None:
+        """Insert decisions and replace the open-window snapshot, in one transaction."""
+        record = dict(snapshot, id=1)
+        for key in ("quality", "latency"):
+            record[key] = json.dumps(record.get(key))
+        with self.db.atomic():
+            if rows:
+                self.db.conn.executemany(_INSERT_DECISION, rows)
+            self.db.table("current_window").insert(record, replace=True)
+
+    def current_window(self) -> dict[str, Any] | None:
+        """The snapshot of the window still open in the serving process, if any."""
+        rows = list(self.db.query("SELECT * FROM current_window WHERE id = 1"))
+        if not rows:
+            return None
+        row = rows[0]
+        for key in ("quality", "latency"):
+            row[key] = json.loads(row[key]) if row.get(key) else None
+        return row
+
+    def save_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]],
+                    events: Sequence[dict[str, Any]]) -> None:
+        """Persist a closed window with its drift results and events, in one transaction.
+
+        The open-window snapshot is cleared in the same transaction.
+        """
+        record = dict(window)
+        for key in ("quality", "latency", "summary"):
+            record[key] = json.dumps(record.get(key))
+        with self.db.atomic():
+            self.db.table("windows").insert(record, replace=True)
+            self.db.table("drift").insert_all(
+                [dict(d, window_seq=window["seq"], details=json.dumps(d.get("details"))) for d in drift],
+                replace=True)
+            self.db.table("events").insert_all([dict(e, window_seq=window["seq"]) for e in events])
+            self.db.execute("DELETE FROM current_window")
+
+    def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None) -> None:
+        """Record one event (e.g. a budget violation) now."""
+        self.db.table("events").insert({"ts": self._clock(), "window_seq": window_seq, "kind": kind, "name": name,
+                                  "status": status, "message": message})
+
+    # ---------------------------------------------------------------- reads
+    def next_request_id(self) -> int:
+        """One past the highest request id ever logged."""
+        row = self.db.execute("SELECT MAX(request_id) FROM decisions").fetchone()
+        return int(row[0] or 0) + 1
+
+    def next_window_seq(self) -> int:
+        """One past the highest window sequence number ever stored (never reused)."""
+        row = self.db.execute("SELECT MAX(seq) FROM windows").fetchone()
+        return int(row[0]) + 1 if row[0] is not None else 0
+
+    def tail(self, n: int) -> list[dict[str, Any]]:
+        """The ``n`` most recent decisions, oldest first."""
+        rows = list(self.db.query(
+            "SELECT * FROM decisions ORDER BY request_id DESC LIMIT ?", [n]))
+        return rows[::-1]
+
+    def windows(self, limit: int | None = None, *, with_profile: bool = False) -> list[dict[str, Any]]:
+        """Closed windows, oldest first (the last ``limit`` when given), JSON columns parsed."""
+        columns = "*" if with_profile else ", ".join(
+            c for c in self.db.table("windows").columns_dict if c != "profile")
+        sql = f"SELECT {columns} FROM windows ORDER BY seq DESC" + (" LIMIT ?" if limit else "")
+        rows = list(self.db.query(sql, [limit] if limit else []))[::-1]
+        for row in rows:
+            for key in ("quality", "latency", "summary"):
+                row[key] = json.loads(row[key]) if row.get(key) else None
+        return rows
+
+    def drift_results(self, window_seq: int | None = None) -> list[dict[str, Any]]:
+        """Per-feature drift results, for one window or all, ordered by window."""
+        where = "WHERE window_seq = ?" if window_seq is not None else ""
+        rows = list(self.db.query(f"SELECT * FROM drift {where} ORDER BY window_seq, rowid",
+                                  [window_seq] if window_seq is not None else []))
+        for row in rows:
+            row["details"] = json.loads(row["details"]) if row.get("details") else None
+        return rows
+
+    def events(self, limit: int = 100) -> list[dict[str, Any]]:
+        """The most recent events, oldest first."""
+        return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [limit]))[::-1]
+
+    def decision_count(self) -> int:
+        """Rows in the decision log."""
+        return int(self.db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+
+    def size_bytes(self) -> int:
+        """Bytes on disk: the database file plus its write-ahead log."""
+        total = 0
+        for suffix in ("", "-wal"):
+            try:
+                total += os.path.getsize(f"{self.path}{suffix}")
+            except OSError:
+                pass
+        return total
+
+    def integrity_ok(self) -> bool:
+        """True when ``PRAGMA integrity_check`` answers ok."""
+        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+
+    # ------------------------------------------------------------ retention
+    def enforce_retention(self) -> int:
+        """Delete the oldest rows beyond the bounds; return how many decisions went."""
+        policy = self.retention
+        deleted = 0
+        with self.db.atomic():
+            newest = self.db.execute("SELECT MAX(request_id) FROM decisions").fetchone()[0]
+            if newest is not None and newest - policy.max_rows > 0:
+                deleted += self.db.execute("DELETE FROM decisions WHERE request_id <= ?",
+                                           [newest - policy.max_rows]).rowcount
+            if policy.max_age_days > 0:
+                cutoff = self._clock() - policy.max_age_days * 86400
+                deleted += self.db.execute("DELETE FROM decisions WHERE ts < ?", [cutoff]).rowcount
+                self._delete_windows("closed_at < ?", [cutoff])
+            last = self.db.execute("SELECT MAX(seq) FROM windows").fetchone()[0]
+            if last is not None and last - policy.max_windows >= 0:
+                self._delete_windows("seq <= ?", [last - policy.max_windows])
+        if self.size_bytes() > _HIGH_WATER * policy.max_bytes:
+            deleted += self._shrink_to_budget()
+        return deleted
+
+    def _delete_windows(self, where: str, params: list[Any]) -> None:
+        seqs = [r[0] for r in self.db.execute(f"SELECT seq FROM windows WHERE {where}", params)]
+        if not seqs:
+            return
+        marks = ", ".join("?" * len(seqs))
+        self.db.execute(f"DELETE FROM drift WHERE window_seq IN ({marks})", seqs)
+        self.db.execute(f"DELETE FROM events WHERE window_seq IN ({marks})", seqs)
+        self.db.execute(f"DELETE FROM windows WHERE seq IN ({marks})", seqs)
+
+    def _shrink_to_budget(self) -> int:
+        """Free pages by deleting the oldest decisions (then windows) until the live data fits.
+
+        SQLite does not shrink its file on DELETE, it reuses the freed pages;
+        so the budget is kept by freeing pages before the file needs new ones.
+        """
+        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+        pages = self.db.execute("PRAGMA page_count").fetchone()[0]
+        free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
+        used = (pages - free) * page_size
+        target = _LOW_WATER * self.retention.max_bytes
+        if used <= target:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            return 0
+        deleted = 0
+        rows = self.decision_count()
+        if rows:
+            share = min(1.0, (used - target) / used + 0.05)
+            cut = max(1, int(rows * share))
+            with self.db.atomic():
+                oldest = self.db.execute(
+                    "SELECT request_id FROM decisions ORDER BY request_id LIMIT 1 OFFSET ?", [cut - 1]).fetchone()
+                deleted = self.db.execute("DELETE FROM decisions WHERE request_id <= ?", [oldest[0]]).rowcount
+        else:
+            with self.db.atomic():
+                first = self.db.execute("SELECT MIN(seq) FROM windows").fetchone()[0]
+                if first is not None:
+                    self._delete_windows("seq <= ?", [first])
+        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        return deleted
+
+    def close(self) -> None:
+        """Checkpoint the write-ahead log and close the connection."""
+        try:
+            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        finally:
+            self.db.close()
