@@ -22,15 +22,17 @@ from typing import Any
 
 import numpy as np
 
-from converters.features import infer_input_schema, is_dataframe
+from converters.features import infer_input_schema, is_dataframe, to_model_feeds
 from converters.manifest import ExportResult, base_manifest, check_identity
 from converters.package import BundleWriter
 from converters.parity import ParityPolicy, check_parity, sample_rows
-from converters.reference import profile_features
+from converters.reference import profile_features, reference_profile
 from converters.sklearn import convert, selects_columns
 from edge_runtime.bundle import MODEL_FILE, read_manifest
+from edge_runtime.profile import PROFILE_FILE
 from edge_runtime.errors import ExportError, ParityError
 from edge_runtime.runtime import Runtime
+from edge_runtime.sketches import DEFAULT_K
 
 __all__ = ["export"]
 
@@ -61,7 +63,8 @@ def _target_profile(y: Any) -> dict[str, Any] | None:
 
 def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
            out_dir: str | Path, X_val: Any = None, parity: ParityPolicy | None = None,
-           feature_names: list[str] | None = None, overwrite: bool = False) -> ExportResult:
+           feature_names: list[str] | None = None, overwrite: bool = False,
+           sketch_k: int = DEFAULT_K) -> ExportResult:
     """Convert a fitted scikit-learn model to ONNX, check it, and write a bundle.
 
     Parameters
@@ -85,6 +88,8 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
         Names for the columns of an array ``X_train``.
     overwrite : bool
         Replace an existing bundle at ``out_dir``.
+    sketch_k : int
+        KLL accuracy parameter of the reference sketches (``reference.bin``).
 
     Returns
     -------
@@ -127,6 +132,14 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
         writer.write_manifest(manifest)
         with Runtime(writer.path) as runtime:
             report = check_parity(model, runtime, parity_rows, policy, source=source)
+            answers = runtime.predict_batch(to_model_feeds(X_val if X_val is not None else X_train, schema),
+                                            on_error="skip")
+        profile = reference_profile(X_train, schema, converted.output_schema, answers, k=sketch_k)
+        writer.add_file(PROFILE_FILE, profile.to_bytes())
+        reference["sketches"] = {
+            "file": PROFILE_FILE, "format": "edge-runtime profile v1 (DataSketches KLL floats)", "k": sketch_k,
+            "outputs_from": "validation set" if X_val is not None else "training data",
+        }
         manifest["parity"] = report
         writer.write_manifest(manifest)
         if not report["passed"]:

@@ -37,16 +37,18 @@ from typing import Any
 
 import numpy as np
 
-from converters.features import infer_input_schema
+from converters.features import infer_input_schema, to_model_feeds
 from converters.manifest import ExportResult, base_manifest, check_identity
 from converters.package import BundleWriter
-from converters.reference import profile_features
+from converters.reference import profile_features, reference_profile
 from edge_runtime.bundle import MODEL_FILE, read_manifest
 from edge_runtime.config import SessionConfig
 from edge_runtime.errors import BundleError, EdgeRuntimeError, ExportError
 from edge_runtime.runner import OnnxSession
+from edge_runtime.profile import PROFILE_FILE
 from edge_runtime.runtime import Runtime
 from edge_runtime.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.sketches import DEFAULT_K
 
 __all__ = ["bundle_onnx"]
 
@@ -170,8 +172,17 @@ def bundle_onnx(onnx_path: str | Path, schema: dict[str, Any] | str | Path, *, n
         try:  # a smoke run: the schema and the graph must agree before publishing
             with Runtime(writer.path) as runtime:
                 runtime.predict_batch([_smoke_row(input_schema)])
+                answers = (runtime.predict_batch(to_model_feeds(reference_data, input_schema), on_error="skip")
+                           if reference_data is not None else None)
         except EdgeRuntimeError as exc:
             raise ExportError(f"the bundle does not run with this schema: {exc}") from exc
+        if reference_data is not None:
+            profile = reference_profile(reference_data, input_schema, output_schema, answers)
+            writer.add_file(PROFILE_FILE, profile.to_bytes())
+            manifest["reference"]["sketches"] = {"file": PROFILE_FILE, "k": DEFAULT_K,
+                                                 "format": "edge-runtime profile v1 (DataSketches KLL floats)",
+                                                 "outputs_from": "reference data"}
+            writer.write_manifest(manifest)
         out = writer.commit()
     return ExportResult(out, read_manifest(out))
 

@@ -23,9 +23,12 @@ from typing import Any
 import numpy as np
 
 from converters.features import is_dataframe
-from edge_runtime.schema import FeatureKind, InputSchema
+from edge_runtime.profile import Profile
+from edge_runtime.results import BatchResult
+from edge_runtime.schema import FeatureKind, InputSchema, OutputSchema, Task
+from edge_runtime.sketches import DEFAULT_K
 
-__all__ = ["QUANTILES", "TOP_CATEGORIES", "profile_features"]
+__all__ = ["QUANTILES", "TOP_CATEGORIES", "profile_features", "reference_profile"]
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 20
@@ -48,8 +51,8 @@ def profile_features(X: Any, schema: InputSchema) -> dict[str, Any]:
     Returns
     -------
     dict
-        ``{"rows": n, "features": {name: {...}}, "sketches": {}}``. ``sketches``
-        is reserved for the portable quantile sketches of the monitoring side.
+        ``{"rows": n, "features": {name: {...}}}``; the exporter adds
+        ``sketches`` pointing at the bundle's binary reference profile.
     """
     features: dict[str, Any] = {}
     for i, spec in enumerate(schema.features):
@@ -75,4 +78,45 @@ def profile_features(X: Any, schema: InputSchema) -> dict[str, Any]:
                 "top": dict(top), "other": len(items) - sum(c for _, c in top),
                 "distinct": len(counts),
             }
-    return {"rows": int(len(X)), "features": features, "sketches": {}}
+    return {"rows": int(len(X)), "features": features}
+
+
+def reference_profile(X: Any, schema: InputSchema, outputs: OutputSchema, answers: BatchResult | None, *,
+                      k: int = DEFAULT_K) -> Profile:
+    """Sketch every feature of the training data and the model's answers, for drift detection.
+
+    Parameters
+    ----------
+    X : numpy.ndarray or pandas.DataFrame
+        Training features.
+    schema, outputs : InputSchema, OutputSchema
+    answers : BatchResult or None
+        The bundled model's answers on reference rows (held-out rows when the
+        user gave them: on training rows, scores are more confident than in use).
+    k : int
+        KLL accuracy parameter.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from edge_runtime.schema import FeatureSpec
+    >>> schema = InputSchema(features=(FeatureSpec(name="x"),))
+    >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+    >>> reference_profile(np.array([[1.0], [2.0]]), schema, outputs, None).features["x"].count
+    2
+    """
+    profile = Profile.for_schema(schema, outputs, k=k)
+    columns: list[Any] = []
+    for i, spec in enumerate(schema.features):
+        column = _column(X, i, spec.name)
+        if spec.kind is FeatureKind.NUMERIC:
+            columns.append(np.asarray(column, dtype=np.float32))
+        else:
+            columns.append([None if v is None or v != v else str(v) for v in column.tolist()])
+    profile.update_columns(columns)
+    if answers is not None and len(answers):
+        if outputs.task is Task.CLASSIFICATION and answers.scores is not None:
+            profile.update_outputs(answers.labels.tolist(), answers.scores.max(axis=1))
+        else:
+            profile.update_outputs(None, np.asarray(answers.labels, dtype=np.float32))
+    return profile

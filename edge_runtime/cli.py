@@ -6,8 +6,10 @@ boundary; ``--debug`` shows the traceback instead.
 
 from __future__ import annotations
 
+import datetime
 import functools
 import json
+import signal
 import sys
 import tempfile
 from pathlib import Path
@@ -18,7 +20,9 @@ import click
 from edge_runtime import __version__
 from edge_runtime.bundle import check_files, read_manifest
 from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.monitor import drift_report, monitoring_status
 from edge_runtime.runtime import Runtime
+from edge_runtime.store import MonitorStore
 from edge_runtime.tabular import FORMATS, PredictionWriter, batched, read_rows
 
 __all__ = ["main"]
@@ -170,18 +174,24 @@ def inspect(bundle: Path, as_json: bool) -> None:
 @click.option("--config", type=click.Path(exists=True, dir_okay=False, path_type=Path), help="Device config (TOML).")
 @click.option("--drop", multiple=True, help="Input column to ignore (an id or target); repeatable.")
 @click.option("--batch-size", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--db", type=click.Path(dir_okay=False, path_type=Path),
+              help="Monitoring database (SQLite): turns on drift monitoring and the decision log.")
+@click.option("--window-rows", type=click.IntRange(1), help="Rows per monitoring window (default 5000).")
 @_library_errors
 def predict(bundle: Path, input_file: Any, fmt: str | None, output: Any, config: Path | None,
-            drop: tuple[str, ...], batch_size: int) -> None:
+            drop: tuple[str, ...], batch_size: int, db: Path | None, window_rows: int | None) -> None:
     """Predict every row of a CSV or JSON-lines file.
 
     Writes one line per good row with its row number, a `prediction` column and,
     for classifiers, one `proba_<label>` column per class. Bad rows are reported
     on standard error by row number (1 = first data row) and the exit status is 1.
+    With --db (or [monitoring] db in the config) every prediction is monitored and
+    logged; SIGTERM or Ctrl-C stops cleanly, losing nothing already predicted.
     """
     if fmt is None:
         fmt = "jsonl" if str(getattr(input_file, "name", "")).endswith((".jsonl", ".ndjson")) else "csv"
-    with Runtime(bundle, config=config) as runtime:
+    _exit_cleanly_on_sigterm()
+    with Runtime(bundle, config=config, db=db, window_rows=window_rows) as runtime:
         columns = ["row", "prediction"] + [f"proba_{c}" for c in runtime.classes]
         writer = PredictionWriter(output, fmt, columns)
         total, errors = 0, []
@@ -197,13 +207,127 @@ def predict(bundle: Path, input_file: Any, fmt: str | None, output: Any, config:
                     record["row"] = total + good[record["row"]][0] + 1
                     writer.write(record)
             total += len(chunk)
-    output.flush()
+            output.flush()
     if errors:
         for line in errors[:_MAX_ROW_ERRORS_SHOWN]:
             click.echo(f"Error: {line}", err=True)
         if len(errors) > _MAX_ROW_ERRORS_SHOWN:
             click.echo(f"Error: ... and {len(errors) - _MAX_ROW_ERRORS_SHOWN} more bad rows", err=True)
         raise click.ClickException(f"{len(errors)} of {total} rows rejected; the other rows were written")
+
+
+def _exit_cleanly_on_sigterm() -> None:
+    """Make SIGTERM unwind like Ctrl-C, so `with Runtime(...)` flushes and closes the database."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def _open_store(db: Path) -> MonitorStore:
+    return MonitorStore(db, create=False)
+
+
+def _fmt_us(latency: dict[str, float] | None) -> str:
+    if not latency:
+        return "-"
+    return f"p50 {latency['p50_us']:.1f} / p90 {latency['p90_us']:.1f} / p99 {latency['p99_us']:.1f} us"
+
+
+@main.command()
+@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Monitoring database.")
+@click.option("--windows", "recent", type=click.IntRange(1), default=5, show_default=True,
+              help="Recent closed windows to show.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_library_errors
+def status(db: Path, recent: int, as_json: bool) -> None:
+    """Current window, recent windows, data quality, latency and drift status."""
+    store = _open_store(db)
+    try:
+        report = monitoring_status(store, recent)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    current = report["current_window"]
+    click.echo(f"decision log: {report['decisions']} rows, database {report['database_bytes'] / 1e6:.2f} MB")
+    if current:
+        click.echo(f"open window {current['seq']}: {current['rows']} rows, {current['rejected']} rejected, "
+                   f"latency {_fmt_us(current['latency'])}")
+    for w in report["windows"]:
+        summary = w["summary"] or {}
+        drifted = ", ".join(summary.get("drifted", [])) or "none"
+        click.echo(f"window {w['seq']}: {w['rows']} rows{' (partial)' if w.get('partial') else ''}, "
+                   f"{w['rejected']} rejected, latency {_fmt_us(w['latency'])}, drift: {drifted}, "
+                   f"prediction: {summary.get('prediction', '-')}")
+    quality = report["quality"]
+    if quality:
+        click.echo("data quality (recent windows): " + ", ".join(f"{k} {v}" for k, v in quality.items()))
+    if report["features"]:
+        click.echo("latest drift status:")
+        for name, entry in report["features"].items():
+            click.echo(f"  {name}: {entry['status']} ({entry['metric']} {entry['value']:.4f}, "
+                       f"threshold {entry['threshold']:.4f})")
+    for event in report["events"]:
+        click.echo(f"event: window {event['window_seq']} {event['status']}: {event['message']}")
+
+
+@main.command()
+@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Monitoring database.")
+@click.option("--json", "as_json", is_flag=True, help="Print JSON.")
+@_library_errors
+def drift(db: Path, as_json: bool) -> None:
+    """Per closed window: its rows and every feature's drift verdict."""
+    store = _open_store(db)
+    try:
+        report = drift_report(store)
+    finally:
+        store.close()
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+        return
+    if not report["windows"]:
+        click.echo("no closed window yet")
+    for w in report["windows"]:
+        features = w["features"]
+        by_status: dict[str, list[str]] = {"drift": [], "warn": [], "ok": []}
+        for name, entry in features.items():
+            by_status[entry["status"]].append(f"{name} ({entry['metric']} {entry['value']:.3f})")
+        prediction = w["prediction"]["status"] if w["prediction"] else "-"
+        click.echo(f"window {w['index']}: {w['rows']} rows{' (partial)' if w['partial'] else ''}; "
+                   f"prediction {prediction}")
+        if not features:
+            click.echo("  (no reference profile in the bundle: not assessed)")
+            continue
+        click.echo(f"  drift: {', '.join(by_status['drift']) or 'none'}")
+        click.echo(f"  warn:  {', '.join(by_status['warn']) or 'none'}")
+        click.echo(f"  ok:    {len(by_status['ok'])} features")
+
+
+@main.command("log")
+@click.option("--db", required=True, type=click.Path(dir_okay=False, path_type=Path), help="Monitoring database.")
+@click.option("--tail", "tail_rows", type=click.IntRange(1), default=20, show_default=True)
+@click.option("--json", "as_json", is_flag=True, help="Print JSON lines.")
+@_library_errors
+def log_command(db: Path, tail_rows: int, as_json: bool) -> None:
+    """The most recent decisions of the decision log."""
+    store = _open_store(db)
+    try:
+        rows = store.tail(tail_rows)
+    finally:
+        store.close()
+    if as_json:
+        for row in rows:
+            click.echo(json.dumps(row))
+        return
+    click.echo(f"{'request_id':>10}  {'time (UTC)':<26}  {'model':<20}  {'prediction':<12}  {'score':>7}  "
+               f"{'latency_us':>10}  input_hash")
+    for row in rows:
+        when = datetime.datetime.fromtimestamp(row["ts"], datetime.timezone.utc).isoformat(timespec="milliseconds")
+        click.echo(f"{row['request_id']:>10}  {when:<26}  {row['model'] + ':' + row['version']:<20}  "
+                   f"{row['prediction']:<12}  {row['score']:>7.4f}  {row['latency_us']:>10.1f}  {row['input_hash']}")
 
 
 @main.command()

@@ -55,7 +55,7 @@ from edge_runtime.results import ModelInfo
 from edge_runtime.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
 from edge_runtime.store import MonitorStore
 
-__all__ = ["Monitor", "drift_report"]
+__all__ = ["Monitor", "drift_report", "monitoring_status"]
 
 _LATENCY_RANKS = (0.5, 0.9, 0.99)
 
@@ -134,6 +134,7 @@ class Monitor:
         self._times = np.zeros(self._capacity, dtype=np.float64)
         self._labels: list[Any] = []
         self._fill = 0
+        self._profiled = 0  # buffered rows already in the window sketches (flush may be interrupted)
         self._next_id = store.next_request_id()
         self._flush_every = config.flush_ms / 1000.0
         self._flush_deadline = clock() + self._flush_every
@@ -213,13 +214,16 @@ class Monitor:
         """Write buffered rows: sketches, data quality, decision log; close windows that are due."""
         n = self._fill
         now = self._clock()
-        start = 0
-        while start < n:
+        # Progress is recorded block by block, so a flush interrupted (SIGTERM
+        # raising in the CLI) and run again neither loses nor double-counts rows;
+        # decisions are keyed by request id and rewritten idempotently.
+        while self._profiled < n:
+            start = self._profiled
             take = min(n - start, self.config.window_rows - self._window.rows)
             self._profile(start, start + take)
-            start += take
+            self._profiled = start + take
             if self._window.rows >= self.config.window_rows:
-                self._close_window(partial=False, now=float(self._times[start - 1]))
+                self._close_window(partial=False, now=float(self._times[self._profiled - 1]))
         window = self._window
         if (self.config.window_seconds and window.opened_at is not None
                 and now - window.opened_at >= self.config.window_seconds):
@@ -229,6 +233,7 @@ class Monitor:
                     "quality": self._window.quality(self._names), "latency": self._window.latency()}
         self.store.append_decisions_and_snapshot(self._decision_rows(n), snapshot)
         self._fill = 0
+        self._profiled = 0
         self._labels = []
         self._values = []
         self._flush_deadline = now + self._flush_every
@@ -365,6 +370,29 @@ def drift_report(store: MonitorStore) -> dict[str, Any]:
                 entry["features"][result["name"]] = details
         windows.append(entry)
     return {"windows": windows}
+
+
+def monitoring_status(store: MonitorStore, recent: int = 5) -> dict[str, Any]:
+    """What ``edge-runtime status`` shows: open window, recent windows, quality, drift, events."""
+    windows = store.windows(recent)
+    quality: Counter[str] = Counter()
+    for window in windows:
+        for counts in (window["quality"] or {}).get("features", {}).values():
+            quality.update({k: v for k, v in counts.items() if v})
+        quality["rejected"] += window["rejected"]
+    features: dict[str, Any] = {}
+    if windows:
+        for result in store.drift_results(windows[-1]["seq"]):
+            features[result["name"]] = {k: result[k] for k in ("status", "metric", "value", "threshold")}
+    return {
+        "decisions": store.decision_count(),
+        "database_bytes": store.size_bytes(),
+        "current_window": store.current_window(),
+        "windows": windows,
+        "quality": dict(quality),
+        "features": features,
+        "events": store.events(10),
+    }
 
 
 def _plain(value: Any) -> Any:

@@ -95,13 +95,18 @@ class MonitorStore:
         Bounds applied by :meth:`enforce_retention`.
     clock : callable, optional
         Returns the current Unix time; replaced by a fake clock in tests.
+    create : bool
+        Create the file when missing; readers pass False and get StoreError instead.
     """
 
-    def __init__(self, path: str | Path, retention: RetentionPolicy, *,
-                 clock: Callable[[], float] = time.time) -> None:
+    def __init__(self, path: str | Path, retention: RetentionPolicy | None = None, *,
+                 clock: Callable[[], float] = time.time, create: bool = True) -> None:
         self.path = Path(path)
+        retention = retention or RetentionPolicy()
         self.retention = retention
         self._clock = clock
+        if not create and not self.path.is_file():
+            raise StoreError(f"monitoring database '{self.path}' does not exist")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self.db = Database(self.path)

@@ -16,7 +16,7 @@ def test_manifest_records_schema_checksums_versions_parity_and_reference(cancer_
     raw = json.loads((cancer_bundle / "manifest.json").read_text())
     assert raw["format_version"] == FORMAT_VERSION
     assert raw["name"] == "cancer" and raw["version"] == "1.0"
-    assert set(raw["files"]) == {"model.onnx"}
+    assert set(raw["files"]) == {"model.onnx", "reference.bin"}
     assert len(raw["files"]["model.onnx"]["sha256"]) == 64
     features = raw["input_schema"]["features"]
     assert len(features) == 30 and features[0]["name"] == "mean radius"
@@ -31,6 +31,8 @@ def test_manifest_records_schema_checksums_versions_parity_and_reference(cancer_
     assert radius["count"] == 569 and radius["missing"] == 0
     assert radius["quantiles"]["0.5"] == pytest.approx(13.37)
     assert raw["reference"]["target"]["classes"] == {"0": 212, "1": 357}
+    assert raw["reference"]["sketches"]["file"] == "reference.bin"
+    assert raw["reference"]["sketches"]["outputs_from"] == "training data"
     assert b"pickle" not in (cancer_bundle / "manifest.json").read_bytes()
 
 
@@ -110,3 +112,19 @@ def test_schema_that_does_not_match_the_graph_is_refused(cancer_bundle: Path, co
 def test_missing_directory_is_a_bundle_error(tmp_path: Path) -> None:
     with pytest.raises(BundleError, match="does not exist"):
         read_manifest(tmp_path / "nope")
+
+
+def test_reference_sketches_are_loadable_and_checksummed(cancer_bundle: Path, copy_bundle) -> None:
+    from edge_runtime.profile import load_reference
+
+    profile = load_reference(load_bundle(cancer_bundle))
+    assert profile is not None and profile.rows == 569
+    assert profile.features["mean radius"].count == 569
+    assert profile.predictions is not None and profile.predictions.total == 569
+    assert 0.5 <= profile.scores.minimum <= profile.scores.maximum <= 1.0
+    path = copy_bundle(cancer_bundle)
+    data = bytearray((path / "reference.bin").read_bytes())
+    data[-1] ^= 0xFF
+    (path / "reference.bin").write_bytes(bytes(data))
+    with pytest.raises(BundleIntegrityError, match="'reference.bin' does not match"):
+        load_bundle(path)

@@ -97,7 +97,8 @@ def test_inspect_text_and_json(runner: CliRunner, cancer_bundle: Path) -> None:
     assert "  [ok] model.onnx" in text.stdout and "parity: passed=True" in text.stdout
     as_json = runner.invoke(main, ["inspect", str(cancer_bundle), "--json"])
     payload = json.loads(as_json.stdout)
-    assert payload["verification"] == {"ok": True, "files": [{"name": "model.onnx", "ok": True, "reason": "ok"}]}
+    assert payload["verification"] == {"ok": True, "files": [{"name": "model.onnx", "ok": True, "reason": "ok"},
+                                                             {"name": "reference.bin", "ok": True, "reason": "ok"}]}
     assert payload["manifest"]["name"] == "cancer"
 
 

@@ -1,0 +1,145 @@
+"""Drift detection: sketch KS against scipy, and golden seeded streams."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import stats
+
+from edge_runtime.config import DriftPolicy
+from edge_runtime.drift import (
+    DriftStatus,
+    assess_window,
+    chi2_quantile,
+    chi2_survival,
+    js_distance,
+    ks_distance,
+    psi,
+)
+from edge_runtime.errors import ConfigError
+from edge_runtime.profile import Profile
+from edge_runtime.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.sketches import CategoricalSketch, NumericSketch
+
+INPUTS = InputSchema(
+    features=(FeatureSpec(name="a"), FeatureSpec(name="b"), FeatureSpec(name="c"),
+              FeatureSpec(name="city", kind=FeatureKind.CATEGORICAL, categories=("x", "y", "z"))),
+    layout=InputLayout.COLUMNS)
+OUTPUTS = OutputSchema(task=Task.CLASSIFICATION, score_output="p", label_output="l", classes=(0, 1))
+CITY_P = [0.5, 0.3, 0.2]
+
+
+def _rows(rng: np.random.Generator, n: int, *, shift_b: float = 0.0, city_p: list[float] = CITY_P) -> list:
+    a = rng.normal(0, 1, n)
+    b = rng.lognormal(0, 0.5, n) + shift_b
+    c = rng.integers(0, 10, n).astype(float)
+    city = rng.choice(["x", "y", "z"], n, p=city_p)
+    return [a.astype(np.float32), b.astype(np.float32), c.astype(np.float32), city.tolist()]
+
+
+def _profile(rng: np.random.Generator, n: int, **shift) -> Profile:
+    profile = Profile.for_schema(INPUTS, OUTPUTS)
+    columns = _rows(rng, n, **shift)
+    profile.update_columns(columns)
+    labels = (columns[0] > 0).astype(int)
+    profile.update_outputs(labels.tolist(), 0.5 + np.abs(rng.normal(0, 0.2, n)).clip(0, 0.5))
+    return profile
+
+
+@pytest.fixture(scope="module")
+def reference() -> Profile:
+    return _profile(np.random.default_rng(123), 20_000)
+
+
+@pytest.mark.parametrize("n, m, shift", [(500, 300, 0.0), (20_000, 5_000, 0.0), (20_000, 5_000, 0.1),
+                                         (100_000, 100_000, 0.05), (1_000, 200, 0.5)])
+def test_sketch_ks_agrees_with_scipy_within_the_rank_error(n: int, m: int, shift: float) -> None:
+    rng = np.random.default_rng(n + m)
+    x = rng.normal(0, 1, n).astype(np.float32)
+    y = rng.normal(shift, 1, m).astype(np.float32)
+    a, b = NumericSketch().update(x), NumericSketch().update(y)
+    exact = stats.ks_2samp(x, y).statistic
+    # documented bound: both sketches' rank errors plus the 1/1000 evaluation grid
+    assert abs(ks_distance(a, b) - exact) <= a.rank_error + b.rank_error + 1e-3
+
+
+def test_psi_and_js_basics() -> None:
+    rng = np.random.default_rng(0)
+    ref = NumericSketch().update(rng.normal(size=50_000))
+    assert psi(ref, NumericSketch().update(rng.normal(size=50_000))) < 0.01
+    assert psi(ref, NumericSketch().update(rng.normal(1.0, 1, size=50_000))) > 0.5
+    same = CategoricalSketch().update(["x"] * 50 + ["y"] * 50)
+    assert js_distance(same, CategoricalSketch().update(["y"] * 5 + ["x"] * 5)) == 0.0
+    assert js_distance(CategoricalSketch().update(["x"]), CategoricalSketch().update(["y"])) == pytest.approx(1.0)
+
+
+def test_chi_square_approximation_matches_scipy() -> None:
+    for df in (1, 2, 9, 30):
+        for p in (0.95, 0.999, 0.99999):
+            assert chi2_quantile(p, df) == pytest.approx(stats.chi2.ppf(p, df), rel=0.025)
+        assert chi2_survival(stats.chi2.ppf(0.99, df), df) == pytest.approx(0.01, abs=0.002)
+
+
+@pytest.mark.parametrize("rows", [100, 1_000, 10_000, 100_000, 1_000_000])
+def test_no_alarm_on_stationary_streams(reference: Profile, rows: int) -> None:
+    rng = np.random.default_rng(rows)
+    windows = 3 if rows <= 100_000 else 1
+    for _ in range(windows):
+        result = assess_window(reference, _profile(rng, rows), DriftPolicy())
+        assert result.drifted == [], {n: f.to_dict() for n, f in result.features.items()}
+        assert result.warned == []
+        assert result.prediction is not None and result.prediction.status is DriftStatus.OK
+
+
+def test_known_numeric_shift_is_detected_and_only_there(reference: Profile) -> None:
+    rng = np.random.default_rng(7)
+    result = assess_window(reference, _profile(rng, 5_000, shift_b=0.5), DriftPolicy())
+    assert result.drifted == ["b"]
+    verdict = result.features["b"]
+    assert verdict.metric in ("ks", "psi") and verdict.value > verdict.threshold
+    assert set(verdict.metrics) == {"ks", "psi"}
+
+
+def test_categorical_shift_is_detected(reference: Profile) -> None:
+    rng = np.random.default_rng(8)
+    result = assess_window(reference, _profile(rng, 2_000, city_p=[0.2, 0.3, 0.5]), DriftPolicy())
+    assert result.drifted == ["city"]
+    city = result.features["city"]
+    assert city.metric == "js" and city.metrics["chi2"]["p_value"] < 1e-6
+
+
+def test_a_million_rows_do_not_flag_a_trivial_shift(reference: Profile) -> None:
+    """A 0.02 shift of a lognormal(0, 0.5) feature is significant at 1e6 rows but far below the effect floors."""
+    rng = np.random.default_rng(9)
+    result = assess_window(reference, _profile(rng, 1_000_000, shift_b=0.02), DriftPolicy())
+    assert result.drifted == [] and result.warned == []
+    ks = result.features["b"].metrics["ks"]
+    assert ks["value"] > 0.01  # the shift is visible ...
+    assert ks["threshold"] == 0.1  # ... but the effect floor decides
+
+
+def test_small_windows_need_bigger_shifts(reference: Profile) -> None:
+    rng = np.random.default_rng(10)
+    small = assess_window(reference, _profile(rng, 100, shift_b=0.5), DriftPolicy())
+    assert small.features["b"].metrics["ks"]["threshold"] > 0.2  # sample-size aware
+    big = assess_window(reference, _profile(rng, 100, shift_b=3.0), DriftPolicy())
+    assert "b" in big.drifted
+
+
+def test_window_summary_and_worst(reference: Profile) -> None:
+    rng = np.random.default_rng(11)
+    result = assess_window(reference, _profile(rng, 5_000, shift_b=1.0, city_p=[0.1, 0.1, 0.8]), DriftPolicy())
+    summary = result.summary()
+    assert set(summary["drifted"]) == {"b", "city"} and summary["worst"][:2] in (["b", "city"], ["city", "b"])
+    assert summary["features"] == 4
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"alpha_drift": 0.0}, "'alpha_drift' parameter of DriftPolicy must be a float in (0, 1)"),
+    ({"ks_warn": 0.3}, "'ks_warn' (0.3) must not exceed 'ks_drift' (0.1)"),
+    ({"psi_bins": 1}, "'psi_bins' parameter of DriftPolicy must be an int in [2, 100]"),
+])
+def test_policy_validation(kwargs: dict, message: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        DriftPolicy(**kwargs)
+    assert message in str(info.value)
