@@ -10,6 +10,8 @@ Examples
 >>> report = run_demo(tempfile.mkdtemp())
 >>> report.parity["passed"], report.label_agreement
 (True, 1.0)
+>>> sorted(report.windows[1]["drift"]) == sorted(report.shifted_features), report.windows[0]["drift"]
+(True, {})
 """
 
 from __future__ import annotations
@@ -21,7 +23,9 @@ from typing import Any
 import numpy as np
 
 from converters.export import export
+from edge_runtime.monitor import drift_report
 from edge_runtime.runtime import Runtime
+from edge_runtime.store import MonitorStore
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -41,10 +45,17 @@ class DemoReport:
     sklearn_accuracy: float
     label_agreement: float
     examples: list[dict[str, Any]]
+    database: Path
+    shifted_features: list[str]
+    windows: list[dict[str, Any]]
 
 
 def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
-    """Train a scaled logistic regression, export it to ``work_dir/bundle``, serve the test rows.
+    """Train, export to ``work_dir/bundle``, serve the held-back rows, then watch a shift arrive.
+
+    The monitored stream (decision log and windows in ``work_dir/monitor.db``)
+    is the held-back rows as they are (window 0), then the same rows with three
+    features shifted by 1.5 standard deviations (window 1).
 
     Parameters
     ----------
@@ -72,6 +83,28 @@ def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
         for row in rows[:50]:  # warm-up, so the percentiles show steady state
             runtime.predict(row)
         predictions = [runtime.predict(row) for row in rows]
+    database = Path(work_dir) / "monitor.db"
+    database.unlink(missing_ok=True)
+    shifted = ["mean radius", "mean texture", "worst smoothness"]
+    drifted_rows = X_test.copy()
+    for name in shifted:
+        drifted_rows[name] = drifted_rows[name] + 1.5 * X_train[name].std()
+    with Runtime(result.path, db=database, window_rows=len(X_test)) as runtime:
+        for frame in (X_test, drifted_rows):
+            for row in frame.to_dict(orient="records"):
+                runtime.predict(row)
+    windows = []
+    for window, stream in zip(drift_report(MonitorStore(database, create=False))["windows"],
+                              ("held-back rows", "same rows, shifted")):
+        statuses = {name: entry["status"] for name, entry in window["features"].items()}
+        windows.append({
+            "index": window["index"], "rows": window["rows"], "stream": stream,
+            "drift": {n: window["features"][n] for n, st in statuses.items() if st == "drift"},
+            "warn": [n for n, st in statuses.items() if st == "warn"],
+            "ok": sum(1 for st in statuses.values() if st == "ok"),
+            "prediction": window["prediction"]["status"] if window["prediction"] else None,
+        })
+
     latencies = np.array([p.latency_us for p in predictions])
     labels = np.array([p.label for p in predictions], dtype=object)
     expected = y_test.to_numpy(dtype=object)
@@ -93,4 +126,7 @@ def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
         sklearn_accuracy=float(np.mean(sklearn_labels == expected)),
         label_agreement=float(np.mean(labels == sklearn_labels)),
         examples=examples,
+        database=database,
+        shifted_features=shifted,
+        windows=windows,
     )

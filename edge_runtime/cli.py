@@ -365,6 +365,15 @@ def _print_demo(report: Any, keep: bool) -> None:
     for ex in report.examples:
         click.echo(f"    row {ex['row']}: true {ex['true']:<9} predicted {ex['predicted']:<9} "
                    f"(p={ex['probability']:.3f})")
+    click.echo(f"  monitoring ({len(report.windows)} windows; shift injected into: "
+               f"{', '.join(report.shifted_features)}):")
+    for w in report.windows:
+        drifted = ", ".join(f"{name} ({e['metric']} {e['value']:.2f} > {e['threshold']:.2f})"
+                            for name, e in w["drift"].items()) or "none"
+        click.echo(f"    window {w['index']} ({w['rows']} {w['stream']}): drifted: {drifted}; "
+                   f"warn: {', '.join(w['warn']) or 'none'}; ok: {w['ok']} features; prediction: {w['prediction']}")
+    click.echo(f"  decision log and windows: {report.database}" + ("" if keep else " (temporary)")
+               + "; see `edge-runtime drift --db ...`")
 
 
 if __name__ == "__main__":  # pragma: no cover

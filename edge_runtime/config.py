@@ -187,9 +187,10 @@ class RetentionPolicy:
     max_rows : int
         Decision-log rows kept.
     max_bytes : int
-        Size of the database file plus its write-ahead log. When the files
-        reach 90% of it the oldest decisions (then windows) are deleted; SQLite
-        reuses the freed pages, so the files stop growing.
+        Size of the database file plus its write-ahead log. Before a write that
+        would take them past 90% of it, the oldest decisions or windows are
+        deleted; SQLite reuses the freed pages, so the files stop growing. One
+        flush (``flush_rows`` decisions) or one window must fit well inside it.
     max_age_days : float
         Decisions and windows older than this are deleted (0 keeps them).
     max_windows : int

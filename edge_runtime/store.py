@@ -39,8 +39,9 @@ DECISION_COLUMNS = ("request_id", "ts", "model", "version", "latency_us", "predi
                     "input_hash", "features")
 _INSERT_DECISION = (f"INSERT OR REPLACE INTO decisions ({', '.join(DECISION_COLUMNS)}) "
                     f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})")
-_HIGH_WATER = 0.9  # start deleting at this share of the byte budget
-_LOW_WATER = 0.75  # ... and delete down to about this share
+_HIGH_WATER = 0.9  # make room when a write would take the files past this share of the budget
+_LOW_WATER = 0.75  # ... by deleting down to about this share
+_ROW_OVERHEAD = 160  # bytes a decision row takes besides its feature JSON (measured: ~120 + index)
 
 
 class StoreError(EdgeRuntimeError):
@@ -118,6 +119,7 @@ class MonitorStore:
             self.db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
             self.db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
             migrations.apply(self.db)
+            self._page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open monitoring database '{self.path}': {exc}") from exc
 
@@ -126,6 +128,7 @@ class MonitorStore:
         """Insert decision-log rows (in :data:`DECISION_COLUMNS` order) in one transaction."""
         if not rows:
             return
+        self._reserve(sum(len(r[8] or "") for r in rows) + _ROW_OVERHEAD * len(rows))
         with self.db.atomic():
             self.db.conn.executemany(_INSERT_DECISION, rows)
 
@@ -134,6 +137,7 @@ class MonitorStore:
         record = dict(snapshot, id=1)
         for key in ("quality", "latency"):
             record[key] = json.dumps(record.get(key))
+        self._reserve(sum(len(r[8] or "") for r in rows) + _ROW_OVERHEAD * len(rows) + 4096)
         with self.db.atomic():
             if rows:
                 self.db.conn.executemany(_INSERT_DECISION, rows)
@@ -158,10 +162,13 @@ class MonitorStore:
         record = dict(window)
         for key in ("quality", "latency", "summary"):
             record[key] = json.dumps(record.get(key))
+        details = [json.dumps(d.get("details")) for d in drift]
+        self._reserve(len(record.get("profile") or b"") + sum(len(t) for t in details)
+                      + len(record["quality"]) + _ROW_OVERHEAD * (len(drift) + len(events) + 1) + 4096)
         with self.db.atomic():
             self.db.table("windows").insert(record, replace=True)
             self.db.table("drift").insert_all(
-                [dict(d, window_seq=window["seq"], details=json.dumps(d.get("details"))) for d in drift],
+                [dict(d, window_seq=window["seq"], details=text) for d, text in zip(drift, details)],
                 replace=True)
             self.db.table("events").insert_all([dict(e, window_seq=window["seq"]) for e in events])
             self.db.execute("DELETE FROM current_window")
@@ -247,8 +254,6 @@ class MonitorStore:
             last = self.db.execute("SELECT MAX(seq) FROM windows").fetchone()[0]
             if last is not None and last - policy.max_windows >= 0:
                 self._delete_windows("seq <= ?", [last - policy.max_windows])
-        if self.size_bytes() > _HIGH_WATER * policy.max_bytes:
-            deleted += self._shrink_to_budget()
         return deleted
 
     def _delete_windows(self, where: str, params: list[Any]) -> None:
@@ -260,35 +265,43 @@ class MonitorStore:
         self.db.execute(f"DELETE FROM events WHERE window_seq IN ({marks})", seqs)
         self.db.execute(f"DELETE FROM windows WHERE seq IN ({marks})", seqs)
 
-    def _shrink_to_budget(self) -> int:
-        """Free pages by deleting the oldest decisions (then windows) until the live data fits.
-
-        SQLite does not shrink its file on DELETE, it reuses the freed pages;
-        so the budget is kept by freeing pages before the file needs new ones.
-        """
-        page_size = self.db.execute("PRAGMA page_size").fetchone()[0]
+    def _used_bytes(self) -> int:
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
         free = self.db.execute("PRAGMA freelist_count").fetchone()[0]
-        used = (pages - free) * page_size
-        target = _LOW_WATER * self.retention.max_bytes
-        if used <= target:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-            return 0
+        return int((pages - free) * self._page_size)
+
+    def _reserve(self, incoming: int) -> None:
+        """Make room for a write of about ``incoming`` bytes before it happens.
+
+        A write lands in the write-ahead log first and in the database file at the
+        next checkpoint, so it needs its size twice. SQLite does not shrink a file
+        on DELETE, it reuses the freed pages: freeing pages before a write keeps
+        the files from growing, instead of cutting them back afterwards.
+        """
+        budget = self.retention.max_bytes
+        if self._used_bytes() + 2 * incoming <= _HIGH_WATER * budget:
+            return
+        self._shrink_to(max(0.0, _LOW_WATER * budget - 2 * incoming))
+
+    def _shrink_to(self, target: float) -> int:
+        """Delete the oldest rows, decisions or windows (whichever are older), until ``target`` bytes are used."""
         deleted = 0
-        rows = self.decision_count()
-        if rows:
-            share = min(1.0, (used - target) / used + 0.05)
-            cut = max(1, int(rows * share))
+        for _ in range(200):  # each round frees a chunk; bounded in case nothing more can go
+            if self._used_bytes() <= target:
+                break
+            oldest_decision = self.db.execute("SELECT MIN(ts) FROM decisions").fetchone()[0]
+            oldest_window = self.db.execute("SELECT MIN(closed_at) FROM windows").fetchone()[0]
             with self.db.atomic():
-                oldest = self.db.execute(
-                    "SELECT request_id FROM decisions ORDER BY request_id LIMIT 1 OFFSET ?", [cut - 1]).fetchone()
-                deleted = self.db.execute("DELETE FROM decisions WHERE request_id <= ?", [oldest[0]]).rowcount
-        else:
-            with self.db.atomic():
-                first = self.db.execute("SELECT MIN(seq) FROM windows").fetchone()[0]
-                if first is not None:
+                if oldest_decision is not None and (oldest_window is None or oldest_decision <= oldest_window):
+                    cut = max(1, self.decision_count() // 10)
+                    last = self.db.execute("SELECT request_id FROM decisions ORDER BY request_id "
+                                           "LIMIT 1 OFFSET ?", [cut - 1]).fetchone()[0]
+                    deleted += self.db.execute("DELETE FROM decisions WHERE request_id <= ?", [last]).rowcount
+                elif oldest_window is not None:
+                    first = self.db.execute("SELECT MIN(seq) FROM windows").fetchone()[0]
                     self._delete_windows("seq <= ?", [first])
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+                else:
+                    break
         return deleted
 
     def close(self) -> None:

@@ -207,3 +207,99 @@ def test_demo(runner: CliRunner, tmp_path: Path) -> None:
     assert "label agreement 1.0000" in result.stdout and "PASSED" in result.stdout
     assert "single-row latency (dict rows): p50" in result.stdout
     assert (tmp_path / "demo" / "bundle" / "manifest.json").is_file()
+
+
+# ------------------------------------------------------------------ monitoring
+@pytest.fixture
+def monitored_db(runner: CliRunner, tmp_path: Path, mixed_bundle: Path, mixed_data: Any) -> Path:
+    X, _ = mixed_data
+    frame = X.iloc[:450].copy()
+    frame.iloc[300:, frame.columns.get_loc("income")] *= 3  # a shift in the last window
+    source = tmp_path / "rows.csv"
+    frame.to_csv(source, index=False)
+    db = tmp_path / "m.db"
+    result = runner.invoke(main, ["predict", str(mixed_bundle), "--input", str(source), "--db", str(db),
+                                  "--window-rows", "150", "--output", str(tmp_path / "out.csv")])
+    assert result.exit_code == 0, result.output
+    return db
+
+
+def test_drift_json_shape(runner: CliRunner, monitored_db: Path) -> None:
+    result = runner.invoke(main, ["drift", "--db", str(monitored_db), "--json"])
+    assert result.exit_code == 0
+    windows = json.loads(result.stdout)["windows"]
+    assert [w["index"] for w in windows] == [0, 1, 2] and [w["rows"] for w in windows] == [150, 150, 150]
+    income = windows[2]["features"]["income"]
+    assert {"status", "drift", "metric", "value", "threshold"} <= set(income)
+    assert income["status"] == "drift" and income["drift"] is True and income["metric"] in ("ks", "psi")
+    assert "ks" in income["metrics"] and "psi" in income["metrics"]
+    assert windows[0]["features"]["income"]["status"] == "ok"
+    assert windows[0]["features"]["city"]["metric"] == "js"
+    assert {"status", "drift", "metric", "value", "threshold"} <= set(windows[0]["prediction"])
+
+
+def test_drift_text(runner: CliRunner, monitored_db: Path) -> None:
+    result = runner.invoke(main, ["drift", "--db", str(monitored_db)])
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("window 0: 150 rows; prediction ")
+    assert any(line.startswith("  drift: income (") for line in lines[-3:])
+
+
+def test_status(runner: CliRunner, monitored_db: Path) -> None:
+    text = runner.invoke(main, ["status", "--db", str(monitored_db)])
+    assert text.exit_code == 0
+    assert text.stdout.startswith("decision log: 450 rows")
+    assert "window 2: 150 rows, 0 rejected" in text.stdout and "income: drift (" in text.stdout
+    assert "event: window 2 drift: income:" in text.stdout
+    payload = json.loads(runner.invoke(main, ["status", "--db", str(monitored_db), "--json"]).stdout)
+    assert payload["decisions"] == 450 and len(payload["windows"]) == 3
+    assert payload["features"]["income"]["status"] == "drift"
+
+
+def test_log(runner: CliRunner, monitored_db: Path) -> None:
+    text = runner.invoke(main, ["log", "--db", str(monitored_db), "--tail", "2"])
+    assert text.exit_code == 0
+    lines = text.stdout.splitlines()
+    assert lines[0].split()[:3] == ["request_id", "time", "(UTC)"] and len(lines) == 3
+    assert lines[-1].split()[0] == "450"
+    rows = [json.loads(line) for line in runner.invoke(main, ["log", "--db", str(monitored_db), "--json"]).stdout.splitlines()]
+    assert len(rows) == 20 and rows[-1]["request_id"] == 450 and rows[-1]["model"] == "churn"
+
+
+@pytest.mark.parametrize("command", ["status", "drift", "log"])
+def test_monitoring_commands_on_a_missing_database(runner: CliRunner, tmp_path: Path, command: str) -> None:
+    result = runner.invoke(main, [command, "--db", str(tmp_path / "none.db")])
+    assert result.exit_code == 1
+    assert result.stderr == f"Error: monitoring database '{tmp_path / 'none.db'}' does not exist\n"
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_sigterm_while_predicting_loses_nothing(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    import signal
+    import subprocess
+    import sys
+
+    from edge_runtime.store import MonitorStore
+
+    X, _ = cancer_data
+    db = tmp_path / "m.db"
+    child = subprocess.Popen(
+        [sys.executable, "-m", "edge_runtime", "predict", str(cancer_bundle), "--input", "-", "--db", str(db),
+         "--batch-size", "1"],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    assert child.stdin is not None and child.stdout is not None
+    child.stdin.write(",".join(X.columns) + "\n")
+    for row in X.to_numpy()[:25]:
+        child.stdin.write(",".join(map(str, row)) + "\n")
+    child.stdin.flush()
+    header = child.stdout.readline()
+    answered = [child.stdout.readline() for _ in range(25)]  # all 25 answered, the child now waits on stdin
+    assert header.startswith("row,prediction") and answered[-1].startswith("25,")
+    child.send_signal(signal.SIGTERM)
+    child.wait(timeout=60)
+    assert child.returncode == 128 + signal.SIGTERM
+    store = MonitorStore(db)
+    assert store.decision_count() == 25  # buffered rows were flushed on the way out
+    assert [w["rows"] for w in store.windows()] == [25]
+    store.close()

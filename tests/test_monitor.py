@@ -1,0 +1,215 @@
+"""Live monitoring through the Runtime: windows, data quality, decision log, drift on real bundles."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+from sklearn.linear_model import LogisticRegression
+
+from converters import export
+from edge_runtime import InputPolicy, Runtime, RuntimeConfig
+from edge_runtime.config import MonitoringConfig
+from edge_runtime.errors import NonFiniteValueError
+from edge_runtime.monitor import drift_report
+from edge_runtime.sketches import NumericSketch
+from edge_runtime.store import MonitorStore
+from tests.conftest import mixed_frame, mixed_pipeline
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1_800_000_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _config(tmp_path: Path, **monitoring: Any) -> RuntimeConfig:
+    return RuntimeConfig(monitoring=MonitoringConfig(db=tmp_path / "m.db", **monitoring))
+
+
+def test_windows_close_by_rows_and_close_loses_nothing(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    with Runtime(cancer_bundle, db=tmp_path / "m.db", window_rows=1000) as rt:
+        ids = [rt.predict(rows[i % len(rows)]).request_id for i in range(2500)]
+    assert ids == list(range(1, 2501))
+    store = MonitorStore(tmp_path / "m.db")
+    windows = store.windows()
+    assert [(w["seq"], w["rows"], w["partial"]) for w in windows] == [(0, 1000, 0), (1, 1000, 0), (2, 500, 1)]
+    assert store.decision_count() == 2500
+    first = windows[0]
+    assert first["model"] == "cancer" and first["version"] == "1.0" and len(first["model_sha256"]) == 64
+    assert first["latency"]["p50_us"] > 0
+    assert store.current_window() is None  # nothing left open
+    store.close()
+
+
+def test_reopening_continues_ids_and_window_numbers(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    row = cancer_data[0].to_numpy()[0]
+    for _ in range(2):
+        with Runtime(cancer_bundle, db=tmp_path / "m.db", window_rows=10) as rt:
+            last = [rt.predict(row).request_id for _ in range(15)][-1]
+    assert last == 30
+    store = MonitorStore(tmp_path / "m.db")
+    assert [w["seq"] for w in store.windows()] == [0, 1, 2, 3]
+    store.close()
+
+
+def test_windows_and_flushes_by_time_with_a_fake_clock(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    clock = FakeClock()
+    row = cancer_data[0].to_numpy()[0]
+    config = _config(tmp_path, window_rows=10_000, window_seconds=60, flush_ms=1000)
+    rt = Runtime(cancer_bundle, config=config, clock=clock)
+    for _ in range(5):
+        rt.predict(row)
+    store = MonitorStore(tmp_path / "m.db")
+    assert store.decision_count() == 0  # buffered
+    clock.now += 1.5
+    rt.predict(row)  # past flush_ms: this call flushes
+    assert store.decision_count() == 6
+    assert store.current_window()["rows"] == 6
+    clock.now += 60
+    rt.predict(row)
+    assert [w["rows"] for w in store.windows()] == [7]  # closed by time
+    rt.close()
+    assert store.decision_count() == 7
+    store.close()
+
+
+def test_data_quality_counters(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    X = cancer_data[0]
+    config = RuntimeConfig(monitoring=MonitoringConfig(db=tmp_path / "m.db"), inputs=InputPolicy(non_finite="allow"))
+    with Runtime(cancer_bundle, config=config) as rt:
+        good = X.iloc[0].to_dict()
+        rt.predict(good)
+        rt.predict(dict(good, **{"mean radius": float("nan")}))
+        rt.predict(dict(good, **{"mean radius": 1000.0}))
+        rt.predict(dict(good, **{"mean radius": -5.0}))
+    with Runtime(cancer_bundle, db=tmp_path / "m.db") as rt:
+        with pytest.raises(NonFiniteValueError):
+            rt.predict(dict(good, **{"mean area": float("inf")}))
+        result = rt.predict_batch([good, dict(good, **{"mean area": "x"})], on_error="skip")
+        assert len(result) == 1 and result.request_ids.tolist() == [5]
+    store = MonitorStore(tmp_path / "m.db")
+    first, second = store.windows()
+    radius = first["quality"]["features"]["mean radius"]
+    assert (radius["missing"], radius["out_of_range"]) == (1, 2)
+    assert second["rejected"] == 2
+    assert second["quality"]["rejected"] == {"NonFiniteValueError": 1, "InvalidValueError": 1}
+    assert second["quality"]["features"]["mean area"]["rejected"] == 2
+    store.close()
+
+
+def test_unseen_categories_are_counted(tmp_path: Path, mixed_bundle: Path, mixed_data: Any) -> None:
+    config = RuntimeConfig(monitoring=MonitoringConfig(db=tmp_path / "m.db"),
+                           inputs=InputPolicy(unseen_category="allow"))
+    rows = mixed_data[0].iloc[:10].to_dict(orient="records")
+    rows[3]["city"] = "rome"
+    with Runtime(mixed_bundle, config=config) as rt:
+        for row in rows:
+            rt.predict(row)
+    store = MonitorStore(tmp_path / "m.db")
+    assert store.windows()[0]["quality"]["features"]["city"]["unseen"] == 1
+    store.close()
+
+
+def test_decision_log_contents_sampling_and_privacy(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    with Runtime(cancer_bundle, config=_config(tmp_path, log_sample_rate=0.25)) as rt:
+        predictions = [rt.predict(rows[i]) for i in range(400)]
+    store = MonitorStore(tmp_path / "m.db")
+    logged = store.tail(1000)
+    assert len(logged) == 100
+    entry = logged[0]
+    source = predictions[entry["request_id"] - 1]
+    assert entry["prediction"] == str(source.label)
+    assert entry["score"] == pytest.approx(max(source.probabilities.values()), abs=1e-6)
+    assert entry["model"] == "cancer" and entry["version"] == "1.0" and len(entry["input_hash"]) == 16
+    assert entry["features"] is None  # raw values only when enabled
+    assert store.windows()[0]["rows"] == 400  # sampling thins the log, not the monitoring
+    store.close()
+
+    with Runtime(cancer_bundle, config=_config(tmp_path / "b", log_features=True)) as rt:
+        rt.predict(rows[7])
+    store = MonitorStore(tmp_path / "b" / "m.db")
+    features = json.loads(store.tail(1)[0]["features"])
+    assert features["mean radius"] == pytest.approx(rows[7][0], rel=1e-6)
+    store.close()
+
+
+def test_identical_rows_share_an_input_hash(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    with Runtime(cancer_bundle, db=tmp_path / "m.db") as rt:
+        for row in (rows[0], rows[1], rows[0]):
+            rt.predict(row)
+    store = MonitorStore(tmp_path / "m.db")
+    hashes = [r["input_hash"] for r in store.tail(3)]
+    assert hashes[0] == hashes[2] != hashes[1]
+    store.close()
+
+
+def test_monitoring_memory_per_numeric_feature() -> None:
+    rng = np.random.default_rng(0)
+    sketch = NumericSketch(200)
+    for _ in range(100):
+        sketch.update(rng.normal(size=10_000))
+    assert sketch.count == 1_000_000
+    assert len(sketch.to_bytes()) <= 8 * 1024
+
+
+def test_stationary_stream_through_the_runtime_raises_no_alarm_and_a_shift_does(tmp_path: Path) -> None:
+    X, y = mixed_frame(n=24_000, seed=5)
+    model = mixed_pipeline(LogisticRegression(max_iter=1000)).fit(X[:8000], y[:8000])
+    bundle = export(model, X[:8000], y[:8000], name="churn", version="1", out_dir=tmp_path / "bundle",
+                    X_val=X[8000:12000]).path
+    stream = X[12000:].copy()
+    stream.iloc[8000:, stream.columns.get_loc("income")] *= 1.3
+    stream.iloc[8000:, stream.columns.get_loc("plan")] = np.where(
+        np.arange(4000) % 3 == 0, "basic", "pro")
+    with Runtime(bundle, db=tmp_path / "m.db", window_rows=2000) as rt:
+        result = rt.predict_batch(stream)
+        assert len(result) == 12_000 and result.request_ids[-1] == 12_000
+    report = drift_report(MonitorStore(tmp_path / "m.db", create=False))
+    windows = report["windows"]
+    assert [w["rows"] for w in windows] == [2000] * 6
+    for w in windows[:4]:  # stationary: held-out rows from the training distribution
+        assert [n for n, f in w["features"].items() if f["status"] != "ok"] == [], w["features"]
+        assert w["prediction"]["status"] == "ok"
+    for w in windows[4:]:  # shifted: income scaled, plan rebalanced
+        assert sorted(n for n, f in w["features"].items() if f["drift"]) == ["income", "plan"]
+        income = w["features"]["income"]
+        assert income["metric"] in ("ks", "psi") and income["value"] > income["threshold"]
+        assert "ks" in income["metrics"] and w["features"]["plan"]["metric"] == "js"
+
+
+def test_bundle_without_reference_keeps_windows_unassessed(tmp_path: Path, cancer_bundle: Path,
+                                                           copy_bundle, cancer_data: Any) -> None:
+    path = copy_bundle(cancer_bundle)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["reference"].pop("sketches")
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with Runtime(path, db=tmp_path / "m.db", window_rows=5) as rt:
+        for row in cancer_data[0].to_numpy()[:5]:
+            rt.predict(row)
+    store = MonitorStore(tmp_path / "m.db")
+    assert store.windows()[0]["summary"] == {"reference": False}
+    assert store.drift_results() == []
+    store.close()
+
+
+def test_regression_and_dataframe_batches(tmp_path: Path, regression_bundle: Path) -> None:
+    from sklearn.datasets import load_diabetes
+
+    X, _ = load_diabetes(return_X_y=True)
+    with Runtime(regression_bundle, db=tmp_path / "m.db", window_rows=200) as rt:
+        rt.predict_batch(pd.DataFrame(X, columns=[f"x{i}" for i in range(10)]))
+        single = rt.predict(X[0])
+    assert single.request_id == len(X) + 1
+    report = drift_report(MonitorStore(tmp_path / "m.db", create=False))
+    assert report["windows"][0]["prediction"]["metric"] in ("ks", "psi")
+    assert all(f["status"] == "ok" for f in report["windows"][0]["features"].values())

@@ -1,0 +1,162 @@
+"""The monitoring database: retention, migrations, crash durability."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlite_utils import Database
+
+from edge_runtime import Runtime
+from edge_runtime.config import MonitoringConfig, RetentionPolicy, RuntimeConfig
+from edge_runtime.store import MonitorStore, StoreError, migrations
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def _decision(i: int, ts: float) -> tuple[Any, ...]:
+    return (i, ts, "m", "1", 4.0, "yes", 0.9, f"{i:016x}", None)
+
+
+def test_retention_by_rows(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_rows=100), clock=clock)
+    store.append_decisions([_decision(i, clock.now + i) for i in range(1, 251)])
+    store.enforce_retention()
+    assert store.decision_count() == 100
+    assert store.tail(1)[0]["request_id"] == 250 and store.tail(100)[0]["request_id"] == 151
+    store.close()
+
+
+def test_retention_by_age_uses_the_clock(tmp_path: Path) -> None:
+    clock = FakeClock()
+    store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_age_days=1), clock=clock)
+    store.append_decisions([_decision(1, clock.now - 2 * 86400), _decision(2, clock.now - 3600)])
+    store.save_window({"seq": 0, "closed_at": clock.now - 2 * 86400, "rows": 1, "rejected": 0}, [], [])
+
+    store.save_window({"seq": 1, "closed_at": clock.now, "rows": 1, "rejected": 0}, [], [])
+    store.enforce_retention()
+    assert [r["request_id"] for r in store.tail(10)] == [2]
+    assert [w["seq"] for w in store.windows()] == [1]
+    store.close()
+
+
+def test_retention_by_window_count(tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_windows=3, max_age_days=0))
+    for seq in range(6):
+        store.save_window({"seq": seq, "closed_at": 2e9, "rows": 1, "rejected": 0},
+                          [{"name": "x", "kind": "numeric", "status": "ok", "metric": "ks", "value": 0.0,
+                            "threshold": 0.1, "warn_threshold": 0.05, "details": {}}], [])
+    store.enforce_retention()
+    assert [w["seq"] for w in store.windows()] == [3, 4, 5]
+    assert {r["window_seq"] for r in store.drift_results()} == {3, 4, 5}
+    assert store.next_window_seq() == 6  # never reused
+    store.close()
+
+
+def test_database_never_grows_past_its_byte_budget(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    budget = 1024 * 1024
+    config = RuntimeConfig(
+        monitoring=MonitoringConfig(db=tmp_path / "m.db", window_rows=2000, log_features=True, flush_rows=64),
+        retention=RetentionPolicy(max_bytes=budget))
+    rows = cancer_data[0].to_numpy()
+    sizes = []
+    with Runtime(cancer_bundle, config=config) as rt:
+        for i in range(40_000):
+            rt.predict(rows[i % len(rows)])
+            if i % 64 == 0:  # right after each flush
+                sizes.append(rt.monitor.store.size_bytes())
+        kept = rt.monitor.store.decision_count()
+    assert max(sizes) <= budget, sizes
+    assert 100 < kept < 40_000  # oldest rows went, recent ones stayed
+    store = MonitorStore(tmp_path / "m.db")
+    assert store.integrity_ok() and store.size_bytes() <= budget
+    assert store.tail(1)[0]["request_id"] == 40_000
+    store.close()
+
+
+def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m002_partial_windows_and_time_index")  # the first released schema
+    db["decisions"].insert(dict(zip(("request_id", "ts", "model", "version", "latency_us", "prediction", "score",
+                                     "input_hash", "features"), _decision(7, 1e9))))
+    db["windows"].insert({"seq": 0, "rows": 10, "rejected": 0, "closed_at": 2e9})
+    assert "partial" not in db["windows"].columns_dict
+    db.close()
+
+    store = MonitorStore(path, RetentionPolicy(max_age_days=0))
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows_and_time_index"]
+    assert store.db["windows"].columns_dict["partial"] is int
+    assert store.windows()[0]["partial"] == 0
+    assert store.tail(1)[0]["request_id"] == 7 and store.next_request_id() == 8
+    assert any(ix.name == "decisions_ts" for ix in store.db["decisions"].indexes)
+    store.close()
+
+
+def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
+    with pytest.raises(StoreError, match="does not exist"):
+        MonitorStore(tmp_path / "none.db", create=False)
+    assert not (tmp_path / "none.db").exists()
+
+
+def test_corrupt_file_is_a_store_error(tmp_path: Path) -> None:
+    path = tmp_path / "bad.db"
+    path.write_bytes(b"this is not sqlite" * 100)
+    with pytest.raises(StoreError, match="cannot open monitoring database"):
+        MonitorStore(path)
+
+
+CHILD = textwrap.dedent("""
+    import sys, numpy as np
+    from sklearn.datasets import load_breast_cancer
+    from edge_runtime import Runtime
+    from edge_runtime.config import MonitoringConfig, RuntimeConfig
+    bundle, db = sys.argv[1], sys.argv[2]
+    rows = load_breast_cancer().data
+    config = RuntimeConfig(monitoring=MonitoringConfig(db=db, flush_rows=64, flush_ms=60_000, window_rows=1000))
+    rt = Runtime(bundle, config=config)
+    for i in range(1, 2_000_000):
+        rt.predict(rows[i % len(rows)])
+        if i % 500 == 0:
+            rt.flush()
+            print("flushed", i, flush=True)
+""")
+
+
+def test_kill_9_loses_only_unflushed_rows(tmp_path: Path, cancer_bundle: Path) -> None:
+    db = tmp_path / "crash.db"
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cancer_bundle), str(db)],
+                             stdout=subprocess.PIPE, text=True)
+    flushed = 0
+    try:
+        assert child.stdout is not None
+        for line in child.stdout:
+            flushed = int(line.split()[1])
+            if flushed >= 5000:
+                break
+        os.kill(child.pid, signal.SIGKILL)
+    finally:
+        child.wait(timeout=60)
+    assert child.returncode == -signal.SIGKILL
+    store = MonitorStore(db)
+    assert store.integrity_ok()
+    count = store.decision_count()
+    assert count >= flushed  # every row flushed before the kill is there
+    ids = [r["request_id"] for r in store.tail(count)]
+    assert ids == list(range(1, count + 1))  # and nothing in between was lost
+    assert len(store.windows()) >= 5
+    store.close()
