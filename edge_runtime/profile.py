@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import json
 import struct
+from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -79,10 +80,26 @@ class Profile:
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray) -> Profile:
-        """Add rows of an all-numeric float matrix, columns in schema order."""
-        columns = np.ascontiguousarray(matrix.T)  # one contiguous column per sketch update
-        for sketch, column in zip(self.features.values(), columns):
-            sketch.update(column)
+        """Add rows of an all-numeric float32 matrix, columns in schema order.
+
+        Moments of every column come from one vectorized pass; each sketch then
+        only takes its column. Columns holding NaN take the general path.
+        """
+        if matrix.shape[0] == 0:
+            return self
+        # A transposed copy gives each KLL update a writable contiguous column.
+        columns = np.array(matrix.T, dtype=np.float32, order="C")
+        nan_columns = np.asarray(np.isnan(columns).any(axis=1), dtype=bool)
+        wide = columns.astype(np.float64)
+        means = wide.mean(axis=1)
+        m2s = ((wide - means[:, None]) ** 2).sum(axis=1)
+        lows, highs = columns.min(axis=1), columns.max(axis=1)
+        for i, sketch in enumerate(self.features.values()):
+            assert isinstance(sketch, NumericSketch)
+            if nan_columns[i]:
+                sketch.update(columns[i])
+            else:
+                sketch.update_present(columns[i], float(means[i]), float(m2s[i]), float(lows[i]), float(highs[i]))
         self.rows += int(matrix.shape[0])
         return self
 
@@ -96,8 +113,7 @@ class Profile:
     def update_outputs(self, labels: Sequence[Any] | None, scores: np.ndarray) -> Profile:
         """Add the model's answers: labels (classifiers) and top scores or values."""
         if self.predictions is not None and labels is not None:
-            keys, counts = np.unique(np.asarray([str(v) for v in labels]), return_counts=True)
-            self.predictions.update_counts(dict(zip(keys.tolist(), counts.tolist())))
+            self.predictions.update_counts({str(k): n for k, n in Counter(labels).items()})
         self.scores.update(scores)
         return self
 

@@ -52,7 +52,7 @@ class NumericSketch:
         1.3% (99% confidence) in a few KB, whatever the stream length.
     """
 
-    __slots__ = ("kll", "count", "missing", "minimum", "maximum", "mean", "m2")
+    __slots__ = ("kll", "count", "missing", "minimum", "maximum", "mean", "m2", "_cache")
 
     def __init__(self, k: int = DEFAULT_K) -> None:
         self.kll = datasketches.kll_floats_sketch(k)
@@ -62,6 +62,9 @@ class NumericSketch:
         self.maximum = -math.inf
         self.mean = 0.0
         self.m2 = 0.0  # sum of squared deviations from the mean (Chan et al. merge)
+        # Quantile and CDF answers by query: the reference profile is asked the
+        # same questions for every window. Cleared by every change.
+        self._cache: dict[tuple[str, bytes], np.ndarray] = {}
 
     @property
     def k(self) -> int:
@@ -82,6 +85,7 @@ class NumericSketch:
 
     def update(self, values: Any) -> NumericSketch:
         """Add one value or an array of values; NaN counts as missing."""
+        self._cache.clear()
         array = np.array(values, dtype=np.float32, ndmin=1)  # a writable copy: datasketches rejects read-only arrays
         present = array[~np.isnan(array)]
         self.missing += int(array.size - present.size)
@@ -91,18 +95,34 @@ class NumericSketch:
         n = int(present.size)
         batch_mean = float(present.mean(dtype=np.float64))
         batch_m2 = float(((present.astype(np.float64) - batch_mean) ** 2).sum())
-        self._combine(n, batch_mean, batch_m2, float(present.min()), float(present.max()))
+        self.add_moments(n, batch_mean, batch_m2, float(present.min()), float(present.max()))
+        return self
+
+    def update_present(self, values: np.ndarray, mean: float, m2: float, low: float, high: float) -> NumericSketch:
+        """Add values known to hold no NaN, with their moments computed by the caller.
+
+        The fast path of :meth:`Profile.update_matrix`, which computes the
+        moments of all columns of a block in one vectorized pass. ``values``
+        must be a writable contiguous float32 array.
+        """
+        self._cache.clear()
+        self.kll.update(values)
+        self.add_moments(int(values.size), mean, m2, low, high)
         return self
 
     def merge(self, other: NumericSketch) -> NumericSketch:
         """Fold another sketch of the same feature into this one."""
+        self._cache.clear()
         self.kll.merge(other.kll)
         self.missing += other.missing
         if other.count:
-            self._combine(other.count, other.mean, other.m2, other.minimum, other.maximum)
+            self.add_moments(other.count, other.mean, other.m2, other.minimum, other.maximum)
         return self
 
-    def _combine(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
+    def add_moments(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
+        """Fold in the count, mean, squared deviations and range of ``n`` values (Chan et al.)."""
+        if n == 0:
+            return
         total = self.count + n
         delta = mean - self.mean
         self.mean += delta * n / total
@@ -113,17 +133,23 @@ class NumericSketch:
 
     def cdf(self, points: Iterable[float], *, inclusive: bool = False) -> np.ndarray:
         """Estimated share of values below (or at, with ``inclusive``) each point; empty → zeros."""
-        points = list(points)
+        query = np.asarray(points if isinstance(points, np.ndarray) else list(points), dtype=np.float64)
         if self.count == 0:
-            return np.zeros(len(points))
-        return np.asarray(self.kll.get_cdf(points, inclusive)[:-1])
+            return np.zeros(query.size)
+        key = ("cdf+" if inclusive else "cdf", query.tobytes())
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self.kll.get_cdf(query.tolist(), inclusive)[:-1])
+        return self._cache[key]
 
     def quantiles(self, ranks: Iterable[float]) -> np.ndarray:
         """Estimated values at the given normalized ranks; empty → NaN."""
-        ranks = list(ranks)
+        query = np.asarray(ranks if isinstance(ranks, np.ndarray) else list(ranks), dtype=np.float64)
         if self.count == 0:
-            return np.full(len(ranks), np.nan)
-        return np.asarray(self.kll.get_quantiles(ranks), dtype=np.float64)
+            return np.full(query.size, np.nan)
+        key = ("quantiles", query.tobytes())
+        if key not in self._cache:
+            self._cache[key] = np.asarray(self.kll.get_quantiles(query.tolist()), dtype=np.float64)
+        return self._cache[key]
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready statistics."""

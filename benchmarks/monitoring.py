@@ -1,0 +1,158 @@
+"""The cost of monitoring and decision logging, against raw onnxruntime, in one process.
+
+A scaled logistic regression on breast-cancer (30 numeric features), every
+prediction monitored (windows of 5,000 rows, drift against the reference) and
+logged to SQLite. Methods interleaved block by block on the 569 real rows in
+shuffled order. Also: batch throughput at 512 rows, and the monitoring memory.
+
+Run: ``python benchmarks/monitoring.py [--whylogs-python PATH] [--json]``
+(``--whylogs-python`` names an interpreter with whylogs installed, see
+``benchmarks/whylogs_per_row.py``; its per-row cost joins the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import psutil
+from sklearn.datasets import load_breast_cancer
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).parent))
+from single_row import machine, measure, raw_session  # noqa: E402
+
+from converters import export  # noqa: E402
+from edge_runtime import Runtime  # noqa: E402
+
+
+def single_row(bundle: Path, X: np.ndarray, work: Path, blocks: int, calls: int) -> list[dict[str, Any]]:
+    order = np.random.default_rng(0).permutation(len(X))
+    rows64 = [X[i] for i in order]
+    rows32 = [X[i : i + 1].astype(np.float32) for i in order]
+    sess = raw_session(bundle / "model.onnx")
+    name = sess.get_inputs()[0].name
+    plain = Runtime(bundle)
+    monitored = Runtime(bundle, db=work / "bench.db", window_rows=5000)
+    names = plain.feature_names
+    dict_rows = [dict(zip(names, r.tolist())) for r in rows64]
+    methods = {
+        "raw InferenceSession.run": (lambda r: sess.run(None, {name: r}), rows32),
+        "Runtime.predict, no monitoring": (plain.predict, rows64),
+        "Runtime.predict + monitoring + log": (monitored.predict, rows64),
+        "Runtime.predict + monitoring + log (dict row)": (monitored.predict, dict_rows),
+    }
+    measure(methods, 1, {k: 500 for k in methods})
+    results = measure(methods, blocks, {k: calls for k in methods})
+    raw = results["raw InferenceSession.run"]
+    table = []
+    for method, values in results.items():
+        table.append({"method": method, "calls": int(values.size), "p50_us": float(np.median(values)),
+                      "p90_us": float(np.percentile(values, 90)), "p99_us": float(np.percentile(values, 99)),
+                      "mean_us": float(values.mean()),
+                      "p50_minus_raw_us": float(np.median(values) - np.median(raw)),
+                      "mean_minus_raw_us": float(values.mean() - raw.mean())})
+    monitored.close()
+    plain.close()
+    return table
+
+
+def batch_throughput(bundle: Path, X: np.ndarray, work: Path, repeats: int) -> dict[str, Any]:
+    rng = np.random.default_rng(1)
+    batches64 = [X[rng.integers(0, len(X), 512)] for _ in range(50)]
+    batches32 = [b.astype(np.float32) for b in batches64]
+    sess = raw_session(bundle / "model.onnx")
+    name = sess.get_inputs()[0].name
+    monitored = Runtime(bundle, db=work / "batch.db", window_rows=5000)
+    raw_t, rt_t = [], []
+    for r in range(repeats):
+        for b32, b64 in zip(batches32, batches64):
+            t0 = time.perf_counter_ns()
+            sess.run(None, {name: b32})
+            raw_t.append(time.perf_counter_ns() - t0)
+            t0 = time.perf_counter_ns()
+            monitored.predict_batch(b64)
+            rt_t.append(time.perf_counter_ns() - t0)
+    monitored.close()
+    raw_rps = 512 / (np.median(raw_t) / 1e9)
+    rt_rps = 512 / (np.median(rt_t) / 1e9)
+    return {"batch": 512, "raw_rows_per_s": raw_rps, "runtime_monitored_rows_per_s": rt_rps,
+            "ratio": rt_rps / raw_rps}
+
+
+def memory(bundle: Path, X: np.ndarray, work: Path) -> dict[str, Any]:
+    process = psutil.Process()
+    with Runtime(bundle, db=work / "mem.db", window_rows=5000) as rt:
+        rows = X.astype(np.float64)
+        for i in range(20_000):
+            rt.predict(rows[i % len(rows)])
+        rss_before = process.memory_info().rss
+        for i in range(200_000):
+            rt.predict(rows[i % len(rows)])
+        rss_after = process.memory_info().rss
+        assert rt.monitor is not None
+        store = rt.monitor.store
+        window = store.windows(1, with_profile=True)[-1]
+        from edge_runtime.profile import Profile
+
+        profile = Profile.from_bytes(window["profile"])
+        per_feature = [len(s.to_bytes()) for s in profile.features.values()]
+    return {"window_rows": 5000, "sketch_bytes_per_numeric_feature_max": max(per_feature),
+            "sketch_bytes_per_numeric_feature_mean": float(np.mean(per_feature)),
+            "rss_growth_over_200k_predictions_bytes": rss_after - rss_before}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--blocks", type=int, default=20)
+    parser.add_argument("--calls", type=int, default=2000)
+    parser.add_argument("--whylogs-python", help="interpreter with whylogs installed")
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bundle = export(model, X, y, name="logreg", version="1", out_dir=work / "bundle").path
+        table = single_row(bundle, X, work, args.blocks, args.calls)
+        batch = batch_throughput(bundle, X, work, repeats=10)
+        mem = memory(bundle, X, work)
+    whylogs = None
+    if args.whylogs_python:
+        out = subprocess.run([args.whylogs_python, str(Path(__file__).parent / "whylogs_per_row.py")],
+                             capture_output=True, text=True, check=True)
+        whylogs = json.loads(out.stdout.strip().splitlines()[-1])
+    if args.json:
+        json.dump({"machine": machine(), "single_row": table, "batch": batch, "memory": mem, "whylogs": whylogs},
+                  sys.stdout, indent=2)
+        print()
+        return
+    info = machine()
+    print(f"machine: {info['cpu']}, {info['cores']} cores; python {info['python']}, onnxruntime "
+          f"{info['onnxruntime']}, numpy {info['numpy']}")
+    print("| method | p50 µs | p90 µs | p99 µs | mean µs | p50 − raw | mean − raw |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
+    for r in table:
+        print(f"| {r['method']} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} | {r['mean_us']:.1f} | "
+              f"{r['p50_minus_raw_us']:+.1f} | {r['mean_minus_raw_us']:+.1f} |")
+    if whylogs:
+        print(f"| whylogs {whylogs['whylogs']} DatasetProfile.track(row) alone | {whylogs['p50_us']:.1f} | | | "
+              f"{whylogs['mean_us']:.1f} | | |")
+    print(f"\nbatch of 512: raw {batch['raw_rows_per_s']:,.0f} rows/s, Runtime with monitoring "
+          f"{batch['runtime_monitored_rows_per_s']:,.0f} rows/s ({batch['ratio']:.0%} of raw)")
+    print(f"monitoring memory: {mem['sketch_bytes_per_numeric_feature_max']} bytes per numeric feature per "
+          f"5,000-row window (max; mean {mem['sketch_bytes_per_numeric_feature_mean']:.0f}); RSS growth over "
+          f"200k monitored predictions: {mem['rss_growth_over_200k_predictions_bytes'] / 1e6:.2f} MB")
+
+
+if __name__ == "__main__":
+    main()
