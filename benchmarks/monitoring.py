@@ -24,6 +24,7 @@ from typing import Any
 import numpy as np
 import psutil
 from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
@@ -32,7 +33,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 from single_row import machine, measure, raw_session  # noqa: E402
 
 from converters import export  # noqa: E402
-from edge_runtime import Runtime  # noqa: E402
+from edge_runtime import Runtime, RuntimeConfig  # noqa: E402
+from edge_runtime.config import MonitoringConfig  # noqa: E402
 
 
 def single_row(bundle: Path, X: np.ndarray, work: Path, blocks: int, calls: int) -> list[dict[str, Any]]:
@@ -66,27 +68,39 @@ def single_row(bundle: Path, X: np.ndarray, work: Path, blocks: int, calls: int)
     return table
 
 
-def batch_throughput(bundle: Path, X: np.ndarray, work: Path, repeats: int) -> dict[str, Any]:
+def batch_throughput(bundles: dict[str, Path], X: np.ndarray, work: Path, repeats: int) -> list[dict[str, Any]]:
+    """Rows per second at 512 rows per call, interleaved with raw onnxruntime on the same batches."""
     rng = np.random.default_rng(1)
-    batches64 = [X[rng.integers(0, len(X), 512)] for _ in range(50)]
+    batches64 = [X[rng.integers(0, len(X), 512)] for _ in range(20)]
     batches32 = [b.astype(np.float32) for b in batches64]
-    sess = raw_session(bundle / "model.onnx")
-    name = sess.get_inputs()[0].name
-    monitored = Runtime(bundle, db=work / "batch.db", window_rows=5000)
-    raw_t, rt_t = [], []
-    for r in range(repeats):
-        for b32, b64 in zip(batches32, batches64):
-            t0 = time.perf_counter_ns()
-            sess.run(None, {name: b32})
-            raw_t.append(time.perf_counter_ns() - t0)
-            t0 = time.perf_counter_ns()
-            monitored.predict_batch(b64)
-            rt_t.append(time.perf_counter_ns() - t0)
-    monitored.close()
-    raw_rps = 512 / (np.median(raw_t) / 1e9)
-    rt_rps = 512 / (np.median(rt_t) / 1e9)
-    return {"batch": 512, "raw_rows_per_s": raw_rps, "runtime_monitored_rows_per_s": rt_rps,
-            "ratio": rt_rps / raw_rps}
+    results = []
+    for label, bundle in bundles.items():
+        sess = raw_session(bundle / "model.onnx")
+        name = sess.get_inputs()[0].name
+        variants = {
+            "no monitoring": Runtime(bundle),
+            "monitoring, no log": Runtime(bundle, config=RuntimeConfig(monitoring=MonitoringConfig(
+                db=work / f"{label}-nolog.db", log_sample_rate=0.0))),
+            "monitoring + log": Runtime(bundle, db=work / f"{label}-log.db"),
+        }
+        timings: dict[str, list[int]] = {"raw": [], **{k: [] for k in variants}}
+        for _ in range(repeats):
+            for b32, b64 in zip(batches32, batches64):
+                t0 = time.perf_counter_ns()
+                sess.run(None, {name: b32})
+                timings["raw"].append(time.perf_counter_ns() - t0)
+                for key, runtime in variants.items():
+                    t0 = time.perf_counter_ns()
+                    runtime.predict_batch(b64)
+                    timings[key].append(time.perf_counter_ns() - t0)
+        for runtime in variants.values():
+            runtime.close()
+        raw_rps = 512 / (np.median(timings["raw"]) / 1e9)
+        for key in variants:
+            rps = 512 / (np.median(timings[key]) / 1e9)
+            results.append({"model": label, "variant": key, "raw_rows_per_s": raw_rps, "rows_per_s": rps,
+                            "ratio": rps / raw_rps})
+    return results
 
 
 def memory(bundle: Path, X: np.ndarray, work: Path) -> dict[str, Any]:
@@ -123,8 +137,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
         bundle = export(model, X, y, name="logreg", version="1", out_dir=work / "bundle").path
+        forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
+        forest_bundle = export(forest, X, y, name="rf100", version="1", out_dir=work / "rf100").path
         table = single_row(bundle, X, work, args.blocks, args.calls)
-        batch = batch_throughput(bundle, X, work, repeats=10)
+        batch = batch_throughput({"logreg": bundle, "rf100": forest_bundle}, X, work, repeats=5)
         mem = memory(bundle, X, work)
     whylogs = None
     if args.whylogs_python:
@@ -147,8 +163,11 @@ def main() -> None:
     if whylogs:
         print(f"| whylogs {whylogs['whylogs']} DatasetProfile.track(row) alone | {whylogs['p50_us']:.1f} | | | "
               f"{whylogs['mean_us']:.1f} | | |")
-    print(f"\nbatch of 512: raw {batch['raw_rows_per_s']:,.0f} rows/s, Runtime with monitoring "
-          f"{batch['runtime_monitored_rows_per_s']:,.0f} rows/s ({batch['ratio']:.0%} of raw)")
+    print("\n| batch of 512 | raw onnxruntime rows/s | Runtime rows/s | share of raw |")
+    print("|---|---:|---:|---:|")
+    for b in batch:
+        print(f"| {b['model']}, {b['variant']} | {b['raw_rows_per_s']:,.0f} | {b['rows_per_s']:,.0f} | "
+              f"{b['ratio']:.0%} |")
     print(f"monitoring memory: {mem['sketch_bytes_per_numeric_feature_max']} bytes per numeric feature per "
           f"5,000-row window (max; mean {mem['sketch_bytes_per_numeric_feature_mean']:.0f}); RSS growth over "
           f"200k monitored predictions: {mem['rss_growth_over_200k_predictions_bytes'] / 1e6:.2f} MB")

@@ -7,7 +7,10 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.config import (
+    DriftPolicy,
+    MonitoringConfig,
     NonFinitePolicy,
+    RetentionPolicy,
     RuntimeConfig,
     SessionConfig,
     UnseenCategoryPolicy,
@@ -35,6 +38,9 @@ def test_device_example_values() -> None:
     assert config.inputs.unseen_category is UnseenCategoryPolicy.REJECT
     assert config.bundle is not None and config.bundle.is_absolute()
     assert config.bundle.name == "breast-cancer"
+    assert config.monitoring == MonitoringConfig(db=config.monitoring.db)
+    assert config.monitoring.db is not None and config.monitoring.db.is_absolute()
+    assert config.retention == RetentionPolicy() and config.drift == DriftPolicy()
 
 
 @pytest.mark.parametrize("text, message", [
@@ -45,6 +51,10 @@ def test_device_example_values() -> None:
     ("[session]\nallow_spinning = 'yes'\n", "'allow_spinning' parameter of SessionConfig must be a bool"),
     ("[inputs]\nnon_finite = 'drop'\n", "'non_finite' parameter of InputPolicy must be one of reject, allow. Got 'drop'"),
     ("[bundle]\npath = 'x'\nname = 'y'\n", "[bundle] takes only the key 'path'"),
+    ("[monitoring]\nwindow_rows = 0\n", "'window_rows' parameter of MonitoringConfig must be an int in [1, 1000000000]"),
+    ("[monitoring]\nlog_sample_rate = 1.5\n", "'log_sample_rate' parameter of MonitoringConfig must be a float in [0.0, 1.0]"),
+    ("[retention]\nmax_bytes = 10\n", "'max_bytes' parameter of RetentionPolicy must be an int in [65536,"),
+    ("[drift]\nks_drift = 0.01\n", "'ks_warn' (0.05) must not exceed 'ks_drift' (0.01)"),
     ("session = 3\n", "[session] must be a table"),
     ("[session\n", "is not valid TOML"),
 ])
