@@ -26,6 +26,7 @@ from typing import Any
 from edge_runtime.errors import ConfigError
 
 __all__ = [
+    "BudgetConfig",
     "DriftPolicy",
     "InputPolicy",
     "MonitoringConfig",
@@ -258,6 +259,70 @@ class MonitoringConfig:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class BudgetConfig:
+    """Latency, CPU and memory budgets, and how the runtime keeps them.
+
+    A budget of 0 is off. When a check finds a budget exceeded, the runtime
+    steps down one level of service: first it sheds optional work (the decision
+    log drops to ``shed_log_rate``), then it answers with ``fallback_bundle``
+    (when one is configured), then it sheds load (``shed_mode``: refuse with
+    OverloadError, or return a deferred result). It steps back up one level
+    after ``recover_checks`` checks in a row with every measurement under
+    ``recover_ratio`` times its budget (hysteresis, so it does not flap).
+
+    Parameters
+    ----------
+    latency_ms : float
+        Bound on the ``latency_percentile`` of recent latencies (0: none).
+    latency_percentile : float
+        The percentile bounded, e.g. 99.
+    cpu_share : float
+        Share of one core the process may use, averaged over ``window_s`` (0: none).
+    rss_mb : float
+        Resident memory of the process, MB (0: none).
+    check_every : int
+        Calls between checks; psutil costs 12-25 µs a call, so never per prediction.
+    check_interval_ms : int
+        A check also happens on the first call this long after the last one.
+    window_s : float
+        Sliding window of the CPU-share measurement.
+    """
+
+    latency_ms: float = 0.0
+    latency_percentile: float = 99.0
+    cpu_share: float = 0.0
+    rss_mb: float = 0.0
+    check_every: int = 256
+    check_interval_ms: int = 1000
+    window_s: float = 5.0
+    recover_ratio: float = 0.8
+    recover_checks: int = 3
+    shed_log_rate: float = 0.1
+    shed_mode: str = "refuse"
+    fallback_bundle: Path | None = None
+
+    def __post_init__(self) -> None:
+        _check_float("BudgetConfig", "latency_ms", self.latency_ms, 0.0, math.inf)
+        _check_float("BudgetConfig", "latency_percentile", self.latency_percentile, 50.0, 99.99)
+        _check_float("BudgetConfig", "cpu_share", self.cpu_share, 0.0, 256.0)
+        _check_float("BudgetConfig", "rss_mb", self.rss_mb, 0.0, math.inf)
+        _check_int("BudgetConfig", "check_every", self.check_every, 1, 10**9)
+        _check_int("BudgetConfig", "check_interval_ms", self.check_interval_ms, 1, 3_600_000)
+        _check_float("BudgetConfig", "window_s", self.window_s, 0.1, 3600.0)
+        _check_float("BudgetConfig", "recover_ratio", self.recover_ratio, 0.0, 1.0)
+        _check_int("BudgetConfig", "recover_checks", self.recover_checks, 1, 10**6)
+        _check_float("BudgetConfig", "shed_log_rate", self.shed_log_rate, 0.0, 1.0)
+        _check_choice("BudgetConfig", "shed_mode", self.shed_mode, ("refuse", "defer"))
+        if self.fallback_bundle is not None and not isinstance(self.fallback_bundle, Path):
+            object.__setattr__(self, "fallback_bundle", Path(str(self.fallback_bundle)))
+
+    @property
+    def enabled(self) -> bool:
+        """True when any budget is set."""
+        return bool(self.latency_ms or self.cpu_share or self.rss_mb)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimeConfig:
     """Everything a device needs to serve one bundle.
 
@@ -270,6 +335,7 @@ class RuntimeConfig:
     monitoring : MonitoringConfig
     retention : RetentionPolicy
     drift : DriftPolicy
+    budgets : BudgetConfig
     """
 
     bundle: Path | None = None
@@ -278,6 +344,7 @@ class RuntimeConfig:
     monitoring: MonitoringConfig = field(default_factory=MonitoringConfig)
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     drift: DriftPolicy = field(default_factory=DriftPolicy)
+    budgets: BudgetConfig = field(default_factory=BudgetConfig)
 
 
 def _section(owner: type, data: Any, where: str) -> Any:
@@ -306,7 +373,7 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
     base_dir : Path, optional
         Directory that a relative ``bundle.path`` or ``monitoring.db`` is resolved against.
     """
-    known_tables = {"bundle", "session", "inputs", "monitoring", "retention", "drift"}
+    known_tables = {"bundle", "session", "inputs", "monitoring", "retention", "drift", "budgets"}
     for key in data:
         if key not in known_tables:
             raise ConfigError(
@@ -320,10 +387,8 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
         bundle_path = Path(str(bundle_table["path"]))
         if base_dir is not None and not bundle_path.is_absolute():
             bundle_path = base_dir / bundle_path
-    monitoring = dict(data.get("monitoring", {})) if isinstance(data.get("monitoring", {}), dict) else data["monitoring"]
-    if isinstance(monitoring, dict) and "db" in monitoring:
-        db = Path(str(monitoring["db"]))
-        monitoring["db"] = base_dir / db if base_dir is not None and not db.is_absolute() else db
+    monitoring = _with_path(data.get("monitoring", {}), "db", base_dir)
+    budgets = _with_path(data.get("budgets", {}), "fallback_bundle", base_dir)
     return RuntimeConfig(
         bundle=bundle_path,
         session=_section(SessionConfig, data.get("session", {}), "session"),
@@ -331,7 +396,18 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
         monitoring=_section(MonitoringConfig, monitoring, "monitoring"),
         retention=_section(RetentionPolicy, data.get("retention", {}), "retention"),
         drift=_section(DriftPolicy, data.get("drift", {}), "drift"),
+        budgets=_section(BudgetConfig, budgets, "budgets"),
     )
+
+
+def _with_path(table: Any, key: str, base_dir: Path | None) -> Any:
+    """Resolve a relative path entry of a table against the config file's folder."""
+    if not isinstance(table, dict) or key not in table:
+        return table
+    table = dict(table)
+    path = Path(str(table[key]))
+    table[key] = base_dir / path if base_dir is not None and not path.is_absolute() else path
+    return table
 
 
 def load_config(path: str | Path) -> RuntimeConfig:

@@ -18,6 +18,7 @@ built-in for the same situation, the class inherits that too::
     │   └── UnseenCategoryError             a category never seen in training
     ├── InputFormatError (ValueError)       an input file cannot be parsed
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
+    ├── OverloadError                       refused to keep a budget (load shedding)
     └── ExportError                         a model cannot be turned into a bundle
         ├── UnsupportedModelError (TypeError)
         └── ParityError                     the ONNX model disagrees with the original
@@ -49,6 +50,7 @@ __all__ = [
     "InvalidValueError",
     "MissingFeatureError",
     "NonFiniteValueError",
+    "OverloadError",
     "ParityError",
     "SchemaError",
     "UnknownFeatureError",
@@ -179,6 +181,20 @@ class InputFormatError(EdgeRuntimeError, ValueError):
 
 class InferenceError(EdgeRuntimeError, RuntimeError):
     """onnxruntime raised while running the model."""
+
+
+class OverloadError(EdgeRuntimeError):
+    """The runtime refused a request to keep its latency, CPU or memory budget.
+
+    Attributes
+    ----------
+    cause : str
+        The budget violation that put the runtime in load-shedding mode.
+    """
+
+    def __init__(self, cause: str) -> None:
+        self.cause = cause
+        super().__init__(f"request refused to keep the budget ({cause}); retry later")
 
 
 class ExportError(EdgeRuntimeError):

@@ -161,6 +161,9 @@ class Monitor:
         self._known = [frozenset(f.categories) if f.kind is FeatureKind.CATEGORICAL else None
                        for f in inputs.features]
         self._model_id = store.register_model(info.name, info.version, model_sha256)
+        self._sample_rate = 1.0
+        self._sample_credit = 0.0
+        self.budget_state: Callable[[], Any] | None = None  # set by the Runtime when budgets are on
         self._window = self._open_window(store.next_window_seq())
         self.last_drift: WindowDrift | None = None
 
@@ -179,6 +182,13 @@ class Monitor:
             The predicted class or value.
         latency_us : float
         """
+        if self._sample_rate < 1.0:  # shedding optional work: keep every 1/rate-th row
+            self._sample_credit += self._sample_rate
+            if self._sample_credit < 1.0:
+                request_id = self._next_id
+                self._next_id = request_id + 1
+                return request_id
+            self._sample_credit -= 1.0
         i = self._fill
         if self._rows is not None:
             self._rows[i] = row
@@ -217,6 +227,18 @@ class Monitor:
         )
         self._ingest(block, now)
         return np.arange(first, first + n)
+
+    def set_sampling(self, rate: float) -> None:
+        """Monitor and log only this share of single-row predictions (budget shedding); 1.0 is all."""
+        self._sample_rate = rate
+        self._sample_credit = 0.0
+
+    def set_model(self, info: ModelInfo, model_sha256: str) -> None:
+        """Attribute the next decisions to another model (the budget fallback, or back)."""
+        if self._fill:
+            self.flush()
+        self.info = info
+        self._model_id = self.store.register_model(info.name, info.version, model_sha256)
 
     def observe_rejected(self, error: SchemaError) -> None:
         """Count a row refused by the input checks (a schema violation)."""
@@ -258,7 +280,8 @@ class Monitor:
             self._close_window(partial=False, now=now)
         snapshot = {"seq": self._window.seq, "opened_at": self._window.opened_at, "updated_at": now,
                     "rows": self._window.rows, "rejected": sum(self._window.rejected.values()),
-                    "quality": self._window.quality(self._names), "latency": self._window.latency()}
+                    "quality": self._window.quality(self._names), "latency": self._window.latency(),
+                    "budget": self._budget()}
         decisions, features = self._decision_rows(block)
         self.store.append_decisions(decisions, features, snapshot)
         self._since_retention += n
@@ -274,6 +297,9 @@ class Monitor:
         self.store.close()
 
     # ----------------------------------------------------------- internals
+    def _budget(self) -> dict[str, Any] | None:
+        return self.budget_state().to_dict() if self.budget_state is not None else None
+
     def _open_window(self, seq: int) -> _Window:
         profile = Profile.for_schema(self.inputs, self.outputs, k=self.config.sketch_k)
         return _Window(seq, profile, len(self.inputs.features))
@@ -379,7 +405,7 @@ class Monitor:
             "model_sha256": self.model_sha256, "opened_at": window.opened_at, "closed_at": now,
             "rows": window.rows, "rejected": sum(window.rejected.values()),
             "quality": window.quality(self._names), "latency": window.latency(), "summary": summary,
-            "profile": window.profile.to_bytes(), "partial": int(partial),
+            "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }
         self.store.save_window(record, results, events)
         self._window = self._open_window(window.seq + 1)

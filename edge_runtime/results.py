@@ -52,17 +52,21 @@ class Prediction:
         microseconds (monitoring bookkeeping comes after).
     request_id : int or None
         Key of this decision in the decision log, when monitoring is on.
+    deferred : bool
+        True when load shedding declined to answer (``shed_mode = "defer"``):
+        ``label`` is None; ask again later.
     """
 
-    __slots__ = ("label", "scores", "model", "latency_us", "request_id")
+    __slots__ = ("label", "scores", "model", "latency_us", "request_id", "deferred")
 
     def __init__(self, label: Any, scores: np.ndarray | None, model: ModelInfo,
-                 latency_us: float, request_id: int | None = None) -> None:
+                 latency_us: float, request_id: int | None = None, deferred: bool = False) -> None:
         self.label = label
         self.scores = scores
         self.model = model
         self.latency_us = latency_us
         self.request_id = request_id
+        self.deferred = deferred
 
     @property
     def probabilities(self) -> dict[Any, float] | None:

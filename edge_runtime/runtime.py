@@ -22,6 +22,7 @@ built from a tiny logistic regression first.
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import time
 from collections.abc import Callable
@@ -30,20 +31,23 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import MODEL_FILE, Bundle, Manifest, load_bundle
+from edge_runtime.bundle import Bundle, Manifest
 from edge_runtime.config import RuntimeConfig, load_config
-from edge_runtime.errors import BundleFormatError, ConfigError, EdgeRuntimeError, SchemaError
+from edge_runtime.engine import ModelEngine
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, OverloadError, SchemaError
+from edge_runtime.governor import BudgetGovernor, BudgetState, ServiceLevel
 from edge_runtime.inputs import InputEncoder
 from edge_runtime.monitor import Monitor
 from edge_runtime.profile import load_reference
-from edge_runtime.store import MonitorStore
+from edge_runtime.resources import ProcessMeter, ResourceMeter
 from edge_runtime.results import BatchResult, ModelInfo, Prediction
-from edge_runtime.runner import OnnxSession, SingleRowBinding
-from edge_runtime.schema import FeatureKind, InputLayout, Task
+from edge_runtime.schema import InputLayout, Task
+from edge_runtime.store import MonitorStore
 
 __all__ = ["Runtime"]
 
 _ON_ERROR = ("raise", "skip")
+_EVENTS_KEPT = 100
 
 
 class Runtime:
@@ -64,19 +68,22 @@ class Runtime:
     window_rows : int, optional
         Rows per monitoring window (overrides the config).
     clock : callable, optional
-        Unix time for monitoring timestamps and windows; a fake clock in tests.
+        Unix time for monitoring timestamps, windows and budget checks; a fake clock in tests.
+    meter : ResourceMeter, optional
+        CPU and memory of the process for the budgets (psutil by default); a fake in tests.
 
     Raises
     ------
     ConfigError
-        No bundle given, or a bad config.
+        No bundle given, a bad config, or a fallback bundle that does not fit.
     BundleError
         The bundle is missing, altered, or of an unknown format version.
     """
 
     def __init__(self, bundle: str | Path | None = None, *,
                  config: RuntimeConfig | str | Path | None = None, db: str | Path | None = None,
-                 window_rows: int | None = None, clock: Callable[[], float] = time.time) -> None:
+                 window_rows: int | None = None, clock: Callable[[], float] = time.time,
+                 meter: ResourceMeter | None = None) -> None:
         if config is None:
             config = RuntimeConfig()
         elif not isinstance(config, RuntimeConfig):
@@ -91,33 +98,41 @@ class Runtime:
         path = bundle if bundle is not None else config.bundle
         if path is None:
             raise ConfigError("no bundle given: pass a bundle path or set [bundle] path in the config")
-        self.bundle: Bundle = load_bundle(path)
-        manifest = self.bundle.manifest
-        self._input = manifest.input_schema
-        self._output = manifest.output_schema
-        self._session = OnnxSession(self.bundle.model_path, config.session)
-        self._check_signature()
+        self._primary = ModelEngine(path, config.session)
+        self._engine = self._primary
+        self._fallback: ModelEngine | None = None
+        if config.budgets.fallback_bundle is not None:
+            self._fallback = ModelEngine(config.budgets.fallback_bundle, config.session)
+            self._check_fallback(self._fallback)
+        self.bundle: Bundle = self._primary.bundle
+        self._input = self._primary.inputs
+        self._output = self._primary.outputs
         self._encoder = InputEncoder(self._input, config.inputs)
-        self.info = ModelInfo(name=manifest.name, version=manifest.version,
-                              classes=self._output.classes)
         self._classifier = self._output.task is Task.CLASSIFICATION
-        self._output_names = [self._output.score_output]
-        if self._classifier and self._output.label_output:
-            self._output_names.insert(0, self._output.label_output)
         self._closed = False
-        self._binding: SingleRowBinding | None = None
-        outputs = self._warm_up()
-        if self._input.layout is InputLayout.TENSOR:
-            self._bind_fast_path(outputs)
+        self._clock = clock
+        self.budget_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=_EVENTS_KEPT)
         self.monitor: Monitor | None = None
         if config.monitoring.db is not None:
             self.monitor = self._start_monitor(clock)
+        self.governor: BudgetGovernor | None = None
+        if config.budgets.enabled:
+            self.governor = BudgetGovernor(config.budgets, meter or ProcessMeter(), clock,
+                                           has_fallback=self._fallback is not None,
+                                           on_change=self._on_level_change)
+            if self.monitor is not None:
+                self.monitor.budget_state = self.governor.state
 
     # ------------------------------------------------------------ properties
     @property
     def manifest(self) -> Manifest:
         """The bundle's manifest."""
         return self.bundle.manifest
+
+    @property
+    def info(self) -> ModelInfo:
+        """Identity of the model answering now (the fallback's while it serves)."""
+        return self._engine.info
 
     @property
     def feature_names(self) -> tuple[str, ...]:
@@ -134,6 +149,16 @@ class Runtime:
         """Classification or regression."""
         return self._output.task
 
+    @property
+    def service_level(self) -> ServiceLevel:
+        """How much work the runtime does now (NORMAL unless a budget is exceeded)."""
+        return self.governor.level if self.governor is not None else ServiceLevel.NORMAL
+
+    @property
+    def budget_state(self) -> BudgetState | None:
+        """The budget measurements at the last check, or None without budgets."""
+        return self.governor.state() if self.governor is not None else None
+
     # ------------------------------------------------------------- predict
     def predict(self, row: Any) -> Prediction:
         """Predict one row.
@@ -146,44 +171,53 @@ class Runtime:
         Returns
         -------
         Prediction
+            ``deferred`` is True (and ``label`` None) when load shedding with
+            ``shed_mode = "defer"`` declined to answer.
 
         Raises
         ------
         SchemaError
             The row does not fit the schema; the subclass names the feature and value.
+        OverloadError
+            Load shedding (``shed_mode = "refuse"``) refused the request to keep a budget.
         InferenceError
             onnxruntime failed.
         """
         start = time.perf_counter_ns()
-        binding = self._binding
+        governor = self.governor
+        if governor is not None and governor.level is ServiceLevel.SHED_LOAD and not governor.admit():
+            return self._shed(start)
+        engine = self._engine
+        binding = engine.binding
         if binding is None:
-            return self._predict_via_batch(row, start)
+            return self._predict_general(row, start)
         try:
-            self._encoder.fill_tensor_row(row, self._row_buffer)
+            self._encoder.fill_tensor_row(row, engine.row_buffer)
         except SchemaError as exc:
             if self.monitor is not None:
                 self.monitor.observe_rejected(exc)
             raise
         binding.run()
         if self._classifier:
-            scores = self._scores_buffer[0].copy()
-            if self._label_buffer is not None:
-                label = self._label_buffer[0].item()
+            scores = engine.scores_buffer[0].copy()
+            if engine.label_buffer is not None:
+                label = engine.label_buffer[0].item()
             else:
                 # String labels cannot be bound to a preallocated buffer; skl2onnx's
                 # label is the argmax of the probabilities, so derive it the same way.
                 label = self._output.classes[int(scores.argmax())]
-            latency = (time.perf_counter_ns() - start) / 1e3
-            if self.monitor is None:
-                return Prediction(label, scores, self.info, latency)
-            request_id = self.monitor.observe(self._row_buffer, scores, label, latency)
-            return Prediction(label, scores, self.info, latency, request_id)
-        value = self._scores_buffer.flat[0].item()
+            observed: Any = scores
+        else:
+            label = engine.scores_buffer.flat[0].item()
+            scores = None
+            observed = label
         latency = (time.perf_counter_ns() - start) / 1e3
+        if governor is not None:
+            governor.record(latency)
         if self.monitor is None:
-            return Prediction(value, None, self.info, latency)
-        request_id = self.monitor.observe(self._row_buffer, value, value, latency)
-        return Prediction(value, None, self.info, latency, request_id)
+            return Prediction(label, scores, engine.info, latency)
+        request_id = self.monitor.observe(engine.row_buffer, observed, label, latency)
+        return Prediction(label, scores, engine.info, latency, request_id)
 
     def predict_batch(self, rows: Any, *, on_error: str = "raise") -> BatchResult:
         """Predict many rows in one model call.
@@ -200,11 +234,19 @@ class Runtime:
         Returns
         -------
         BatchResult
+
+        Raises
+        ------
+        OverloadError
+            Load shedding refused the batch to keep a budget.
         """
         if on_error not in _ON_ERROR:
             raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
         self._ensure_open()
         start = time.perf_counter_ns()
+        governor = self.governor
+        if governor is not None and governor.level is ServiceLevel.SHED_LOAD and not governor.admit():
+            raise OverloadError(self._shed_cause())
         try:
             encoded = self._encoder.encode_batch(rows)
         except SchemaError as exc:
@@ -216,19 +258,18 @@ class Runtime:
                 self.monitor.observe_rejected(error)
         if encoded.errors and on_error == "raise":
             raise encoded.errors[0]
-        if encoded.rows.size:
-            outputs = self._session.run(self._output_names, encoded.feeds)
-        else:
-            outputs = self._empty_outputs()
-        labels, scores = self._split_outputs(outputs)
+        engine = self._engine
+        labels, scores = engine.run(encoded.feeds) if encoded.rows.size else engine.empty()
         latency = (time.perf_counter_ns() - start) / 1e3
+        if governor is not None:
+            governor.record(latency)
         request_ids = None
         if self.monitor is not None and encoded.rows.size:
             served = self._served_rows(encoded.feeds)
             request_ids = self.monitor.observe_batch(served, scores if scores is not None else labels,
                                                      labels.tolist(), latency)
         return BatchResult(rows=encoded.rows, labels=labels, scores=scores, errors=encoded.errors,
-                           model=self.info, latency_us=latency, request_ids=request_ids)
+                           model=engine.info, latency_us=latency, request_ids=request_ids)
 
     # ------------------------------------------------------------ lifecycle
     def flush(self) -> None:
@@ -244,8 +285,9 @@ class Runtime:
         if self._closed:
             return
         self._closed = True
-        self._binding = None
-        self._session = None  # type: ignore[assignment]
+        self._primary.binding = None
+        if self._fallback is not None:
+            self._fallback.binding = None
         if self.monitor is not None:
             self.monitor.close()
 
@@ -263,7 +305,7 @@ class Runtime:
         if self._closed:
             raise EdgeRuntimeError("this Runtime is closed")
 
-    def _predict_via_batch(self, row: Any, start: int) -> Prediction:
+    def _predict_general(self, row: Any, start: int) -> Prediction:
         self._ensure_open()
         try:
             feeds = self._encoder.columns_row_feeds(row)
@@ -271,100 +313,61 @@ class Runtime:
             if self.monitor is not None:
                 self.monitor.observe_rejected(exc)
             raise
-        labels, scores = self._split_outputs(self._session.run(self._output_names, feeds))
+        engine = self._engine
+        labels, scores = engine.run(feeds)
         label = labels[0].item() if isinstance(labels[0], np.generic) else labels[0]
         row_scores = scores[0] if scores is not None else None
         latency = (time.perf_counter_ns() - start) / 1e3
+        if self.governor is not None:
+            self.governor.record(latency)
         if self.monitor is None:
-            return Prediction(label, row_scores, self.info, latency)
+            return Prediction(label, row_scores, engine.info, latency)
         values = [feeds[name][0, 0] for name in self._input.names]
         request_id = self.monitor.observe(values, row_scores if row_scores is not None else label, label, latency)
-        return Prediction(label, row_scores, self.info, latency, request_id)
+        return Prediction(label, row_scores, engine.info, latency, request_id)
+
+    def _shed(self, start: int) -> Prediction:
+        self._ensure_open()
+        if self.config.budgets.shed_mode == "defer":
+            return Prediction(None, None, self._engine.info, (time.perf_counter_ns() - start) / 1e3,
+                              deferred=True)
+        raise OverloadError(self._shed_cause())
+
+    def _shed_cause(self) -> str:
+        events = [e for e in self.budget_events if e["status"] == ServiceLevel.SHED_LOAD.name.lower()]
+        return events[-1]["message"] if events else "load shedding"
 
     def _served_rows(self, feeds: dict[str, np.ndarray]) -> Any:
         if self._input.layout is InputLayout.TENSOR:
             return feeds[self._input.tensor_name]
         return list(zip(*(feeds[name][:, 0] for name in self._input.names)))
 
+    def _check_fallback(self, fallback: ModelEngine) -> None:
+        if fallback.inputs.names != self._primary.inputs.names or fallback.inputs.layout != self._primary.inputs.layout:
+            raise ConfigError(f"fallback bundle '{fallback.bundle.path}' has other inputs than the main bundle")
+        if fallback.outputs.task != self._primary.outputs.task or fallback.outputs.classes != self._primary.outputs.classes:
+            raise ConfigError(f"fallback bundle '{fallback.bundle.path}' predicts other classes than the main bundle")
+
+    def _on_level_change(self, old: ServiceLevel, new: ServiceLevel, cause: str) -> None:
+        """Apply a new service level: sampling, model, and record the event."""
+        budgets = self.config.budgets
+        if self.monitor is not None:
+            self.monitor.set_sampling(budgets.shed_log_rate if new >= ServiceLevel.SHED_OPTIONAL else 1.0)
+        engine = self._fallback if (new >= ServiceLevel.FALLBACK and self._fallback is not None) else self._primary
+        if engine is not self._engine:
+            self._engine = engine
+            if self.monitor is not None:
+                self.monitor.set_model(engine.info, engine.sha256)
+        name, status = f"{old.name.lower()}->{new.name.lower()}", new.name.lower()
+        self.budget_events.append({"ts": self._clock(), "kind": "budget", "name": name, "status": status,
+                                   "message": cause})
+        if self.monitor is not None:
+            self.monitor.store.add_event("budget", name, status, cause)
+
     def _start_monitor(self, clock: Callable[[], float]) -> Monitor:
         monitoring = self.config.monitoring
         assert monitoring.db is not None
         store = MonitorStore(monitoring.db, self.config.retention, clock=clock)
         return Monitor(store, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
-                       info=self.info, model_sha256=str(self.manifest.files[MODEL_FILE]["sha256"]),
-                       config=monitoring, drift=self.config.drift, clock=clock)
-
-    def _split_outputs(self, outputs: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray | None]:
-        scores = np.asarray(outputs[-1])
-        if not self._classifier:
-            return scores.reshape(scores.shape[0], -1)[:, 0], None
-        if self._output.label_output:
-            return np.asarray(outputs[0]).reshape(-1), scores
-        return np.asarray(self._output.classes, dtype=object)[scores.argmax(axis=1)], scores
-
-    def _empty_outputs(self) -> list[np.ndarray]:
-        width = max(len(self._output.classes), 1)
-        empty: list[np.ndarray] = [np.zeros((0, width), dtype=np.float32)]
-        if self._classifier and self._output.label_output:
-            empty.insert(0, np.zeros(0, dtype=object))
-        return empty
-
-    def _check_signature(self) -> None:
-        """Refuse a bundle whose schema does not match the ONNX graph's inputs and outputs."""
-        inputs = self._session.input_names
-        if self._input.layout is InputLayout.TENSOR:
-            expected: tuple[str, ...] = (self._input.tensor_name,)
-        else:
-            expected = self._input.names
-        if set(inputs) != set(expected):
-            raise BundleFormatError(
-                f"the manifest's inputs {list(expected)} do not match the model's inputs {list(inputs)}"
-            )
-        needed = [n for n in (self._output.label_output, self._output.score_output) if n]
-        for name in needed:
-            if name not in self._session.output_names:
-                raise BundleFormatError(
-                    f"the manifest names output '{name}', the model has {list(self._session.output_names)}"
-                )
-
-    def _warm_up(self) -> list[np.ndarray]:
-        """Run one typical row: checks the outputs fit the schema and pays first-call costs now."""
-        if self._input.layout is InputLayout.TENSOR:
-            row = [[_midpoint(f.minimum, f.maximum) for f in self._input.features]]
-            feeds = {self._input.tensor_name: np.array(row, dtype=np.float32)}
-        else:
-            feeds = {
-                f.name: (np.array([[f.categories[0] if f.categories else ""]], dtype=object)
-                         if f.kind is FeatureKind.CATEGORICAL
-                         else np.array([[_midpoint(f.minimum, f.maximum)]], dtype=np.float32))
-                for f in self._input.features
-            }
-        outputs = self._session.run(self._output_names, feeds)
-        scores = np.asarray(outputs[-1])
-        if self._classifier and scores.reshape(1, -1).shape[1] != len(self._output.classes):
-            raise BundleFormatError(
-                f"output '{self._output.score_output}' has {scores.reshape(1, -1).shape[1]} columns, "
-                f"the manifest lists {len(self._output.classes)} classes"
-            )
-        return outputs
-
-    def _bind_fast_path(self, outputs: list[np.ndarray]) -> None:
-        """Bind preallocated buffers, shaped like the warm-up outputs, for single-row calls."""
-        numeric = {name: out for name, out in zip(self._output_names, outputs)
-                   if isinstance(out, np.ndarray) and out.dtype.kind in "fiub"}
-        if self._output.score_output not in numeric:
-            return  # unusual graph: keep the general path
-        binding = self._session.bind_single_row(self._input.tensor_name, len(self._input.features),
-                                                numeric)
-        self._binding = binding
-        self._row_buffer = binding.input[0]
-        self._scores_buffer = binding.outputs[self._output.score_output]
-        self._label_buffer = (binding.outputs.get(self._output.label_output)
-                              if self._output.label_output else None)
-
-
-def _midpoint(low: float | None, high: float | None) -> float:
-    if low is None or high is None:
-        return 0.0
-    return (low + high) / 2.0
-
+                       info=self._primary.info, model_sha256=self._primary.sha256, config=monitoring,
+                       drift=self.config.drift, clock=clock)

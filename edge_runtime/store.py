@@ -49,7 +49,7 @@ _DECISION_LOG = """
     FROM decisions d JOIN models m ON m.id = d.model_id
     LEFT JOIN decision_features f ON f.request_id = d.request_id
 """
-_SNAPSHOT_COLUMNS = ("id", "seq", "opened_at", "updated_at", "rows", "rejected", "quality", "latency")
+_SNAPSHOT_COLUMNS = ("id", "seq", "opened_at", "updated_at", "rows", "rejected", "quality", "latency", "budget")
 _REPLACE_SNAPSHOT = (f"INSERT OR REPLACE INTO current_window ({', '.join(_SNAPSHOT_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})")
 _DRIFT_COLUMNS = ("window_seq", "name", "kind", "status", "metric", "value", "threshold", "warn_threshold",
@@ -100,6 +100,13 @@ def m001_initial(db: Database) -> None:
 def m002_partial_windows(db: Database) -> None:
     # A window closed early (at shutdown) is marked, so readers can weigh it.
     db.table("windows").add_column("partial", int, not_null_default=0)
+
+
+@migrations()
+def m003_budget_state(db: Database) -> None:
+    # Budget measurements (latency percentile, CPU share, RSS, violations) per window.
+    db.table("windows").add_column("budget", str)
+    db.table("current_window").add_column("budget", str)
 
 
 class MonitorStore:
@@ -164,7 +171,7 @@ class MonitorStore:
                 self.db.conn.executemany(_INSERT_FEATURES, features)
             if snapshot is not None:
                 record = dict(snapshot, id=1)
-                for key in ("quality", "latency"):
+                for key in ("quality", "latency", "budget"):
                     record[key] = json.dumps(record.get(key))
                 # Raw SQL: sqlite-utils' insert() inspects the table on every call (~0.3 ms).
                 self.db.conn.execute(_REPLACE_SNAPSHOT, [record.get(c) for c in _SNAPSHOT_COLUMNS])
@@ -175,7 +182,7 @@ class MonitorStore:
         if not rows:
             return None
         row = rows[0]
-        for key in ("quality", "latency"):
+        for key in ("quality", "latency", "budget"):
             row[key] = json.loads(row[key]) if row.get(key) else None
         return row
 
@@ -186,7 +193,7 @@ class MonitorStore:
         The open-window snapshot is cleared in the same transaction.
         """
         record = dict(window)
-        for key in ("quality", "latency", "summary"):
+        for key in ("quality", "latency", "summary", "budget"):
             record[key] = json.dumps(record.get(key))
         details = [json.dumps(d.get("details")) for d in drift]
         self._reserve(len(record.get("profile") or b"") + sum(len(t) for t in details)
@@ -234,7 +241,7 @@ class MonitorStore:
         sql = f"SELECT {columns} FROM windows ORDER BY seq DESC" + (" LIMIT ?" if limit else "")
         rows = list(self.db.query(sql, [limit] if limit else []))[::-1]
         for row in rows:
-            for key in ("quality", "latency", "summary"):
+            for key in ("quality", "latency", "summary", "budget"):
                 row[key] = json.loads(row[key]) if row.get(key) else None
         return rows
 

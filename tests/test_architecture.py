@@ -16,13 +16,14 @@ MODULES = sorted([*ROOT.glob("edge_runtime/*.py"), *ROOT.glob("converters/*.py")
 # Lower layers never import higher ones (edge_runtime modules; converters sit beside, above all but cli).
 LAYERS = {
     "errors": 0,
-    "schema": 1, "config": 1, "results": 1, "tabular": 1, "sketches": 1,
-    "bundle": 2, "inputs": 2, "runner": 2, "store": 2,
-    "profile": 3,
+    "schema": 1, "config": 1, "results": 1, "tabular": 1, "sketches": 1, "resources": 1, "testing": 1,
+    "bundle": 2, "inputs": 2, "runner": 2, "store": 2, "governor": 2,
+    "profile": 3, "engine": 3,
     "drift": 4,
     "monitor": 5,
     "runtime": 6,
-    "cli": 7, "__init__": 7, "__main__": 8,
+    "bench": 7,
+    "cli": 8, "__init__": 8, "__main__": 9,
 }
 
 
@@ -49,6 +50,10 @@ def _importers(prefix: str) -> set[str]:
 
 def test_only_runner_imports_onnxruntime() -> None:
     assert _importers("onnxruntime") == {"edge_runtime.runner"}
+
+
+def test_only_resources_imports_psutil() -> None:
+    assert _importers("psutil") == {"edge_runtime.resources"}
 
 
 def test_only_cli_imports_click() -> None:

@@ -102,9 +102,10 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
     db.close()
 
     store = MonitorStore(path, RetentionPolicy(max_age_days=0))
-    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows"]
+    assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows",
+                                                              "m003_budget_state"]
     assert store.db["windows"].columns_dict["partial"] is int
-    assert store.windows()[0]["partial"] == 0
+    assert store.windows()[0]["partial"] == 0 and store.windows()[0]["budget"] is None
     assert store.tail(1)[0]["request_id"] == 7 and store.next_request_id() == 8
     store.close()
 
