@@ -209,23 +209,40 @@ class Monitor:
     def observe_batch(self, rows: Any, scores: np.ndarray, labels: Sequence[Any], latency_us: float) -> np.ndarray:
         """Record the served rows of a batch (``latency_us`` is the whole batch's); return their request ids.
 
-        The batch bypasses the row buffer: it is profiled and logged as one block.
+        A batch that fits in the row buffer joins it (so small batches share one
+        flush); a larger one flushes the buffer and is ingested as one block.
         """
         n = len(labels)
-        if self._fill:
-            self.flush()  # keep request ids and windows in arrival order
         first = self._next_id
         self._next_id += n
         now = self._clock()
+        scores = np.asarray(scores, dtype=np.float32).reshape(n, -1)
+        per_row = latency_us / n if n else 0.0
+        if self._fill + n <= self._capacity:
+            a, b = self._fill, self._fill + n
+            if self._rows is not None:
+                self._rows[a:b] = rows
+            else:
+                self._values.extend(rows)
+            self._scores[a:b] = scores
+            self._latency[a:b] = per_row
+            self._times[a:b] = now
+            self._labels.extend(labels)
+            self._fill = b
+            if self._fill == self._capacity or now >= self._flush_deadline:
+                self.flush()
+            return np.arange(first, first + n)
+        if self._fill:
+            self._next_id -= n  # the buffered rows' ids precede this batch's
+            self.flush()
+            self._next_id += n
         block = _Block(
             rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows),
-            scores=np.asarray(scores, dtype=np.float32).reshape(n, -1),
-            labels=list(labels),
-            latency=np.full(n, latency_us / n if n else 0.0),
-            times=np.full(n, now),
+            scores=scores, labels=list(labels), latency=np.full(n, per_row), times=np.full(n, now),
             first_id=first,
         )
         self._ingest(block, now)
+        self._flush_deadline = now + self._flush_every
         return np.arange(first, first + n)
 
     def set_sampling(self, rate: float) -> None:

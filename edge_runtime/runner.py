@@ -135,6 +135,11 @@ class OnnxSession:
         except Exception as exc:  # onnxruntime raises its own unrelated classes
             raise InferenceError(f"onnxruntime failed: {exc}") from exc
 
+    def raw_run(self, feeds: Mapping[str, np.ndarray]) -> Any:
+        """``InferenceSession.run(None, feeds)`` with nothing around it: the bare model call,
+        the reference point of benchmarks."""
+        return self._session.run(None, feeds)
+
     def bind_single_row(self, input_name: str, width: int,
                         templates: Mapping[str, np.ndarray]) -> SingleRowBinding:
         """Bind preallocated buffers for one-row calls.

@@ -27,7 +27,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -36,13 +36,14 @@ from edge_runtime.config import RuntimeConfig, load_config
 from edge_runtime.engine import ModelEngine
 from edge_runtime.errors import ConfigError, EdgeRuntimeError, OverloadError, SchemaError
 from edge_runtime.governor import BudgetGovernor, BudgetState, ServiceLevel
-from edge_runtime.inputs import InputEncoder
-from edge_runtime.monitor import Monitor
-from edge_runtime.profile import load_reference
+from edge_runtime.inputs import EncodedBatch, InputEncoder
 from edge_runtime.resources import ProcessMeter, ResourceMeter
 from edge_runtime.results import BatchResult, ModelInfo, Prediction
+from edge_runtime.runner import OnnxSession
 from edge_runtime.schema import InputLayout, Task
-from edge_runtime.store import MonitorStore
+
+if TYPE_CHECKING:
+    from edge_runtime.monitor import Monitor
 
 __all__ = ["Runtime"]
 
@@ -148,6 +149,20 @@ class Runtime:
     def task(self) -> Task:
         """Classification or regression."""
         return self._output.task
+
+    @property
+    def model_sha256(self) -> str:
+        """sha256 of the main bundle's ONNX model, as in its manifest."""
+        return self._primary.sha256
+
+    @property
+    def session(self) -> OnnxSession:
+        """The main model's onnxruntime session (benchmarks time its ``raw_run`` against ``predict``)."""
+        return self._primary.session
+
+    def encode(self, rows: Any) -> EncodedBatch:
+        """Check and lay out rows exactly as :meth:`predict_batch` would, without running the model."""
+        return self._encoder.encode_batch(rows)
 
     @property
     def service_level(self) -> ServiceLevel:
@@ -365,6 +380,13 @@ class Runtime:
             self.monitor.store.add_event("budget", name, status, cause)
 
     def _start_monitor(self, clock: Callable[[], float]) -> Monitor:
+        # Imported here: sqlite-utils and the sketches cost ~60 ms of start-up
+        # (more where pandas is installed, which sqlite-utils imports when present),
+        # paid only by runtimes that monitor.
+        from edge_runtime.monitor import Monitor
+        from edge_runtime.profile import load_reference
+        from edge_runtime.store import MonitorStore
+
         monitoring = self.config.monitoring
         assert monitoring.db is not None
         store = MonitorStore(monitoring.db, self.config.retention, clock=clock)
