@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 from edge_runtime.config import (
+    BudgetConfig,
     DriftPolicy,
     MonitoringConfig,
     NonFinitePolicy,
@@ -41,6 +42,7 @@ def test_device_example_values() -> None:
     assert config.monitoring == MonitoringConfig(db=config.monitoring.db)
     assert config.monitoring.db is not None and config.monitoring.db.is_absolute()
     assert config.retention == RetentionPolicy() and config.drift == DriftPolicy()
+    assert config.budgets == BudgetConfig() and not config.budgets.enabled
 
 
 @pytest.mark.parametrize("text, message", [
@@ -55,6 +57,7 @@ def test_device_example_values() -> None:
     ("[monitoring]\nlog_sample_rate = 1.5\n", "'log_sample_rate' parameter of MonitoringConfig must be a float in [0.0, 1.0]"),
     ("[retention]\nmax_bytes = 10\n", "'max_bytes' parameter of RetentionPolicy must be an int in [65536,"),
     ("[drift]\nks_drift = 0.01\n", "'ks_warn' (0.05) must not exceed 'ks_drift' (0.01)"),
+    ("[budgets]\nshed_mode = 'drop'\n", "'shed_mode' parameter of BudgetConfig must be one of refuse, defer"),
     ("session = 3\n", "[session] must be a table"),
     ("[session\n", "is not valid TOML"),
 ])
@@ -69,3 +72,10 @@ def test_bad_config_files(tmp_path: Path, text: str, message: str) -> None:
 def test_missing_config_file(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path / "none.toml")
+
+
+def test_fallback_bundle_path_is_relative_to_the_config(tmp_path: Path) -> None:
+    path = tmp_path / "c.toml"
+    path.write_text('[budgets]\ncpu_share = 0.5\nfallback_bundle = "small"\n')
+    config = load_config(path)
+    assert config.budgets.fallback_bundle == tmp_path.resolve() / "small" and config.budgets.enabled
