@@ -29,12 +29,15 @@ from converters.parity import ParityPolicy, check_parity, sample_rows
 from converters.reference import profile_features, reference_profile
 from converters.sklearn import convert, selects_columns
 from edge_runtime.bundle import MODEL_FILE, read_manifest
-from edge_runtime.profile import PROFILE_FILE
 from edge_runtime.errors import ExportError, ParityError
+from edge_runtime.profile import PROFILE_FILE
+from edge_runtime.runner import quantize_int8
 from edge_runtime.runtime import Runtime
 from edge_runtime.sketches import DEFAULT_K
 
-__all__ = ["export"]
+__all__ = ["INT8_FILE", "export"]
+
+INT8_FILE = "model.int8.onnx"
 
 
 def _align_columns(model: Any, X: Any) -> Any:
@@ -64,7 +67,7 @@ def _target_profile(y: Any) -> dict[str, Any] | None:
 def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
            out_dir: str | Path, X_val: Any = None, parity: ParityPolicy | None = None,
            feature_names: list[str] | None = None, overwrite: bool = False,
-           sketch_k: int = DEFAULT_K) -> ExportResult:
+           sketch_k: int = DEFAULT_K, quantize: bool = False) -> ExportResult:
     """Convert a fitted scikit-learn model to ONNX, check it, and write a bundle.
 
     Parameters
@@ -90,6 +93,11 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
         Replace an existing bundle at ``out_dir``.
     sketch_k : int
         KLL accuracy parameter of the reference sketches (``reference.bin``).
+    quantize : bool
+        Also write an int8 dynamically quantized variant (``model.int8.onnx``)
+        with its own parity report, the lighter model a budget can fall back on.
+        Only MatMul/Conv weights quantize (MLPs); for other models the manifest
+        says there was nothing to quantize.
 
     Returns
     -------
@@ -141,6 +149,8 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
             "outputs_from": "validation set" if X_val is not None else "training data",
         }
         manifest["parity"] = report
+        if quantize:
+            manifest["variants"] = _int8_variant(writer, manifest, model, parity_rows, policy, source)
         writer.write_manifest(manifest)
         if not report["passed"]:
             raise ParityError(
@@ -151,3 +161,17 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
             )
         path = writer.commit()
     return ExportResult(path, read_manifest(path))
+
+
+def _int8_variant(writer: BundleWriter, manifest: dict[str, Any], model: Any, parity_rows: Any,
+                  policy: ParityPolicy, source: str) -> dict[str, Any]:
+    """Quantize the staged model to int8 and check it against the original like the main model."""
+    target = writer.path / INT8_FILE
+    if not quantize_int8(writer.path / MODEL_FILE, target):
+        target.unlink(missing_ok=True)
+        return {"note": "int8: nothing to quantize, no MatMul or Conv weights in this model"}
+    writer.add_file(INT8_FILE, target.read_bytes())
+    writer.write_manifest({**manifest, "variants": {"int8": {"file": INT8_FILE}}})  # so a Runtime can load it
+    with Runtime(writer.path, variant="int8") as runtime:
+        report = check_parity(model, runtime, parity_rows, policy, source=source)
+    return {"int8": {"file": INT8_FILE, "parity": report, "bytes": target.stat().st_size}}

@@ -79,8 +79,10 @@ def file_sha256(path: Path) -> str:
 class Manifest:
     """The parsed ``manifest.json`` of a bundle.
 
-    ``producer``, ``parity`` and ``reference`` stay plain dicts: they are reports
-    for people and later tools, and their keys grow with new exporters.
+    ``producer``, ``parity``, ``reference`` and ``variants`` stay plain dicts:
+    they are reports for people and later tools, and their keys grow with new
+    exporters. ``variants`` maps a name (``int8``) to a lighter model file in the
+    bundle with its own parity report.
     """
 
     format_version: int
@@ -93,6 +95,7 @@ class Manifest:
     producer: dict[str, Any] = field(default_factory=dict)
     parity: dict[str, Any] | None = None
     reference: dict[str, Any] | None = None
+    variants: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
         """Return the JSON-ready dict stored as ``manifest.json``."""
@@ -107,6 +110,7 @@ class Manifest:
             "producer": self.producer,
             "parity": self.parity,
             "reference": self.reference,
+            "variants": self.variants,
         }
 
     @classmethod
@@ -134,6 +138,7 @@ class Manifest:
                 producer=dict(data.get("producer") or {}),
                 parity=data.get("parity"),
                 reference=data.get("reference"),
+                variants=dict(data.get("variants") or {}),
             )
         except (KeyError, TypeError, ValueError) as exc:
             if isinstance(exc, BundleError):

@@ -68,9 +68,11 @@ def main(debug: bool) -> None:
 @click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
               help="Fail below this share of rows agreeing with the original model.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+@click.option("--quantize", is_flag=True, help="Also write an int8 variant (MLPs), the fallback for budgets.")
 @_library_errors
 def export(model_file: Path, train_data: Path, target: str | None, validation_data: Path | None,
-           name: str, model_version: str, out_dir: Path, min_agreement: float, overwrite: bool) -> None:
+           name: str, model_version: str, out_dir: Path, min_agreement: float, overwrite: bool,
+           quantize: bool) -> None:
     """Export a pickled or joblib-saved scikit-learn model to a bundle.
 
     MODEL_FILE is unpickled: only export files you trust.
@@ -93,12 +95,18 @@ def export(model_file: Path, train_data: Path, target: str | None, validation_da
         X_val = pd.read_csv(validation_data)
         X_val = X_val.drop(columns=[target]) if target in X_val.columns else X_val
     result = export_model(model, frame, y, name=name, version=model_version, out_dir=out_dir, X_val=X_val,
-                          parity=ParityPolicy(min_agreement=min_agreement), overwrite=overwrite)
+                          parity=ParityPolicy(min_agreement=min_agreement), overwrite=overwrite,
+                          quantize=quantize)
     parity = result.parity or {}
     click.echo(f"wrote {result.path}")
     click.echo(f"parity: agreement {parity.get('agreement', 0):.4f}, max abs diff "
                f"{parity.get('max_abs_diff')}, {parity.get('rows_beyond_tolerance')} of "
                f"{parity.get('rows')} rows beyond tolerance")
+    variants = result.manifest.variants
+    if quantize:
+        int8 = variants.get("int8")
+        click.echo(f"int8 variant: label agreement {int8['parity']['agreement']:.4f}, {int8['bytes']:,} bytes"
+                   if int8 else variants.get("note", "no int8 variant"))
 
 
 @main.command("bundle")

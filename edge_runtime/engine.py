@@ -48,15 +48,21 @@ class ModelEngine:
         Buffers bound for one-row calls (tensor layout with numeric scores).
     """
 
-    def __init__(self, path: str | Path, session_config: SessionConfig) -> None:
+    def __init__(self, path: str | Path, session_config: SessionConfig, *, variant: str | None = None) -> None:
         self.bundle: Bundle = load_bundle(path)
         manifest = self.bundle.manifest
         self.inputs = manifest.input_schema
         self.outputs = manifest.output_schema
-        self.sha256 = str(manifest.files[MODEL_FILE]["sha256"])
-        self.info = ModelInfo(name=manifest.name, version=manifest.version, classes=self.outputs.classes)
+        model_file, version = MODEL_FILE, manifest.version
+        if variant is not None:
+            if variant not in manifest.variants:
+                raise BundleFormatError(f"bundle '{self.bundle.path}' has no '{variant}' variant "
+                                        f"(it has: {', '.join(manifest.variants) or 'none'})")
+            model_file, version = manifest.variants[variant]["file"], f"{manifest.version}+{variant}"
+        self.sha256 = str(manifest.files[model_file]["sha256"])
+        self.info = ModelInfo(name=manifest.name, version=version, classes=self.outputs.classes)
         self.classifier = self.outputs.task is Task.CLASSIFICATION
-        self.session = OnnxSession(self.bundle.model_path, session_config)
+        self.session = OnnxSession(self.bundle.path / model_file, session_config)
         self._check_signature()
         self.output_names = [self.outputs.score_output]
         if self.classifier and self.outputs.label_output:

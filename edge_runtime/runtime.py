@@ -72,6 +72,8 @@ class Runtime:
         Unix time for monitoring timestamps, windows and budget checks; a fake clock in tests.
     meter : ResourceMeter, optional
         CPU and memory of the process for the budgets (psutil by default); a fake in tests.
+    variant : str, optional
+        Serve a variant of the bundle (``"int8"``) instead of its main model.
 
     Raises
     ------
@@ -84,7 +86,7 @@ class Runtime:
     def __init__(self, bundle: str | Path | None = None, *,
                  config: RuntimeConfig | str | Path | None = None, db: str | Path | None = None,
                  window_rows: int | None = None, clock: Callable[[], float] = time.time,
-                 meter: ResourceMeter | None = None) -> None:
+                 meter: ResourceMeter | None = None, variant: str | None = None) -> None:
         if config is None:
             config = RuntimeConfig()
         elif not isinstance(config, RuntimeConfig):
@@ -99,12 +101,15 @@ class Runtime:
         path = bundle if bundle is not None else config.bundle
         if path is None:
             raise ConfigError("no bundle given: pass a bundle path or set [bundle] path in the config")
-        self._primary = ModelEngine(path, config.session)
+        self._primary = ModelEngine(path, config.session, variant=variant)
         self._engine = self._primary
         self._fallback: ModelEngine | None = None
         if config.budgets.fallback_bundle is not None:
             self._fallback = ModelEngine(config.budgets.fallback_bundle, config.session)
             self._check_fallback(self._fallback)
+        elif config.budgets.enabled and variant is None and "int8" in self._primary.bundle.manifest.variants:
+            # The bundle's own quantized variant is the lighter model to fall back on.
+            self._fallback = ModelEngine(path, config.session, variant="int8")
         self.bundle: Bundle = self._primary.bundle
         self._input = self._primary.inputs
         self._output = self._primary.outputs

@@ -175,3 +175,36 @@ def test_fallback_must_fit(tmp_path: Path, cancer_bundle: Path, regression_bundl
     config = RuntimeConfig(budgets=BudgetConfig(cpu_share=0.5, fallback_bundle=regression_bundle))
     with pytest.raises(ConfigError, match="has other inputs than the main bundle"):
         Runtime(cancer_bundle, config=config)
+
+
+def test_int8_variant_is_exported_checked_and_used_as_fallback(tmp_path: Path, cancer_data: Any) -> None:
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.neural_network import MLPClassifier
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    X, y = cancer_data
+    mlp = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(64,), max_iter=300, random_state=0))
+    result = export(mlp.fit(X, y), X, y, name="mlp", version="1", out_dir=tmp_path / "mlp", quantize=True)
+    variant = result.manifest.variants["int8"]
+    assert variant["file"] == "model.int8.onnx" and "model.int8.onnx" in result.manifest.files
+    assert variant["parity"]["passed"] and variant["parity"]["label_agreement"] >= 0.99
+    assert variant["bytes"] < (result.path / "model.onnx").stat().st_size
+    with Runtime(result.path, variant="int8") as rt:
+        assert rt.info.version == "1+int8" and rt.predict(X.iloc[0].to_numpy()).label in (0, 1)
+    clock, meter = FakeClock(), FakeMeter()
+    config = RuntimeConfig(budgets=BudgetConfig(cpu_share=0.5, window_s=1.0, check_every=10))
+    with Runtime(result.path, config=config, clock=clock, meter=meter) as rt:
+        versions = set()
+        for _ in range(300):
+            clock.advance(0.01)
+            meter.burn(0.009)
+            try:
+                versions.add(rt.predict(X.iloc[0].to_numpy()).model_version)
+            except OverloadError:
+                pass
+        assert versions == {"1", "1+int8"}  # the bundle's own variant is the fallback
+    linear = export(LogisticRegression(max_iter=2000).fit(X, y), X, y, name="lr", version="1",
+                    out_dir=tmp_path / "lr", quantize=True)
+    assert "int8" not in linear.manifest.variants and "nothing to quantize" in linear.manifest.variants["note"]
+    assert not (linear.path / "model.int8.onnx").exists()
