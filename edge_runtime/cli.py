@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import functools
 import json
+import os
 import signal
 import sys
 import tempfile
@@ -20,7 +21,7 @@ import click
 from edge_runtime import __version__
 from edge_runtime.bundle import check_files, read_manifest
 from edge_runtime.bench import SCENARIOS, BenchSettings, run_benchmark
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import EdgeRuntimeError, OverloadError
 from edge_runtime.monitor import drift_report, monitoring_status
 from edge_runtime.runtime import Runtime
 from edge_runtime.store import MonitorStore
@@ -39,6 +40,11 @@ def _library_errors(func: F) -> F:
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
+        except BrokenPipeError:
+            # The reader went away (`... | head`): not an error worth a message.
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+            sys.exit(1)
         except (EdgeRuntimeError, OSError) as exc:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
@@ -208,7 +214,12 @@ def predict(bundle: Path, input_file: Any, fmt: str | None, output: Any, config:
             good = [(i, r) for i, r in enumerate(chunk) if not isinstance(r, Exception)]
             errors += [str(r) for r in chunk if isinstance(r, Exception)]  # they carry their row
             if good:
-                result = runtime.predict_batch([r for _, r in good], on_error="skip")
+                try:
+                    result = runtime.predict_batch([r for _, r in good], on_error="skip")
+                except OverloadError as exc:  # budgets shed this chunk: report its rows, go on
+                    errors += [f"row {total + i + 1}: {exc}" for i, _ in good]
+                    total += len(chunk)
+                    continue
                 for err in result.errors:
                     number = total + good[err.row or 0][0] + 1
                     errors.append(f"row {number}: {err.args[0]}")
@@ -273,9 +284,10 @@ def status(db: Path, recent: int, as_json: bool) -> None:
     for w in report["windows"]:
         summary = w["summary"] or {}
         drifted = ", ".join(summary.get("drifted", [])) or "none"
+        level = f", budget level {w['budget']['level']}" if w.get("budget") else ""
         click.echo(f"window {w['seq']}: {w['rows']} rows{' (partial)' if w.get('partial') else ''}, "
                    f"{w['rejected']} rejected, latency {_fmt_us(w['latency'])}, drift: {drifted}, "
-                   f"prediction: {summary.get('prediction', '-')}")
+                   f"prediction: {summary.get('prediction', '-')}{level}")
     quality = report["quality"]
     if quality:
         click.echo("data quality (recent windows): " + ", ".join(f"{k} {v}" for k, v in quality.items()))

@@ -17,6 +17,7 @@ built-in for the same situation, the class inherits that too::
     │   ├── NonFiniteValueError             NaN or infinity where the policy rejects it
     │   └── UnseenCategoryError             a category never seen in training
     ├── InputFormatError (ValueError)       an input file cannot be parsed
+    ├── StoreError                          the monitoring database cannot be opened
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
     ├── OverloadError                       refused to keep a budget (load shedding)
     └── ExportError                         a model cannot be turned into a bundle
@@ -53,6 +54,7 @@ __all__ = [
     "OverloadError",
     "ParityError",
     "SchemaError",
+    "StoreError",
     "UnknownFeatureError",
     "UnseenCategoryError",
     "UnsupportedModelError",
@@ -177,6 +179,10 @@ class UnseenCategoryError(SchemaError):
 
 class InputFormatError(EdgeRuntimeError, ValueError):
     """An input file cannot be parsed as the format given."""
+
+
+class StoreError(EdgeRuntimeError):
+    """The monitoring database cannot be opened or written."""
 
 
 class InferenceError(EdgeRuntimeError, RuntimeError):

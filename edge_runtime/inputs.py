@@ -339,8 +339,9 @@ class InputEncoder:
 
     def _raise_for_values(self, values: Any, cause: Exception) -> Any:
         for spec, value in zip(self.schema.features, values):
-            self._number(spec, value)
-        raise InvalidValueError("?", values, f"a row of numbers ({cause})") from cause
+            self._number(spec, value)  # raises, naming the first feature at fault
+        # Every value passed on its own: name the row, since no single feature is to blame.
+        raise InvalidValueError("(row)", values, f"a row of numbers ({cause})") from cause
 
     def _check_finite(self, encoded: np.ndarray, original: Any) -> None:
         for i in np.flatnonzero(~np.isfinite(encoded)):

@@ -32,9 +32,9 @@ from typing import Any
 from sqlite_utils import Database, Migrations
 
 from edge_runtime.config import RetentionPolicy
-from edge_runtime.errors import EdgeRuntimeError
+from edge_runtime.errors import StoreError
 
-__all__ = ["DECISION_COLUMNS", "MonitorStore", "StoreError", "migrations"]
+__all__ = ["DECISION_COLUMNS", "MonitorStore", "StoreError", "migrations"]  # StoreError re-exported for readers
 
 # Seven narrow columns: each bound parameter costs (a 9-column row with the
 # model's name, version and a NULL features column took 2.0 µs to insert here,
@@ -57,10 +57,6 @@ _DRIFT_COLUMNS = ("window_seq", "name", "kind", "status", "metric", "value", "th
 _HIGH_WATER = 0.9  # make room when a write would take the files past this share of the budget
 _LOW_WATER = 0.75  # ... by deleting down to about this share
 _ROW_OVERHEAD = 160  # bytes a decision row takes besides its feature JSON (measured: ~120 + index)
-
-
-class StoreError(EdgeRuntimeError):
-    """The monitoring database cannot be opened or written."""
 
 
 migrations = Migrations("edge_runtime")
