@@ -303,3 +303,31 @@ def test_sigterm_while_predicting_loses_nothing(tmp_path: Path, cancer_bundle: P
     assert store.decision_count() == 25  # buffered rows were flushed on the way out
     assert [w["rows"] for w in store.windows()] == [25]
     store.close()
+
+
+def test_predict_reports_rows_refused_by_load_shedding(runner: CliRunner, tmp_path: Path, cancer_bundle: Path,
+                                                       cancer_data: Any, monkeypatch: pytest.MonkeyPatch) -> None:
+    from edge_runtime.errors import OverloadError
+    from edge_runtime.runtime import Runtime
+
+    X, _ = cancer_data
+    source = tmp_path / "rows.csv"
+    X.iloc[:6].to_csv(source, index=False)
+    real = Runtime.predict_batch
+    calls = []
+
+    def shed_second_chunk(self: Runtime, rows: Any, **kwargs: Any) -> Any:
+        calls.append(len(rows))
+        if len(calls) == 2:
+            raise OverloadError("cpu share 0.90 > 0.5")
+        return real(self, rows, **kwargs)
+
+    monkeypatch.setattr(Runtime, "predict_batch", shed_second_chunk)
+    result = runner.invoke(main, ["predict", str(cancer_bundle), "--input", str(source), "--batch-size", "2"])
+    assert result.exit_code == 1
+    assert [r["row"] for r in _csv_rows(result.stdout)] == ["1", "2", "5", "6"]
+    assert result.stderr.splitlines() == [
+        "Error: row 3: request refused to keep the budget (cpu share 0.90 > 0.5); retry later",
+        "Error: row 4: request refused to keep the budget (cpu share 0.90 > 0.5); retry later",
+        "Error: 2 of 6 rows rejected; the other rows were written",
+    ]
