@@ -73,7 +73,7 @@ class _Block:
     labels: list[Any]
     latency: np.ndarray
     times: np.ndarray
-    first_id: int
+    ids: np.ndarray
 
 
 class _Window:
@@ -148,6 +148,8 @@ class Monitor:
         self._scores = np.zeros((self._capacity, n_scores), dtype=np.float32)
         self._latency = np.zeros(self._capacity, dtype=np.float64)
         self._times = np.zeros(self._capacity, dtype=np.float64)
+        # Ids are kept per row: with sampling on, the buffered rows' ids have gaps.
+        self._ids = np.zeros(self._capacity, dtype=np.int64)
         self._labels: list[Any] = []
         self._fill = 0
         self._profiled = 0  # buffered rows already in the window sketches (flush may be interrupted)
@@ -201,6 +203,7 @@ class Monitor:
         self._labels.append(label)
         self._fill = i + 1
         request_id = self._next_id
+        self._ids[i] = request_id
         self._next_id = request_id + 1
         if self._fill == self._capacity or now >= self._flush_deadline:
             self.flush()
@@ -227,19 +230,18 @@ class Monitor:
             self._scores[a:b] = scores
             self._latency[a:b] = per_row
             self._times[a:b] = now
+            self._ids[a:b] = np.arange(first, first + n)
             self._labels.extend(labels)
             self._fill = b
             if self._fill == self._capacity or now >= self._flush_deadline:
                 self.flush()
             return np.arange(first, first + n)
         if self._fill:
-            self._next_id -= n  # the buffered rows' ids precede this batch's
-            self.flush()
-            self._next_id += n
+            self.flush()  # the buffered rows come first in the log and the windows
         block = _Block(
             rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows),
             scores=scores, labels=list(labels), latency=np.full(n, per_row), times=np.full(n, now),
-            first_id=first,
+            ids=np.arange(first, first + n),
         )
         self._ingest(block, now)
         self._flush_deadline = now + self._flush_every
@@ -270,7 +272,7 @@ class Monitor:
         block = _Block(
             rows=self._rows[:n] if self._rows is not None else self._values,
             scores=self._scores[:n], labels=self._labels, latency=self._latency[:n], times=self._times[:n],
-            first_id=self._next_id - n)
+            ids=self._ids[:n])
         self._ingest(block, self._clock())
         self._fill = 0
         self._profiled = 0
@@ -369,7 +371,7 @@ class Monitor:
                 return [], []
         scores = block.scores[chosen]
         top = (scores.max(axis=1) if self._classifier else scores[:, 0]).tolist()
-        ids = (block.first_id + chosen).tolist()
+        ids = block.ids[chosen].tolist()
         labels = block.labels
         rows = list(zip(ids, block.times[chosen].tolist(), repeat(self._model_id), block.latency[chosen].tolist(),
                         [str(labels[i]) for i in chosen.tolist()], top, self._input_hashes(block, chosen)))

@@ -213,3 +213,17 @@ def test_regression_and_dataframe_batches(tmp_path: Path, regression_bundle: Pat
     report = drift_report(MonitorStore(tmp_path / "m.db", create=False))
     assert report["windows"][0]["prediction"]["metric"] in ("ks", "psi")
     assert all(f["status"] == "ok" for f in report["windows"][0]["features"].values())
+
+
+def test_sampled_rows_keep_their_own_request_ids(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    with Runtime(cancer_bundle, db=tmp_path / "m.db") as rt:
+        assert rt.monitor is not None
+        rt.monitor.set_sampling(0.25)  # what shedding optional work does
+        predictions = [rt.predict(rows[i]) for i in range(40)]
+    store = MonitorStore(tmp_path / "m.db")
+    logged = store.tail(100)
+    assert [r["request_id"] for r in logged] == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
+    for entry in logged:
+        assert entry["prediction"] == str(predictions[entry["request_id"] - 1].label)
+    store.close()
