@@ -13,18 +13,19 @@ Examples
 >>> ParityPolicy(min_agreement=2)
 Traceback (most recent call last):
 ...
-edge_runtime.errors.ConfigError: The 'min_agreement' parameter of ParityPolicy must be a float in [0, 1]. Got 2 instead.
+edge_runtime.errors.ConfigError: The 'min_agreement' parameter of ParityPolicy must be a float in [0.0, 1.0]. Got 2 instead.
 """
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from converters.features import is_dataframe, to_model_feeds
-from edge_runtime.errors import ConfigError
+from edge_runtime.config import check_float, check_int
 from edge_runtime.runtime import Runtime
 from edge_runtime.schema import Task
 
@@ -57,17 +58,10 @@ class ParityPolicy:
     seed: int = 0
 
     def __post_init__(self) -> None:
-        for name in ("atol", "rtol"):
-            value = getattr(self, name)
-            if not isinstance(value, (int, float)) or not value >= 0:
-                raise ConfigError(f"The '{name}' parameter of ParityPolicy must be a float in [0, inf). "
-                                  f"Got {value!r} instead.")
-        if not isinstance(self.min_agreement, (int, float)) or not 0 <= self.min_agreement <= 1:
-            raise ConfigError("The 'min_agreement' parameter of ParityPolicy must be a float in [0, 1]. "
-                              f"Got {self.min_agreement!r} instead.")
-        if not isinstance(self.sample_rows, int) or self.sample_rows < 1:
-            raise ConfigError("The 'sample_rows' parameter of ParityPolicy must be an int in [1, inf). "
-                              f"Got {self.sample_rows!r} instead.")
+        check_float("ParityPolicy", "atol", self.atol, 0.0, math.inf)
+        check_float("ParityPolicy", "rtol", self.rtol, 0.0, math.inf)
+        check_float("ParityPolicy", "min_agreement", self.min_agreement, 0.0, 1.0)
+        check_int("ParityPolicy", "sample_rows", self.sample_rows, 1, 10**9)
 
 
 def sample_rows(X: Any, n: int, seed: int) -> Any:

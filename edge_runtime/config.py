@@ -35,6 +35,9 @@ __all__ = [
     "RuntimeConfig",
     "SessionConfig",
     "UnseenCategoryPolicy",
+    "check_choice",
+    "check_float",
+    "check_int",
     "config_from_dict",
     "load_config",
 ]
@@ -58,21 +61,24 @@ _EXECUTION_MODES = ("sequential", "parallel")
 _OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
-def _check_int(owner: str, name: str, value: Any, low: int, high: int) -> None:
+def check_int(owner: str, name: str, value: Any, low: int, high: int) -> None:
+    """Raise ConfigError, in scikit-learn's words, unless ``value`` is an int in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
         raise ConfigError(
             f"The '{name}' parameter of {owner} must be an int in [{low}, {high}]. Got {value!r} instead."
         )
 
 
-def _check_float(owner: str, name: str, value: Any, low: float, high: float) -> None:
+def check_float(owner: str, name: str, value: Any, low: float, high: float) -> None:
+    """Raise ConfigError unless ``value`` is a number in [low, high]."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not low <= value <= high:
         raise ConfigError(
             f"The '{name}' parameter of {owner} must be a float in [{low}, {high}]. Got {value!r} instead."
         )
 
 
-def _check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+def check_choice(owner: str, name: str, value: Any, choices: tuple[str, ...]) -> None:
+    """Raise ConfigError unless ``value`` is one of ``choices``."""
     if value not in choices:
         raise ConfigError(
             f"The '{name}' parameter of {owner} must be one of {', '.join(choices)}. Got {value!r} instead."
@@ -95,10 +101,10 @@ class SessionConfig:
     graph_optimization: str = "all"
 
     def __post_init__(self) -> None:
-        _check_int("SessionConfig", "intra_op_threads", self.intra_op_threads, 1, 256)
-        _check_int("SessionConfig", "inter_op_threads", self.inter_op_threads, 1, 256)
-        _check_choice("SessionConfig", "execution_mode", self.execution_mode, _EXECUTION_MODES)
-        _check_choice(
+        check_int("SessionConfig", "intra_op_threads", self.intra_op_threads, 1, 256)
+        check_int("SessionConfig", "inter_op_threads", self.inter_op_threads, 1, 256)
+        check_choice("SessionConfig", "execution_mode", self.execution_mode, _EXECUTION_MODES)
+        check_choice(
             "SessionConfig", "graph_optimization", self.graph_optimization, _OPTIMIZATION_LEVELS
         )
         if not isinstance(self.allow_spinning, bool):
@@ -204,10 +210,10 @@ class RetentionPolicy:
     max_windows: int = 10_000
 
     def __post_init__(self) -> None:
-        _check_int("RetentionPolicy", "max_rows", self.max_rows, 1, 10**12)
-        _check_int("RetentionPolicy", "max_bytes", self.max_bytes, 64 * 1024, 10**15)
-        _check_int("RetentionPolicy", "max_windows", self.max_windows, 1, 10**9)
-        _check_float("RetentionPolicy", "max_age_days", self.max_age_days, 0.0, math.inf)
+        check_int("RetentionPolicy", "max_rows", self.max_rows, 1, 10**12)
+        check_int("RetentionPolicy", "max_bytes", self.max_bytes, 64 * 1024, 10**15)
+        check_int("RetentionPolicy", "max_windows", self.max_windows, 1, 10**9)
+        check_float("RetentionPolicy", "max_age_days", self.max_age_days, 0.0, math.inf)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -245,12 +251,12 @@ class MonitoringConfig:
     sketch_k: int = 200
 
     def __post_init__(self) -> None:
-        _check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)
-        _check_float("MonitoringConfig", "window_seconds", self.window_seconds, 0.0, math.inf)
-        _check_int("MonitoringConfig", "flush_rows", self.flush_rows, 1, 1_000_000)
-        _check_int("MonitoringConfig", "flush_ms", self.flush_ms, 1, 3_600_000)
-        _check_float("MonitoringConfig", "log_sample_rate", self.log_sample_rate, 0.0, 1.0)
-        _check_int("MonitoringConfig", "sketch_k", self.sketch_k, 8, 65535)
+        check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)
+        check_float("MonitoringConfig", "window_seconds", self.window_seconds, 0.0, math.inf)
+        check_int("MonitoringConfig", "flush_rows", self.flush_rows, 1, 1_000_000)
+        check_int("MonitoringConfig", "flush_ms", self.flush_ms, 1, 3_600_000)
+        check_float("MonitoringConfig", "log_sample_rate", self.log_sample_rate, 0.0, 1.0)
+        check_int("MonitoringConfig", "sketch_k", self.sketch_k, 8, 65535)
         if not isinstance(self.log_features, bool):
             raise ConfigError("The 'log_features' parameter of MonitoringConfig must be a bool. "
                               f"Got {self.log_features!r} instead.")
@@ -302,17 +308,17 @@ class BudgetConfig:
     fallback_bundle: Path | None = None
 
     def __post_init__(self) -> None:
-        _check_float("BudgetConfig", "latency_ms", self.latency_ms, 0.0, math.inf)
-        _check_float("BudgetConfig", "latency_percentile", self.latency_percentile, 50.0, 99.99)
-        _check_float("BudgetConfig", "cpu_share", self.cpu_share, 0.0, 256.0)
-        _check_float("BudgetConfig", "rss_mb", self.rss_mb, 0.0, math.inf)
-        _check_int("BudgetConfig", "check_every", self.check_every, 1, 10**9)
-        _check_int("BudgetConfig", "check_interval_ms", self.check_interval_ms, 1, 3_600_000)
-        _check_float("BudgetConfig", "window_s", self.window_s, 0.1, 3600.0)
-        _check_float("BudgetConfig", "recover_ratio", self.recover_ratio, 0.0, 1.0)
-        _check_int("BudgetConfig", "recover_checks", self.recover_checks, 1, 10**6)
-        _check_float("BudgetConfig", "shed_log_rate", self.shed_log_rate, 0.0, 1.0)
-        _check_choice("BudgetConfig", "shed_mode", self.shed_mode, ("refuse", "defer"))
+        check_float("BudgetConfig", "latency_ms", self.latency_ms, 0.0, math.inf)
+        check_float("BudgetConfig", "latency_percentile", self.latency_percentile, 50.0, 99.99)
+        check_float("BudgetConfig", "cpu_share", self.cpu_share, 0.0, 256.0)
+        check_float("BudgetConfig", "rss_mb", self.rss_mb, 0.0, math.inf)
+        check_int("BudgetConfig", "check_every", self.check_every, 1, 10**9)
+        check_int("BudgetConfig", "check_interval_ms", self.check_interval_ms, 1, 3_600_000)
+        check_float("BudgetConfig", "window_s", self.window_s, 0.1, 3600.0)
+        check_float("BudgetConfig", "recover_ratio", self.recover_ratio, 0.0, 1.0)
+        check_int("BudgetConfig", "recover_checks", self.recover_checks, 1, 10**6)
+        check_float("BudgetConfig", "shed_log_rate", self.shed_log_rate, 0.0, 1.0)
+        check_choice("BudgetConfig", "shed_mode", self.shed_mode, ("refuse", "defer"))
         if self.fallback_bundle is not None and not isinstance(self.fallback_bundle, Path):
             object.__setattr__(self, "fallback_bundle", Path(str(self.fallback_bundle)))
 
