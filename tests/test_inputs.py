@@ -185,3 +185,14 @@ def test_batch_serves_exactly_the_finite_rows(rows: list[list[float]]) -> None:
         else:
             with pytest.raises(NonFiniteValueError):
                 encoder.fill_tensor_row(row, buf)
+
+
+def test_dict_rows_of_one_feature() -> None:
+    encoder = InputEncoder(InputSchema(features=(FeatureSpec(name="only"),)), InputPolicy())
+    buf = np.zeros(1, dtype=np.float32)
+    encoder.fill_tensor_row({"only": "2.5"}, buf)
+    assert buf.tolist() == [2.5]
+    with pytest.raises(InvalidValueError, match="feature 'only': value 'x' is not a number"):
+        encoder.fill_tensor_row({"only": "x"}, buf)
+    with pytest.raises(UnknownFeatureError, match="'other'"):
+        encoder.fill_tensor_row({"other": 1.0}, buf)
