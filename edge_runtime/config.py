@@ -244,7 +244,7 @@ class MonitoringConfig:
     db: Path | None = None
     window_rows: int = 5000
     window_seconds: float = 0.0
-    flush_rows: int = 512
+    flush_rows: int = 1024
     flush_ms: int = 1000
     log_sample_rate: float = 1.0
     log_features: bool = False
