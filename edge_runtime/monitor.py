@@ -259,6 +259,10 @@ class Monitor:
         self.info = info
         self._model_id = self.store.register_model(info.name, info.version, model_sha256)
 
+    def observe_refused(self) -> None:
+        """Count a request refused or deferred by load shedding."""
+        self._window.rejected["OverloadError"] += 1
+
     def observe_rejected(self, error: SchemaError) -> None:
         """Count a row refused by the input checks (a schema violation)."""
         self._window.rejected[type(error).__name__] += 1

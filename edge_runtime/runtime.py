@@ -232,11 +232,13 @@ class Runtime:
             scores = None
             observed = label
         latency = (time.perf_counter_ns() - start) / 1e3
+        request_id = None
+        if self.monitor is not None:
+            request_id = self.monitor.observe(engine.row_buffer, observed, label, latency)
         if governor is not None:
+            # After the monitor: a level change here may switch the logged model, and
+            # this answer belongs to the model that gave it.
             governor.record(latency)
-        if self.monitor is None:
-            return Prediction(label, scores, engine.info, latency)
-        request_id = self.monitor.observe(engine.row_buffer, observed, label, latency)
         return Prediction(label, scores, engine.info, latency, request_id)
 
     def predict_batch(self, rows: Any, *, on_error: str = "raise") -> BatchResult:
@@ -266,6 +268,8 @@ class Runtime:
         start = time.perf_counter_ns()
         governor = self.governor
         if governor is not None and governor.level is ServiceLevel.SHED_LOAD and not governor.admit():
+            if self.monitor is not None:
+                self.monitor.observe_refused()
             raise OverloadError(self._shed_cause())
         try:
             encoded = self._encoder.encode_batch(rows)
@@ -281,13 +285,13 @@ class Runtime:
         engine = self._engine
         labels, scores = engine.run(encoded.feeds) if encoded.rows.size else engine.empty()
         latency = (time.perf_counter_ns() - start) / 1e3
-        if governor is not None:
-            governor.record(latency)
         request_ids = None
         if self.monitor is not None and encoded.rows.size:
             served = self._served_rows(encoded.feeds)
             request_ids = self.monitor.observe_batch(served, scores if scores is not None else labels,
                                                      labels.tolist(), latency)
+        if governor is not None:
+            governor.record(latency)
         return BatchResult(rows=encoded.rows, labels=labels, scores=scores, errors=encoded.errors,
                            model=engine.info, latency_us=latency, request_ids=request_ids)
 
@@ -338,16 +342,19 @@ class Runtime:
         label = labels[0].item() if isinstance(labels[0], np.generic) else labels[0]
         row_scores = scores[0] if scores is not None else None
         latency = (time.perf_counter_ns() - start) / 1e3
+        request_id = None
+        if self.monitor is not None:
+            values = [feeds[name][0, 0] for name in self._input.names]
+            request_id = self.monitor.observe(values, row_scores if row_scores is not None else label, label,
+                                              latency)
         if self.governor is not None:
             self.governor.record(latency)
-        if self.monitor is None:
-            return Prediction(label, row_scores, engine.info, latency)
-        values = [feeds[name][0, 0] for name in self._input.names]
-        request_id = self.monitor.observe(values, row_scores if row_scores is not None else label, label, latency)
         return Prediction(label, row_scores, engine.info, latency, request_id)
 
     def _shed(self, start: int) -> Prediction:
         self._ensure_open()
+        if self.monitor is not None:
+            self.monitor.observe_refused()
         if self.config.budgets.shed_mode == "defer":
             return Prediction(None, None, self._engine.info, (time.perf_counter_ns() - start) / 1e3,
                               deferred=True)
