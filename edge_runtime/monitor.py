@@ -279,7 +279,6 @@ class Monitor:
             ids=self._ids[:n])
         self._ingest(block, self._clock())
         self._fill = 0
-        self._profiled = 0
         self._labels = []
         self._values = []
         self._flush_deadline = self._clock() + self._flush_every
@@ -296,7 +295,6 @@ class Monitor:
             self._profiled = start + take
             if self._window.rows >= self.config.window_rows:
                 self._close_window(partial=False, now=float(block.times[self._profiled - 1]))
-        self._profiled = 0
         window = self._window
         if (self.config.window_seconds and window.opened_at is not None
                 and now - window.opened_at >= self.config.window_seconds):
@@ -307,6 +305,7 @@ class Monitor:
                     "budget": self._budget()}
         decisions, features = self._decision_rows(block)
         self.store.append_decisions(decisions, features, snapshot)
+        self._profiled = 0  # only once written: a re-run after an interrupted write must not profile twice
         self._since_retention += n
         if self._since_retention >= _RETENTION_EVERY:
             self._since_retention = 0
