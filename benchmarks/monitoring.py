@@ -82,6 +82,7 @@ def batch_throughput(bundles: dict[str, Path], X: np.ndarray, work: Path, repeat
             "monitoring, no log": Runtime(bundle, config=RuntimeConfig(monitoring=MonitoringConfig(
                 db=work / f"{label}-nolog.db", log_sample_rate=0.0))),
             "monitoring + log": Runtime(bundle, db=work / f"{label}-log.db"),
+            "monitoring + log, 100k-row windows": Runtime(bundle, db=work / f"{label}-log100k.db", window_rows=100_000),
         }
         timings: dict[str, list[int]] = {"raw": [], **{k: [] for k in variants}}
         for _ in range(repeats):

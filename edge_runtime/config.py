@@ -239,6 +239,16 @@ class MonitoringConfig:
         Also store raw feature values in the log (off by default: privacy).
     sketch_k : int
         KLL accuracy parameter of the live sketches.
+    sketch_stride : int
+        Largest thinning of the live numeric sketches: each block of rows (a
+        full buffer of ``flush_rows``, or a larger batch) is sorted per feature
+        in chunks of 512 and every stride-th value goes to the KLL sketch.
+        Counts, missing, range, mean and variance stay exact; the thinning's
+        rank error is added to the sketch error of the drift thresholds. A
+        window thins by ``min(sketch_stride, floor(sqrt(window_rows / 300)))``
+        (see :func:`edge_runtime.monitor.window_stride`), which keeps that
+        error under half the KLL sketch's own; 1 sketches every value, at ~1 µs
+        per row for 30 features.
     """
 
     db: Path | None = None
@@ -249,6 +259,7 @@ class MonitoringConfig:
     log_sample_rate: float = 1.0
     log_features: bool = False
     sketch_k: int = 200
+    sketch_stride: int = 8
 
     def __post_init__(self) -> None:
         check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)
@@ -257,6 +268,7 @@ class MonitoringConfig:
         check_int("MonitoringConfig", "flush_ms", self.flush_ms, 1, 3_600_000)
         check_float("MonitoringConfig", "log_sample_rate", self.log_sample_rate, 0.0, 1.0)
         check_int("MonitoringConfig", "sketch_k", self.sketch_k, 8, 65535)
+        check_int("MonitoringConfig", "sketch_stride", self.sketch_stride, 1, 1024)
         if not isinstance(self.log_features, bool):
             raise ConfigError("The 'log_features' parameter of MonitoringConfig must be a bool. "
                               f"Got {self.log_features!r} instead.")

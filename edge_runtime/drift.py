@@ -41,7 +41,8 @@ from __future__ import annotations
 
 import enum
 import math
-from collections.abc import Mapping
+import weakref
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -128,14 +129,30 @@ def ks_critical(alpha: float, n: int, m: int) -> float:
     return math.sqrt(-math.log(alpha / 2.0) / 2.0) * math.sqrt((n + m) / (n * m))
 
 
-def _cdfs_on_reference_grid(reference: NumericSketch, live: NumericSketch) -> tuple[np.ndarray, np.ndarray,
-                                                                                     np.ndarray]:
-    """Both CDFs at the reference's grid quantiles: (points, reference CDF, live CDF).
+class _ReferenceGrid:
+    """What a reference sketch contributes to every window's KS and PSI, computed once.
 
-    One query to the live sketch; the reference's answers are cached across windows.
+    ``points`` are the distinct values at the grid's ranks (the CDF query needs
+    them increasing and distinct); ``spread`` maps them back onto the full grid,
+    so the CDFs of all features line up in one matrix.
     """
-    points = np.unique(reference.quantiles(_GRID))
-    return points, reference.cdf(points, inclusive=True), live.cdf(points, inclusive=True)
+
+    __slots__ = ("points", "spread", "cdf", "seen")
+
+    def __init__(self, reference: NumericSketch) -> None:
+        self.points, self.spread = np.unique(reference.quantiles(_GRID), return_inverse=True)
+        self.cdf = reference.cdf(self.points, inclusive=True)[self.spread]
+        self.seen = reference.kll.n  # a sketch updated since is computed again
+
+
+_GRIDS: weakref.WeakKeyDictionary[NumericSketch, _ReferenceGrid] = weakref.WeakKeyDictionary()
+
+
+def _reference_grid(reference: NumericSketch) -> _ReferenceGrid:
+    grid = _GRIDS.get(reference)
+    if grid is None or grid.seen != reference.kll.n:
+        grid = _GRIDS[reference] = _ReferenceGrid(reference)
+    return grid
 
 
 def ks_distance(reference: NumericSketch, live: NumericSketch) -> float:
@@ -147,7 +164,7 @@ def ks_distance(reference: NumericSketch, live: NumericSketch) -> float:
     most :data:`GRID_ERROR`, whatever the live data. Total error: that plus
     both sketches' rank errors.
     """
-    return _ks_and_psi(reference, live, 10)[0]
+    return float(_ks_and_psi([reference], [live], 10)[0][0])
 
 
 def psi(reference: NumericSketch, live: NumericSketch, bins: int = 10) -> float:
@@ -157,30 +174,42 @@ def psi(reference: NumericSketch, live: NumericSketch, bins: int = 10) -> float:
     bin in a small window makes the log ratio, and so the PSI, explode (its
     null tail at 100 rows was twice the chi-square's here).
     """
-    return _ks_and_psi(reference, live, bins)[1]
+    return float(_ks_and_psi([reference], [live], bins)[1][0])
 
 
-def _ks_and_psi(reference: NumericSketch, live: NumericSketch, bins: int) -> tuple[float, float]:
-    """KS distance and PSI from one CDF query to the live sketch (when the PSI edges lie on the grid)."""
-    if reference.count == 0 or live.count == 0:
-        return 0.0, 0.0
-    grid = reference.quantiles(_GRID)
-    points = np.unique(grid)
-    ref_cdf, live_cdf = reference.cdf(points, inclusive=True), live.cdf(points, inclusive=True)
-    ks = float(np.abs(ref_cdf - live_cdf).max())
+def _ks_and_psi(references: Sequence[NumericSketch], lives: Sequence[NumericSketch],
+                bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """KS distances and PSIs of many features at once: one CDF query per live sketch, the rest vectorized."""
+    ks, psis = np.zeros(len(lives)), np.zeros(len(lives))
+    # Nothing sketched (yet) on either side: nothing to compare.
+    usable = [i for i, (r, v) in enumerate(zip(references, lives)) if not (r.kll.is_empty() or v.kll.is_empty())]
+    if not usable:
+        return ks, psis
+    grids = [_reference_grid(references[i]) for i in usable]
+    ref_cdf = np.stack([g.cdf for g in grids])
+    live_cdf = np.stack([lives[i].cdf(g.points, inclusive=True)[g.spread] for i, g in zip(usable, grids)])
+    ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
     if _GRID_STEPS % bins == 0:  # the edges are grid points: reuse the query
         step = _GRID_STEPS // bins
-        index = np.searchsorted(points, grid[step:-1:step])
-        ref_at, live_at = ref_cdf[index], live_cdf[index]
+        ref_at, live_at = ref_cdf[:, step:-1:step], live_cdf[:, step:-1:step]
     else:
-        edges = np.unique(reference.quantiles(np.linspace(0, 1, bins + 1)[1:-1]))
-        ref_at, live_at = reference.cdf(edges, inclusive=True), live.cdf(edges, inclusive=True)
-    expected = np.diff(np.concatenate([[0.0], ref_at, [1.0]])) * reference.count + 0.5
-    actual = np.diff(np.concatenate([[0.0], live_at, [1.0]])) * live.count + 0.5
+        ref_at = np.empty((len(usable), bins - 1))
+        live_at = np.empty((len(usable), bins - 1))
+        for row, i in enumerate(usable):
+            edges = references[i].quantiles(np.linspace(0, 1, bins + 1)[1:-1])
+            ref_at[row] = references[i].cdf(edges, inclusive=True)
+            live_at[row] = lives[i].cdf(edges, inclusive=True)
+    ends = np.ones((len(usable), 1))
+    ref_counts = np.array([references[i].count for i in usable], dtype=np.float64)[:, None]
+    live_counts = np.array([lives[i].count for i in usable], dtype=np.float64)[:, None]
+    expected = np.diff(ref_at, axis=1, prepend=0.0, append=ends) * ref_counts + 0.5
+    actual = np.diff(live_at, axis=1, prepend=0.0, append=ends) * live_counts + 0.5
     expected = np.clip(expected, _PSI_FLOOR, None)
     actual = np.clip(actual, _PSI_FLOOR, None)
-    expected, actual = expected / expected.sum(), actual / actual.sum()
-    return ks, float(np.sum((actual - expected) * np.log(actual / expected)))
+    expected /= expected.sum(axis=1, keepdims=True)
+    actual /= actual.sum(axis=1, keepdims=True)
+    psis[usable] = np.sum((actual - expected) * np.log(actual / expected), axis=1)
+    return ks, psis
 
 
 def _aligned(reference: CategoricalSketch, live: CategoricalSketch) -> tuple[np.ndarray, np.ndarray]:
@@ -284,8 +313,13 @@ class WindowDrift:
                 "worst": self.worst(), "prediction": self.prediction.status.value if self.prediction else None}
 
 
-def _effective_n(n: int, m: int) -> float:
-    return n * m / (n + m)
+def _effective_n(n: float, m: float) -> float:
+    return n * m / (n + m) if n + m else 0.0
+
+
+def _thinned_rows(sketch: NumericSketch) -> float:
+    m = sketch.count
+    return m / (1.0 + 16.0 * sketch.thin_var / m) if m else 0.0
 
 
 def _small_sample(cells: int, n: int, m: int) -> float:
@@ -303,14 +337,16 @@ def _metric(value: float, warn_floor: float, drift_floor: float, critical_warn: 
 
 
 def _numeric_metrics(ref: NumericSketch, live: NumericSketch, policy: DriftPolicy,
-                     a_warn: float, a_drift: float) -> dict[str, dict[str, float]]:
+                     a_warn: float, a_drift: float, ks: float, psi_value: float) -> dict[str, dict[str, float]]:
     n, m = ref.count, live.count
     sketch_error = ref.rank_error + live.rank_error
     ks_error = sketch_error + GRID_ERROR
-    n_eff = _effective_n(n, m)
+    # A thinned sketch knows its window less well than its row count says: the
+    # PSI's chi-square scale takes the rows a full sample of the same CDF
+    # variance would have (sampling 1/(4m) plus the thinning's 4 thin_var/m^2).
+    n_eff = max(_effective_n(_thinned_rows(ref), _thinned_rows(live)), 1e-9)  # none: no threshold is reached
     df = policy.psi_bins - 1
     widen = _small_sample(policy.psi_bins, n, m)
-    ks, psi_value = _ks_and_psi(ref, live, policy.psi_bins)
     return {
         "ks": _metric(ks, policy.ks_warn, policy.ks_drift,
                       ks_critical(a_warn, n, m) + ks_error, ks_critical(a_drift, n, m) + ks_error,
@@ -380,11 +416,18 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
     tests = sum(2 if isinstance(live.features[n], NumericSketch) else 1 for n in names)
     tests += 1 if (reference.predictions is not None and live.predictions is not None) else 2
     a_warn, a_drift = policy.alpha_warn / tests, policy.alpha_drift / tests
+    # Every numeric comparison in one vectorized pass, the window's scores included.
+    pairs = [(reference.features[n], live.features[n]) for n in names]
+    numeric = [(r, v) for r, v in pairs if isinstance(r, NumericSketch) and isinstance(v, NumericSketch)]
+    numeric.append((reference.scores, live.scores))
+    ks_values, psi_values = _ks_and_psi([r for r, _ in numeric], [v for _, v in numeric], policy.psi_bins)
+    position = {id(v): i for i, (_, v) in enumerate(numeric)}
     results: dict[str, FeatureDrift] = {}
     for name in names:
         ref, cur = reference.features[name], live.features[name]
         if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
-            metrics = _numeric_metrics(ref, cur, policy, a_warn, a_drift)
+            i = position[id(cur)]
+            metrics = _numeric_metrics(ref, cur, policy, a_warn, a_drift, float(ks_values[i]), float(psi_values[i]))
             results[name] = _verdict(name, "numeric", metrics, cur.count, ref.count)
         elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
             metrics = _categorical_metrics(ref, cur, policy, a_warn, a_drift)
@@ -394,8 +437,9 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
         metrics = _categorical_metrics(reference.predictions, live.predictions, policy, a_warn, a_drift)
         prediction = _verdict("prediction", "prediction", metrics, live.predictions.total,
                               reference.predictions.total)
-        prediction.metrics["score_ks"] = {"value": ks_distance(reference.scores, live.scores)}
+        prediction.metrics["score_ks"] = {"value": float(ks_values[-1])}
     elif reference.scores.count and live.scores.count:
-        metrics = _numeric_metrics(reference.scores, live.scores, policy, a_warn, a_drift)
+        metrics = _numeric_metrics(reference.scores, live.scores, policy, a_warn, a_drift, float(ks_values[-1]),
+                                   float(psi_values[-1]))
         prediction = _verdict("prediction", "prediction", metrics, live.scores.count, reference.scores.count)
     return WindowDrift(features=results, prediction=prediction)

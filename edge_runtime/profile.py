@@ -32,7 +32,14 @@ import numpy as np
 from edge_runtime.bundle import Bundle
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.schema import FeatureKind, InputSchema, OutputSchema, Task
-from edge_runtime.sketches import DEFAULT_K, CategoricalSketch, NumericSketch, sketch_from_bytes
+from edge_runtime.sketches import (
+    DEFAULT_K,
+    CategoricalSketch,
+    NumericSketch,
+    block_moments,
+    sketch_from_bytes,
+    thin_block,
+)
 
 __all__ = ["PROFILE_FILE", "Profile", "load_reference"]
 
@@ -67,40 +74,60 @@ class Profile:
         self.scores = scores
         self.latency = latency
         self.rows = rows
+        # (lows, highs) of the last block given to update_matrix, per feature: the
+        # monitor counts out-of-range values only where these leave the training range.
+        self.block_range: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
-    def for_schema(cls, inputs: InputSchema, outputs: OutputSchema, *, k: int = DEFAULT_K) -> Profile:
-        """An empty profile shaped for a model's schemas."""
+    def for_schema(cls, inputs: InputSchema, outputs: OutputSchema, *, k: int = DEFAULT_K,
+                   stride: int = 1) -> Profile:
+        """An empty profile shaped for a model's schemas; numeric sketches thin by ``stride``."""
         features: dict[str, NumericSketch | CategoricalSketch] = {
-            f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL else NumericSketch(k)
+            f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL else NumericSketch(k, stride)
             for f in inputs.features
         }
         predictions = CategoricalSketch() if outputs.task is Task.CLASSIFICATION else None
-        return cls(features, predictions, NumericSketch(k), NumericSketch(k))
+        return cls(features, predictions, NumericSketch(k, stride), NumericSketch(k, stride))
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray) -> Profile:
-        """Add rows of an all-numeric float32 matrix, columns in schema order.
+        """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
-        Moments of every column come from one vectorized pass; each sketch then
-        only takes its column. Columns holding NaN take the general path.
+        Moments, ranges and (when thinning) the sort of every column come from
+        one vectorized pass; each sketch then only takes its column. Columns
+        holding NaN take the general path.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from edge_runtime.schema import FeatureSpec, InputSchema, OutputSchema, Task
+        >>> inputs = InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="b")))
+        >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+        >>> profile = Profile.for_schema(inputs, outputs, stride=4)
+        >>> block = np.random.default_rng(1).normal(size=(1000, 2)).astype(np.float32)
+        >>> profile.update_matrix(block).features["a"].count, profile.features["a"].kll.n
+        (1000, 250)
         """
-        if matrix.shape[0] == 0:
+        n = matrix.shape[0]
+        if n == 0:
             return self
         # A transposed copy gives each KLL update a writable contiguous column.
         columns = np.array(matrix.T, dtype=np.float32, order="C")
-        nan_columns = np.asarray(np.isnan(columns).any(axis=1), dtype=bool)
-        wide = columns.astype(np.float64)
-        means = wide.mean(axis=1)
-        m2s = ((wide - means[:, None]) ** 2).sum(axis=1)
-        lows, highs = columns.min(axis=1), columns.max(axis=1)
-        for i, sketch in enumerate(self.features.values()):
+        nan_columns = np.asarray(np.isnan(columns).any(axis=1)) if np.isnan(columns).any() else None
+        sketches = list(self.features.values())
+        stride = sketches[0].stride if sketches and isinstance(sketches[0], NumericSketch) else 1
+        # NaN sorts last in the thinning; columns holding any go the general way below.
+        kept, thin_var, lows, highs = thin_block(columns, stride)
+        means, m2s = block_moments(columns)
+        for i, sketch in enumerate(sketches):
             assert isinstance(sketch, NumericSketch)
-            if nan_columns[i]:
-                sketch.update(columns[i])
+            if nan_columns is not None and nan_columns[i]:
+                sketch.update(matrix[:, i])
             else:
-                sketch.update_present(columns[i], float(means[i]), float(m2s[i]), float(lows[i]), float(highs[i]))
-        self.rows += int(matrix.shape[0])
+                sketch.add_thinned(kept[i], n=n, thin_var=thin_var, mean=float(means[i]), m2=float(m2s[i]),
+                                   low=float(lows[i]), high=float(highs[i]))
+        self.block_range = (lows, highs)
+        self.rows += int(n)
         return self
 
     def update_columns(self, columns: Sequence[Any]) -> Profile:

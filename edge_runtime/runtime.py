@@ -289,7 +289,7 @@ class Runtime:
         if self.monitor is not None and encoded.rows.size:
             served = self._served_rows(encoded.feeds)
             request_ids = self.monitor.observe_batch(served, scores if scores is not None else labels,
-                                                     labels.tolist(), latency)
+                                                     labels, latency)
         if governor is not None:
             governor.record(latency)
         return BatchResult(rows=encoded.rows, labels=labels, scores=scores, errors=encoded.errors,

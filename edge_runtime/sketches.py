@@ -6,6 +6,14 @@ bytes start with a magic tag and a format version; a numeric sketch embeds the
 Apache DataSketches KLL serialization, which the Java and C++ sides of
 DataSketches (Druid, Spark) read too. Nothing is pickled.
 
+A numeric sketch may *thin* its input (``stride`` > 1): each block of values is
+sorted and every ``stride``-th value, from a random offset, goes to the KLL
+sketch. Within a sorted block that is a stratified sample, unbiased for every
+rank, so the thinned sketch follows the block far more closely than a random
+sample of the same size; its extra rank error is tracked (``thin_var``) and
+counted in :attr:`NumericSketch.rank_error`. Count, missing, min, max, mean
+and variance stay exact.
+
 Examples
 --------
 >>> import numpy as np
@@ -32,14 +40,25 @@ import numpy as np
 
 from edge_runtime.errors import BundleFormatError
 
-__all__ = ["DEFAULT_K", "CategoricalSketch", "NumericSketch", "sketch_from_bytes"]
+__all__ = ["DEFAULT_K", "SORT_CHUNK", "CategoricalSketch", "NumericSketch", "block_moments", "sketch_from_bytes",
+           "thin_block"]
 
 DEFAULT_K = 200
 _NUMERIC_MAGIC = b"ERNS"
 _CATEGORICAL_MAGIC = b"ERCS"
-_VERSION = 1
+_VERSION = 1  # categorical sketches
+_NUMERIC_VERSION = 2  # 2 added stride and thin_var
 # magic, version, k, count, missing, min, max, mean, m2
-_NUMERIC_HEADER = struct.Struct("<4sBHQQdddd")
+_NUMERIC_HEADER_V1 = struct.Struct("<4sBHQQdddd")
+# ... then stride and thin_var
+_NUMERIC_HEADER = struct.Struct("<4sBHQQddddHd")
+# The thinning's rank error is counted as this many standard deviations of its
+# count error, doubled because the sketch divides by its own (also thinned)
+# total. In simulation (blocks of 64 to 1,024 rows, strides 8 and 16) this bound
+# stayed above the 99th percentile of the largest CDF error over all points.
+_THIN_ERROR_SCALE = 2 * 2.576
+_OFFSETS = np.random.default_rng()  # thinning offsets: independent of the data is all they need
+SORT_CHUNK = 512  # values sorted (and thinned) together
 
 
 class NumericSketch:
@@ -50,12 +69,32 @@ class NumericSketch:
     k : int
         KLL accuracy parameter: k=200 gives a normalized rank error of about
         1.3% (99% confidence) in a few KB, whatever the stream length.
+    stride : int
+        Thinning: the KLL sketch takes every ``stride``-th value of each sorted
+        block (1: every value). Sketches merge only with the same stride, so
+        that every value in the KLL sketch stands for as many rows.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> values = np.random.default_rng(0).normal(size=4096).astype(np.float32)
+    >>> thinned = NumericSketch(stride=8).update(values)
+    >>> thinned.count, thinned.kll.n, round(thinned.mean, 4) == round(float(values.mean()), 4)
+    (4096, 512, True)
+    >>> 0.005 < thinned.rank_error < 0.03  # KLL's error plus the thinning's
+    True
     """
 
-    __slots__ = ("kll", "count", "missing", "minimum", "maximum", "mean", "m2", "_cache")
+    __slots__ = ("kll", "stride", "thin_var", "count", "missing", "minimum", "maximum", "mean", "m2", "_cache",
+                 "__weakref__")
 
-    def __init__(self, k: int = DEFAULT_K) -> None:
+    def __init__(self, k: int = DEFAULT_K, stride: int = 1) -> None:
+        if not isinstance(stride, int) or not 1 <= stride <= 65535:
+            raise ValueError(f"The 'stride' parameter of NumericSketch must be an int in [1, 65535]. "
+                             f"Got {stride!r} instead.")
         self.kll = datasketches.kll_floats_sketch(k)
+        self.stride = stride
+        self.thin_var = 0.0  # variance of the thinning's count error, rows squared; adds up over blocks
         self.count = 0  # values seen, NaN excluded
         self.missing = 0  # NaN values
         self.minimum = math.inf
@@ -78,42 +117,60 @@ class NumericSketch:
 
     @property
     def rank_error(self) -> float:
-        """Normalized rank error bound of the quantile sketch (0 while it is exact)."""
-        if not self.kll.is_estimation_mode():
-            return 0.0
-        return float(self.kll.normalized_rank_error(False))
+        """Normalized rank error bound of the quantile sketch: KLL's (0 while exact) plus the thinning's."""
+        error = float(self.kll.normalized_rank_error(False)) if self.kll.is_estimation_mode() else 0.0
+        if self.thin_var and self.count:
+            error += _THIN_ERROR_SCALE * math.sqrt(self.thin_var) / self.count
+        return error
 
     def update(self, values: Any) -> NumericSketch:
-        """Add one value or an array of values; NaN counts as missing."""
-        self._cache.clear()
+        """Add one value or an array of values (one block); NaN counts as missing."""
         array = np.array(values, dtype=np.float32, ndmin=1)  # a writable copy: datasketches rejects read-only arrays
-        present = array[~np.isnan(array)]
-        self.missing += int(array.size - present.size)
-        if present.size == 0:
-            return self
-        self.kll.update(present)
+        if np.isnan(array).any():
+            present = array[~np.isnan(array)]
+            self.missing += int(array.size - present.size)
+        else:
+            present = array
         n = int(present.size)
-        batch_mean = float(present.mean(dtype=np.float64))
-        batch_m2 = float(((present.astype(np.float64) - batch_mean) ** 2).sum())
-        self.add_moments(n, batch_mean, batch_m2, float(present.min()), float(present.max()))
-        return self
+        if n == 0:
+            return self
+        kept, thin_var, lows, highs = thin_block(present.reshape(1, n), self.stride)
+        means, m2s = block_moments(present.reshape(1, n))
+        return self.add_thinned(kept[0], n=n, thin_var=thin_var, mean=float(means[0]), m2=float(m2s[0]),
+                                low=float(lows[0]), high=float(highs[0]))
 
-    def update_present(self, values: np.ndarray, mean: float, m2: float, low: float, high: float) -> NumericSketch:
-        """Add values known to hold no NaN, with their moments computed by the caller.
+    def add_thinned(self, kept: np.ndarray, *, n: int, thin_var: float, mean: float, m2: float, low: float,
+                    high: float) -> NumericSketch:
+        """Add a block already thinned by the caller: ``kept`` (float32, contiguous) stands for ``n`` values.
 
-        The fast path of :meth:`Profile.update_matrix`, which computes the
-        moments of all columns of a block in one vectorized pass. ``values``
-        must be a writable contiguous float32 array.
+        The fast path of :meth:`Profile.update_matrix`, which sorts and thins all
+        columns of a block at once; ``thin_var`` is the thinning's count-error
+        variance for the block (0 when ``kept`` is every value).
         """
         self._cache.clear()
-        self.kll.update(values)
-        self.add_moments(int(values.size), mean, m2, low, high)
+        if kept.size:
+            self.kll.update(kept)
+        self.thin_var += thin_var
+        self.add_moments(n, mean, m2, low, high)
         return self
 
     def merge(self, other: NumericSketch) -> NumericSketch:
-        """Fold another sketch of the same feature into this one."""
+        """Fold another sketch of the same feature into this one.
+
+        Raises
+        ------
+        ValueError
+            The two thin with different strides (their KLL values weigh differently).
+        """
+        if other.stride != self.stride:
+            if other.count == 0 and other.missing == 0:
+                return self
+            if self.count or self.missing:
+                raise ValueError(f"cannot merge numeric sketches of strides {self.stride} and {other.stride}")
+            self.stride = other.stride
         self._cache.clear()
         self.kll.merge(other.kll)
+        self.thin_var += other.thin_var
         self.missing += other.missing
         if other.count:
             self.add_moments(other.count, other.mean, other.m2, other.minimum, other.maximum)
@@ -132,9 +189,12 @@ class NumericSketch:
         self.maximum = max(self.maximum, high)
 
     def cdf(self, points: Iterable[float], *, inclusive: bool = False) -> np.ndarray:
-        """Estimated share of values below (or at, with ``inclusive``) each point; empty → zeros."""
+        """Estimated share of values below (or at, with ``inclusive``) each point; empty → zeros.
+
+        A thinned sketch of a few rows may have kept no value yet: it answers as empty.
+        """
         query = np.asarray(points if isinstance(points, np.ndarray) else list(points), dtype=np.float64)
-        if self.count == 0:
+        if self.kll.is_empty():
             return np.zeros(query.size)
         key = ("cdf+" if inclusive else "cdf", query.tobytes())
         if key not in self._cache:
@@ -142,9 +202,9 @@ class NumericSketch:
         return self._cache[key]
 
     def quantiles(self, ranks: Iterable[float]) -> np.ndarray:
-        """Estimated values at the given normalized ranks; empty → NaN."""
+        """Estimated values at the given normalized ranks; empty (or nothing kept yet) → NaN."""
         query = np.asarray(ranks if isinstance(ranks, np.ndarray) else list(ranks), dtype=np.float64)
-        if self.count == 0:
+        if self.kll.is_empty():
             return np.full(query.size, np.nan)
         key = ("quantiles", query.tobytes())
         if key not in self._cache:
@@ -160,24 +220,30 @@ class NumericSketch:
 
     def to_bytes(self) -> bytes:
         """Portable bytes: a versioned header, then the DataSketches KLL serialization."""
-        header = _NUMERIC_HEADER.pack(_NUMERIC_MAGIC, _VERSION, self.k, self.count, self.missing,
-                                      self.minimum, self.maximum, self.mean, self.m2)
+        header = _NUMERIC_HEADER.pack(_NUMERIC_MAGIC, _NUMERIC_VERSION, self.k, self.count, self.missing,
+                                      self.minimum, self.maximum, self.mean, self.m2, self.stride, self.thin_var)
         return header + bytes(self.kll.serialize())
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NumericSketch:
-        """Read bytes written by :meth:`to_bytes`."""
+        """Read bytes written by :meth:`to_bytes` (this format or the first one, which did not thin)."""
         try:
-            magic, version, k, count, missing, low, high, mean, m2 = _NUMERIC_HEADER.unpack_from(data)
+            magic, version = struct.unpack_from("<4sB", data)
+            layout = _NUMERIC_HEADER_V1 if version == 1 else _NUMERIC_HEADER
+            magic, version, k, count, missing, low, high, mean, m2, *thinning = layout.unpack_from(data)
         except struct.error as exc:
             raise BundleFormatError(f"numeric sketch bytes are truncated ({len(data)} bytes)") from exc
         if magic != _NUMERIC_MAGIC:
             raise BundleFormatError(f"not a numeric sketch (tag {magic!r})")
-        if version > _VERSION:
+        if version > _NUMERIC_VERSION:
             raise BundleFormatError(f"numeric sketch format {version} is newer than this edge-runtime reads")
-        sketch = cls(k)
+        stride, thin_var = thinning or (1, 0.0)
+        if not 1 <= stride:
+            raise BundleFormatError(f"numeric sketch has an invalid stride {stride}")
+        sketch = cls(k, stride)
+        sketch.thin_var = thin_var
         try:
-            sketch.kll = datasketches.kll_floats_sketch.deserialize(data[_NUMERIC_HEADER.size:])
+            sketch.kll = datasketches.kll_floats_sketch.deserialize(data[layout.size:])
         except Exception as exc:  # datasketches raises RuntimeError/ValueError variants
             raise BundleFormatError(f"numeric sketch has a corrupt KLL body: {exc}") from exc
         sketch.count, sketch.missing = count, missing
@@ -185,7 +251,8 @@ class NumericSketch:
         return sketch
 
     def __repr__(self) -> str:
-        return f"NumericSketch(count={self.count}, missing={self.missing}, k={self.k})"
+        thinning = f", stride={self.stride}" if self.stride > 1 else ""
+        return f"NumericSketch(count={self.count}, missing={self.missing}, k={self.k}{thinning})"
 
 
 class CategoricalSketch:
@@ -278,6 +345,53 @@ class CategoricalSketch:
 
     def __repr__(self) -> str:
         return f"CategoricalSketch(categories={len(self.counts)}, total={self.total}, missing={self.missing})"
+
+
+def thin_block(columns: np.ndarray, stride: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:
+    """Thin a block of NaN-free values, one row per feature: ``(kept, thin_var, lows, highs)``.
+
+    Each row of ``columns`` (float32, C order) is sorted in place in chunks of
+    :data:`SORT_CHUNK` values, each chunk a thinning block of its own (numpy
+    sorts 512 float32 values about 4x faster per value than 1,024, here), and
+    every ``stride``-th value from a random offset per chunk is kept.
+    ``thin_var`` is the count-error variance the thinning adds to any CDF
+    point: a Bernoulli step of variance ``r (stride - r) <= stride^2 / 4`` per
+    chunk. At stride 1 nothing is sorted and ``kept`` is ``columns``.
+
+    Examples
+    --------
+    >>> block = np.arange(1024, dtype=np.float32)[::-1].reshape(1, -1).copy()
+    >>> kept, thin_var, lows, highs = thin_block(block, 8)
+    >>> kept.shape, thin_var, lows.tolist(), highs.tolist()
+    ((1, 128), 32.0, [0.0], [1023.0])
+    """
+    n = columns.shape[1]
+    if stride == 1:
+        return columns, 0.0, columns.min(axis=1), columns.max(axis=1)
+    starts = range(0, n, SORT_CHUNK)
+    for a in starts:
+        columns[:, a:a + SORT_CHUNK].sort(axis=1)
+    offsets = _OFFSETS.integers(stride, size=len(starts))
+    kept = np.concatenate([columns[:, a + o:a + SORT_CHUNK:stride] for a, o in zip(starts, offsets)], axis=1)
+    thin_var = sum(min(stride * stride / 4.0, float(min(SORT_CHUNK, n - a) * stride)) for a in starts)
+    lasts = np.minimum(np.arange(SORT_CHUNK - 1, n + SORT_CHUNK - 1, SORT_CHUNK), n - 1)
+    return kept, thin_var, columns[:, ::SORT_CHUNK].min(axis=1), columns[:, lasts].max(axis=1)
+
+
+def block_moments(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean and sum of squared deviations of each row of a float32 block, as float64.
+
+    In float64 throughout: float32 sums lost a part in 1e6 of the mean on
+    values far from it (a hypothesis case).
+
+    >>> means, m2s = block_moments(np.array([[1.0, 2.0, 3.0], [10.0, 10.0, 10.0]], dtype=np.float32))
+    >>> means.tolist(), m2s.tolist()
+    ([2.0, 10.0], [2.0, 0.0])
+    """
+    wide = columns.astype(np.float64)
+    means = wide.mean(axis=1)
+    wide -= means[:, None]
+    return means, np.einsum("ij,ij->i", wide, wide)
 
 
 def sketch_from_bytes(data: bytes) -> NumericSketch | CategoricalSketch:

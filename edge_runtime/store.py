@@ -12,10 +12,14 @@ Examples
 >>> from edge_runtime.config import RetentionPolicy
 >>> from edge_runtime.store import MonitorStore
 >>> store = MonitorStore(pathlib.Path(tempfile.mkdtemp()) / "m.db", RetentionPolicy())
+>>> import numpy as np
 >>> model_id = store.register_model("m", "1", "00")
->>> store.append_decisions([(1, 1700000000.0, model_id, 5.5, "yes", 0.9, 0xab12)])
->>> [(row["model"], row["prediction"], row["input_hash"]) for row in store.tail(5)]
-[('m', 'yes', '000000000000ab12')]
+>>> block = DecisionBlock(ids=np.array([1, 2]), ts=np.array([1.7e9, 1.7e9 + 1]), model_id=model_id,
+...                       latency_us=np.array([5.5, 6.0]), codes=np.array([1, 0]), vocabulary=("no", "yes"),
+...                       scores=np.array([0.9, 0.8]), hashes=np.array([0xab12, 7]))
+>>> store.append_decisions(block)
+>>> [(row["request_id"], row["model"], row["prediction"], row["input_hash"]) for row in store.tail(5)]
+[(1, 'm', 'yes', '000000000000ab12'), (2, 'm', 'no', '0000000000000007')]
 >>> store.close()
 """
 
@@ -25,25 +29,30 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from sqlite_utils import Database, Migrations
 
 from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import StoreError
 
-__all__ = ["DECISION_COLUMNS", "MonitorStore", "StoreError", "migrations"]  # StoreError re-exported for readers
+__all__ = ["DecisionBlock", "MonitorStore", "StoreError", "migrations"]  # StoreError re-exported for readers
 
-# Seven narrow columns: each bound parameter costs (a 9-column row with the
-# model's name, version and a NULL features column took 2.0 µs to insert here,
-# these 7 take 1.2 µs). Model identity and raw features live in their own tables.
-DECISION_COLUMNS = ("request_id", "ts", "model_id", "latency_us", "prediction", "score", "input_hash")
-_INSERT_DECISION = (f"INSERT OR REPLACE INTO decisions ({', '.join(DECISION_COLUMNS)}) "
-                    f"VALUES ({', '.join('?' * len(DECISION_COLUMNS))})")
+# The decision log is columnar: one row per written block of decisions, each
+# field a little-endian array. A row per decision cost ~1.2 µs to insert here
+# (SQLite's own per-row cost), which is most of a 512-row batch of a small
+# model; a block row costs ~25 µs whatever its length. Readers expand blocks.
+_BLOCK_COLUMNS = ("first_id", "last_id", "rows", "ts_first", "ts_last", "model_id", "ids", "ts", "latency_us",
+                  "predictions", "vocabulary", "scores", "input_hashes")
+_INSERT_BLOCK = (f"INSERT OR REPLACE INTO decision_blocks ({', '.join(_BLOCK_COLUMNS)}) "
+                 f"VALUES ({', '.join('?' * len(_BLOCK_COLUMNS))})")
 _INSERT_FEATURES = "INSERT OR REPLACE INTO decision_features (request_id, features) VALUES (?, ?)"
-_DECISION_LOG = """
+# The first schema's per-row log and its view, kept for migrations m001-m003.
+_M001_DECISION_LOG = """
     SELECT d.request_id, d.ts, m.name AS model, m.version, d.latency_us, d.prediction, d.score,
            printf('%016x', d.input_hash) AS input_hash, f.features
     FROM decisions d JOIN models m ON m.id = d.model_id
@@ -56,7 +65,76 @@ _DRIFT_COLUMNS = ("window_seq", "name", "kind", "status", "metric", "value", "th
                   "details")
 _HIGH_WATER = 0.9  # make room when a write would take the files past this share of the budget
 _LOW_WATER = 0.75  # ... by deleting down to about this share
-_ROW_OVERHEAD = 160  # bytes a decision row takes besides its feature JSON (measured: ~120 + index)
+_ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blobs and JSON
+_BLOCK_OVERHEAD = 200  # bytes a block row takes besides its arrays
+_DECISION_BYTES = 32  # bytes per decision in a block: ts 8, latency 4, prediction 4, score 4, hash 8, slack
+
+
+@dataclass(frozen=True, slots=True)
+class DecisionBlock:
+    """Decisions written together, one array per field (``n`` rows each).
+
+    Attributes
+    ----------
+    ids : numpy.ndarray
+        Request ids, ascending.
+    ts : numpy.ndarray
+        Unix times.
+    model_id : int
+        Id in the ``models`` table of the model that answered all of them.
+    latency_us : numpy.ndarray
+    codes : numpy.ndarray
+        Index of each prediction in ``vocabulary`` (classifiers).
+    vocabulary : tuple of str or None
+        The labels the codes index; None for regressors, whose prediction is the score.
+    scores : numpy.ndarray
+        Probability of the predicted class, or the predicted value.
+    hashes : numpy.ndarray
+        64-bit input hashes (signed).
+    """
+
+    ids: np.ndarray
+    ts: np.ndarray
+    model_id: int
+    latency_us: np.ndarray
+    codes: np.ndarray | None
+    vocabulary: tuple[str, ...] | None
+    scores: np.ndarray
+    hashes: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ids.size)
+
+    def record(self) -> tuple[Any, ...]:
+        """The block as a ``decision_blocks`` row, in insert order."""
+        ids = np.asarray(self.ids, dtype="<i8")
+        first, last = int(ids[0]), int(ids[-1])
+        contiguous = last - first + 1 == ids.size  # ids are ascending and unique
+        return (first, last, int(ids.size), float(self.ts[0]), float(self.ts[-1]), self.model_id,
+                None if contiguous else ids.tobytes(), np.asarray(self.ts, dtype="<f8").tobytes(),
+                np.asarray(self.latency_us, dtype="<f4").tobytes(),
+                None if self.codes is None else np.asarray(self.codes, dtype="<i4").tobytes(),
+                None if self.vocabulary is None else json.dumps(list(self.vocabulary)),
+                np.asarray(self.scores, dtype="<f4").tobytes(), np.asarray(self.hashes, dtype="<i8").tobytes())
+
+
+def _expand(row: sqlite3.Row | tuple[Any, ...], models: dict[int, tuple[str, str]]) -> Iterator[dict[str, Any]]:
+    """The decisions of one ``decision_blocks`` row (selected as :data:`_BLOCK_COLUMNS`), oldest first."""
+    (first, last, n, _, _, model_id, ids, ts, latency, predictions, vocabulary, scores, hashes) = row
+    id_list = (np.frombuffer(ids, dtype="<i8").tolist() if ids is not None else list(range(first, last + 1)))
+    score_list = np.frombuffer(scores, dtype="<f4").astype(np.float64).tolist()
+    if predictions is not None:
+        words = json.loads(vocabulary)
+        labels = [words[c] for c in np.frombuffer(predictions, dtype="<i4").tolist()]
+    else:
+        labels = [str(v) for v in score_list]
+    name, version = models.get(model_id, ("?", "?"))
+    for request_id, t, lat, label, score, digest in zip(
+            id_list, np.frombuffer(ts, dtype="<f8").tolist(),
+            np.frombuffer(latency, dtype="<f4").astype(np.float64).tolist(), labels, score_list,
+            np.frombuffer(hashes, dtype="<i8").tolist()):
+        yield {"request_id": request_id, "ts": t, "model": name, "version": version, "latency_us": lat,
+               "prediction": label, "score": score, "input_hash": f"{digest & 0xFFFFFFFFFFFFFFFF:016x}"}
 
 
 migrations = Migrations("edge_runtime")
@@ -72,7 +150,7 @@ def m001_initial(db: Database) -> None:
     }, pk="request_id")
     # Raw feature values, only when enabled (privacy): a table of their own, easy to purge.
     db.table("decision_features").create({"request_id": int, "features": str}, pk="request_id")
-    db.create_view("decision_log", _DECISION_LOG)
+    db.create_view("decision_log", _M001_DECISION_LOG)
     db.table("windows").create({
         "seq": int, "model": str, "version": str, "model_sha256": str, "opened_at": float,
         "closed_at": float, "rows": int, "rejected": int, "quality": str, "latency": str,
@@ -103,6 +181,38 @@ def m003_budget_state(db: Database) -> None:
     # Budget measurements (latency percentile, CPU share, RSS, violations) per window.
     db.table("windows").add_column("budget", str)
     db.table("current_window").add_column("budget", str)
+
+
+@migrations()
+def m004_decision_blocks(db: Database) -> None:
+    # The decision log becomes columnar (one row per block of decisions); the
+    # rows of the old table move over, 1,024 to a block, then it goes.
+    db.table("decision_blocks").create({
+        "first_id": int, "last_id": int, "rows": int, "ts_first": float, "ts_last": float, "model_id": int,
+        "ids": bytes, "ts": bytes, "latency_us": bytes, "predictions": bytes, "vocabulary": str,
+        "scores": bytes, "input_hashes": bytes,
+    }, pk="first_id")
+    db.table("decision_blocks").create_index(["last_id"], unique=True)
+    old = db.execute(f"SELECT {', '.join(_OLD_DECISION_COLUMNS)} FROM decisions ORDER BY request_id").fetchall()
+    start = 0
+    while start < len(old):
+        stop = start + 1
+        while stop < len(old) and stop - start < 1024 and old[stop][2] == old[start][2]:
+            stop += 1  # one model per block
+        chunk = old[start:stop]
+        words = sorted({r[4] for r in chunk})
+        code = {w: i for i, w in enumerate(words)}
+        block = DecisionBlock(ids=np.array([r[0] for r in chunk]), ts=np.array([r[1] for r in chunk]),
+                              model_id=chunk[0][2], latency_us=np.array([r[3] for r in chunk]),
+                              codes=np.array([code[r[4]] for r in chunk]), vocabulary=tuple(words),
+                              scores=np.array([r[5] for r in chunk]), hashes=np.array([r[6] for r in chunk]))
+        db.execute(_INSERT_BLOCK, block.record())
+        start = stop
+    db.execute("DROP VIEW IF EXISTS decision_log")
+    db.table("decisions").drop()
+
+
+_OLD_DECISION_COLUMNS = ("request_id", "ts", "model_id", "latency_us", "prediction", "score", "input_hash")
 
 
 class MonitorStore:
@@ -140,6 +250,7 @@ class MonitorStore:
             self.db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
             migrations.apply(self.db)
             self._page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+            self._used_bound = float(self._used_bytes())
         except sqlite3.DatabaseError as exc:
             raise StoreError(f"cannot open monitoring database '{self.path}': {exc}") from exc
 
@@ -153,16 +264,17 @@ class MonitorStore:
                               [name, version, sha256]).fetchone()
         return int(row[0])
 
-    def append_decisions(self, rows: Sequence[Sequence[Any]], features: Sequence[tuple[int, str]] = (),
+    def append_decisions(self, block: DecisionBlock | None, features: Sequence[tuple[int, str]] = (),
                          snapshot: dict[str, Any] | None = None) -> None:
-        """Insert decisions (in :data:`DECISION_COLUMNS` order), their raw features if any, and the
-        open-window snapshot, in one transaction."""
-        if not rows and snapshot is None:
+        """Insert a block of decisions, their raw features if any, and the open-window snapshot,
+        in one transaction. Writing the same block again replaces it."""
+        if (block is None or not len(block)) and snapshot is None:
             return
-        self._reserve(sum(len(f) for _, f in features) + _ROW_OVERHEAD * len(rows) + 4096)
+        n = len(block) if block is not None else 0
+        self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096)
         with self.db.atomic():
-            if rows:
-                self.db.conn.executemany(_INSERT_DECISION, rows)
+            if block is not None and n:
+                self.db.conn.execute(_INSERT_BLOCK, block.record())
             if features:
                 self.db.conn.executemany(_INSERT_FEATURES, features)
             if snapshot is not None:
@@ -217,7 +329,7 @@ class MonitorStore:
     # ---------------------------------------------------------------- reads
     def next_request_id(self) -> int:
         """One past the highest request id ever logged."""
-        row = self.db.execute("SELECT MAX(request_id) FROM decisions").fetchone()
+        row = self.db.execute("SELECT MAX(last_id) FROM decision_blocks").fetchone()
         return int(row[0] or 0) + 1
 
     def next_window_seq(self) -> int:
@@ -226,9 +338,40 @@ class MonitorStore:
         return int(row[0]) + 1 if row[0] is not None else 0
 
     def tail(self, n: int) -> list[dict[str, Any]]:
-        """The ``n`` most recent decisions, oldest first."""
-        rows = list(self.db.query(f"{_DECISION_LOG} ORDER BY d.request_id DESC LIMIT ?", [n]))
-        return rows[::-1]
+        """The ``n`` most recent decisions, oldest first, each a dict (raw features under ``features``)."""
+        if n <= 0:
+            return []
+        models = self._models()
+        blocks, count = [], 0
+        for row in self.db.execute(f"SELECT {', '.join(_BLOCK_COLUMNS)} FROM decision_blocks "
+                                   "ORDER BY first_id DESC"):
+            blocks.append(row)
+            count += row[2]
+            if count >= n:
+                break
+        decisions = [d for row in reversed(blocks) for d in _expand(row, models)][-n:]
+        return self._with_features(decisions)
+
+    def decisions(self, after: int = 0) -> Iterator[dict[str, Any]]:
+        """Every decision with a request id above ``after``, oldest first, block by block."""
+        models = self._models()
+        cursor = self.db.execute(f"SELECT {', '.join(_BLOCK_COLUMNS)} FROM decision_blocks WHERE last_id > ? "
+                                 "ORDER BY first_id", [after])
+        for row in cursor:
+            yield from self._with_features([d for d in _expand(row, models) if d["request_id"] > after])
+
+    def _models(self) -> dict[int, tuple[str, str]]:
+        return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT id, name, version FROM models")}
+
+    def _with_features(self, decisions: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        if not decisions:
+            return decisions
+        features = dict(self.db.execute(
+            "SELECT request_id, features FROM decision_features WHERE request_id BETWEEN ? AND ?",
+            [decisions[0]["request_id"], decisions[-1]["request_id"]]).fetchall())
+        for decision in decisions:
+            decision["features"] = features.get(decision["request_id"])
+        return decisions
 
     def windows(self, limit: int | None = None, *, with_profile: bool = False) -> list[dict[str, Any]]:
         """Closed windows, oldest first (the last ``limit`` when given), JSON columns parsed."""
@@ -256,7 +399,7 @@ class MonitorStore:
 
     def decision_count(self) -> int:
         """Rows in the decision log."""
-        return int(self.db.execute("SELECT COUNT(*) FROM decisions").fetchone()[0])
+        return int(self.db.execute("SELECT COALESCE(SUM(rows), 0) FROM decision_blocks").fetchone()[0])
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file plus its write-ahead log."""
@@ -274,22 +417,32 @@ class MonitorStore:
 
     # ------------------------------------------------------------ retention
     def enforce_retention(self) -> int:
-        """Delete the oldest rows beyond the bounds; return how many decisions went."""
+        """Delete the oldest rows beyond the bounds; return how many decisions went.
+
+        Decisions go a whole block at a time: the block that straddles the row
+        bound goes (so the log never holds more than ``max_rows``), a block goes
+        by age once its newest decision is past the age bound.
+        """
         policy = self.retention
         deleted = 0
         with self.db.atomic():
-            newest = self.db.execute("SELECT MAX(request_id) FROM decisions").fetchone()[0]
-            if newest is not None and newest - policy.max_rows > 0:
-                deleted += self._delete_decisions_before(newest - policy.max_rows + 1)
+            kept = 0
+            for first_id, rows in self.db.execute("SELECT first_id, rows FROM decision_blocks "
+                                                  "ORDER BY first_id DESC"):
+                kept += rows
+                if kept > policy.max_rows:
+                    deleted += self._delete_decisions_before(first_id + 1)  # this block and older ones
+                    break
             if policy.max_age_days > 0:
                 cutoff = self._clock() - policy.max_age_days * 86400
-                # Decisions arrive in time order, so the old ones are a prefix of the
-                # request ids: this scan stops at the first young row, and no index
-                # on ts (which cost ~0.5 µs per logged row) is needed.
-                young = self.db.execute("SELECT request_id FROM decisions WHERE ts >= ? ORDER BY request_id "
-                                        "LIMIT 1", [cutoff]).fetchone()
-                bound = young[0] if young else (newest or 0) + 1
-                deleted += self._delete_decisions_before(bound)
+                # Blocks arrive in time order, so the old ones are a prefix of the
+                # request ids: this scan stops at the first young block.
+                young = self.db.execute("SELECT first_id FROM decision_blocks WHERE ts_last >= ? "
+                                        "ORDER BY first_id LIMIT 1", [cutoff]).fetchone()
+                if young:
+                    deleted += self._delete_decisions_before(young[0])
+                else:
+                    deleted += self._delete_decisions_before(self.next_request_id())
                 self._delete_windows("closed_at < ?", [cutoff])
             last = self.db.execute("SELECT MAX(seq) FROM windows").fetchone()[0]
             if last is not None and last - policy.max_windows >= 0:
@@ -297,8 +450,14 @@ class MonitorStore:
         return deleted
 
     def _delete_decisions_before(self, request_id: int) -> int:
-        self.db.execute("DELETE FROM decision_features WHERE request_id < ?", [request_id])
-        return int(self.db.execute("DELETE FROM decisions WHERE request_id < ?", [request_id]).rowcount)
+        """Delete the blocks that start before ``request_id``, and their features; return their decisions."""
+        row = self.db.execute("SELECT COALESCE(SUM(rows), 0), MAX(last_id) FROM decision_blocks "
+                              "WHERE first_id < ?", [request_id]).fetchone()
+        if not row[0]:
+            return 0
+        self.db.execute("DELETE FROM decision_features WHERE request_id <= ?", [row[1]])
+        self.db.execute("DELETE FROM decision_blocks WHERE first_id < ?", [request_id])
+        return int(row[0])
 
     def _delete_windows(self, where: str, params: list[Any]) -> None:
         seqs = [r[0] for r in self.db.execute(f"SELECT seq FROM windows WHERE {where}", params)]
@@ -323,9 +482,17 @@ class MonitorStore:
         the files from growing, instead of cutting them back afterwards.
         """
         budget = self.retention.max_bytes
-        if self._used_bytes() + 2 * incoming <= _HIGH_WATER * budget:
+        # Two PRAGMA queries cost ~10 µs: between them, count what was written
+        # since (an upper bound, as deletes are not subtracted) and query again
+        # only when that bound reaches the high-water mark.
+        self._used_bound += 2 * incoming
+        if self._used_bound <= _HIGH_WATER * budget:
             return
-        self._shrink_to(max(0.0, _LOW_WATER * budget - 2 * incoming))
+        used = self._used_bytes()
+        if used + 2 * incoming > _HIGH_WATER * budget:
+            self._shrink_to(max(0.0, _LOW_WATER * budget - 2 * incoming))
+            used = self._used_bytes()
+        self._used_bound = used + 2 * incoming
 
     def _shrink_to(self, target: float) -> int:
         """Delete the oldest rows, decisions or windows (whichever are older), until ``target`` bytes are used."""
@@ -333,14 +500,15 @@ class MonitorStore:
         for _ in range(200):  # each round frees a chunk; bounded in case nothing more can go
             if self._used_bytes() <= target:
                 break
-            oldest_decision = self.db.execute("SELECT MIN(ts) FROM decisions").fetchone()[0]
+            oldest_decision = self.db.execute("SELECT MIN(ts_first) FROM decision_blocks").fetchone()[0]
             oldest_window = self.db.execute("SELECT MIN(closed_at) FROM windows").fetchone()[0]
             with self.db.atomic():
                 if oldest_decision is not None and (oldest_window is None or oldest_decision <= oldest_window):
-                    cut = max(1, self.decision_count() // 10)
-                    last = self.db.execute("SELECT request_id FROM decisions ORDER BY request_id "
-                                           "LIMIT 1 OFFSET ?", [cut - 1]).fetchone()[0]
-                    deleted += self._delete_decisions_before(last + 1)
+                    blocks = self.db.execute("SELECT COUNT(*) FROM decision_blocks").fetchone()[0]
+                    cut = max(1, blocks // 10)
+                    first = self.db.execute("SELECT first_id FROM decision_blocks ORDER BY first_id "
+                                            "LIMIT 1 OFFSET ?", [cut - 1]).fetchone()[0]
+                    deleted += self._delete_decisions_before(first + 1)
                 elif oldest_window is not None:
                     first = self.db.execute("SELECT MIN(seq) FROM windows").fetchone()[0]
                     self._delete_windows("seq <= ?", [first])

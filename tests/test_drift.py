@@ -38,12 +38,15 @@ def _rows(rng: np.random.Generator, n: int, *, shift_b: float = 0.0, city_p: lis
     return [a.astype(np.float32), b.astype(np.float32), c.astype(np.float32), city.tolist()]
 
 
-def _profile(rng: np.random.Generator, n: int, **shift) -> Profile:
-    profile = Profile.for_schema(INPUTS, OUTPUTS)
+def _profile(rng: np.random.Generator, n: int, *, stride: int = 1, block: int = 1024, **shift) -> Profile:
+    """A profile of ``n`` seeded rows, fed in blocks as the monitor feeds its windows."""
+    profile = Profile.for_schema(INPUTS, OUTPUTS, stride=stride)
     columns = _rows(rng, n, **shift)
-    profile.update_columns(columns)
+    scores = 0.5 + np.abs(rng.normal(0, 0.2, n)).clip(0, 0.5)
     labels = (columns[0] > 0).astype(int)
-    profile.update_outputs(labels.tolist(), 0.5 + np.abs(rng.normal(0, 0.2, n)).clip(0, 0.5))
+    for start in range(0, n, block):
+        profile.update_columns([c[start:start + block] for c in columns])
+        profile.update_outputs(labels[start:start + block].tolist(), scores[start:start + block])
     return profile
 
 
@@ -64,6 +67,24 @@ def test_sketch_ks_agrees_with_scipy_within_the_rank_error(n: int, m: int, shift
     assert abs(ks_distance(a, b) - exact) <= a.rank_error + b.rank_error + GRID_ERROR
 
 
+@pytest.mark.parametrize("stride, block", [(8, 512), (8, 1024), (16, 512), (8, 64)])
+@pytest.mark.parametrize("shift", [0.0, 0.1, 0.3])
+def test_thinned_sketch_ks_agrees_with_scipy_within_its_rank_error(stride: int, block: int, shift: float) -> None:
+    """The live windows' thinned sketches: the thinning's error is part of the documented bound."""
+    rng = np.random.default_rng(stride * block + int(shift * 10))
+    x = rng.normal(0, 1, 20_000).astype(np.float32)
+    reference = NumericSketch().update(x)
+    for trial in range(5):
+        y = rng.lognormal(shift, 0.5, 5_000).astype(np.float32) if trial % 2 else rng.normal(shift, 1, 5_000)
+        live = NumericSketch(stride=stride)
+        for start in range(0, y.size, block):
+            live.update(y[start:start + block])
+        assert live.count == 5_000 and live.kll.n < 5_000 / stride + 5_000 / block
+        assert live.mean == pytest.approx(float(np.mean(y)), rel=1e-6, abs=1e-6)
+        exact = stats.ks_2samp(x, y).statistic
+        assert abs(ks_distance(reference, live) - exact) <= reference.rank_error + live.rank_error + GRID_ERROR
+
+
 def test_psi_and_js_basics() -> None:
     rng = np.random.default_rng(0)
     ref = NumericSketch().update(rng.normal(size=50_000))
@@ -81,20 +102,22 @@ def test_chi_square_approximation_matches_scipy() -> None:
         assert chi2_survival(stats.chi2.ppf(0.99, df), df) == pytest.approx(0.01, abs=0.002)
 
 
+@pytest.mark.parametrize("stride", [1, 8])
 @pytest.mark.parametrize("rows", [100, 1_000, 10_000, 100_000, 1_000_000])
-def test_no_alarm_on_stationary_streams(reference: Profile, rows: int) -> None:
-    rng = np.random.default_rng(rows)
+def test_no_alarm_on_stationary_streams(reference: Profile, rows: int, stride: int) -> None:
+    rng = np.random.default_rng(rows + stride)
     windows = 3 if rows <= 100_000 else 1
     for _ in range(windows):
-        result = assess_window(reference, _profile(rng, rows), DriftPolicy())
+        result = assess_window(reference, _profile(rng, rows, stride=stride), DriftPolicy())
         assert result.drifted == [], {n: f.to_dict() for n, f in result.features.items()}
         assert result.warned == []
         assert result.prediction is not None and result.prediction.status is DriftStatus.OK
 
 
-def test_known_numeric_shift_is_detected_and_only_there(reference: Profile) -> None:
+@pytest.mark.parametrize("stride", [1, 8])
+def test_known_numeric_shift_is_detected_and_only_there(reference: Profile, stride: int) -> None:
     rng = np.random.default_rng(7)
-    result = assess_window(reference, _profile(rng, 5_000, shift_b=0.5), DriftPolicy())
+    result = assess_window(reference, _profile(rng, 5_000, shift_b=0.5, stride=stride, block=512), DriftPolicy())
     assert result.drifted == ["b"]
     verdict = result.features["b"]
     assert verdict.metric in ("ks", "psi") and verdict.value > verdict.threshold

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import struct
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -58,6 +60,30 @@ def test_merged_quantiles_agree_with_one_sketch_within_the_rank_error() -> None:
     for rank, value in zip(np.linspace(0.01, 0.99, 50), merged.quantiles(np.linspace(0.01, 0.99, 50))):
         true_rank = np.searchsorted(data, value) / data.size
         assert abs(true_rank - rank) <= error
+
+
+def test_thinned_sketches_merge_only_with_their_own_stride() -> None:
+    rng = np.random.default_rng(3)
+    a = NumericSketch(stride=8).update(rng.normal(size=1024).astype(np.float32))
+    b = NumericSketch(stride=8).update(rng.normal(size=512).astype(np.float32))
+    merged = NumericSketch.from_bytes(a.to_bytes()).merge(b)
+    assert (merged.count, merged.kll.n, merged.stride) == (1536, 192, 8)
+    assert merged.thin_var == a.thin_var + b.thin_var == 3 * 16.0  # 16 per sorted chunk of 512
+    with pytest.raises(ValueError, match="strides 1 and 8"):
+        NumericSketch().update([1.0]).merge(a)
+    assert NumericSketch().merge(a).stride == 8  # an empty sketch takes the other's stride
+    assert a.merge(NumericSketch()).count == 1024  # and an empty one of any stride merges into any
+
+
+def test_first_format_numeric_bytes_still_read() -> None:
+    """Bundles exported before thinning existed carry version-1 sketches."""
+    values = np.arange(1000, dtype=np.float32)
+    new = NumericSketch().update(values)
+    header = struct.pack("<4sBHQQdddd", b"ERNS", 1, new.k, new.count, new.missing, new.minimum, new.maximum,
+                         new.mean, new.m2)
+    old = NumericSketch.from_bytes(header + bytes(new.kll.serialize()))
+    assert (old.count, old.stride, old.thin_var, old.rank_error) == (1000, 1, 0.0, new.rank_error)
+    assert old.quantiles([0.5])[0] == new.quantiles([0.5])[0]
 
 
 def test_numeric_missing_and_empty() -> None:

@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from edge_runtime import Runtime
 from edge_runtime.config import MonitoringConfig, RetentionPolicy, RuntimeConfig
-from edge_runtime.store import MonitorStore, StoreError, migrations
+from edge_runtime.store import DecisionBlock, MonitorStore, StoreError, migrations
 
 
 class FakeClock:
@@ -31,14 +31,49 @@ def _decision(i: int, ts: float) -> tuple[Any, ...]:
     return (i, ts, 1, 4.0, "yes", 0.9, i)
 
 
+def _block(ids: list[int], ts: list[float], model_id: int = 1) -> DecisionBlock:
+    n = len(ids)
+    return DecisionBlock(ids=np.array(ids), ts=np.array(ts), model_id=model_id, latency_us=np.full(n, 4.0),
+                         codes=np.ones(n, dtype=np.int32), vocabulary=("no", "yes"), scores=np.full(n, 0.9),
+                         hashes=np.array(ids))
+
+
+def test_blocks_round_trip_every_field(tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path / "m.db")
+    model_id = store.register_model("m", "2", "00")
+    gaps = DecisionBlock(ids=np.array([3, 5, 9]), ts=np.array([1.5e9, 1.5e9 + 0.25, 1.5e9 + 1]), model_id=model_id,
+                         latency_us=np.array([4.5, 5.5, 6.5]), codes=np.array([1, 0, 2]),
+                         vocabulary=("a", "b", "c"), scores=np.array([0.5, 0.25, 1.0]), hashes=np.array([-1, 0, 255]))
+    regression = DecisionBlock(ids=np.array([10, 11]), ts=np.array([1.6e9, 1.6e9]), model_id=model_id,
+                               latency_us=np.array([1.0, 2.0]), codes=None, vocabulary=None,
+                               scores=np.array([151.5, -2.0]), hashes=np.array([1, 2]))
+    store.append_decisions(gaps)
+    store.append_decisions(regression)
+    store.append_decisions(gaps)  # written again (an interrupted flush re-run): replaces itself
+    rows = store.tail(10)
+    assert [r["request_id"] for r in rows] == [3, 5, 9, 10, 11] and store.decision_count() == 5
+    assert [r["prediction"] for r in rows] == ["b", "a", "c", "151.5", "-2.0"]
+    assert [r["ts"] for r in rows[:3]] == [1.5e9, 1.5e9 + 0.25, 1.5e9 + 1]
+    assert [r["latency_us"] for r in rows[:3]] == [4.5, 5.5, 6.5] and rows[1]["score"] == 0.25
+    assert [r["input_hash"] for r in rows[:3]] == ["ffffffffffffffff", "0000000000000000", "00000000000000ff"]
+    assert {(r["model"], r["version"]) for r in rows} == {("m", "2")}
+    assert [r["request_id"] for r in store.decisions(after=5)] == [9, 10, 11]
+    assert store.next_request_id() == 12
+    store.close()
+
+
 def test_retention_by_rows(tmp_path: Path) -> None:
     clock = FakeClock()
     store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_rows=100), clock=clock)
     assert store.register_model("m", "1", "00") == 1
-    store.append_decisions([_decision(i, clock.now + i) for i in range(1, 251)])
+    for start in range(1, 251, 10):
+        store.append_decisions(_block(list(range(start, start + 10)), [clock.now + start] * 10))
     store.enforce_retention()
-    assert store.decision_count() == 100
+    assert store.decision_count() == 100  # whole blocks go: the bound falls on a block edge here
     assert store.tail(1)[0]["request_id"] == 250 and store.tail(100)[0]["request_id"] == 151
+    store.append_decisions(_block(list(range(251, 256)), [clock.now + 300] * 5))
+    store.enforce_retention()
+    assert store.decision_count() == 95  # a block straddling the bound goes whole: the bound is never passed
     store.close()
 
 
@@ -46,7 +81,8 @@ def test_retention_by_age_uses_the_clock(tmp_path: Path) -> None:
     clock = FakeClock()
     store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_age_days=1), clock=clock)
     store.register_model("m", "1", "00")
-    store.append_decisions([_decision(1, clock.now - 2 * 86400), _decision(2, clock.now - 3600)])
+    store.append_decisions(_block([1], [clock.now - 2 * 86400]))
+    store.append_decisions(_block([2], [clock.now - 3600]))
     store.save_window({"seq": 0, "closed_at": clock.now - 2 * 86400, "rows": 1, "rejected": 0}, [], [])
 
     store.save_window({"seq": 1, "closed_at": clock.now, "rows": 1, "rejected": 0}, [], [])
@@ -95,18 +131,27 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
     db = Database(path)
     migrations.apply(db, stop_before="m002_partial_windows")  # the first released schema
     db["models"].insert({"id": 1, "name": "m", "version": "1", "sha256": "00"})
-    db["decisions"].insert(dict(zip(("request_id", "ts", "model_id", "latency_us", "prediction", "score",
-                                     "input_hash"), _decision(7, 1e9))))
+    db["models"].insert({"id": 2, "name": "m", "version": "2", "sha256": "01"})
+    old = [_decision(7, 1e9), (8, 1e9 + 1, 1, 3.0, "no", 0.6, -5), (9, 1e9 + 2, 2, 2.0, "yes", 0.7, 9)]
+    db["decision_features"].insert({"request_id": 8, "features": '{"x": 1}'})
+    db["decisions"].insert_all(dict(zip(("request_id", "ts", "model_id", "latency_us", "prediction", "score",
+                                         "input_hash"), row)) for row in old)
     db["windows"].insert({"seq": 0, "rows": 10, "rejected": 0, "closed_at": 2e9})
     assert "partial" not in db["windows"].columns_dict
     db.close()
 
     store = MonitorStore(path, RetentionPolicy(max_age_days=0))
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows",
-                                                              "m003_budget_state"]
+                                                              "m003_budget_state", "m004_decision_blocks"]
     assert store.db["windows"].columns_dict["partial"] is int
     assert store.windows()[0]["partial"] == 0 and store.windows()[0]["budget"] is None
-    assert store.tail(1)[0]["request_id"] == 7 and store.next_request_id() == 8
+    moved = store.tail(10)  # the old per-row log, now in blocks (one per model)
+    assert [(r["request_id"], r["ts"], r["version"], r["latency_us"], r["prediction"], r["score"], r["input_hash"])
+            for r in moved] == [(7, 1e9, "1", 4.0, "yes", np.float32(0.9), "0000000000000007"),
+                                (8, 1e9 + 1, "1", 3.0, "no", np.float32(0.6), "fffffffffffffffb"),
+                                (9, 1e9 + 2, "2", 2.0, "yes", np.float32(0.7), "0000000000000009")]
+    assert moved[1]["features"] == '{"x": 1}' and store.next_request_id() == 10
+    assert "decisions" not in store.db.table_names()
     store.close()
 
 
