@@ -90,12 +90,15 @@ class Profile:
         return cls(features, predictions, NumericSketch(k, stride), NumericSketch(k, stride))
 
     # ---------------------------------------------------------------- update
-    def update_matrix(self, matrix: np.ndarray) -> Profile:
+    def update_matrix(self, matrix: np.ndarray, *, scores: np.ndarray | None = None,
+                      latency: np.ndarray | None = None) -> Profile:
         """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
-        Moments, ranges and (when thinning) the sort of every column come from
-        one vectorized pass; each sketch then only takes its column. Columns
-        holding NaN take the general path.
+        ``scores`` (top score or predicted value per row) and ``latency`` (µs per
+        row), when given, join the same pass. Thinning (when the sketches thin),
+        moments and ranges of every column come from one vectorized pass; each
+        sketch then only takes its column. Columns holding NaN take the general
+        path.
 
         Examples
         --------
@@ -105,28 +108,40 @@ class Profile:
         >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
         >>> profile = Profile.for_schema(inputs, outputs, stride=4)
         >>> block = np.random.default_rng(1).normal(size=(1000, 2)).astype(np.float32)
-        >>> profile.update_matrix(block).features["a"].count, profile.features["a"].kll.n
-        (1000, 250)
+        >>> _ = profile.update_matrix(block, scores=block[:, 0] * 2, latency=np.full(1000, 7.0))
+        >>> profile.features["a"].count, profile.features["a"].kll.n, profile.scores.count, profile.latency.mean
+        (1000, 250, 1000, 7.0)
         """
         n = matrix.shape[0]
         if n == 0:
             return self
-        # A transposed copy gives each KLL update a writable contiguous column.
-        columns = np.array(matrix.T, dtype=np.float32, order="C")
-        nan_columns = np.asarray(np.isnan(columns).any(axis=1)) if np.isnan(columns).any() else None
-        sketches = list(self.features.values())
-        stride = sketches[0].stride if sketches and isinstance(sketches[0], NumericSketch) else 1
-        # NaN sorts last in the thinning; columns holding any go the general way below.
+        sketches: list[NumericSketch] = []
+        for sketch in self.features.values():
+            assert isinstance(sketch, NumericSketch), "update_matrix takes all-numeric profiles"
+            sketches.append(sketch)
+        width = len(sketches)
+        extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency))
+                 if values is not None]
+        # One transposed float32 copy: each KLL update takes a writable contiguous row of it.
+        columns = np.empty((width + len(extra), n), dtype=np.float32)
+        columns[:width] = matrix.T
+        for row, (sketch, values) in enumerate(extra, start=width):
+            columns[row] = values
+            sketches.append(sketch)
+        nan_rows = np.asarray(np.isnan(columns).any(axis=1)) if np.isnan(columns).any() else None
+        stride = sketches[0].stride if sketches else 1
+        if any(sketch.stride != stride for sketch in sketches):
+            raise ValueError("update_matrix needs one stride for all its sketches")
+        # NaN sorts last in the thinning; rows holding any go the general way below.
         kept, thin_var, lows, highs = thin_block(columns, stride)
         means, m2s = block_moments(columns)
         for i, sketch in enumerate(sketches):
-            assert isinstance(sketch, NumericSketch)
-            if nan_columns is not None and nan_columns[i]:
-                sketch.update(matrix[:, i])
+            if nan_rows is not None and nan_rows[i]:
+                sketch.update(matrix[:, i] if i < width else extra[i - width][1])
             else:
                 sketch.add_thinned(kept[i], n=n, thin_var=thin_var, mean=float(means[i]), m2=float(m2s[i]),
                                    low=float(lows[i]), high=float(highs[i]))
-        self.block_range = (lows, highs)
+        self.block_range = (lows[:width], highs[:width])
         self.rows += int(n)
         return self
 

@@ -381,17 +381,24 @@ def thin_block(columns: np.ndarray, stride: int) -> tuple[np.ndarray, float, np.
 def block_moments(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Mean and sum of squared deviations of each row of a float32 block, as float64.
 
-    In float64 throughout: float32 sums lost a part in 1e6 of the mean on
-    values far from it (a hypothesis case).
+    The means come from float64 sums (float32 ones lost a part in 1e6 on
+    values far from their mean). The squared deviations are summed in float32
+    about a middle value of each row (the rows may be sorted in chunks), then
+    moved to the mean in float64: relative error ~1e-6, without a float64 copy
+    of the block.
 
     >>> means, m2s = block_moments(np.array([[1.0, 2.0, 3.0], [10.0, 10.0, 10.0]], dtype=np.float32))
     >>> means.tolist(), m2s.tolist()
     ([2.0, 10.0], [2.0, 0.0])
     """
-    wide = columns.astype(np.float64)
-    means = wide.mean(axis=1)
-    wide -= means[:, None]
-    return means, np.einsum("ij,ij->i", wide, wide)
+    n = columns.shape[1]
+    means = columns.sum(axis=1, dtype=np.float64) / n
+    middle = min(n, SORT_CHUNK) // 2
+    shift = columns[:, middle:middle + 1]
+    deviations = columns - shift
+    about_shift = np.einsum("ij,ij->i", deviations, deviations).astype(np.float64)
+    offset = means - shift[:, 0].astype(np.float64)
+    return means, np.maximum(about_shift - n * offset * offset, 0.0)
 
 
 def sketch_from_bytes(data: bytes) -> NumericSketch | CategoricalSketch:

@@ -426,13 +426,9 @@ class MonitorStore:
         policy = self.retention
         deleted = 0
         with self.db.atomic():
-            kept = 0
-            for first_id, rows in self.db.execute("SELECT first_id, rows FROM decision_blocks "
-                                                  "ORDER BY first_id DESC"):
-                kept += rows
-                if kept > policy.max_rows:
-                    deleted += self._delete_decisions_before(first_id + 1)  # this block and older ones
-                    break
+            straddling = self._block_at_row_bound(policy.max_rows)
+            if straddling is not None:
+                deleted += self._delete_decisions_before(straddling + 1)  # that block and older ones
             if policy.max_age_days > 0:
                 cutoff = self._clock() - policy.max_age_days * 86400
                 # Blocks arrive in time order, so the old ones are a prefix of the
@@ -448,6 +444,18 @@ class MonitorStore:
             if last is not None and last - policy.max_windows >= 0:
                 self._delete_windows("seq <= ?", [last - policy.max_windows])
         return deleted
+
+    def _block_at_row_bound(self, max_rows: int) -> int | None:
+        """First id of the newest block that takes the log past ``max_rows`` decisions, if any."""
+        first, last = self.db.execute("SELECT MIN(first_id), MAX(last_id) FROM decision_blocks").fetchone()
+        if first is None or last - first + 1 <= max_rows:
+            return None  # the id span bounds the rows (sampling leaves gaps): no need to walk the blocks
+        kept = 0
+        for first_id, rows in self.db.execute("SELECT first_id, rows FROM decision_blocks ORDER BY first_id DESC"):
+            kept += rows
+            if kept > max_rows:
+                return int(first_id)
+        return None
 
     def _delete_decisions_before(self, request_id: int) -> int:
         """Delete the blocks that start before ``request_id``, and their features; return their decisions."""

@@ -15,7 +15,8 @@ from converters import export
 from edge_runtime import InputPolicy, Runtime, RuntimeConfig
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.errors import NonFiniteValueError
-from edge_runtime.monitor import drift_report
+from edge_runtime.monitor import drift_report, window_stride
+from edge_runtime.profile import Profile
 from edge_runtime.sketches import NumericSketch
 from edge_runtime.store import MonitorStore
 from tests.conftest import mixed_frame, mixed_pipeline
@@ -226,4 +227,69 @@ def test_sampled_rows_keep_their_own_request_ids(tmp_path: Path, cancer_bundle: 
     assert [r["request_id"] for r in logged] == [4, 8, 12, 16, 20, 24, 28, 32, 36, 40]
     for entry in logged:
         assert entry["prediction"] == str(predictions[entry["request_id"] - 1].label)
+    store.close()
+
+
+def test_big_batches_are_logged_whole_and_hash_like_single_rows(tmp_path: Path, cancer_bundle: Path,
+                                                                 cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    batch = np.concatenate([rows, rows, rows])[:1500]  # larger than the 1,024-row buffer: one block of its own
+    with Runtime(cancer_bundle, db=tmp_path / "m.db", window_rows=20_000) as rt:
+        result = rt.predict_batch(batch)
+        single = rt.predict(rows[5])
+    store = MonitorStore(tmp_path / "m.db")
+    logged = store.tail(2000)
+    assert [r["request_id"] for r in logged] == list(range(1, 1502))
+    assert [r["prediction"] for r in logged[:1500]] == [str(label) for label in result.labels]
+    top = result.scores.max(axis=1)
+    assert [r["score"] for r in logged[:1500]] == pytest.approx(top.tolist(), abs=1e-6)
+    assert logged[-1]["prediction"] == str(single.label)
+    # The same row hashes the same in a batch (row 5, and row 5 + 569) and alone.
+    assert logged[5]["input_hash"] == logged[5 + len(rows)]["input_hash"] == logged[-1]["input_hash"]
+    assert len({r["input_hash"] for r in logged}) == len(rows)
+    assert logged[0]["latency_us"] == pytest.approx(result.latency_us / 1500, rel=1e-3)
+    store.close()
+
+
+def test_thinned_windows_keep_exact_counts_and_catch_a_shift(tmp_path: Path, cancer_bundle: Path,
+                                                             cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    stream = rows[np.random.default_rng(3).integers(0, len(rows), 40_000)].copy()
+    stream[20_000:, 0] *= 1.5  # "mean radius" shifts in the second window
+    stream[7, 1] = 1e6  # one value far outside the training range
+    with Runtime(cancer_bundle, db=tmp_path / "m.db", window_rows=20_000) as rt:
+        assert rt.monitor is not None
+        for start in range(0, len(stream), 512):
+            rt.predict_batch(stream[start:start + 512])
+    store = MonitorStore(tmp_path / "m.db")
+    first, second = store.windows(with_profile=True)
+    profile = Profile.from_bytes(first["profile"])
+    radius = profile.features["mean radius"]
+    assert radius.stride == window_stride(MonitoringConfig(window_rows=20_000)) == 8 and radius.count == 20_000 and radius.kll.n < 20_000 / 8 + 40
+    assert radius.mean == pytest.approx(float(stream[:20_000, 0].mean()), rel=1e-6)
+    assert first["quality"]["features"]["mean texture"]["out_of_range"] == 1
+    report = drift_report(store)["windows"]
+    assert [n for n, f in report[0]["features"].items() if f["status"] != "ok"] == []
+    assert "mean radius" in [n for n, f in report[1]["features"].items() if f["drift"]]
+    assert report[0]["features"]["mean radius"]["metrics"]["ks"]["sketch_error"] > radius.rank_error
+    store.close()
+
+
+def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    """Slow traffic: each timed flush writes the log; the sketches wait for a full buffer."""
+    clock = FakeClock()
+    rows = cancer_data[0].to_numpy()
+    rt = Runtime(cancer_bundle, config=_config(tmp_path, window_rows=10_000, flush_rows=64, flush_ms=1000),
+                 clock=clock)
+    assert rt.monitor is not None
+    for i in range(100):
+        clock.now += 1.5  # every call is past the flush deadline
+        rt.predict(rows[i])
+        assert rt.monitor.store.decision_count() == i + 1  # logged at once
+    profile = rt.monitor._window.profile
+    assert profile.rows == 64  # one full buffer sketched; 36 rows wait in it
+    assert rt.monitor.store.current_window()["rows"] == 100
+    rt.close()
+    store = MonitorStore(tmp_path / "m.db")
+    assert [(w["rows"], w["partial"]) for w in store.windows()] == [(100, 1)]
     store.close()
