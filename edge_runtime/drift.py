@@ -125,7 +125,11 @@ def ks_critical(alpha: float, n: int, m: int) -> float:
 
     >>> round(ks_critical(0.05, 1000, 1000), 4)
     0.0607
+    >>> ks_critical(0.05, 1000, 0)  # no values on one side: nothing can be significant
+    inf
     """
+    if n == 0 or m == 0:
+        return math.inf
     return math.sqrt(-math.log(alpha / 2.0) / 2.0) * math.sqrt((n + m) / (n * m))
 
 
@@ -278,10 +282,13 @@ class FeatureDrift:
         return self.status is DriftStatus.DRIFT
 
     def to_dict(self) -> dict[str, Any]:
-        """The JSON shape of ``edge-runtime drift --json``."""
+        """The JSON shape of ``edge-runtime drift --json``; a threshold no value can reach
+        (no rows on one side) is null, as JSON has no infinity."""
         return {"status": self.status.value, "drift": self.drift, "metric": self.metric,
-                "value": self.value, "threshold": self.threshold, "warn_threshold": self.warn_threshold,
-                "rows": self.rows, "reference_rows": self.reference_rows, "metrics": self.metrics}
+                "value": self.value, "threshold": _finite(self.threshold),
+                "warn_threshold": _finite(self.warn_threshold), "rows": self.rows,
+                "reference_rows": self.reference_rows,
+                "metrics": {name: {k: _finite(v) for k, v in entry.items()} for name, entry in self.metrics.items()}}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -311,6 +318,10 @@ class WindowDrift:
         """Window-level counts and the worst features."""
         return {"features": len(self.features), "drifted": self.drifted, "warned": self.warned,
                 "worst": self.worst(), "prediction": self.prediction.status.value if self.prediction else None}
+
+
+def _finite(value: float) -> float | None:
+    return value if math.isfinite(value) else None
 
 
 def _effective_n(n: float, m: float) -> float:

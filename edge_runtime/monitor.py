@@ -168,6 +168,7 @@ class Monitor:
             isinstance(c, (int, float)) and not isinstance(c, bool) for c in outputs.classes)
         self._class_values = np.array(outputs.classes, dtype=np.float64) if numeric_classes else None
         self._class_order = np.argsort(self._class_values) if self._class_values is not None else None
+        self._classes_are_positions = numeric_classes and list(outputs.classes) == list(range(len(outputs.classes)))
         self._fill = 0
         self._logged = 0  # buffered rows already in the decision log
         self._profiled = 0  # buffered rows already in the window sketches (a flush may be interrupted)
@@ -179,6 +180,9 @@ class Monitor:
         self._since_retention = 0
         self._mins = np.array([f.minimum if f.minimum is not None else -np.inf for f in inputs.features])
         self._maxs = np.array([f.maximum if f.maximum is not None else np.inf for f in inputs.features])
+        # The model sees float32: a training extreme rounded to float32 may fall just
+        # outside the float64 range, so tensor rows are checked against float32 bounds.
+        self._mins32, self._maxs32 = self._mins.astype(np.float32), self._maxs.astype(np.float32)
         self._known = [frozenset(f.categories) if f.kind is FeatureKind.CATEGORICAL else None
                        for f in inputs.features]
         self._model_id = store.register_model(info.name, info.version, model_sha256)
@@ -421,6 +425,10 @@ class Monitor:
         if not self._classifier:
             return np.zeros(labels.shape[0], dtype=np.int32)
         classes, order = self._class_values, self._class_order
+        if self._classes_are_positions and labels.dtype.kind in "iu" and labels.size:
+            # Classes 0..k-1 (most classifiers): the label is its own code.
+            if 0 <= labels.min() and labels.max() < len(self.outputs.classes):
+                return labels.astype(np.int32)
         if classes is not None and order is not None and labels.dtype.kind in "iuf":
             at = np.minimum(np.searchsorted(classes, labels, sorter=order), classes.size - 1)
             codes = order[at].astype(np.int32)
@@ -455,9 +463,9 @@ class Monitor:
             # count the offending columns only.
             assert profile.block_range is not None
             lows, highs = profile.block_range
-            for i in np.flatnonzero((lows < self._mins) | (highs > self._maxs)).tolist():
+            for i in np.flatnonzero((lows < self._mins32) | (highs > self._maxs32)).tolist():
                 feature = rows[:, i]
-                window.out_of_range[i] += int(((feature < self._mins[i]) | (feature > self._maxs[i])).sum())
+                window.out_of_range[i] += int(((feature < self._mins32[i]) | (feature > self._maxs32[i])).sum())
         else:
             value_columns = list(zip(*block.rows[a:b]))
             prepared: list[Any] = []
@@ -506,9 +514,10 @@ class Monitor:
         if drift is not None:
             verdicts = list(drift.features.values()) + ([drift.prediction] if drift.prediction else [])
             for verdict in verdicts:
+                details = verdict.to_dict()  # JSON-safe: an unreachable threshold is None
                 results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
-                                "metric": verdict.metric, "value": verdict.value, "threshold": verdict.threshold,
-                                "warn_threshold": verdict.warn_threshold, "details": verdict.to_dict()})
+                                "metric": verdict.metric, "value": verdict.value, "threshold": details["threshold"],
+                                "warn_threshold": details["warn_threshold"], "details": details})
                 if verdict.status is not DriftStatus.OK:
                     limit = verdict.threshold if verdict.drift else verdict.warn_threshold
                     events.append({"ts": now, "kind": "drift", "name": verdict.name,

@@ -150,6 +150,19 @@ def test_small_windows_need_bigger_shifts(reference: Profile) -> None:
     assert "b" in big.drifted
 
 
+def test_a_feature_with_no_values_in_a_window_is_ok_not_an_error(reference: Profile) -> None:
+    live = Profile.for_schema(INPUTS, OUTPUTS, stride=8)
+    columns = _rows(np.random.default_rng(11), 600)
+    columns[1] = np.full(600, np.nan, dtype=np.float32)  # "b" missing in every row
+    live.update_columns(columns)
+    live.update_outputs([0, 1] * 300, np.full(600, 0.7))
+    result = assess_window(reference, live, DriftPolicy())
+    b = result.features["b"]
+    assert b.status is DriftStatus.OK and b.rows == 0 and b.metrics["ks"]["threshold"] == float("inf")
+    assert b.to_dict()["metrics"]["ks"]["threshold"] is None  # JSON has no infinity
+    assert live.features["b"].missing == 600
+
+
 def test_window_summary_and_worst(reference: Profile) -> None:
     rng = np.random.default_rng(11)
     result = assess_window(reference, _profile(rng, 5_000, shift_b=1.0, city_p=[0.1, 0.1, 0.8]), DriftPolicy())

@@ -267,7 +267,8 @@ def test_thinned_windows_keep_exact_counts_and_catch_a_shift(tmp_path: Path, can
     radius = profile.features["mean radius"]
     assert radius.stride == window_stride(MonitoringConfig(window_rows=20_000)) == 8 and radius.count == 20_000 and radius.kll.n < 20_000 / 8 + 40
     assert radius.mean == pytest.approx(float(stream[:20_000, 0].mean()), rel=1e-6)
-    assert first["quality"]["features"]["mean texture"]["out_of_range"] == 1
+    out_of_range = {n: q["out_of_range"] for n, q in first["quality"]["features"].items() if q["out_of_range"]}
+    assert out_of_range == {"mean texture": 1}  # training rows at the training extremes are in range
     report = drift_report(store)["windows"]
     assert [n for n, f in report[0]["features"].items() if f["status"] != "ok"] == []
     assert "mean radius" in [n for n, f in report[1]["features"].items() if f["drift"]]
