@@ -73,7 +73,8 @@ def batch_throughput(bundles: dict[str, Path], X: np.ndarray, work: Path, repeat
 
     Throughput is rows over total time, not over the median call: the monitor
     does its work in blocks (a sketch update every 1,024 rows, a window close
-    every ``window_rows``), and a median would hide those calls.
+    every ``window_rows``), and a median would hide those calls. The worker's
+    pending batch is waited for inside the timing.
     """
     rng = np.random.default_rng(1)
     batches = [X[rng.integers(0, len(X), 512)].astype(np.float32) for _ in range(20)]
@@ -86,23 +87,31 @@ def batch_throughput(bundles: dict[str, Path], X: np.ndarray, work: Path, repeat
             "monitoring + log, 5,000-row windows": Runtime(bundle, db=work / f"{label}-log.db", window_rows=5000),
             "monitoring + log, 100,000-row windows": Runtime(bundle, db=work / f"{label}-log100k.db",
                                                              window_rows=100_000),
-            "monitoring + log, 100,000-row windows, no thinning": Runtime(bundle, config=RuntimeConfig(
+            "monitoring + log, 100,000-row windows, inline (background = false)": Runtime(
+                bundle, config=RuntimeConfig(monitoring=MonitoringConfig(
+                    db=work / f"{label}-inline.db", window_rows=100_000, background=False))),
+            "monitoring + log, 100,000-row windows, inline, no thinning": Runtime(bundle, config=RuntimeConfig(
                 monitoring=MonitoringConfig(db=work / f"{label}-nothin.db", window_rows=100_000,
-                                            sketch_stride=1))),
+                                            sketch_stride=1, background=False))),
         }
         for runtime in variants.values():  # warm up, and fill the first windows
             for batch in batches * 3:
                 runtime.predict_batch(batch)
         totals: dict[str, int] = {"raw": 0, **{k: 0 for k in variants}}
+        # Interleaved a pass of 20 batches at a time, each pass ending with flush(),
+        # which waits for the worker: no variant's monitoring spills into the
+        # next one's timing.
         for _ in range(repeats):
+            t0 = time.perf_counter_ns()
             for batch in batches:
-                t0 = time.perf_counter_ns()
                 sess.run(None, {name: batch})
-                totals["raw"] += time.perf_counter_ns() - t0
-                for key, runtime in variants.items():
-                    t0 = time.perf_counter_ns()
+            totals["raw"] += time.perf_counter_ns() - t0
+            for key, runtime in variants.items():
+                t0 = time.perf_counter_ns()
+                for batch in batches:
                     runtime.predict_batch(batch)
-                    totals[key] += time.perf_counter_ns() - t0
+                runtime.flush()
+                totals[key] += time.perf_counter_ns() - t0
         for runtime in variants.values():
             runtime.close()
         rows = 512 * len(batches) * repeats

@@ -249,6 +249,11 @@ class MonitoringConfig:
         (see :func:`edge_runtime.monitor.window_stride`), which keeps that
         error under half the KLL sketch's own; 1 sketches every value, at ~1 µs
         per row for 30 features.
+    background : bool
+        Sketch and log batches of 256 rows or more on a worker thread, while
+        the caller's next model call runs: batch scoring gets its monitoring
+        from a second core. Single rows are always monitored inline. A kill -9
+        may then also lose the one batch being written.
     """
 
     db: Path | None = None
@@ -260,6 +265,7 @@ class MonitoringConfig:
     log_features: bool = False
     sketch_k: int = 200
     sketch_stride: int = 8
+    background: bool = True
 
     def __post_init__(self) -> None:
         check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)
@@ -269,6 +275,9 @@ class MonitoringConfig:
         check_float("MonitoringConfig", "log_sample_rate", self.log_sample_rate, 0.0, 1.0)
         check_int("MonitoringConfig", "sketch_k", self.sketch_k, 8, 65535)
         check_int("MonitoringConfig", "sketch_stride", self.sketch_stride, 1, 1024)
+        if not isinstance(self.background, bool):
+            raise ConfigError("The 'background' parameter of MonitoringConfig must be a bool. "
+                              f"Got {self.background!r} instead.")
         if not isinstance(self.log_features, bool):
             raise ConfigError("The 'log_features' parameter of MonitoringConfig must be a bool. "
                               f"Got {self.log_features!r} instead.")

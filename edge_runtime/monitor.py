@@ -8,9 +8,14 @@ the buffer also updates the window's sketches and data-quality counters, and
 closes the window when it is full (computing its drift against the
 reference). A batch larger than the buffer is one block by itself. Sketching
 waits for full buffers because the sketches thin each block (``sketch_stride``)
-and their error grows with the number of blocks, not rows. No thread: a
-background writer gave worse latency tails than inline batched flushes here
-(the GIL).
+and their error grows with the number of blocks, not rows.
+
+Single rows are monitored inline: a background writer gave them worse latency
+tails here (the GIL). With ``background`` on, a batch of ``BACKGROUND_ROWS``
+rows or more is sketched and logged on one worker thread while the caller's
+next model call runs (onnxruntime releases the GIL), so batch scoring uses a
+second core for its monitoring. At most one batch is pending: every other
+call waits for it first, so monitor state is only ever touched by one thread.
 
 Examples
 --------
@@ -44,8 +49,9 @@ import hashlib
 import json
 import math
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -59,7 +65,10 @@ from edge_runtime.results import ModelInfo
 from edge_runtime.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
 from edge_runtime.store import DecisionBlock, MonitorStore
 
-__all__ = ["Monitor", "drift_report", "monitoring_status", "window_stride"]
+__all__ = ["BACKGROUND_ROWS", "Monitor", "drift_report", "monitoring_status", "window_stride"]
+
+BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
+_PROBE_EVERY = 64  # batches kept inline between two tries of the worker
 
 _LATENCY_RANKS = (0.5, 0.9, 0.99)
 _RETENTION_EVERY = 4096  # rows between retention passes (a pass is a few queries)
@@ -191,6 +200,13 @@ class Monitor:
         self.budget_state: Callable[[], Any] | None = None  # set by the Runtime when budgets are on
         self._window = self._open_window(store.next_window_seq())
         self.last_drift: WindowDrift | None = None
+        self._worker = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-runtime-monitor")
+                        if config.background else None)
+        self._pending: Future[None] | None = None
+        # The worker's recent times per row (read only after _wait); their median
+        # ignores the rare slow one (a write-ahead-log checkpoint).
+        self._job_times: deque[float] = deque(maxlen=8)
+        self._inline_batches = 0
 
     # ---------------------------------------------------------- hot path
     def observe(self, row: Any, scores: Any, label: Any, latency_us: float) -> int:
@@ -231,8 +247,10 @@ class Monitor:
         self._ids[i] = request_id
         self._next_id = request_id + 1
         if self._fill == self._capacity:
+            self._wait()
             self._drain()
         elif now >= self._flush_deadline:
+            self._wait()
             self._write_log(now)
         return request_id
 
@@ -240,8 +258,11 @@ class Monitor:
         """Record the served rows of a batch (``latency_us`` is the whole batch's); return their request ids.
 
         A batch that fits in the row buffer joins it (so small batches share one
-        flush); a larger one flushes the buffer and is one block by itself.
+        flush); a larger one flushes the buffer and is one block by itself, as is
+        one of ``BACKGROUND_ROWS`` or more when ``background`` is on: it is then
+        sketched and logged on the worker thread, and this returns at once.
         """
+        self._wait()
         labels = np.asarray(labels)
         n = int(labels.shape[0])
         first = self._next_id
@@ -251,7 +272,16 @@ class Monitor:
         scores = np.asarray(scores, dtype=np.float32).reshape(n, -1)
         codes = self._encode_labels(labels)
         per_row = latency_us / n if n else 0.0
-        if self._fill + n <= self._capacity:
+        own_block = False
+        if self._worker is not None and n >= BACKGROUND_ROWS:
+            # The worker helps while its block takes less time than the model call it
+            # overlaps; a cheaper model would wait on it, and inline buffering (fewer,
+            # larger blocks) costs less. Judged on three jobs at least (the first ones
+            # are slow), tried again every _PROBE_EVERY batches.
+            typical = float(np.median(self._job_times)) if len(self._job_times) >= 3 else 0.0
+            own_block = typical * n <= latency_us or self._inline_batches >= _PROBE_EVERY
+            self._inline_batches = 0 if own_block else self._inline_batches + 1
+        if not own_block and self._fill + n <= self._capacity:
             a, b = self._fill, self._fill + n
             if self._rows is not None:
                 self._rows[a:b] = rows
@@ -270,22 +300,47 @@ class Monitor:
             return ids
         if self._fill:
             self._drain()  # the buffered rows come first in the log and the windows
+        # The block owns its arrays (the runtime's encoded batch and outputs are
+        # fresh per call), so the worker may read them after this returns.
         block = _Block(rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows), scores=scores,
                        codes=codes, latency=np.full(n, per_row), times=np.full(n, now), ids=ids)
+        if own_block and self._worker is not None:
+            self._pending = self._worker.submit(self._ingest, block, now)
+        else:
+            self._ingest(block, now)
+        return ids
+
+    def _ingest(self, block: _Block, now: float) -> None:
+        """Sketch and log a batch that is a block of its own."""
+        start, seq = time.perf_counter_ns(), self._window.seq
         done = 0
-        while done < n:  # a local mark: this block is not in the buffer a later flush would redo
+        while done < len(block):  # a local mark: this block is not in the buffer a later flush would redo
             done = self._sketch(block, done)
         self._log(block, 0, now)
         self._flush_deadline = now + self._flush_every
-        return ids
+        if self._window.seq == seq:  # a window's close is rare and slow: it would mislead the choice
+            self._job_times.append((time.perf_counter_ns() - start) / 1e3 / max(len(block), 1))
+
+    def _wait(self) -> None:
+        """Let the pending batch (if any) finish; its failure is raised here, once."""
+        pending = self._pending
+        if pending is None:
+            return
+        try:
+            pending.result()
+        finally:
+            if pending.done():  # not when a signal interrupted the wait: close() waits again
+                self._pending = None
 
     def set_sampling(self, rate: float) -> None:
         """Monitor and log only this share of single-row predictions (budget shedding); 1.0 is all."""
+        self._wait()
         self._sample_rate = rate
         self._sample_credit = 0.0
 
     def set_model(self, info: ModelInfo, model_sha256: str) -> None:
         """Attribute the next decisions to another model (the budget fallback, or back)."""
+        self._wait()
         if self._fill:
             self.flush()
         self.info = info
@@ -293,10 +348,12 @@ class Monitor:
 
     def observe_refused(self) -> None:
         """Count a request refused or deferred by load shedding."""
+        self._wait()
         self._window.rejected["OverloadError"] += 1
 
     def observe_rejected(self, error: SchemaError) -> None:
         """Count a row refused by the input checks (a schema violation)."""
+        self._wait()
         self._window.rejected[type(error).__name__] += 1
         if error.feature is not None:
             self._window.rejected_features[error.feature] += 1
@@ -304,6 +361,7 @@ class Monitor:
     # -------------------------------------------------------------- flush
     def flush(self) -> None:
         """Sketch and log every buffered row now, with a fresh open-window snapshot; close windows that are due."""
+        self._wait()
         self._drain(snapshot=True)
 
     def _drain(self, *, snapshot: bool = False) -> None:
@@ -402,6 +460,8 @@ class Monitor:
         self.flush()
         if self._window.rows:
             self._close_window(partial=True, now=self._clock())
+        if self._worker is not None:
+            self._worker.shutdown()
         self.store.close()
 
     # ----------------------------------------------------------- internals

@@ -240,7 +240,9 @@ class MonitorStore:
             raise StoreError(f"monitoring database '{self.path}' does not exist")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self.db = Database(self.path)
+            # Not bound to the opening thread: the monitor may write a batch's block
+            # from its worker thread; it never uses the connection from two at once.
+            self.db = Database(sqlite3.connect(str(self.path), check_same_thread=False))
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             # Keep the write-ahead log well inside the byte budget: checkpoint

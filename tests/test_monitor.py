@@ -294,3 +294,71 @@ def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundl
     store = MonitorStore(tmp_path / "m.db")
     assert [(w["rows"], w["partial"]) for w in store.windows()] == [(100, 1)]
     store.close()
+
+
+def _cancer_monitor(tmp_path: Path, cancer_bundle: Path, **config: Any) -> Any:
+    from edge_runtime.bundle import load_bundle
+    from edge_runtime.config import DriftPolicy
+    from edge_runtime.monitor import Monitor
+    from edge_runtime.profile import load_reference
+    from edge_runtime.results import ModelInfo
+
+    bundle = load_bundle(cancer_bundle)
+    manifest = bundle.manifest
+    return Monitor(MonitorStore(tmp_path / "m.db"), reference=load_reference(bundle),
+                   inputs=manifest.input_schema, outputs=manifest.output_schema,
+                   info=ModelInfo(name="cancer", version="1.0"), model_sha256="00",
+                   config=MonitoringConfig(db=tmp_path / "m.db", **config), drift=DriftPolicy())
+
+
+def test_background_batches_match_inline_ones(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    stream = rows[np.random.default_rng(4).integers(0, len(rows), 6000)]
+    summaries = []
+    for background in (True, False):
+        path = tmp_path / str(background)
+        with Runtime(cancer_bundle, config=_config(path, window_rows=2000, background=background)) as rt:
+            labels = [rt.predict_batch(stream[s:s + 600]).labels for s in range(0, len(stream), 600)]
+        store = MonitorStore(path / "m.db")
+        summaries.append(([(w["rows"], w["quality"]) for w in store.windows()],
+                          [(r["request_id"], r["prediction"], r["input_hash"]) for r in store.tail(10_000)]))
+        assert [r["prediction"] for r in store.tail(10_000)] == [str(v) for v in np.concatenate(labels)]
+        store.close()
+    assert summaries[0] == summaries[1]
+
+
+def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, cancer_bundle: Path,
+                                                             cancer_data: Any) -> None:
+    from edge_runtime.errors import StoreError
+
+    monitor = _cancer_monitor(tmp_path, cancer_bundle)
+    rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
+    scores = np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1))
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("disk full (simulated)")
+
+    monitor.store.append_decisions = broken
+    monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
+    assert monitor._pending is not None  # on the worker: this call returned at once
+    with pytest.raises(StoreError, match="disk full"):
+        monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
+    del monitor.store.append_decisions
+    monitor.close()
+
+
+def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    """The worker only pays when its block takes less time than the model call it overlaps."""
+    monitor = _cancer_monitor(tmp_path, cancer_bundle, window_rows=100_000)
+    rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
+    scores = np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1))
+    labels = np.ones(300, dtype=np.int64)
+    for _ in range(3):  # slow model calls: on the worker, which times its blocks
+        monitor.observe_batch(rows, scores, labels, latency_us=1e9)
+        assert monitor._pending is not None
+    monitor.observe_batch(rows, scores, labels, latency_us=1.0)  # a model call shorter than any block
+    assert monitor._pending is None and monitor._fill == 300  # inline, buffered
+    monitor.close()
+    store = MonitorStore(tmp_path / "m.db")
+    assert store.decision_count() == 1200 and store.windows()[0]["rows"] == 1200
+    store.close()
