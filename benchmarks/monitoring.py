@@ -3,7 +3,8 @@
 A scaled logistic regression on breast-cancer (30 numeric features), every
 prediction monitored (windows of 5,000 rows, drift against the reference) and
 logged to SQLite. Methods interleaved block by block on the 569 real rows in
-shuffled order. Also: batch throughput at 512 rows, and the monitoring memory.
+shuffled order. Also: batch throughput at 512 rows (the same logistic regression, and
+random forests of 100 and 500 trees), and the monitoring memory.
 
 Run: ``python benchmarks/monitoring.py [--whylogs-python PATH] [--json]``
 (``--whylogs-python`` names an interpreter with whylogs installed, see
@@ -160,8 +161,11 @@ def main() -> None:
         bundle = export(model, X, y, name="logreg", version="1", out_dir=work / "bundle").path
         forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
         forest_bundle = export(forest, X, y, name="rf100", version="1", out_dir=work / "rf100").path
+        big = RandomForestClassifier(n_estimators=500, random_state=0).fit(X, y)
+        big_bundle = export(big, X, y, name="rf500", version="1", out_dir=work / "rf500").path
         table = single_row(bundle, X, work, args.blocks, args.calls)
-        batch = batch_throughput({"logreg": bundle, "rf100": forest_bundle}, X, work, repeats=args.batch_repeats)
+        batch = batch_throughput({"logreg": bundle, "rf100": forest_bundle, "rf500": big_bundle}, X, work,
+                                 repeats=args.batch_repeats)
         mem = memory(bundle, X, work)
     whylogs = None
     if args.whylogs_python:
