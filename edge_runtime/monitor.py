@@ -346,6 +346,11 @@ class Monitor:
         self.info = info
         self._model_id = self.store.register_model(info.name, info.version, model_sha256)
 
+    def add_event(self, kind: str, name: str, status: str, message: str) -> None:
+        """Record an event (a budget level change) in the database now."""
+        self._wait()
+        self.store.add_event(kind, name, status, message, self._window.seq)
+
     def observe_refused(self) -> None:
         """Count a request refused or deferred by load shedding."""
         self._wait()

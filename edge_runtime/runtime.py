@@ -389,7 +389,7 @@ class Runtime:
         self.budget_events.append({"ts": self._clock(), "kind": "budget", "name": name, "status": status,
                                    "message": cause})
         if self.monitor is not None:
-            self.monitor.store.add_event("budget", name, status, cause)
+            self.monitor.add_event("budget", name, status, cause)
 
     def _start_monitor(self, clock: Callable[[], float]) -> Monitor:
         # Imported here: sqlite-utils and the sketches cost ~60 ms of start-up
