@@ -288,7 +288,8 @@ class FeatureDrift:
                 "value": self.value, "threshold": _finite(self.threshold),
                 "warn_threshold": _finite(self.warn_threshold), "rows": self.rows,
                 "reference_rows": self.reference_rows,
-                "metrics": {name: {k: _finite(v) for k, v in entry.items()} for name, entry in self.metrics.items()}}
+                "metrics": {name: {k: _finite(v) for k, v in entry.items()}
+                            for name, entry in self.metrics.items()}}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -438,7 +439,8 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
         ref, cur = reference.features[name], live.features[name]
         if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
             i = position[id(cur)]
-            metrics = _numeric_metrics(ref, cur, policy, a_warn, a_drift, float(ks_values[i]), float(psi_values[i]))
+            metrics = _numeric_metrics(ref, cur, policy, a_warn, a_drift, float(ks_values[i]),
+                                       float(psi_values[i]))
             results[name] = _verdict(name, "numeric", metrics, cur.count, ref.count)
         elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
             metrics = _categorical_metrics(ref, cur, policy, a_warn, a_drift)

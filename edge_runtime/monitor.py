@@ -177,7 +177,8 @@ class Monitor:
             isinstance(c, (int, float)) and not isinstance(c, bool) for c in outputs.classes)
         self._class_values = np.array(outputs.classes, dtype=np.float64) if numeric_classes else None
         self._class_order = np.argsort(self._class_values) if self._class_values is not None else None
-        self._classes_are_positions = numeric_classes and list(outputs.classes) == list(range(len(outputs.classes)))
+        self._classes_are_positions = (numeric_classes
+                                       and list(outputs.classes) == list(range(len(outputs.classes))))
         self._fill = 0
         self._logged = 0  # buffered rows already in the decision log
         self._profiled = 0  # buffered rows already in the window sketches (a flush may be interrupted)
@@ -387,9 +388,8 @@ class Monitor:
         window = self._window
         if window.opened_at is None and self._fill > self._profiled:
             window.opened_at = float(self._times[self._profiled])  # its first row, though not sketched yet
-        if (self.config.window_seconds and window.opened_at is not None
-                and now - window.opened_at >= self.config.window_seconds):
-            self._drain()  # a window is due: it needs every row up to now
+        if self._window_due(now):
+            self._drain()  # it needs every row up to now
             return
         self._log(self._buffer_block(), self._logged, now)
         self._logged = self._fill
@@ -407,10 +407,14 @@ class Monitor:
             self._close_window(partial=False, now=float(block.times[start + take - 1]))
         return start + take
 
+    def _window_due(self, now: float) -> bool:
+        """The open window has lasted ``window_seconds``."""
+        opened = self._window.opened_at
+        seconds = self.config.window_seconds
+        return bool(seconds) and opened is not None and now - opened >= seconds
+
     def _close_if_due(self, now: float) -> None:
-        window = self._window
-        if (self.config.window_seconds and window.opened_at is not None
-                and now - window.opened_at >= self.config.window_seconds):
+        if self._window_due(now):
             self._close_window(partial=False, now=now)
 
     def _log(self, block: _Block, start: int, now: float, *, force_snapshot: bool = False) -> None:
@@ -422,7 +426,8 @@ class Monitor:
             # costs more than a block of decisions. Rows waiting in the buffer for
             # the sketches count in the open window already.
             snapshot = {"seq": window.seq, "opened_at": window.opened_at, "updated_at": now,
-                        "rows": window.rows + self._fill - self._profiled, "rejected": sum(window.rejected.values()),
+                        "rows": window.rows + self._fill - self._profiled,
+                        "rejected": sum(window.rejected.values()),
                         "quality": window.quality(self._names), "latency": window.latency(),
                         "budget": self._budget()}
             self._snapshot_due = now + self._flush_every
@@ -581,8 +586,9 @@ class Monitor:
             for verdict in verdicts:
                 details = verdict.to_dict()  # JSON-safe: an unreachable threshold is None
                 results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
-                                "metric": verdict.metric, "value": verdict.value, "threshold": details["threshold"],
-                                "warn_threshold": details["warn_threshold"], "details": details})
+                                "metric": verdict.metric, "value": verdict.value,
+                                "threshold": details["threshold"], "warn_threshold": details["warn_threshold"],
+                                "details": details})
                 if verdict.status is not DriftStatus.OK:
                     limit = verdict.threshold if verdict.drift else verdict.warn_threshold
                     events.append({"ts": now, "kind": "drift", "name": verdict.name,

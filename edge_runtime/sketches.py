@@ -125,7 +125,8 @@ class NumericSketch:
 
     def update(self, values: Any) -> NumericSketch:
         """Add one value or an array of values (one block); NaN counts as missing."""
-        array = np.array(values, dtype=np.float32, ndmin=1)  # a writable copy: datasketches rejects read-only arrays
+        # A writable copy: datasketches rejects read-only arrays.
+        array = np.array(values, dtype=np.float32, ndmin=1)
         if np.isnan(array).any():
             present = array[~np.isnan(array)]
             self.missing += int(array.size - present.size)
