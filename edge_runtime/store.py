@@ -193,26 +193,30 @@ def m004_decision_blocks(db: Database) -> None:
         "scores": bytes, "input_hashes": bytes,
     }, pk="first_id")
     db.table("decision_blocks").create_index(["last_id"], unique=True)
-    old = db.execute(f"SELECT {', '.join(_OLD_DECISION_COLUMNS)} FROM decisions ORDER BY request_id").fetchall()
-    start = 0
-    while start < len(old):
-        stop = start + 1
-        while stop < len(old) and stop - start < 1024 and old[stop][2] == old[start][2]:
-            stop += 1  # one model per block
-        chunk = old[start:stop]
-        words = sorted({r[4] for r in chunk})
-        code = {w: i for i, w in enumerate(words)}
-        block = DecisionBlock(ids=np.array([r[0] for r in chunk]), ts=np.array([r[1] for r in chunk]),
-                              model_id=chunk[0][2], latency_us=np.array([r[3] for r in chunk]),
-                              codes=np.array([code[r[4]] for r in chunk]), vocabulary=tuple(words),
-                              scores=np.array([r[5] for r in chunk]), hashes=np.array([r[6] for r in chunk]))
-        db.execute(_INSERT_BLOCK, block.record())
-        start = stop
+    chunk: list[tuple[Any, ...]] = []
+    # Streamed: a device may hold a million old rows.
+    for row in db.execute(f"SELECT {', '.join(_OLD_DECISION_COLUMNS)} FROM decisions ORDER BY request_id"):
+        if chunk and (len(chunk) == 1024 or row[2] != chunk[0][2]):  # one model per block
+            db.execute(_INSERT_BLOCK, _old_rows_block(chunk).record())
+            chunk = []
+        chunk.append(tuple(row))
+    if chunk:
+        db.execute(_INSERT_BLOCK, _old_rows_block(chunk).record())
     db.execute("DROP VIEW IF EXISTS decision_log")
     db.table("decisions").drop()
 
 
 _OLD_DECISION_COLUMNS = ("request_id", "ts", "model_id", "latency_us", "prediction", "score", "input_hash")
+
+
+def _old_rows_block(chunk: Sequence[tuple[Any, ...]]) -> DecisionBlock:
+    """Rows of the first schema's per-row table, in :data:`_OLD_DECISION_COLUMNS` order, as one block."""
+    words = sorted({str(r[4]) for r in chunk})
+    code = {w: i for i, w in enumerate(words)}
+    return DecisionBlock(ids=np.array([r[0] for r in chunk]), ts=np.array([r[1] for r in chunk]),
+                         model_id=chunk[0][2], latency_us=np.array([r[3] for r in chunk]),
+                         codes=np.array([code[str(r[4])] for r in chunk]), vocabulary=tuple(words),
+                         scores=np.array([r[5] for r in chunk]), hashes=np.array([r[6] for r in chunk]))
 
 
 class MonitorStore:

@@ -155,6 +155,21 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
     store.close()
 
 
+def test_migration_moves_many_old_rows_in_blocks(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m004_decision_blocks")
+    db["models"].insert({"id": 1, "name": "m", "version": "1", "sha256": "00"})
+    db["decisions"].insert_all({"request_id": i, "ts": 1e9 + i, "model_id": 1, "latency_us": 5.0,
+                                "prediction": str(i % 3), "score": 0.5, "input_hash": i} for i in range(1, 2501))
+    db.close()
+    store = MonitorStore(path, RetentionPolicy(max_age_days=0))
+    assert [r[0] for r in store.db.execute("SELECT rows FROM decision_blocks ORDER BY first_id")] == [1024, 1024, 452]
+    assert [d["request_id"] for d in store.decisions()] == list(range(1, 2501))
+    assert [d["prediction"] for d in store.tail(3)] == [str(i % 3) for i in (2498, 2499, 2500)]
+    store.close()
+
+
 def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="does not exist"):
         MonitorStore(tmp_path / "none.db", create=False)
