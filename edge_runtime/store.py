@@ -240,6 +240,7 @@ class MonitorStore:
         retention = retention or RetentionPolicy()
         self.retention = retention
         self._clock = clock
+        self._closed = False
         if not create and not self.path.is_file():
             raise StoreError(f"monitoring database '{self.path}' does not exist")
         try:
@@ -531,7 +532,10 @@ class MonitorStore:
         return deleted
 
     def close(self) -> None:
-        """Checkpoint the write-ahead log and close the connection."""
+        """Checkpoint the write-ahead log and close the connection; closing twice is harmless."""
+        if self._closed:
+            return
+        self._closed = True
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         finally:

@@ -168,7 +168,7 @@ def test_migration_moves_many_old_rows_in_blocks(tmp_path: Path) -> None:
     assert [d["request_id"] for d in store.decisions()] == list(range(1, 2501))
     assert [d["prediction"] for d in store.tail(3)] == [str(i % 3) for i in (2498, 2499, 2500)]
     store.close()
-    store.close()
+    store.close()  # harmless twice
 
 
 def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
