@@ -49,9 +49,9 @@ import hashlib
 import json
 import math
 import time
+from functools import partial
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -64,11 +64,13 @@ from edge_runtime.profile import Profile
 from edge_runtime.results import ModelInfo
 from edge_runtime.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
 from edge_runtime.store import DecisionBlock, MonitorStore
+from edge_runtime.worker import DeferredWorker
 
 __all__ = ["BACKGROUND_ROWS", "Monitor", "drift_report", "monitoring_status", "window_stride"]
 
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
+_START_WITHIN = 0.002  # seconds a batch's work waits for the caller's next model call before it starts anyway
 
 _LATENCY_RANKS = (0.5, 0.9, 0.99)
 _RETENTION_EVERY = 4096  # rows between retention passes (a pass is a few queries)
@@ -201,9 +203,8 @@ class Monitor:
         self.budget_state: Callable[[], Any] | None = None  # set by the Runtime when budgets are on
         self._window = self._open_window(store.next_window_seq())
         self.last_drift: WindowDrift | None = None
-        self._worker = (ThreadPoolExecutor(max_workers=1, thread_name_prefix="edge-runtime-monitor")
+        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=_START_WITHIN)
                         if config.background else None)
-        self._pending: Future[None] | None = None
         # The worker's recent times per row (read only after _wait); their median
         # ignores the rare slow one (a write-ahead-log checkpoint).
         self._job_times: deque[float] = deque(maxlen=8)
@@ -306,10 +307,19 @@ class Monitor:
         block = _Block(rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows), scores=scores,
                        codes=codes, latency=np.full(n, per_row), times=np.full(n, now), ids=ids)
         if own_block and self._worker is not None:
-            self._pending = self._worker.submit(self._ingest, block, now)
+            self._worker.put(partial(self._ingest, block, now))
         else:
             self._ingest(block, now)
         return ids
+
+    def overlap(self) -> None:
+        """The caller is about to run the model (releasing the GIL): the pending batch's work may start.
+
+        Started earlier, the worker would take the GIL while the caller
+        prepares its next batch, and each hand back costs a thread wake-up.
+        """
+        if self._worker is not None:
+            self._worker.kick()
 
     def _ingest(self, block: _Block, now: float) -> None:
         """Sketch and log a batch that is a block of its own."""
@@ -324,14 +334,8 @@ class Monitor:
 
     def _wait(self) -> None:
         """Let the pending batch (if any) finish; its failure is raised here, once."""
-        pending = self._pending
-        if pending is None:
-            return
-        try:
-            pending.result()
-        finally:
-            if pending.done():  # not when a signal interrupted the wait: close() waits again
-                self._pending = None
+        if self._worker is not None:
+            self._worker.wait()
 
     def set_sampling(self, rate: float) -> None:
         """Monitor and log only this share of single-row predictions (budget shedding); 1.0 is all."""
@@ -471,7 +475,7 @@ class Monitor:
         if self._window.rows:
             self._close_window(partial=True, now=self._clock())
         if self._worker is not None:
-            self._worker.shutdown()
+            self._worker.close()
         self.store.close()
 
     # ----------------------------------------------------------- internals

@@ -283,6 +283,8 @@ class Runtime:
         if encoded.errors and on_error == "raise":
             raise encoded.errors[0]
         engine = self._engine
+        if self.monitor is not None:
+            self.monitor.overlap()  # the previous batch's monitoring runs beside this model call
         labels, scores = engine.run(encoded.feeds) if encoded.rows.size else engine.empty()
         latency = (time.perf_counter_ns() - start) / 1e3
         request_ids = None

@@ -17,6 +17,7 @@ MODULES = sorted([*ROOT.glob("edge_runtime/*.py"), *ROOT.glob("converters/*.py")
 LAYERS = {
     "errors": 0,
     "schema": 1, "config": 1, "results": 1, "tabular": 1, "sketches": 1, "resources": 1, "testing": 1,
+    "worker": 1,
     "bundle": 2, "inputs": 2, "runner": 2, "store": 2, "governor": 2,
     "profile": 3, "engine": 3,
     "drift": 4,

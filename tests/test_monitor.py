@@ -341,7 +341,7 @@ def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, can
 
     monitor.store.append_decisions = broken
     monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
-    assert monitor._pending is not None  # on the worker: this call returned at once
+    assert monitor._worker.busy  # on the worker: this call returned at once
     with pytest.raises(StoreError, match="disk full"):
         monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
     del monitor.store.append_decisions
@@ -356,9 +356,9 @@ def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: P
     labels = np.ones(300, dtype=np.int64)
     for _ in range(3):  # slow model calls: on the worker, which times its blocks
         monitor.observe_batch(rows, scores, labels, latency_us=1e9)
-        assert monitor._pending is not None
+        assert monitor._worker.busy
     monitor.observe_batch(rows, scores, labels, latency_us=1.0)  # a model call shorter than any block
-    assert monitor._pending is None and monitor._fill == 300  # inline, buffered
+    assert not monitor._worker.busy and monitor._fill == 300  # inline, buffered
     monitor.close()
     store = MonitorStore(tmp_path / "m.db")
     assert store.decision_count() == 1200 and store.windows()[0]["rows"] == 1200

@@ -1,0 +1,52 @@
+"""The one-slot worker thread behind the monitor's batches."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+
+from edge_runtime.worker import DeferredWorker
+
+
+def test_a_job_waits_for_its_kick_then_runs_on_the_worker_thread() -> None:
+    worker = DeferredWorker("test", max_delay=30.0)
+    ran: list[str] = []
+    worker.put(lambda: ran.append(threading.current_thread().name))
+    time.sleep(0.05)
+    assert ran == [] and worker.busy  # not kicked, and far from its max_delay
+    worker.kick()
+    worker.wait()
+    assert ran == ["test"] and not worker.busy
+    worker.close()
+
+
+def test_an_unkicked_job_starts_after_max_delay() -> None:
+    worker = DeferredWorker("test", max_delay=0.01)
+    done = threading.Event()
+    worker.put(done.set)
+    assert done.wait(5.0)  # nobody kicked it
+    worker.close()
+
+
+def test_a_failure_is_raised_once_by_wait_and_put_needs_an_idle_worker() -> None:
+    worker = DeferredWorker("test", max_delay=30.0)
+    worker.put(lambda: 1 / 0)
+    with pytest.raises(RuntimeError, match="wait\\(\\) first"):
+        worker.put(lambda: None)
+    with pytest.raises(ZeroDivisionError):
+        worker.wait()
+    worker.wait()  # raised once
+    worker.put(lambda: None)
+    worker.wait()
+    worker.close()
+
+
+def test_close_runs_the_waiting_job_and_is_harmless_twice() -> None:
+    worker = DeferredWorker("test", max_delay=30.0)
+    ran: list[int] = []
+    worker.put(lambda: ran.append(1))
+    worker.close()
+    worker.close()
+    assert ran == [1]
