@@ -14,8 +14,9 @@ Single rows are monitored inline: a background writer gave them worse latency
 tails here (the GIL). With ``background`` on, a batch of ``BACKGROUND_ROWS``
 rows or more is sketched and logged on one worker thread while the caller's
 next model call runs (onnxruntime releases the GIL), so batch scoring uses a
-second core for its monitoring. At most one batch is pending: every other
-call waits for it first, so monitor state is only ever touched by one thread.
+second core for its monitoring. Up to four batches wait for the worker, in
+order; every other call that touches the windows or the database waits for
+them first, so that state is only ever changed by one thread at a time.
 
 Examples
 --------
@@ -71,6 +72,7 @@ __all__ = ["BACKGROUND_ROWS", "Monitor", "drift_report", "monitoring_status", "w
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
 _START_WITHIN = 0.002  # seconds a batch's work waits for the caller's next model call before it starts anyway
+_WORKER_DEPTH = 4  # batches queued for the worker at most: a slow one (a window closing) is caught up later
 
 _LATENCY_RANKS = (0.5, 0.9, 0.99)
 _RETENTION_EVERY = 4096  # rows between retention passes (a pass is a few queries)
@@ -203,7 +205,7 @@ class Monitor:
         self.budget_state: Callable[[], Any] | None = None  # set by the Runtime when budgets are on
         self._window = self._open_window(store.next_window_seq())
         self.last_drift: WindowDrift | None = None
-        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=_START_WITHIN)
+        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=_START_WITHIN, depth=_WORKER_DEPTH)
                         if config.background else None)
         # The worker's recent times per row (read only after _wait); their median
         # ignores the rare slow one (a write-ahead-log checkpoint).
@@ -264,7 +266,6 @@ class Monitor:
         one of ``BACKGROUND_ROWS`` or more when ``background`` is on: it is then
         sketched and logged on the worker thread, and this returns at once.
         """
-        self._wait()
         labels = np.asarray(labels)
         n = int(labels.shape[0])
         first = self._next_id
@@ -280,9 +281,11 @@ class Monitor:
             # overlaps; a cheaper model would wait on it, and inline buffering (fewer,
             # larger blocks) costs less. Judged on three jobs at least (the first ones
             # are slow), tried again every _PROBE_EVERY batches.
-            typical = float(np.median(self._job_times)) if len(self._job_times) >= 3 else 0.0
+            typical = sorted(self._job_times)[len(self._job_times) // 2] if len(self._job_times) >= 3 else 0.0
             own_block = typical * n <= latency_us or self._inline_batches >= _PROBE_EVERY
             self._inline_batches = 0 if own_block else self._inline_batches + 1
+        if not own_block:
+            self._wait()  # what follows touches the windows and the database
         if not own_block and self._fill + n <= self._capacity:
             a, b = self._fill, self._fill + n
             if self._rows is not None:
@@ -301,6 +304,7 @@ class Monitor:
                 self._write_log(now)
             return ids
         if self._fill:
+            self._wait()
             self._drain()  # the buffered rows come first in the log and the windows
         # The block owns its arrays (the runtime's encoded batch and outputs are
         # fresh per call), so the worker may read them after this returns.

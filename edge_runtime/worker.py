@@ -1,21 +1,27 @@
-"""A one-slot worker thread: runs the caller's job while the caller waits on something else.
+"""A worker thread for the caller's jobs, run while the caller waits on something else.
 
-The monitor hands it a batch's sketching and logging and *kicks* it when the
-caller enters its next model call, which releases the GIL. A thread woken
+The monitor hands it each batch's sketching and logging and *kicks* it when
+the caller enters its next model call, which releases the GIL. A thread woken
 earlier would take the GIL while the caller still runs Python, and every hand
-back of the GIL costs a thread wake-up (~50 µs on the 2-core machines
-measured here). An unkicked job starts anyway after ``max_delay`` seconds, so a
-last batch is not left waiting for a call that never comes.
+back of the GIL costs a thread wake-up (~50 µs on the 2-core machines measured
+here). A job not kicked starts anyway after ``max_delay`` seconds, so a last
+batch does not wait for a call that never comes.
+
+Up to ``depth`` jobs wait in order: a slow one (a window closing, a checkpoint
+of SQLite's write-ahead log: 3-8 ms) is caught up over the next model calls
+instead of stalling the caller. :meth:`DeferredWorker.put` waits only when the
+queue is full.
 
 Examples
 --------
 >>> from edge_runtime.worker import DeferredWorker
->>> worker = DeferredWorker("example", max_delay=0.01)
+>>> worker = DeferredWorker("example", max_delay=0.01, depth=2)
 >>> done = []
 >>> worker.put(lambda: done.append(1))
->>> worker.wait()  # kicks the job and waits for it
+>>> worker.put(lambda: done.append(2))
+>>> worker.wait()  # kicks the jobs and waits for them
 >>> done, worker.busy
-([1], False)
+([1, 2], False)
 >>> worker.close()
 """
 
@@ -23,7 +29,9 @@ from __future__ import annotations
 
 import atexit
 import threading
+import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 
 __all__ = ["DeferredWorker"]
@@ -33,14 +41,14 @@ _RUNNING: weakref.WeakSet[DeferredWorker] = weakref.WeakSet()
 
 @atexit.register
 def _close_running() -> None:
-    # A runtime left open at exit still gets its last batch written, and no
+    # A runtime left open at exit still gets its last batches written, and no
     # thread outlives the interpreter's objects (nanobind reports those as leaks).
     for worker in list(_RUNNING):
         worker.close()
 
 
 class DeferredWorker:
-    """Runs one job at a time on a daemon thread, when kicked or after ``max_delay``.
+    """Runs jobs in order on a daemon thread, when kicked or ``max_delay`` after they wait.
 
     Parameters
     ----------
@@ -48,17 +56,19 @@ class DeferredWorker:
         The thread's name.
     max_delay : float
         Seconds a job waits for :meth:`kick` before it starts anyway.
+    depth : int
+        Jobs waiting or running at most; :meth:`put` waits for room.
     """
 
-    def __init__(self, name: str, *, max_delay: float) -> None:
+    def __init__(self, name: str, *, max_delay: float, depth: int = 1) -> None:
         self._max_delay = max_delay
-        self._lock = threading.Lock()
-        self._kicked = threading.Event()
-        self._idle = threading.Event()
-        self._idle.set()
-        self._job: Callable[[], None] | None = None
-        self._failure: BaseException | None = None
+        self._depth = depth
+        self._cond = threading.Condition()
+        self._jobs: deque[Callable[[], None]] = deque()
+        self._running = False
+        self._kicked = False
         self._closing = False
+        self._failure: BaseException | None = None
         # A daemon, closed at exit: an unclosed runtime must not keep the interpreter alive.
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
         self._thread.start()
@@ -67,53 +77,82 @@ class DeferredWorker:
     @property
     def busy(self) -> bool:
         """A job is waiting or running."""
-        return not self._idle.is_set()
+        return bool(self._jobs) or self._running
 
     def put(self, job: Callable[[], None]) -> None:
-        """Hand over a job; the worker must be idle (call :meth:`wait` first)."""
-        with self._lock:
-            if self._job is not None or not self._idle.is_set():
-                raise RuntimeError("DeferredWorker.put while a job is pending: wait() first")
-            self._job = job
-            self._idle.clear()
+        """Queue a job, after waiting for room; a failure of an earlier job is raised first."""
+        with self._cond:
+            while len(self._jobs) + self._running >= self._depth:
+                self._kicked = True  # full: the waiting jobs run now
+                self._cond.notify_all()
+                self._cond.wait()
+            self._raise_failure()
+            self._jobs.append(job)
+            self._cond.notify_all()
 
     def kick(self) -> None:
-        """Start the waiting job now (nothing when there is none)."""
-        if not self._idle.is_set():
-            self._kicked.set()
+        """Start the waiting jobs now (nothing when there are none)."""
+        if self._jobs:
+            with self._cond:
+                self._kicked = True
+                self._cond.notify_all()
 
     def wait(self) -> None:
-        """Kick the job, wait until it is done and raise its failure (once), if any."""
-        if not self._idle.is_set():
-            self._kicked.set()
-            self._idle.wait()
+        """Kick the jobs, wait until all are done and raise a failure (once), if any."""
+        with self._cond:
+            if self._jobs or self._running:
+                self._kicked = True
+                self._cond.notify_all()
+                while self._jobs or self._running:
+                    self._cond.wait()
+            self._raise_failure()
+
+    def close(self) -> None:
+        """Run the waiting jobs, then stop the thread. Closing twice is harmless."""
+        with self._cond:
+            if self._closing:
+                return
+            self._closing = True
+            self._cond.notify_all()
+        self._thread.join()
+        _RUNNING.discard(self)
+
+    def _raise_failure(self) -> None:
         failure, self._failure = self._failure, None
         if failure is not None:
             raise failure
 
-    def close(self) -> None:
-        """Run the waiting job, then stop the thread. Closing twice is harmless."""
-        if self._closing:
-            return
-        self._closing = True
-        self._kicked.set()
-        self._thread.join()
-        _RUNNING.discard(self)
+    def _next_job(self) -> Callable[[], None] | None:
+        """The next job once it may start, or None to stop; called holding the lock."""
+        while not self._jobs and not self._closing:
+            self._cond.wait()
+        if not self._jobs:
+            return None
+        deadline = time.monotonic() + self._max_delay
+        while not self._kicked and not self._closing:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                break
+            self._cond.wait(remaining)
+        job = self._jobs.popleft()
+        if not self._jobs:
+            self._kicked = False  # a backlog runs back to back; the next fresh job waits again
+        self._running = True
+        return job
 
     def _run(self) -> None:
         while True:
-            if not self._closing:
-                self._kicked.wait(self._max_delay)
-            self._kicked.clear()
-            with self._lock:
-                job, self._job = self._job, None
-            if job is not None:
-                try:
-                    job()
-                except BaseException as exc:  # handed to the caller by wait()
-                    self._failure = exc
-                finally:
-                    job = None  # the monitor it holds may go while this thread waits
-                    self._idle.set()
-            elif self._closing:
+            with self._cond:
+                job = self._next_job()
+            if job is None:
                 return
+            try:
+                job()
+            except BaseException as exc:  # handed to the caller by wait() or put()
+                with self._cond:
+                    self._failure = self._failure or exc
+            finally:
+                job = None  # the monitor it holds may go while this thread waits
+                with self._cond:
+                    self._running = False
+                    self._cond.notify_all()

@@ -343,8 +343,9 @@ def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, can
     monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
     assert monitor._worker.busy  # on the worker: this call returned at once
     with pytest.raises(StoreError, match="disk full"):
-        monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
+        monitor.flush()  # or any later call that waits for the worker
     del monitor.store.append_decisions
+    monitor.flush()  # raised once
     monitor.close()
 
 
@@ -357,6 +358,7 @@ def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: P
     for _ in range(3):  # slow model calls: on the worker, which times its blocks
         monitor.observe_batch(rows, scores, labels, latency_us=1e9)
         assert monitor._worker.busy
+    monitor.flush()
     monitor.observe_batch(rows, scores, labels, latency_us=1.0)  # a model call shorter than any block
     assert not monitor._worker.busy and monitor._fill == 300  # inline, buffered
     monitor.close()

@@ -30,16 +30,32 @@ def test_an_unkicked_job_starts_after_max_delay() -> None:
     worker.close()
 
 
-def test_a_failure_is_raised_once_by_wait_and_put_needs_an_idle_worker() -> None:
+def test_a_failure_is_raised_once_by_wait_or_put() -> None:
     worker = DeferredWorker("test", max_delay=30.0)
     worker.put(lambda: 1 / 0)
-    with pytest.raises(RuntimeError, match="wait\\(\\) first"):
-        worker.put(lambda: None)
     with pytest.raises(ZeroDivisionError):
         worker.wait()
     worker.wait()  # raised once
+    worker.put(lambda: 1 / 0)
+    with pytest.raises(ZeroDivisionError):
+        worker.put(lambda: None)  # full (depth 1): runs the first, then reports it
     worker.put(lambda: None)
     worker.wait()
+    worker.close()
+
+
+def test_jobs_queue_up_to_depth_and_run_in_order() -> None:
+    worker = DeferredWorker("test", max_delay=30.0, depth=3)
+    order: list[int] = []
+    gate = threading.Event()
+    worker.put(lambda: (gate.wait(5.0), order.append(1)))
+    worker.kick()
+    worker.put(lambda: order.append(2))
+    worker.put(lambda: order.append(3))  # the first still runs: three in flight, no wait
+    assert order == [] and worker.busy
+    gate.set()
+    worker.wait()
+    assert order == [1, 2, 3]
     worker.close()
 
 
