@@ -252,7 +252,7 @@ class MonitorStore:
             self.db.execute("PRAGMA synchronous=NORMAL")
             # Keep the write-ahead log well inside the byte budget: checkpoint
             # early and truncate the file after each checkpoint.
-            wal_pages = max(16, min(1000, retention.max_bytes // 4096 // 16))
+            wal_pages = max(16, min(256, retention.max_bytes // 4096 // 16))
             self.db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
             self.db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
             migrations.apply(self.db)
