@@ -189,21 +189,30 @@ CHILD = textwrap.dedent("""
     from sklearn.datasets import load_breast_cancer
     from edge_runtime import Runtime
     from edge_runtime.config import MonitoringConfig, RuntimeConfig
-    bundle, db = sys.argv[1], sys.argv[2]
+    bundle, db, mode = sys.argv[1], sys.argv[2], sys.argv[3]
     rows = load_breast_cancer().data
     config = RuntimeConfig(monitoring=MonitoringConfig(db=db, flush_rows=64, flush_ms=60_000, window_rows=1000))
     rt = Runtime(bundle, config=config)
-    for i in range(1, 2_000_000):
-        rt.predict(rows[i % len(rows)])
-        if i % 500 == 0:
-            rt.flush()
-            print("flushed", i, flush=True)
+    if mode == "rows":
+        for i in range(1, 2_000_000):
+            rt.predict(rows[i % len(rows)])
+            if i % 500 == 0:
+                rt.flush()
+                print("flushed", i, flush=True)
+    else:  # batches of 512 on the worker thread, several waiting for it when the kill comes
+        batch = np.concatenate([rows, rows])[:512]
+        for i in range(1, 100_000):
+            rt.predict_batch(batch)
+            if i % 5 == 0:
+                rt.flush()
+                print("flushed", i * 512, flush=True)
 """)
 
 
-def test_kill_9_loses_only_unflushed_rows(tmp_path: Path, cancer_bundle: Path) -> None:
+@pytest.mark.parametrize("mode", ["rows", "batches"])
+def test_kill_9_loses_only_unflushed_rows(tmp_path: Path, cancer_bundle: Path, mode: str) -> None:
     db = tmp_path / "crash.db"
-    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cancer_bundle), str(db)],
+    child = subprocess.Popen([sys.executable, "-c", CHILD, str(cancer_bundle), str(db), mode],
                              stdout=subprocess.PIPE, text=True)
     flushed = 0
     try:
