@@ -474,13 +474,19 @@ class Monitor:
         return chosen
 
     def close(self) -> None:
-        """Flush, close the open window (marked partial) and close the database."""
-        self.flush()
-        if self._window.rows:
-            self._close_window(partial=True, now=self._clock())
-        if self._worker is not None:
-            self._worker.close()
-        self.store.close()
+        """Flush, close the open window (marked partial) and close the database.
+
+        The worker and the database are closed even when writing fails (a full
+        disk); the failure is raised after.
+        """
+        try:
+            self.flush()
+            if self._window.rows:
+                self._close_window(partial=True, now=self._clock())
+        finally:
+            if self._worker is not None:
+                self._worker.close()
+            self.store.close()
 
     # ----------------------------------------------------------- internals
     def _budget(self) -> dict[str, Any] | None:

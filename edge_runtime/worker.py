@@ -82,6 +82,8 @@ class DeferredWorker:
     def put(self, job: Callable[[], None]) -> None:
         """Queue a job, after waiting for room; a failure of an earlier job is raised first."""
         with self._cond:
+            if self._closing:
+                raise RuntimeError(f"{self._thread.name}: put after close")
             while len(self._jobs) + self._running >= self._depth:
                 self._kicked = True  # full: the waiting jobs run now
                 self._cond.notify_all()

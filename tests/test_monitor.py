@@ -349,6 +349,24 @@ def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, can
     monitor.close()
 
 
+def test_close_releases_the_worker_and_database_even_when_writing_fails(tmp_path: Path, cancer_bundle: Path,
+                                                                         cancer_data: Any) -> None:
+    from edge_runtime.errors import StoreError
+
+    monitor = _cancer_monitor(tmp_path, cancer_bundle)
+    rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
+    scores = np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1))
+
+    def broken(*args: Any, **kwargs: Any) -> None:
+        raise StoreError("disk full (simulated)")
+
+    monitor.store.append_decisions = broken
+    monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
+    with pytest.raises(StoreError, match="disk full"):
+        monitor.close()
+    assert not monitor._worker._thread.is_alive() and monitor.store._closed
+
+
 def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
     """The worker only pays when its block takes less time than the model call it overlaps."""
     monitor = _cancer_monitor(tmp_path, cancer_bundle, window_rows=100_000)

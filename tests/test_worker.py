@@ -66,3 +66,5 @@ def test_close_runs_the_waiting_job_and_is_harmless_twice() -> None:
     worker.close()
     worker.close()
     assert ran == [1]
+    with pytest.raises(RuntimeError, match="put after close"):
+        worker.put(lambda: None)
