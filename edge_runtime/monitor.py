@@ -71,7 +71,6 @@ __all__ = ["BACKGROUND_ROWS", "Monitor", "drift_report", "monitoring_status", "w
 
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
-_START_WITHIN = 0.002  # seconds a batch's work waits for the caller's next model call before it starts anyway
 _WORKER_DEPTH = 4  # batches queued for the worker at most: a slow one (a window closing) is caught up later
 
 _LATENCY_RANKS = (0.5, 0.9, 0.99)
@@ -205,7 +204,8 @@ class Monitor:
         self.budget_state: Callable[[], Any] | None = None  # set by the Runtime when budgets are on
         self._window = self._open_window(store.next_window_seq())
         self.last_drift: WindowDrift | None = None
-        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=_START_WITHIN, depth=_WORKER_DEPTH)
+        # A batch not followed by another model call is written within flush_ms, as buffered rows are.
+        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=self._flush_every, depth=_WORKER_DEPTH)
                         if config.background else None)
         # The worker's recent times per row (read only after _wait); their median
         # ignores the rare slow one (a write-ahead-log checkpoint).

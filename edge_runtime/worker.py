@@ -1,11 +1,12 @@
 """A worker thread for the caller's jobs, run while the caller waits on something else.
 
 The monitor hands it each batch's sketching and logging and *kicks* it when
-the caller enters its next model call, which releases the GIL. A thread woken
-earlier would take the GIL while the caller still runs Python, and every hand
-back of the GIL costs a thread wake-up (~50 µs on the 2-core machines measured
-here). A job not kicked starts anyway after ``max_delay`` seconds, so a last
-batch does not wait for a call that never comes.
+the caller enters its next model call, which releases the GIL. Handing a job
+over does not wake the thread: woken earlier, it would take the GIL while the
+caller still runs Python, and every hand back of the GIL costs a thread
+wake-up (~50 µs on the 2-core machines measured here). A job not kicked starts
+anyway within ``max_delay`` seconds (the thread looks at least that often), so
+a last batch does not wait for a call that never comes.
 
 Up to ``depth`` jobs wait in order: a slow one (a window closing, a checkpoint
 of SQLite's write-ahead log: 3-8 ms) is caught up over the next model calls
@@ -55,7 +56,8 @@ class DeferredWorker:
     name : str
         The thread's name.
     max_delay : float
-        Seconds a job waits for :meth:`kick` before it starts anyway.
+        Seconds a job waits for :meth:`kick` before it starts anyway (the idle
+        thread wakes this often to look).
     depth : int
         Jobs waiting or running at most; :meth:`put` waits for room.
     """
@@ -64,7 +66,7 @@ class DeferredWorker:
         self._max_delay = max_delay
         self._depth = depth
         self._cond = threading.Condition()
-        self._jobs: deque[Callable[[], None]] = deque()
+        self._jobs: deque[tuple[float, Callable[[], None]]] = deque()  # (time queued, job)
         self._running = False
         self._kicked = False
         self._closing = False
@@ -89,8 +91,8 @@ class DeferredWorker:
                 self._cond.notify_all()
                 self._cond.wait()
             self._raise_failure()
-            self._jobs.append(job)
-            self._cond.notify_all()
+            # No notify: the thread learns of the job from a kick, or at its next look.
+            self._jobs.append((time.monotonic(), job))
 
     def kick(self) -> None:
         """Start the waiting jobs now (nothing when there are none)."""
@@ -126,21 +128,21 @@ class DeferredWorker:
 
     def _next_job(self) -> Callable[[], None] | None:
         """The next job once it may start, or None to stop; called holding the lock."""
-        while not self._jobs and not self._closing:
-            self._cond.wait()
-        if not self._jobs:
-            return None
-        deadline = time.monotonic() + self._max_delay
-        while not self._kicked and not self._closing:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                break
-            self._cond.wait(remaining)
-        job = self._jobs.popleft()
-        if not self._jobs:
-            self._kicked = False  # a backlog runs back to back; the next fresh job waits again
-        self._running = True
-        return job
+        while True:
+            if self._jobs:
+                queued, job = self._jobs[0]
+                waited = time.monotonic() - queued
+                if self._kicked or self._closing or waited >= self._max_delay:
+                    self._jobs.popleft()
+                    if not self._jobs:
+                        self._kicked = False  # a backlog runs back to back; the next fresh job waits again
+                    self._running = True
+                    return job
+                self._cond.wait(self._max_delay - waited)
+            elif self._closing:
+                return None
+            else:
+                self._cond.wait(self._max_delay)
 
     def _run(self) -> None:
         while True:
