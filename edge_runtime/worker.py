@@ -142,6 +142,7 @@ class DeferredWorker:
             elif self._closing:
                 return None
             else:
+                self._kicked = False  # a kick for jobs already run does not start the next one early
                 self._cond.wait(self._max_delay)
 
     def _run(self) -> None:
