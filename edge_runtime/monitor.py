@@ -64,6 +64,7 @@ from edge_runtime.errors import SchemaError
 from edge_runtime.profile import Profile
 from edge_runtime.results import ModelInfo
 from edge_runtime.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.sketches import NumericSketch
 from edge_runtime.store import DecisionBlock, MonitorStore
 from edge_runtime.worker import DeferredWorker
 
@@ -105,15 +106,16 @@ class _Window:
         self.profile = profile
         self.rows = 0
         self.opened_at: float | None = None
-        self.missing = np.zeros(width, dtype=np.int64)
         self.out_of_range = np.zeros(width, dtype=np.int64)
         self.unseen = np.zeros(width, dtype=np.int64)
         self.rejected: Counter[str] = Counter()
         self.rejected_features: Counter[str] = Counter()
 
     def quality(self, names: Sequence[str]) -> dict[str, Any]:
+        # Missing values are the numeric sketches' own count (NaN never reaches KLL).
+        missing = [s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values()]
         return {
-            "features": {name: {"missing": int(self.missing[i]), "out_of_range": int(self.out_of_range[i]),
+            "features": {name: {"missing": missing[i], "out_of_range": int(self.out_of_range[i]),
                                 "unseen": int(self.unseen[i]), "rejected": int(self.rejected_features[name])}
                          for i, name in enumerate(names)},
             "rejected": dict(self.rejected),
@@ -541,8 +543,6 @@ class Monitor:
         if isinstance(block.rows, np.ndarray):
             rows = block.rows[a:b]
             profile.update_matrix(rows, scores=top, latency=block.latency[a:b])
-            if np.isnan(rows).any():
-                window.missing += np.isnan(rows).sum(axis=0)
             # A block inside the training range has nothing to count; otherwise
             # count the offending columns only.
             assert profile.block_range is not None
@@ -557,7 +557,6 @@ class Monitor:
                 known = self._known[i]
                 if known is None:
                     values = np.array(column, dtype=np.float64)
-                    window.missing[i] += int(np.isnan(values).sum())
                     with np.errstate(invalid="ignore"):
                         window.out_of_range[i] += int(((values < self._mins[i]) | (values > self._maxs[i])).sum())
                     prepared.append(values)

@@ -14,7 +14,7 @@ from sklearn.linear_model import LogisticRegression
 from converters import export
 from edge_runtime import InputPolicy, Runtime, RuntimeConfig
 from edge_runtime.config import MonitoringConfig
-from edge_runtime.errors import NonFiniteValueError
+from edge_runtime.errors import NonFiniteValueError, StoreError
 from edge_runtime.monitor import drift_report, window_stride
 from edge_runtime.profile import Profile
 from edge_runtime.sketches import NumericSketch
@@ -328,19 +328,24 @@ def test_background_batches_match_inline_ones(tmp_path: Path, cancer_bundle: Pat
     assert summaries[0] == summaries[1]
 
 
-def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, cancer_bundle: Path,
-                                                             cancer_data: Any) -> None:
-    from edge_runtime.errors import StoreError
-
-    monitor = _cancer_monitor(tmp_path, cancer_bundle)
+def _served_batch(cancer_data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """300 served rows as the runtime hands them to the monitor: rows, scores, labels."""
     rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
-    scores = np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1))
+    return rows, np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1)), np.ones(300, dtype=np.int64)
 
+
+def _break_store(monitor: Any) -> None:
     def broken(*args: Any, **kwargs: Any) -> None:
         raise StoreError("disk full (simulated)")
 
     monitor.store.append_decisions = broken
-    monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
+
+
+def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, cancer_bundle: Path,
+                                                             cancer_data: Any) -> None:
+    monitor = _cancer_monitor(tmp_path, cancer_bundle)
+    _break_store(monitor)
+    monitor.observe_batch(*_served_batch(cancer_data), latency_us=1e9)
     assert monitor._worker.busy  # on the worker: this call returned at once
     with pytest.raises(StoreError, match="disk full"):
         monitor.flush()  # or any later call that waits for the worker
@@ -351,17 +356,9 @@ def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, can
 
 def test_close_releases_the_worker_and_database_even_when_writing_fails(tmp_path: Path, cancer_bundle: Path,
                                                                          cancer_data: Any) -> None:
-    from edge_runtime.errors import StoreError
-
     monitor = _cancer_monitor(tmp_path, cancer_bundle)
-    rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
-    scores = np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1))
-
-    def broken(*args: Any, **kwargs: Any) -> None:
-        raise StoreError("disk full (simulated)")
-
-    monitor.store.append_decisions = broken
-    monitor.observe_batch(rows, scores, np.ones(300, dtype=np.int64), latency_us=1e9)
+    _break_store(monitor)
+    monitor.observe_batch(*_served_batch(cancer_data), latency_us=1e9)
     with pytest.raises(StoreError, match="disk full"):
         monitor.close()
     assert not monitor._worker._thread.is_alive() and monitor.store._closed
@@ -370,9 +367,7 @@ def test_close_releases_the_worker_and_database_even_when_writing_fails(tmp_path
 def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
     """The worker only pays when its block takes less time than the model call it overlaps."""
     monitor = _cancer_monitor(tmp_path, cancer_bundle, window_rows=100_000)
-    rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
-    scores = np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1))
-    labels = np.ones(300, dtype=np.int64)
+    rows, scores, labels = _served_batch(cancer_data)
     for _ in range(3):  # slow model calls: on the worker, which times its blocks
         monitor.observe_batch(rows, scores, labels, latency_us=1e9)
         assert monitor._worker.busy
