@@ -16,10 +16,10 @@ import argparse
 import numpy as np
 
 from edge_runtime.config import DriftPolicy, MonitoringConfig
-from edge_runtime.drift import DriftStatus, assess_window
-from edge_runtime.monitor import window_stride
-from edge_runtime.profile import Profile
-from edge_runtime.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.monitoring.drift import DriftStatus, assess_window
+from edge_runtime.monitoring.monitor import window_stride
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
 
 INPUTS = InputSchema(
     features=(FeatureSpec(name="normal"), FeatureSpec(name="lognormal"), FeatureSpec(name="integer"),

@@ -138,7 +138,7 @@ def memory(bundle: Path, X: np.ndarray, work: Path) -> dict[str, Any]:
         assert rt.monitor is not None
         store = rt.monitor.store
         window = store.windows(1, with_profile=True)[-1]
-        from edge_runtime.profile import Profile
+        from edge_runtime.monitoring.data_profile import Profile
 
         profile = Profile.from_bytes(window["profile"])
         per_feature = [len(s.to_bytes()) for s in profile.features.values()]

@@ -132,8 +132,8 @@ def main() -> None:
     info = machine()
     print(f"machine: {info['cpu']}, {info['cores']} cores, {info['arch']}; python {info['python']}, "
           f"onnxruntime {info['onnxruntime']}, numpy {info['numpy']}, scikit-learn {info['scikit-learn']}")
-    print(f"| model | method | p50 µs | p90 µs | p99 µs | p50 vs raw |")
-    print(f"|---|---|---:|---:|---:|---:|")
+    print("| model | method | p50 µs | p90 µs | p99 µs | p50 vs raw |")
+    print("|---|---|---:|---:|---:|---:|")
     for r in results:
         print(f"| {r['model']} | {r['method']} | {r['p50_us']:.1f} | {r['p90_us']:.1f} | {r['p99_us']:.1f} | "
               f"{r['p50_vs_raw']:.2f}x ({r['p50_minus_raw_us']:+.1f} µs) |")

@@ -23,9 +23,9 @@ from typing import Any
 import numpy as np
 
 from converters.export import export
-from edge_runtime.monitor import drift_report
+from edge_runtime.monitoring.monitor import drift_report
 from edge_runtime.runtime import Runtime
-from edge_runtime.store import MonitorStore
+from edge_runtime.monitoring.store import MonitorStore
 
 __all__ = ["DemoReport", "run_demo"]
 

@@ -28,12 +28,12 @@ from converters.package import BundleWriter
 from converters.parity import ParityPolicy, check_parity, sample_rows
 from converters.reference import profile_features, reference_profile
 from converters.sklearn import convert, selects_columns
-from edge_runtime.bundle import MODEL_FILE, read_manifest
+from edge_runtime.serving.bundle import MODEL_FILE, read_manifest
 from edge_runtime.errors import ExportError, ParityError
-from edge_runtime.profile import PROFILE_FILE
-from edge_runtime.runner import quantize_int8
+from edge_runtime.monitoring.data_profile import PROFILE_FILE
+from edge_runtime.serving.session import quantize_int8
 from edge_runtime.runtime import Runtime
-from edge_runtime.sketches import DEFAULT_K
+from edge_runtime.monitoring.sketches import DEFAULT_K
 
 __all__ = ["INT8_FILE", "export"]
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import edge_runtime
-from edge_runtime.bundle import FORMAT_VERSION, Manifest
+from edge_runtime.serving.bundle import FORMAT_VERSION, Manifest
 from edge_runtime.errors import ExportError
 
 __all__ = ["ExportResult", "base_manifest", "check_identity"]

@@ -41,14 +41,14 @@ from converters.features import infer_input_schema, to_model_feeds
 from converters.manifest import ExportResult, base_manifest, check_identity
 from converters.package import BundleWriter
 from converters.reference import profile_features, reference_profile
-from edge_runtime.bundle import MODEL_FILE, read_manifest
+from edge_runtime.serving.bundle import MODEL_FILE, read_manifest
 from edge_runtime.config import SessionConfig
 from edge_runtime.errors import BundleError, EdgeRuntimeError, ExportError
-from edge_runtime.runner import OnnxSession
-from edge_runtime.profile import PROFILE_FILE
+from edge_runtime.serving.session import OnnxSession
+from edge_runtime.monitoring.data_profile import PROFILE_FILE
 from edge_runtime.runtime import Runtime
-from edge_runtime.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
-from edge_runtime.sketches import DEFAULT_K
+from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.monitoring.sketches import DEFAULT_K
 
 __all__ = ["bundle_onnx"]
 

@@ -29,7 +29,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edge_runtime.bundle import MANIFEST_FILE, file_sha256
+from edge_runtime.serving.bundle import MANIFEST_FILE, file_sha256
 from edge_runtime.errors import ExportError
 
 __all__ = ["BundleWriter"]

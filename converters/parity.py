@@ -27,7 +27,7 @@ import numpy as np
 from converters.features import is_dataframe, to_model_feeds
 from edge_runtime.config import check_float, check_int
 from edge_runtime.runtime import Runtime
-from edge_runtime.schema import Task
+from edge_runtime.serving.schema import Task
 
 __all__ = ["ParityPolicy", "check_parity", "sample_rows"]
 

@@ -8,7 +8,7 @@ Examples
 --------
 >>> import numpy as np
 >>> from converters.reference import profile_features
->>> from edge_runtime.schema import FeatureSpec, InputSchema
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema
 >>> schema = InputSchema(features=(FeatureSpec(name="x"),))
 >>> prof = profile_features(np.array([[1.0], [2.0], [3.0], [np.nan]]), schema)
 >>> prof["rows"], prof["features"]["x"]["missing"], prof["features"]["x"]["mean"]
@@ -23,10 +23,10 @@ from typing import Any
 import numpy as np
 
 from converters.features import is_dataframe
-from edge_runtime.profile import Profile
-from edge_runtime.results import BatchResult
-from edge_runtime.schema import FeatureKind, InputSchema, OutputSchema, Task
-from edge_runtime.sketches import DEFAULT_K
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.serving.results import BatchResult
+from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
+from edge_runtime.monitoring.sketches import DEFAULT_K
 
 __all__ = ["QUANTILES", "TOP_CATEGORIES", "profile_features", "reference_profile"]
 
@@ -99,7 +99,7 @@ def reference_profile(X: Any, schema: InputSchema, outputs: OutputSchema, answer
     Examples
     --------
     >>> import numpy as np
-    >>> from edge_runtime.schema import FeatureSpec
+    >>> from edge_runtime.serving.schema import FeatureSpec
     >>> schema = InputSchema(features=(FeatureSpec(name="x"),))
     >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
     >>> reference_profile(np.array([[1.0], [2.0]]), schema, outputs, None).features["x"].count

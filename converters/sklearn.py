@@ -25,7 +25,7 @@ from importlib import metadata
 from typing import Any
 
 from edge_runtime.errors import ExportError, UnsupportedModelError
-from edge_runtime.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.serving.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
 
 __all__ = ["ConvertedModel", "convert", "final_estimator", "selects_columns"]
 

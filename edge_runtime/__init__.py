@@ -7,7 +7,7 @@ The device side. Load a bundle made by :func:`converters.export` and serve it::
         print(rt.predict({"age": 41, "plan": "basic"}).label)
 """
 
-from edge_runtime.bundle import Bundle, Manifest, load_bundle
+from edge_runtime.serving.bundle import Bundle, Manifest, load_bundle
 from edge_runtime.config import InputPolicy, RuntimeConfig, SessionConfig, load_config
 from edge_runtime.errors import (
     BundleError,
@@ -18,7 +18,7 @@ from edge_runtime.errors import (
     InferenceError,
     SchemaError,
 )
-from edge_runtime.results import BatchResult, ModelInfo, Prediction
+from edge_runtime.serving.results import BatchResult, ModelInfo, Prediction
 from edge_runtime.runtime import Runtime
 
 __version__ = "0.1.0"

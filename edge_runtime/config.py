@@ -246,7 +246,7 @@ class MonitoringConfig:
         Counts, missing, range, mean and variance stay exact; the thinning's
         rank error is added to the sketch error of the drift thresholds. A
         window thins by ``min(sketch_stride, floor(sqrt(window_rows / 300)))``
-        (see :func:`edge_runtime.monitor.window_stride`), which keeps that
+        (see :func:`edge_runtime.monitoring.monitor.window_stride`), which keeps that
         error under half the KLL sketch's own; 1 sketches every value, at ~1 µs
         per row for 30 features.
     background : bool

@@ -31,19 +31,19 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle, Manifest
+from edge_runtime.serving.bundle import Bundle, Manifest
 from edge_runtime.config import RuntimeConfig, load_config
-from edge_runtime.engine import ModelEngine
+from edge_runtime.serving.model import ModelEngine
 from edge_runtime.errors import ConfigError, EdgeRuntimeError, OverloadError, SchemaError
-from edge_runtime.governor import BudgetGovernor, BudgetState, ServiceLevel
-from edge_runtime.inputs import EncodedBatch, InputEncoder
-from edge_runtime.resources import ProcessMeter, ResourceMeter
-from edge_runtime.results import BatchResult, ModelInfo, Prediction
-from edge_runtime.runner import OnnxSession
-from edge_runtime.schema import InputLayout, Task
+from edge_runtime.budgets.policy import BudgetGovernor, BudgetState, ServiceLevel
+from edge_runtime.serving.inputs import EncodedBatch, InputEncoder
+from edge_runtime.budgets.resources import ProcessMeter, ResourceMeter
+from edge_runtime.serving.results import BatchResult, ModelInfo, Prediction
+from edge_runtime.serving.session import OnnxSession
+from edge_runtime.serving.schema import InputLayout, Task
 
 if TYPE_CHECKING:
-    from edge_runtime.monitor import Monitor
+    from edge_runtime.monitoring.monitor import Monitor
 
 __all__ = ["Runtime"]
 
@@ -397,9 +397,9 @@ class Runtime:
         # Imported here: sqlite-utils and the sketches cost ~60 ms of start-up
         # (more where pandas is installed, which sqlite-utils imports when present),
         # paid only by runtimes that monitor.
-        from edge_runtime.monitor import Monitor
-        from edge_runtime.profile import load_reference
-        from edge_runtime.store import MonitorStore
+        from edge_runtime.monitoring.monitor import Monitor
+        from edge_runtime.monitoring.data_profile import load_reference
+        from edge_runtime.monitoring.store import MonitorStore
 
         monitoring = self.config.monitoring
         assert monitoring.db is not None

@@ -50,11 +50,11 @@ def _importers(prefix: str) -> set[str]:
 
 
 def test_only_runner_imports_onnxruntime() -> None:
-    assert _importers("onnxruntime") == {"edge_runtime.runner"}
+    assert _importers("onnxruntime") == {"edge_runtime.serving.session"}
 
 
 def test_only_resources_imports_psutil() -> None:
-    assert _importers("psutil") == {"edge_runtime.resources"}
+    assert _importers("psutil") == {"edge_runtime.budgets.resources"}
 
 
 def test_only_cli_imports_click() -> None:

@@ -11,10 +11,10 @@ import pytest
 from click.testing import CliRunner
 
 from edge_runtime.bench import BenchSettings, percentiles, reference_rows, run_benchmark
-from edge_runtime.bundle import load_bundle
+from edge_runtime.serving.bundle import load_bundle
 from edge_runtime.cli import main
 from edge_runtime.errors import ConfigError
-from edge_runtime.profile import load_reference
+from edge_runtime.monitoring.data_profile import load_reference
 
 SHORT = {"duration_s": 0.2, "min_queries": 200, "warmup_s": 0.05}
 

@@ -12,8 +12,8 @@ from converters import export
 from edge_runtime import Runtime, RuntimeConfig
 from edge_runtime.config import BudgetConfig, MonitoringConfig
 from edge_runtime.errors import ConfigError, OverloadError
-from edge_runtime.governor import BudgetGovernor, ServiceLevel
-from edge_runtime.store import MonitorStore
+from edge_runtime.budgets.policy import BudgetGovernor, ServiceLevel
+from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.testing import FakeClock, FakeMeter
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from edge_runtime import Runtime
-from edge_runtime.bundle import FORMAT_VERSION, check_files, load_bundle, read_manifest
+from edge_runtime.serving.bundle import FORMAT_VERSION, check_files, load_bundle, read_manifest
 from edge_runtime.errors import BundleError, BundleFormatError, BundleIntegrityError
 
 
@@ -115,7 +115,7 @@ def test_missing_directory_is_a_bundle_error(tmp_path: Path) -> None:
 
 
 def test_reference_sketches_are_loadable_and_checksummed(cancer_bundle: Path, copy_bundle) -> None:
-    from edge_runtime.profile import load_reference
+    from edge_runtime.monitoring.data_profile import load_reference
 
     profile = load_reference(load_bundle(cancer_bundle))
     assert profile is not None and profile.rows == 569

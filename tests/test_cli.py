@@ -280,7 +280,7 @@ def test_sigterm_while_predicting_loses_nothing(tmp_path: Path, cancer_bundle: P
     import subprocess
     import sys
 
-    from edge_runtime.store import MonitorStore
+    from edge_runtime.monitoring.store import MonitorStore
 
     X, _ = cancer_data
     db = tmp_path / "m.db"

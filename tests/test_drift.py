@@ -7,7 +7,7 @@ import pytest
 from scipy import stats
 
 from edge_runtime.config import DriftPolicy
-from edge_runtime.drift import (
+from edge_runtime.monitoring.drift import (
     GRID_ERROR,
     DriftStatus,
     assess_window,
@@ -18,9 +18,9 @@ from edge_runtime.drift import (
     psi,
 )
 from edge_runtime.errors import ConfigError
-from edge_runtime.profile import Profile
-from edge_runtime.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
-from edge_runtime.sketches import CategoricalSketch, NumericSketch
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
 
 INPUTS = InputSchema(
     features=(FeatureSpec(name="a"), FeatureSpec(name="b"), FeatureSpec(name="c"),

@@ -159,8 +159,8 @@ def test_batch_reports_every_kind_of_bad_row(cancer_rt: Runtime, good_row: dict[
 from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
-from edge_runtime.inputs import InputEncoder  # noqa: E402
-from edge_runtime.schema import FeatureSpec, InputSchema  # noqa: E402
+from edge_runtime.serving.inputs import InputEncoder  # noqa: E402
+from edge_runtime.serving.schema import FeatureSpec, InputSchema  # noqa: E402
 
 _SCHEMA = InputSchema(features=tuple(FeatureSpec(name=f"f{i}") for i in range(4)))
 _VALUES = st.one_of(st.floats(allow_nan=True, allow_infinity=True, width=32), st.integers(-1000, 1000))

@@ -10,7 +10,7 @@ import pytest
 
 from edge_runtime import Runtime, RuntimeConfig, SessionConfig
 from edge_runtime.errors import ConfigError, EdgeRuntimeError
-from edge_runtime.schema import Task
+from edge_runtime.serving.schema import Task
 
 
 def test_predict_numpy_row_matches_sklearn(cancer_bundle: Path, cancer_data: Any, cancer_model: Any) -> None:

@@ -16,7 +16,10 @@ from sqlite_utils import Database
 
 from edge_runtime import Runtime
 from edge_runtime.config import MonitoringConfig, RetentionPolicy, RuntimeConfig
-from edge_runtime.store import DecisionBlock, MonitorStore, StoreError, migrations
+from edge_runtime.errors import StoreError
+from edge_runtime.monitoring.decision_log import DecisionBlock
+from edge_runtime.monitoring.migrations import migrations
+from edge_runtime.monitoring.store import MonitorStore
 
 
 class FakeClock:

@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from edge_runtime.worker import DeferredWorker
+from edge_runtime.monitoring.worker import DeferredWorker
 
 
 def test_a_job_waits_for_its_kick_then_runs_on_the_worker_thread() -> None:

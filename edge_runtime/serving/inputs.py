@@ -10,8 +10,8 @@ Examples
 --------
 >>> import numpy as np
 >>> from edge_runtime.config import InputPolicy
->>> from edge_runtime.inputs import InputEncoder
->>> from edge_runtime.schema import FeatureSpec, InputSchema
+>>> from edge_runtime.serving.inputs import InputEncoder
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema
 >>> schema = InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="b")))
 >>> encoder = InputEncoder(schema, InputPolicy())
 >>> buf = np.zeros(2, dtype=np.float32)
@@ -47,7 +47,7 @@ from edge_runtime.errors import (
     UnknownFeatureError,
     UnseenCategoryError,
 )
-from edge_runtime.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema
+from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema
 
 __all__ = ["EncodedBatch", "InputEncoder"]
 

@@ -2,7 +2,7 @@
 
 Examples
 --------
->>> from edge_runtime.runner import onnxruntime_version
+>>> from edge_runtime.serving.session import onnxruntime_version
 >>> onnxruntime_version().count(".") >= 1
 True
 """

@@ -24,8 +24,8 @@ the Wilson-Hilferty approximation.
 Examples
 --------
 >>> import numpy as np
->>> from edge_runtime.drift import DriftPolicy, ks_distance
->>> from edge_runtime.sketches import NumericSketch
+>>> from edge_runtime.monitoring.drift import DriftPolicy, ks_distance
+>>> from edge_runtime.monitoring.sketches import NumericSketch
 >>> rng = np.random.default_rng(0)
 >>> ref = NumericSketch().update(rng.normal(size=20000))
 >>> same = NumericSketch().update(rng.normal(size=5000))
@@ -50,8 +50,8 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.config import DriftPolicy
-from edge_runtime.profile import Profile
-from edge_runtime.sketches import CategoricalSketch, NumericSketch
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
 
 __all__ = [
     "DriftPolicy",
@@ -227,7 +227,7 @@ def _aligned(reference: CategoricalSketch, live: CategoricalSketch) -> tuple[np.
 def js_distance(reference: CategoricalSketch, live: CategoricalSketch) -> float:
     """Jensen-Shannon distance (base 2, in [0, 1]) between two category distributions.
 
-    >>> from edge_runtime.sketches import CategoricalSketch
+    >>> from edge_runtime.monitoring.sketches import CategoricalSketch
     >>> a = CategoricalSketch().update(["x"] * 50 + ["y"] * 50)
     >>> b = CategoricalSketch().update(["x"] * 100)
     >>> round(js_distance(a, b), 3)

@@ -7,7 +7,7 @@ Only :mod:`converters.package` writes bundles; this module only reads them.
 Examples
 --------
 >>> import hashlib, json, pathlib, tempfile
->>> from edge_runtime.bundle import load_bundle, FORMAT_VERSION
+>>> from edge_runtime.serving.bundle import load_bundle, FORMAT_VERSION
 >>> d = pathlib.Path(tempfile.mkdtemp())
 >>> _ = (d / "model.onnx").write_bytes(b"not really onnx")
 >>> manifest = {
@@ -37,7 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from edge_runtime.errors import BundleError, BundleFormatError, BundleIntegrityError
-from edge_runtime.schema import InputSchema, OutputSchema
+from edge_runtime.serving.schema import InputSchema, OutputSchema
 
 __all__ = [
     "FORMAT_VERSION",

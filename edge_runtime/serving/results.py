@@ -3,7 +3,7 @@
 Examples
 --------
 >>> import numpy as np
->>> from edge_runtime.results import ModelInfo, Prediction
+>>> from edge_runtime.serving.results import ModelInfo, Prediction
 >>> info = ModelInfo(name="iris", version="1", classes=("setosa", "versicolor"))
 >>> p = Prediction("setosa", np.array([0.75, 0.25], dtype=np.float32), info, 4.2)
 >>> p.probabilities

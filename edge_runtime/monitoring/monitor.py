@@ -22,10 +22,10 @@ Examples
 --------
 >>> import tempfile, pathlib, numpy as np
 >>> from edge_runtime.config import DriftPolicy, MonitoringConfig, RetentionPolicy
->>> from edge_runtime.monitor import Monitor
->>> from edge_runtime.results import ModelInfo
->>> from edge_runtime.schema import FeatureSpec, InputSchema, OutputSchema, Task
->>> from edge_runtime.store import MonitorStore
+>>> from edge_runtime.monitoring.monitor import Monitor
+>>> from edge_runtime.serving.results import ModelInfo
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
+>>> from edge_runtime.monitoring.store import MonitorStore
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.db"
 >>> store = MonitorStore(path, RetentionPolicy())
 >>> inputs = InputSchema(features=(FeatureSpec(name="x", minimum=0.0, maximum=1.0),))
@@ -59,14 +59,15 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.config import DriftPolicy, MonitoringConfig
-from edge_runtime.drift import DriftStatus, WindowDrift, assess_window
+from edge_runtime.monitoring.drift import DriftStatus, WindowDrift, assess_window
 from edge_runtime.errors import SchemaError
-from edge_runtime.profile import Profile
-from edge_runtime.results import ModelInfo
-from edge_runtime.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
-from edge_runtime.sketches import NumericSketch
-from edge_runtime.store import DecisionBlock, MonitorStore
-from edge_runtime.worker import DeferredWorker
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.serving.results import ModelInfo
+from edge_runtime.serving.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.monitoring.sketches import NumericSketch
+from edge_runtime.monitoring.decision_log import DecisionBlock
+from edge_runtime.monitoring.store import MonitorStore
+from edge_runtime.monitoring.worker import DeferredWorker
 
 __all__ = ["BACKGROUND_ROWS", "Monitor", "drift_report", "monitoring_status", "window_stride"]
 

@@ -5,7 +5,7 @@ device, so every class here converts to and from plain JSON-ready dicts.
 
 Examples
 --------
->>> from edge_runtime.schema import FeatureSpec, InputSchema
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema
 >>> schema = InputSchema(features=(FeatureSpec(name="x", minimum=0.0, maximum=1.0),))
 >>> schema.names
 ('x',)

@@ -5,7 +5,7 @@ No pandas on the device: the standard library's csv and json modules do it.
 Examples
 --------
 >>> import io
->>> from edge_runtime.tabular import read_rows
+>>> from edge_runtime.io.rows import read_rows
 >>> rows = list(read_rows(io.StringIO("a,b\\n1,x\\n,y\\n"), "csv"))
 >>> rows
 [{'a': '1', 'b': 'x'}, {'a': None, 'b': 'y'}]

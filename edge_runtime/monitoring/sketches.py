@@ -17,7 +17,7 @@ and variance stay exact.
 Examples
 --------
 >>> import numpy as np
->>> from edge_runtime.sketches import NumericSketch
+>>> from edge_runtime.monitoring.sketches import NumericSketch
 >>> a = NumericSketch().update(np.arange(100, dtype=np.float32))
 >>> b = NumericSketch().update(np.array([np.nan, 1000.0], dtype=np.float32))
 >>> merged = NumericSketch.from_bytes(a.to_bytes()).merge(b)

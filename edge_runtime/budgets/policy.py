@@ -13,7 +13,7 @@ the meter are passed in, so tests drive it with fakes.
 Examples
 --------
 >>> from edge_runtime.config import BudgetConfig
->>> from edge_runtime.governor import BudgetGovernor, ServiceLevel
+>>> from edge_runtime.budgets.policy import BudgetGovernor, ServiceLevel
 >>> from edge_runtime.testing import FakeClock, FakeMeter
 >>> clock, meter = FakeClock(), FakeMeter()
 >>> governor = BudgetGovernor(BudgetConfig(latency_ms=1.0, check_every=4), meter, clock)
@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.config import BudgetConfig
-from edge_runtime.resources import ResourceMeter
+from edge_runtime.budgets.resources import ResourceMeter
 
 __all__ = ["BudgetGovernor", "BudgetState", "ServiceLevel"]
 

@@ -43,12 +43,12 @@ import numpy as np
 import edge_runtime
 from edge_runtime.config import RuntimeConfig, load_config
 from edge_runtime.errors import ConfigError, OverloadError
-from edge_runtime.profile import Profile, load_reference
-from edge_runtime.resources import ProcessMeter, machine_info
-from edge_runtime.runner import onnxruntime_version
+from edge_runtime.monitoring.data_profile import Profile, load_reference
+from edge_runtime.budgets.resources import ProcessMeter, machine_info
+from edge_runtime.serving.session import onnxruntime_version
 from edge_runtime.runtime import Runtime
-from edge_runtime.schema import FeatureKind, InputLayout, InputSchema
-from edge_runtime.sketches import CategoricalSketch, NumericSketch
+from edge_runtime.serving.schema import FeatureKind, InputLayout, InputSchema
+from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
 
 __all__ = ["SCENARIOS", "BenchSettings", "percentiles", "reference_rows", "run_benchmark"]
 
@@ -396,7 +396,7 @@ runtime = Runtime(sys.argv[1], config=sys.argv[2] or None)
 row = json.loads(sys.argv[3])
 runtime.predict(row)
 answer = time.perf_counter()
-from edge_runtime.resources import ProcessMeter
+from edge_runtime.budgets.resources import ProcessMeter
 print(json.dumps({"import_ms": (import_done - start) * 1e3, "load_and_answer_ms": (answer - import_done) * 1e3,
                   "rss_mb": ProcessMeter().rss_bytes() / 1e6}), flush=True)
 """

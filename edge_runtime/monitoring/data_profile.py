@@ -7,8 +7,8 @@ one and windows from many devices merge.
 Examples
 --------
 >>> import numpy as np
->>> from edge_runtime.profile import Profile
->>> from edge_runtime.schema import FeatureSpec, InputSchema, OutputSchema, Task
+>>> from edge_runtime.monitoring.data_profile import Profile
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
 >>> inputs = InputSchema(features=(FeatureSpec(name="x"),))
 >>> outputs = OutputSchema(task=Task.CLASSIFICATION, score_output="p", label_output="l", classes=(0, 1))
 >>> profile = Profile.for_schema(inputs, outputs)
@@ -29,10 +29,10 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import Bundle
+from edge_runtime.serving.bundle import Bundle
 from edge_runtime.errors import BundleFormatError
-from edge_runtime.schema import FeatureKind, InputSchema, OutputSchema, Task
-from edge_runtime.sketches import (
+from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
+from edge_runtime.monitoring.sketches import (
     DEFAULT_K,
     CategoricalSketch,
     NumericSketch,
@@ -103,7 +103,7 @@ class Profile:
         Examples
         --------
         >>> import numpy as np
-        >>> from edge_runtime.schema import FeatureSpec, InputSchema, OutputSchema, Task
+        >>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
         >>> inputs = InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="b")))
         >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
         >>> profile = Profile.for_schema(inputs, outputs, stride=4)

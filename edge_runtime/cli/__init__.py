@@ -19,11 +19,11 @@ from typing import Any, Callable, TypeVar
 import click
 
 from edge_runtime import __version__
-from edge_runtime.bundle import check_files, read_manifest
+from edge_runtime.serving.bundle import check_files, read_manifest
 from edge_runtime.bench import SCENARIOS, BenchSettings, run_benchmark
 from edge_runtime.errors import EdgeRuntimeError, OverloadError
 from edge_runtime.runtime import Runtime
-from edge_runtime.tabular import FORMATS, PredictionWriter, batched, read_rows
+from edge_runtime.io.rows import FORMATS, PredictionWriter, batched, read_rows
 
 __all__ = ["main"]
 
@@ -245,7 +245,7 @@ def _exit_cleanly_on_sigterm() -> None:
 
 def _open_store(db: Path) -> Any:
     # Imported on use: sqlite-utils (and pandas, when installed) slow every other command's start.
-    from edge_runtime.store import MonitorStore
+    from edge_runtime.monitoring.store import MonitorStore
 
     return MonitorStore(db, create=False)
 
@@ -264,7 +264,7 @@ def _fmt_us(latency: dict[str, float] | None) -> str:
 @_library_errors
 def status(db: Path, recent: int, as_json: bool) -> None:
     """Current window, recent windows, data quality, latency and drift status."""
-    from edge_runtime.monitor import monitoring_status
+    from edge_runtime.monitoring.monitor import monitoring_status
 
     store = _open_store(db)
     try:
@@ -309,7 +309,7 @@ def status(db: Path, recent: int, as_json: bool) -> None:
 @_library_errors
 def drift(db: Path, as_json: bool) -> None:
     """Per closed window: its rows and every feature's drift verdict."""
-    from edge_runtime.monitor import drift_report
+    from edge_runtime.monitoring.monitor import drift_report
 
     store = _open_store(db)
     try:

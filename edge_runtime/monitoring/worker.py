@@ -15,7 +15,7 @@ queue is full.
 
 Examples
 --------
->>> from edge_runtime.worker import DeferredWorker
+>>> from edge_runtime.monitoring.worker import DeferredWorker
 >>> worker = DeferredWorker("example", max_delay=0.01, depth=2)
 >>> done = []
 >>> worker.put(lambda: done.append(1))

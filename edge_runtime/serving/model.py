@@ -9,7 +9,7 @@ Examples
 >>> from sklearn.linear_model import Ridge
 >>> from converters import export
 >>> from edge_runtime.config import SessionConfig
->>> from edge_runtime.engine import ModelEngine
+>>> from edge_runtime.serving.model import ModelEngine
 >>> X = np.arange(40.0).reshape(20, 2); y = X.sum(axis=1)
 >>> path = export(Ridge().fit(X, y), X, y, name="r", version="1", out_dir=tempfile.mkdtemp() + "/r").path
 >>> engine = ModelEngine(path, SessionConfig())
@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.bundle import MODEL_FILE, Bundle, load_bundle
+from edge_runtime.serving.bundle import MODEL_FILE, Bundle, load_bundle
 from edge_runtime.config import SessionConfig
 from edge_runtime.errors import BundleFormatError
-from edge_runtime.results import ModelInfo
-from edge_runtime.runner import OnnxSession, SingleRowBinding
-from edge_runtime.schema import FeatureKind, InputLayout, Task
+from edge_runtime.serving.results import ModelInfo
+from edge_runtime.serving.session import OnnxSession, SingleRowBinding
+from edge_runtime.serving.schema import FeatureKind, InputLayout, Task
 
 __all__ = ["ModelEngine"]
 

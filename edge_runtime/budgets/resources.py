@@ -5,7 +5,7 @@ calls, never per prediction.
 
 Examples
 --------
->>> from edge_runtime.resources import ProcessMeter
+>>> from edge_runtime.budgets.resources import ProcessMeter
 >>> meter = ProcessMeter()
 >>> meter.cpu_seconds() >= 0.0, meter.rss_bytes() > 0
 (True, True)

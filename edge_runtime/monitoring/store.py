@@ -10,9 +10,10 @@ Examples
 --------
 >>> import tempfile, pathlib
 >>> from edge_runtime.config import RetentionPolicy
->>> from edge_runtime.store import MonitorStore
+>>> from edge_runtime.monitoring.store import MonitorStore
 >>> store = MonitorStore(pathlib.Path(tempfile.mkdtemp()) / "m.db", RetentionPolicy())
 >>> import numpy as np
+>>> from edge_runtime.monitoring.decision_log import DecisionBlock
 >>> model_id = store.register_model("m", "1", "00")
 >>> block = DecisionBlock(ids=np.array([1, 2]), ts=np.array([1.7e9, 1.7e9 + 1]), model_id=model_id,
 ...                       latency_us=np.array([5.5, 6.0]), codes=np.array([1, 0]), vocabulary=("no", "yes"),
@@ -30,34 +31,19 @@ import os
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-from sqlite_utils import Database, Migrations
+from sqlite_utils import Database
 
 from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import StoreError
+from edge_runtime.monitoring.decision_log import BLOCK_COLUMNS, DecisionBlock, expand_block
+from edge_runtime.monitoring.migrations import INSERT_BLOCK, migrations
 
-__all__ = ["DecisionBlock", "MonitorStore", "StoreError", "migrations"]  # StoreError re-exported for readers
+__all__ = ["MonitorStore"]
 
-# The decision log is columnar: one row per written block of decisions, each
-# field a little-endian array. A row per decision cost ~1.2 µs to insert here
-# (SQLite's own per-row cost), which is most of a 512-row batch of a small
-# model; a block row costs ~25 µs whatever its length. Readers expand blocks.
-_BLOCK_COLUMNS = ("first_id", "last_id", "rows", "ts_first", "ts_last", "model_id", "ids", "ts", "latency_us",
-                  "predictions", "vocabulary", "scores", "input_hashes")
-_INSERT_BLOCK = (f"INSERT OR REPLACE INTO decision_blocks ({', '.join(_BLOCK_COLUMNS)}) "
-                 f"VALUES ({', '.join('?' * len(_BLOCK_COLUMNS))})")
 _INSERT_FEATURES = "INSERT OR REPLACE INTO decision_features (request_id, features) VALUES (?, ?)"
-# The first schema's per-row log and its view, kept for migrations m001-m003.
-_M001_DECISION_LOG = """
-    SELECT d.request_id, d.ts, m.name AS model, m.version, d.latency_us, d.prediction, d.score,
-           printf('%016x', d.input_hash) AS input_hash, f.features
-    FROM decisions d JOIN models m ON m.id = d.model_id
-    LEFT JOIN decision_features f ON f.request_id = d.request_id
-"""
 _SNAPSHOT_COLUMNS = ("id", "seq", "opened_at", "updated_at", "rows", "rejected", "quality", "latency", "budget")
 _REPLACE_SNAPSHOT = (f"INSERT OR REPLACE INTO current_window ({', '.join(_SNAPSHOT_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})")
@@ -69,154 +55,6 @@ _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blob
 _BLOCK_OVERHEAD = 200  # bytes a block row takes besides its arrays
 _DECISION_BYTES = 32  # bytes per decision in a block: ts 8, latency 4, prediction 4, score 4, hash 8, slack
 
-
-@dataclass(frozen=True, slots=True)
-class DecisionBlock:
-    """Decisions written together, one array per field (``n`` rows each).
-
-    Attributes
-    ----------
-    ids : numpy.ndarray
-        Request ids, ascending.
-    ts : numpy.ndarray
-        Unix times.
-    model_id : int
-        Id in the ``models`` table of the model that answered all of them.
-    latency_us : numpy.ndarray
-    codes : numpy.ndarray
-        Index of each prediction in ``vocabulary`` (classifiers).
-    vocabulary : tuple of str or None
-        The labels the codes index; None for regressors, whose prediction is the score.
-    scores : numpy.ndarray
-        Probability of the predicted class, or the predicted value.
-    hashes : numpy.ndarray
-        64-bit input hashes (signed).
-    """
-
-    ids: np.ndarray
-    ts: np.ndarray
-    model_id: int
-    latency_us: np.ndarray
-    codes: np.ndarray | None
-    vocabulary: tuple[str, ...] | None
-    scores: np.ndarray
-    hashes: np.ndarray
-
-    def __len__(self) -> int:
-        return int(self.ids.size)
-
-    def record(self) -> tuple[Any, ...]:
-        """The block as a ``decision_blocks`` row, in insert order."""
-        ids = np.asarray(self.ids, dtype="<i8")
-        first, last = int(ids[0]), int(ids[-1])
-        contiguous = last - first + 1 == ids.size  # ids are ascending and unique
-        return (first, last, int(ids.size), float(self.ts[0]), float(self.ts[-1]), self.model_id,
-                None if contiguous else ids.tobytes(), np.asarray(self.ts, dtype="<f8").tobytes(),
-                np.asarray(self.latency_us, dtype="<f4").tobytes(),
-                None if self.codes is None else np.asarray(self.codes, dtype="<i4").tobytes(),
-                None if self.vocabulary is None else json.dumps(list(self.vocabulary)),
-                np.asarray(self.scores, dtype="<f4").tobytes(), np.asarray(self.hashes, dtype="<i8").tobytes())
-
-
-def _expand(row: sqlite3.Row | tuple[Any, ...], models: dict[int, tuple[str, str]]) -> Iterator[dict[str, Any]]:
-    """The decisions of one ``decision_blocks`` row (selected as :data:`_BLOCK_COLUMNS`), oldest first."""
-    (first, last, n, _, _, model_id, ids, ts, latency, predictions, vocabulary, scores, hashes) = row
-    id_list = (np.frombuffer(ids, dtype="<i8").tolist() if ids is not None else list(range(first, last + 1)))
-    score_list = np.frombuffer(scores, dtype="<f4").astype(np.float64).tolist()
-    if predictions is not None:
-        words = json.loads(vocabulary)
-        labels = [words[c] for c in np.frombuffer(predictions, dtype="<i4").tolist()]
-    else:
-        labels = [str(v) for v in score_list]
-    name, version = models.get(model_id, ("?", "?"))
-    for request_id, t, lat, label, score, digest in zip(
-            id_list, np.frombuffer(ts, dtype="<f8").tolist(),
-            np.frombuffer(latency, dtype="<f4").astype(np.float64).tolist(), labels, score_list,
-            np.frombuffer(hashes, dtype="<i8").tolist()):
-        yield {"request_id": request_id, "ts": t, "model": name, "version": version, "latency_us": lat,
-               "prediction": label, "score": score, "input_hash": f"{digest & 0xFFFFFFFFFFFFFFFF:016x}"}
-
-
-migrations = Migrations("edge_runtime")
-
-
-@migrations()
-def m001_initial(db: Database) -> None:
-    db.table("models").create({"id": int, "name": str, "version": str, "sha256": str}, pk="id")
-    db.table("models").create_index(["name", "version", "sha256"], unique=True)
-    db.table("decisions").create({
-        "request_id": int, "ts": float, "model_id": int, "latency_us": float, "prediction": str,
-        "score": float, "input_hash": int,
-    }, pk="request_id")
-    # Raw feature values, only when enabled (privacy): a table of their own, easy to purge.
-    db.table("decision_features").create({"request_id": int, "features": str}, pk="request_id")
-    db.create_view("decision_log", _M001_DECISION_LOG)
-    db.table("windows").create({
-        "seq": int, "model": str, "version": str, "model_sha256": str, "opened_at": float,
-        "closed_at": float, "rows": int, "rejected": int, "quality": str, "latency": str,
-        "summary": str, "profile": bytes,
-    }, pk="seq")
-    db.table("drift").create({
-        "window_seq": int, "name": str, "kind": str, "status": str, "metric": str, "value": float,
-        "threshold": float, "warn_threshold": float, "details": str,
-    }, pk=("window_seq", "name"))
-    db.table("events").create({
-        "id": int, "ts": float, "window_seq": int, "kind": str, "name": str, "status": str, "message": str,
-    }, pk="id")
-    # One row: the window still open in the serving process, so another process can show it.
-    db.table("current_window").create({
-        "id": int, "seq": int, "opened_at": float, "updated_at": float, "rows": int, "rejected": int,
-        "quality": str, "latency": str,
-    }, pk="id")
-
-
-@migrations()
-def m002_partial_windows(db: Database) -> None:
-    # A window closed early (at shutdown) is marked, so readers can weigh it.
-    db.table("windows").add_column("partial", int, not_null_default=0)
-
-
-@migrations()
-def m003_budget_state(db: Database) -> None:
-    # Budget measurements (latency percentile, CPU share, RSS, violations) per window.
-    db.table("windows").add_column("budget", str)
-    db.table("current_window").add_column("budget", str)
-
-
-@migrations()
-def m004_decision_blocks(db: Database) -> None:
-    # The decision log becomes columnar (one row per block of decisions); the
-    # rows of the old table move over, 1,024 to a block, then it goes.
-    db.table("decision_blocks").create({
-        "first_id": int, "last_id": int, "rows": int, "ts_first": float, "ts_last": float, "model_id": int,
-        "ids": bytes, "ts": bytes, "latency_us": bytes, "predictions": bytes, "vocabulary": str,
-        "scores": bytes, "input_hashes": bytes,
-    }, pk="first_id")
-    db.table("decision_blocks").create_index(["last_id"], unique=True)
-    chunk: list[tuple[Any, ...]] = []
-    # Streamed: a device may hold a million old rows.
-    for row in db.execute(f"SELECT {', '.join(_OLD_DECISION_COLUMNS)} FROM decisions ORDER BY request_id"):
-        if chunk and (len(chunk) == 1024 or row[2] != chunk[0][2]):  # one model per block
-            db.execute(_INSERT_BLOCK, _old_rows_block(chunk).record())
-            chunk = []
-        chunk.append(tuple(row))
-    if chunk:
-        db.execute(_INSERT_BLOCK, _old_rows_block(chunk).record())
-    db.execute("DROP VIEW IF EXISTS decision_log")
-    db.table("decisions").drop()
-
-
-_OLD_DECISION_COLUMNS = ("request_id", "ts", "model_id", "latency_us", "prediction", "score", "input_hash")
-
-
-def _old_rows_block(chunk: Sequence[tuple[Any, ...]]) -> DecisionBlock:
-    """Rows of the first schema's per-row table, in :data:`_OLD_DECISION_COLUMNS` order, as one block."""
-    words = sorted({str(r[4]) for r in chunk})
-    code = {w: i for i, w in enumerate(words)}
-    return DecisionBlock(ids=np.array([r[0] for r in chunk]), ts=np.array([r[1] for r in chunk]),
-                         model_id=chunk[0][2], latency_us=np.array([r[3] for r in chunk]),
-                         codes=np.array([code[str(r[4])] for r in chunk]), vocabulary=tuple(words),
-                         scores=np.array([r[5] for r in chunk]), hashes=np.array([r[6] for r in chunk]))
 
 
 class MonitorStore:
@@ -281,7 +119,7 @@ class MonitorStore:
         self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096)
         with self.db.atomic():
             if block is not None and n:
-                self.db.conn.execute(_INSERT_BLOCK, block.record())
+                self.db.conn.execute(INSERT_BLOCK, block.record())
             if features:
                 self.db.conn.executemany(_INSERT_FEATURES, features)
             if snapshot is not None:
@@ -350,22 +188,22 @@ class MonitorStore:
             return []
         models = self._models()
         blocks, count = [], 0
-        for row in self.db.execute(f"SELECT {', '.join(_BLOCK_COLUMNS)} FROM decision_blocks "
+        for row in self.db.execute(f"SELECT {', '.join(BLOCK_COLUMNS)} FROM decision_blocks "
                                    "ORDER BY first_id DESC"):
             blocks.append(row)
             count += row[2]
             if count >= n:
                 break
-        decisions = [d for row in reversed(blocks) for d in _expand(row, models)][-n:]
+        decisions = [d for row in reversed(blocks) for d in expand_block(row, models)][-n:]
         return self._with_features(decisions)
 
     def decisions(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Every decision with a request id above ``after``, oldest first, block by block."""
         models = self._models()
-        cursor = self.db.execute(f"SELECT {', '.join(_BLOCK_COLUMNS)} FROM decision_blocks WHERE last_id > ? "
+        cursor = self.db.execute(f"SELECT {', '.join(BLOCK_COLUMNS)} FROM decision_blocks WHERE last_id > ? "
                                  "ORDER BY first_id", [after])
         for row in cursor:
-            yield from self._with_features([d for d in _expand(row, models) if d["request_id"] > after])
+            yield from self._with_features([d for d in expand_block(row, models) if d["request_id"] > after])
 
     def _models(self) -> dict[int, tuple[str, str]]:
         return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT id, name, version FROM models")}

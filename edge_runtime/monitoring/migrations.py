@@ -1,0 +1,111 @@
+"""The monitoring database's schema, as numbered migrations (sqlite-utils ``Migrations``).
+
+The database carries the migrations applied to it (table ``_sqlite_migrations``);
+opening an older file applies the rest in place. A migration is never edited once
+released: a change of schema is a new one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from sqlite_utils import Database, Migrations
+
+from edge_runtime.monitoring.decision_log import BLOCK_COLUMNS, DecisionBlock
+
+__all__ = ["INSERT_BLOCK", "migrations"]
+
+INSERT_BLOCK = (f"INSERT OR REPLACE INTO decision_blocks ({', '.join(BLOCK_COLUMNS)}) "
+                f"VALUES ({', '.join('?' * len(BLOCK_COLUMNS))})")
+# The first schema's per-row log and its view, kept for migrations m001-m003.
+_M001_DECISION_LOG = """
+    SELECT d.request_id, d.ts, m.name AS model, m.version, d.latency_us, d.prediction, d.score,
+           printf('%016x', d.input_hash) AS input_hash, f.features
+    FROM decisions d JOIN models m ON m.id = d.model_id
+    LEFT JOIN decision_features f ON f.request_id = d.request_id
+"""
+
+migrations = Migrations("edge_runtime")
+
+
+@migrations()
+def m001_initial(db: Database) -> None:
+    db.table("models").create({"id": int, "name": str, "version": str, "sha256": str}, pk="id")
+    db.table("models").create_index(["name", "version", "sha256"], unique=True)
+    db.table("decisions").create({
+        "request_id": int, "ts": float, "model_id": int, "latency_us": float, "prediction": str,
+        "score": float, "input_hash": int,
+    }, pk="request_id")
+    # Raw feature values, only when enabled (privacy): a table of their own, easy to purge.
+    db.table("decision_features").create({"request_id": int, "features": str}, pk="request_id")
+    db.create_view("decision_log", _M001_DECISION_LOG)
+    db.table("windows").create({
+        "seq": int, "model": str, "version": str, "model_sha256": str, "opened_at": float,
+        "closed_at": float, "rows": int, "rejected": int, "quality": str, "latency": str,
+        "summary": str, "profile": bytes,
+    }, pk="seq")
+    db.table("drift").create({
+        "window_seq": int, "name": str, "kind": str, "status": str, "metric": str, "value": float,
+        "threshold": float, "warn_threshold": float, "details": str,
+    }, pk=("window_seq", "name"))
+    db.table("events").create({
+        "id": int, "ts": float, "window_seq": int, "kind": str, "name": str, "status": str, "message": str,
+    }, pk="id")
+    # One row: the window still open in the serving process, so another process can show it.
+    db.table("current_window").create({
+        "id": int, "seq": int, "opened_at": float, "updated_at": float, "rows": int, "rejected": int,
+        "quality": str, "latency": str,
+    }, pk="id")
+
+
+@migrations()
+def m002_partial_windows(db: Database) -> None:
+    # A window closed early (at shutdown) is marked, so readers can weigh it.
+    db.table("windows").add_column("partial", int, not_null_default=0)
+
+
+@migrations()
+def m003_budget_state(db: Database) -> None:
+    # Budget measurements (latency percentile, CPU share, RSS, violations) per window.
+    db.table("windows").add_column("budget", str)
+    db.table("current_window").add_column("budget", str)
+
+
+@migrations()
+def m004_decision_blocks(db: Database) -> None:
+    # The decision log becomes columnar (one row per block of decisions); the
+    # rows of the old table move over, 1,024 to a block, then it goes.
+    db.table("decision_blocks").create({
+        "first_id": int, "last_id": int, "rows": int, "ts_first": float, "ts_last": float, "model_id": int,
+        "ids": bytes, "ts": bytes, "latency_us": bytes, "predictions": bytes, "vocabulary": str,
+        "scores": bytes, "input_hashes": bytes,
+    }, pk="first_id")
+    db.table("decision_blocks").create_index(["last_id"], unique=True)
+    chunk: list[tuple[Any, ...]] = []
+    # Streamed: a device may hold a million old rows.
+    for row in db.execute(f"SELECT {', '.join(_OLD_DECISION_COLUMNS)} FROM decisions ORDER BY request_id"):
+        if chunk and (len(chunk) == 1024 or row[2] != chunk[0][2]):  # one model per block
+            db.execute(INSERT_BLOCK, _old_rows_block(chunk).record())
+            chunk = []
+        chunk.append(tuple(row))
+    if chunk:
+        db.execute(INSERT_BLOCK, _old_rows_block(chunk).record())
+    db.execute("DROP VIEW IF EXISTS decision_log")
+    db.table("decisions").drop()
+
+
+
+_OLD_DECISION_COLUMNS = ("request_id", "ts", "model_id", "latency_us", "prediction", "score", "input_hash")
+
+
+def _old_rows_block(chunk: Sequence[tuple[Any, ...]]) -> DecisionBlock:
+    """Rows of the first schema's per-row table, in :data:`_OLD_DECISION_COLUMNS` order, as one block."""
+    words = sorted({str(r[4]) for r in chunk})
+    code = {w: i for i, w in enumerate(words)}
+    return DecisionBlock(ids=np.array([r[0] for r in chunk]), ts=np.array([r[1] for r in chunk]),
+                         model_id=chunk[0][2], latency_us=np.array([r[3] for r in chunk]),
+                         codes=np.array([code[str(r[4])] for r in chunk]), vocabulary=tuple(words),
+                         scores=np.array([r[5] for r in chunk]), hashes=np.array([r[6] for r in chunk]))
+
