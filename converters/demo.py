@@ -23,9 +23,7 @@ from typing import Any
 import numpy as np
 
 from converters.export import export
-from edge_runtime.monitoring.monitor import drift_report
-from edge_runtime.runtime import Runtime
-from edge_runtime.monitoring.store import MonitorStore
+from edge_runtime import MonitoringDatabase, Runtime
 
 __all__ = ["DemoReport", "run_demo"]
 
@@ -94,15 +92,16 @@ def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
             for row in frame.to_dict(orient="records"):
                 runtime.predict(row)
     windows = []
-    for window, stream in zip(drift_report(MonitorStore(database, create=False))["windows"],
-                              ("held-back rows", "same rows, shifted")):
-        statuses = {name: entry["status"] for name, entry in window["features"].items()}
+    with MonitoringDatabase(database) as monitoring:
+        report = monitoring.drift()
+    for window, stream in zip(report.windows, ("held-back rows", "same rows, shifted")):
+        statuses = {name: verdict.status.value for name, verdict in window.features.items()}
         windows.append({
-            "index": window["index"], "rows": window["rows"], "stream": stream,
-            "drift": {n: window["features"][n] for n, st in statuses.items() if st == "drift"},
+            "index": window.index, "rows": window.rows, "stream": stream,
+            "drift": {n: window.features[n].to_dict() for n, st in statuses.items() if st == "drift"},
             "warn": [n for n, st in statuses.items() if st == "warn"],
             "ok": sum(1 for st in statuses.values() if st == "ok"),
-            "prediction": window["prediction"]["status"] if window["prediction"] else None,
+            "prediction": window.prediction.status.value if window.prediction else None,
         })
 
     latencies = np.array([p.latency_us for p in predictions])

@@ -31,7 +31,7 @@ from converters.sklearn import convert, selects_columns
 from edge_runtime.serving.bundle import MODEL_FILE, read_manifest
 from edge_runtime.errors import ExportError, ParityError
 from edge_runtime.monitoring.data_profile import PROFILE_FILE
-from edge_runtime.serving.session import quantize_int8
+from converters.quantize import quantize_int8
 from edge_runtime.runtime import Runtime
 from edge_runtime.monitoring.sketches import DEFAULT_K
 

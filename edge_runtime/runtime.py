@@ -27,23 +27,21 @@ import dataclasses
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
-from edge_runtime.serving.bundle import Bundle, Manifest
-from edge_runtime.config import RuntimeConfig, load_config
-from edge_runtime.serving.model import ModelEngine
-from edge_runtime.errors import ConfigError, EdgeRuntimeError, OverloadError, SchemaError
 from edge_runtime.budgets.policy import BudgetGovernor, BudgetState, ServiceLevel
-from edge_runtime.serving.inputs import EncodedBatch, InputEncoder
 from edge_runtime.budgets.resources import ProcessMeter, ResourceMeter
+from edge_runtime.config import RuntimeConfig, load_config
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, OverloadError, SchemaError
+from edge_runtime.monitoring.interface import NullMonitor, ServingMonitor
+from edge_runtime.serving.bundle import Bundle, Manifest
+from edge_runtime.serving.inputs import EncodedBatch, InputEncoder
+from edge_runtime.serving.model import ModelEngine
 from edge_runtime.serving.results import BatchResult, ModelInfo, Prediction
-from edge_runtime.serving.session import OnnxSession
 from edge_runtime.serving.schema import InputLayout, Task
-
-if TYPE_CHECKING:
-    from edge_runtime.monitoring.monitor import Monitor
+from edge_runtime.serving.session import OnnxSession
 
 __all__ = ["Runtime"]
 
@@ -118,16 +116,14 @@ class Runtime:
         self._closed = False
         self._clock = clock
         self.budget_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=_EVENTS_KEPT)
-        self.monitor: Monitor | None = None
-        if config.monitoring.db is not None:
-            self.monitor = self._start_monitor(clock)
+        # A NullMonitor when monitoring is off: the serving path calls its monitor unconditionally.
+        self.monitor: ServingMonitor = self._start_monitor(clock) if config.monitoring.db is not None else NullMonitor()
         self.governor: BudgetGovernor | None = None
         if config.budgets.enabled:
             self.governor = BudgetGovernor(config.budgets, meter or ProcessMeter(), clock,
                                            has_fallback=self._fallback is not None,
                                            on_change=self._on_level_change)
-            if self.monitor is not None:
-                self.monitor.budget_state = self.governor.state
+            self.monitor.budget_state = self.governor.state
 
     # ------------------------------------------------------------ properties
     @property
@@ -214,8 +210,7 @@ class Runtime:
         try:
             self._encoder.fill_tensor_row(row, engine.row_buffer)
         except SchemaError as exc:
-            if self.monitor is not None:
-                self.monitor.observe_rejected(exc)
+            self.monitor.observe_rejected(exc)
             raise
         binding.run()
         if self._classifier:
@@ -232,9 +227,7 @@ class Runtime:
             scores = None
             observed = label
         latency = (time.perf_counter_ns() - start) / 1e3
-        request_id = None
-        if self.monitor is not None:
-            request_id = self.monitor.observe(engine.row_buffer, observed, label, latency)
+        request_id = self.monitor.observe(engine.row_buffer, observed, label, latency)
         if governor is not None:
             # After the monitor: a level change here may switch the logged model, and
             # this answer belongs to the model that gave it.
@@ -268,29 +261,24 @@ class Runtime:
         start = time.perf_counter_ns()
         governor = self.governor
         if governor is not None and governor.level is ServiceLevel.SHED_LOAD and not governor.admit():
-            if self.monitor is not None:
-                self.monitor.observe_refused()
+            self.monitor.observe_refused()
             raise OverloadError(self._shed_cause())
         try:
             encoded = self._encoder.encode_batch(rows)
         except SchemaError as exc:
-            if self.monitor is not None:
-                self.monitor.observe_rejected(exc)
+            self.monitor.observe_rejected(exc)
             raise
-        if self.monitor is not None:
-            for error in encoded.errors:
-                self.monitor.observe_rejected(error)
+        for error in encoded.errors:
+            self.monitor.observe_rejected(error)
         if encoded.errors and on_error == "raise":
             raise encoded.errors[0]
         engine = self._engine
-        if self.monitor is not None:
-            self.monitor.overlap()  # the previous batch's monitoring runs beside this model call
+        self.monitor.overlap()  # the previous batch's monitoring runs beside this model call
         labels, scores = engine.run(encoded.feeds) if encoded.rows.size else engine.empty()
         latency = (time.perf_counter_ns() - start) / 1e3
         request_ids = None
-        if self.monitor is not None and encoded.rows.size:
-            served = self._served_rows(encoded.feeds)
-            request_ids = self.monitor.observe_batch(served, scores if scores is not None else labels,
+        if encoded.rows.size:
+            request_ids = self.monitor.observe_batch(encoded.feeds, scores if scores is not None else labels,
                                                      labels, latency)
         if governor is not None:
             governor.record(latency)
@@ -300,8 +288,7 @@ class Runtime:
     # ------------------------------------------------------------ lifecycle
     def flush(self) -> None:
         """Write buffered monitoring rows and decisions to the database now."""
-        if self.monitor is not None:
-            self.monitor.flush()
+        self.monitor.flush()
 
     def close(self) -> None:
         """Flush monitoring, close its open window and database, release the session.
@@ -314,8 +301,7 @@ class Runtime:
         self._primary.binding = None
         if self._fallback is not None:
             self._fallback.binding = None
-        if self.monitor is not None:
-            self.monitor.close()
+        self.monitor.close()
 
     def __enter__(self) -> Runtime:
         return self
@@ -336,27 +322,22 @@ class Runtime:
         try:
             feeds = self._encoder.columns_row_feeds(row)
         except SchemaError as exc:
-            if self.monitor is not None:
-                self.monitor.observe_rejected(exc)
+            self.monitor.observe_rejected(exc)
             raise
         engine = self._engine
         labels, scores = engine.run(feeds)
         label = labels[0].item() if isinstance(labels[0], np.generic) else labels[0]
         row_scores = scores[0] if scores is not None else None
         latency = (time.perf_counter_ns() - start) / 1e3
-        request_id = None
-        if self.monitor is not None:
-            values = [feeds[name][0, 0] for name in self._input.names]
-            request_id = self.monitor.observe(values, row_scores if row_scores is not None else label, label,
-                                              latency)
+        served = feeds if self._input.layout is InputLayout.COLUMNS else feeds[self._input.tensor_name][0]
+        request_id = self.monitor.observe(served, row_scores if row_scores is not None else label, label, latency)
         if self.governor is not None:
             self.governor.record(latency)
         return Prediction(label, row_scores, engine.info, latency, request_id)
 
     def _shed(self, start: int) -> Prediction:
         self._ensure_open()
-        if self.monitor is not None:
-            self.monitor.observe_refused()
+        self.monitor.observe_refused()
         if self.config.budgets.shed_mode == "defer":
             return Prediction(None, None, self._engine.info, (time.perf_counter_ns() - start) / 1e3,
                               deferred=True)
@@ -365,11 +346,6 @@ class Runtime:
     def _shed_cause(self) -> str:
         events = [e for e in self.budget_events if e["status"] == ServiceLevel.SHED_LOAD.name.lower()]
         return events[-1]["message"] if events else "load shedding"
-
-    def _served_rows(self, feeds: dict[str, np.ndarray]) -> Any:
-        if self._input.layout is InputLayout.TENSOR:
-            return feeds[self._input.tensor_name]
-        return list(zip(*(feeds[name][:, 0] for name in self._input.names)))
 
     def _check_fallback(self, fallback: ModelEngine) -> None:
         if fallback.inputs.names != self._primary.inputs.names or fallback.inputs.layout != self._primary.inputs.layout:
@@ -380,25 +356,22 @@ class Runtime:
     def _on_level_change(self, old: ServiceLevel, new: ServiceLevel, cause: str) -> None:
         """Apply a new service level: sampling, model, and record the event."""
         budgets = self.config.budgets
-        if self.monitor is not None:
-            self.monitor.set_sampling(budgets.shed_log_rate if new >= ServiceLevel.SHED_OPTIONAL else 1.0)
+        self.monitor.set_sampling(budgets.shed_log_rate if new >= ServiceLevel.SHED_OPTIONAL else 1.0)
         engine = self._fallback if (new >= ServiceLevel.FALLBACK and self._fallback is not None) else self._primary
         if engine is not self._engine:
             self._engine = engine
-            if self.monitor is not None:
-                self.monitor.set_model(engine.info, engine.sha256)
+            self.monitor.set_model(engine.info, engine.sha256)
         name, status = f"{old.name.lower()}->{new.name.lower()}", new.name.lower()
         self.budget_events.append({"ts": self._clock(), "kind": "budget", "name": name, "status": status,
                                    "message": cause})
-        if self.monitor is not None:
-            self.monitor.add_event("budget", name, status, cause)
+        self.monitor.add_event("budget", name, status, cause)
 
-    def _start_monitor(self, clock: Callable[[], float]) -> Monitor:
+    def _start_monitor(self, clock: Callable[[], float]) -> ServingMonitor:
         # Imported here: sqlite-utils and the sketches cost ~60 ms of start-up
         # (more where pandas is installed, which sqlite-utils imports when present),
         # paid only by runtimes that monitor.
-        from edge_runtime.monitoring.monitor import Monitor
         from edge_runtime.monitoring.data_profile import load_reference
+        from edge_runtime.monitoring.monitor import Monitor
         from edge_runtime.monitoring.store import MonitorStore
 
         monitoring = self.config.monitoring

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,8 @@ from converters import export
 from edge_runtime import InputPolicy, Runtime, RuntimeConfig
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.errors import NonFiniteValueError, StoreError
-from edge_runtime.monitoring.monitor import drift_report, window_stride
+from edge_runtime.monitoring.monitor import window_stride
+from edge_runtime.monitoring.reports import MonitoringDatabase
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.store import MonitorStore
@@ -175,17 +177,17 @@ def test_stationary_stream_through_the_runtime_raises_no_alarm_and_a_shift_does(
     with Runtime(bundle, db=tmp_path / "m.db", window_rows=2000) as rt:
         result = rt.predict_batch(stream)
         assert len(result) == 12_000 and result.request_ids[-1] == 12_000
-    report = drift_report(MonitorStore(tmp_path / "m.db", create=False))
-    windows = report["windows"]
-    assert [w["rows"] for w in windows] == [2000] * 6
+    with MonitoringDatabase(tmp_path / "m.db") as db:
+        windows = db.drift().windows
+    assert [w.rows for w in windows] == [2000] * 6
     for w in windows[:4]:  # stationary: held-out rows from the training distribution
-        assert [n for n, f in w["features"].items() if f["status"] != "ok"] == [], w["features"]
-        assert w["prediction"]["status"] == "ok"
+        assert [n for n, f in w.features.items() if f.status.value != "ok"] == [], w.features
+        assert w.prediction is not None and w.prediction.status.value == "ok"
     for w in windows[4:]:  # shifted: income scaled, plan rebalanced
-        assert sorted(n for n, f in w["features"].items() if f["drift"]) == ["income", "plan"]
-        income = w["features"]["income"]
-        assert income["metric"] in ("ks", "psi") and income["value"] > income["threshold"]
-        assert "ks" in income["metrics"] and w["features"]["plan"]["metric"] == "js"
+        assert sorted(n for n, f in w.features.items() if f.drift) == ["income", "plan"]
+        income = w.features["income"]
+        assert income.metric in ("ks", "psi") and income.value > income.threshold
+        assert "ks" in income.metrics and w.features["plan"].metric == "js"
 
 
 def test_bundle_without_reference_keeps_windows_unassessed(tmp_path: Path, cancer_bundle: Path,
@@ -211,9 +213,10 @@ def test_regression_and_dataframe_batches(tmp_path: Path, regression_bundle: Pat
         rt.predict_batch(pd.DataFrame(X, columns=[f"x{i}" for i in range(10)]))
         single = rt.predict(X[0])
     assert single.request_id == len(X) + 1
-    report = drift_report(MonitorStore(tmp_path / "m.db", create=False))
-    assert report["windows"][0]["prediction"]["metric"] in ("ks", "psi")
-    assert all(f["status"] == "ok" for f in report["windows"][0]["features"].values())
+    with MonitoringDatabase(tmp_path / "m.db") as db:
+        first = db.drift().windows[0]
+    assert first.prediction is not None and first.prediction.metric in ("ks", "psi")
+    assert all(f.status.value == "ok" for f in first.features.values())
 
 
 def test_sampled_rows_keep_their_own_request_ids(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
@@ -270,11 +273,12 @@ def test_thinned_windows_keep_exact_counts_and_catch_a_shift(tmp_path: Path, can
     assert radius.mean == pytest.approx(float(stream[:20_000, 0].mean()), rel=1e-6)
     out_of_range = {n: q["out_of_range"] for n, q in first["quality"]["features"].items() if q["out_of_range"]}
     assert out_of_range == {"mean texture": 1}  # training rows at the training extremes are in range
-    report = drift_report(store)["windows"]
-    assert [n for n, f in report[0]["features"].items() if f["status"] != "ok"] == []
-    assert "mean radius" in [n for n, f in report[1]["features"].items() if f["drift"]]
-    assert report[0]["features"]["mean radius"]["metrics"]["ks"]["sketch_error"] > radius.rank_error
     store.close()
+    with MonitoringDatabase(tmp_path / "m.db") as db:
+        report = db.drift().windows
+    assert [n for n, f in report[0].features.items() if f.status.value != "ok"] == []
+    assert "mean radius" in [n for n, f in report[1].features.items() if f.drift]
+    assert report[0].features["mean radius"].metrics["ks"]["sketch_error"] > radius.rank_error
 
 
 def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
@@ -288,8 +292,7 @@ def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundl
         clock.now += 1.5  # every call is past the flush deadline
         rt.predict(rows[i])
         assert rt.monitor.store.decision_count() == i + 1  # logged at once
-    profile = rt.monitor._window.profile
-    assert profile.rows == 64  # one full buffer sketched; 36 rows wait in it
+    assert rt.monitor.sketched_rows == 64 and rt.monitor.buffered_rows == 36  # one full buffer sketched
     assert rt.monitor.store.current_window()["rows"] == 100
     rt.close()
     store = MonitorStore(tmp_path / "m.db")
@@ -328,10 +331,10 @@ def test_background_batches_match_inline_ones(tmp_path: Path, cancer_bundle: Pat
     assert summaries[0] == summaries[1]
 
 
-def _served_batch(cancer_data: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """300 served rows as the runtime hands them to the monitor: rows, scores, labels."""
+def _served_batch(monitor: Any, cancer_data: Any) -> tuple[dict[str, np.ndarray], np.ndarray, np.ndarray]:
+    """300 served rows as the runtime hands them to the monitor: feeds, scores, labels."""
     rows = cancer_data[0].to_numpy().astype(np.float32)[:300]
-    return rows, np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1)), np.ones(300, dtype=np.int64)
+    return {monitor.inputs.tensor_name: rows}, np.tile(np.array([[0.2, 0.8]], dtype=np.float32), (300, 1)), np.ones(300, dtype=np.int64)
 
 
 def _break_store(monitor: Any) -> None:
@@ -345,8 +348,8 @@ def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, can
                                                              cancer_data: Any) -> None:
     monitor = _cancer_monitor(tmp_path, cancer_bundle)
     _break_store(monitor)
-    monitor.observe_batch(*_served_batch(cancer_data), latency_us=1e9)
-    assert monitor._worker.busy  # on the worker: this call returned at once
+    monitor.observe_batch(*_served_batch(monitor, cancer_data), latency_us=1e9)
+    assert monitor.pending_batches == 1  # on the worker: this call returned at once
     with pytest.raises(StoreError, match="disk full"):
         monitor.flush()  # or any later call that waits for the worker
     del monitor.store.append_decisions
@@ -358,22 +361,23 @@ def test_close_releases_the_worker_and_database_even_when_writing_fails(tmp_path
                                                                          cancer_data: Any) -> None:
     monitor = _cancer_monitor(tmp_path, cancer_bundle)
     _break_store(monitor)
-    monitor.observe_batch(*_served_batch(cancer_data), latency_us=1e9)
+    monitor.observe_batch(*_served_batch(monitor, cancer_data), latency_us=1e9)
     with pytest.raises(StoreError, match="disk full"):
         monitor.close()
-    assert not monitor._worker._thread.is_alive() and monitor.store._closed
+    assert monitor.store.closed
+    assert not [t for t in threading.enumerate() if t.name == "edge-runtime-monitor"]
 
 
 def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
     """The worker only pays when its block takes less time than the model call it overlaps."""
     monitor = _cancer_monitor(tmp_path, cancer_bundle, window_rows=100_000)
-    rows, scores, labels = _served_batch(cancer_data)
+    rows, scores, labels = _served_batch(monitor, cancer_data)
     for _ in range(3):  # slow model calls: on the worker, which times its blocks
         monitor.observe_batch(rows, scores, labels, latency_us=1e9)
-        assert monitor._worker.busy
+        assert monitor.pending_batches >= 1  # queued: nothing kicks the worker here
     monitor.flush()
     monitor.observe_batch(rows, scores, labels, latency_us=1.0)  # a model call shorter than any block
-    assert not monitor._worker.busy and monitor._fill == 300  # inline, buffered
+    assert monitor.pending_batches == 0 and monitor.buffered_rows == 300  # inline, buffered
     monitor.close()
     store = MonitorStore(tmp_path / "m.db")
     assert store.decision_count() == 1200 and store.windows()[0]["rows"] == 1200

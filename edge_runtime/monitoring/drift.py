@@ -291,6 +291,16 @@ class FeatureDrift:
                 "metrics": {name: {k: _finite(v) for k, v in entry.items()}
                             for name, entry in self.metrics.items()}}
 
+    @classmethod
+    def from_dict(cls, name: str, kind: str, data: dict[str, Any]) -> FeatureDrift:
+        """Read back :meth:`to_dict` (a null threshold is one no value can reach)."""
+        return cls(name=name, kind=kind, status=DriftStatus(data["status"]), metric=str(data["metric"]),
+                   value=float(data["value"]), threshold=_unbounded(data.get("threshold")),
+                   warn_threshold=_unbounded(data.get("warn_threshold")), rows=int(data.get("rows", 0)),
+                   reference_rows=int(data.get("reference_rows", 0)),
+                   metrics={metric: {k: math.inf if v is None else v for k, v in entry.items()}
+                            for metric, entry in (data.get("metrics") or {}).items()})
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowDrift:
@@ -323,6 +333,10 @@ class WindowDrift:
 
 def _finite(value: float) -> float | None:
     return value if math.isfinite(value) else None
+
+
+def _unbounded(value: float | None) -> float:
+    return math.inf if value is None else float(value)
 
 
 def _effective_n(n: float, m: float) -> float:

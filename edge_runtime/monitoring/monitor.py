@@ -69,7 +69,7 @@ from edge_runtime.monitoring.decision_log import DecisionBlock
 from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.monitoring.worker import DeferredWorker
 
-__all__ = ["BACKGROUND_ROWS", "Monitor", "drift_report", "monitoring_status", "window_stride"]
+__all__ = ["BACKGROUND_ROWS", "Monitor", "window_stride"]
 
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
@@ -215,15 +215,31 @@ class Monitor:
         self._job_times: deque[float] = deque(maxlen=8)
         self._inline_batches = 0
 
+    # ------------------------------------------------------------ state
+    @property
+    def pending_batches(self) -> int:
+        """Batches handed to the worker thread and not yet sketched and logged."""
+        return self._worker.pending if self._worker is not None else 0
+
+    @property
+    def buffered_rows(self) -> int:
+        """Served rows in the buffer, waiting for the sketches (a timed flush logs them already)."""
+        return self._fill - self._profiled
+
+    @property
+    def sketched_rows(self) -> int:
+        """Rows of the open window already in its sketches."""
+        return self._window.rows
+
     # ---------------------------------------------------------- hot path
     def observe(self, row: Any, scores: Any, label: Any, latency_us: float) -> int:
         """Buffer one served row; return its request id.
 
         Parameters
         ----------
-        row : numpy.ndarray or sequence
-            The row as fed to the model: the float32 buffer (tensor layout) or
-            the values in schema order (columns layout).
+        row : numpy.ndarray or dict
+            The row as fed to the model: the float32 row (tensor layout) or the
+            one-row feeds, one ``[1, 1]`` array per feature (columns layout).
         scores : numpy.ndarray or float
             Class probabilities, or the predicted value.
         label : object
@@ -241,7 +257,7 @@ class Monitor:
         if self._rows is not None:
             self._rows[i] = row
         else:
-            self._values.append(row)
+            self._values.append([row[name][0, 0] for name in self._names])
         self._scores[i] = scores
         if self._classifier:
             code = self._code_of.get(label)
@@ -261,14 +277,22 @@ class Monitor:
             self._write_log(now)
         return request_id
 
-    def observe_batch(self, rows: Any, scores: np.ndarray, labels: Any, latency_us: float) -> np.ndarray:
+    def observe_batch(self, feeds: dict[str, np.ndarray], scores: np.ndarray, labels: Any,
+                      latency_us: float) -> np.ndarray:
         """Record the served rows of a batch (``latency_us`` is the whole batch's); return their request ids.
 
         A batch that fits in the row buffer joins it (so small batches share one
         flush); a larger one flushes the buffer and is one block by itself, as is
         one of ``BACKGROUND_ROWS`` or more when ``background`` is on: it is then
         sketched and logged on the worker thread, and this returns at once.
+
+        ``feeds`` are the batch as the model got it: one float32 matrix (tensor
+        layout) or one ``[n, 1]`` array per feature (columns layout).
         """
+        if self._tensor:
+            rows: Any = feeds[self.inputs.tensor_name]
+        else:
+            rows = list(zip(*(feeds[name][:, 0] for name in self._names)))
         labels = np.asarray(labels)
         n = int(labels.shape[0])
         first = self._next_id
@@ -634,52 +658,6 @@ def window_stride(config: MonitoringConfig) -> int:
     [1, 1, 4, 8, 8]
     """
     return max(1, min(config.sketch_stride, math.isqrt(config.window_rows // 300)))
-
-
-def drift_report(store: MonitorStore) -> dict[str, Any]:
-    """Every closed window with its per-feature drift results, in the documented JSON shape."""
-    by_window: dict[int, list[dict[str, Any]]] = {}
-    for result in store.drift_results():
-        by_window.setdefault(result["window_seq"], []).append(result)
-    windows = []
-    for window in store.windows():
-        entry: dict[str, Any] = {
-            "index": window["seq"], "rows": window["rows"], "partial": bool(window.get("partial")),
-            "opened_at": window["opened_at"], "closed_at": window["closed_at"], "model": window["model"],
-            "version": window["version"], "model_sha256": window["model_sha256"],
-            "summary": window["summary"], "features": {}, "prediction": None,
-        }
-        for result in by_window.get(window["seq"], []):
-            details = result["details"] or {}
-            if result["kind"] == "prediction":
-                entry["prediction"] = details
-            else:
-                entry["features"][result["name"]] = details
-        windows.append(entry)
-    return {"windows": windows}
-
-
-def monitoring_status(store: MonitorStore, recent: int = 5) -> dict[str, Any]:
-    """What ``edge-runtime status`` shows: open window, recent windows, quality, drift, events."""
-    windows = store.windows(recent)
-    quality: Counter[str] = Counter()
-    for window in windows:
-        for counts in (window["quality"] or {}).get("features", {}).values():
-            quality.update({k: v for k, v in counts.items() if v})
-        quality["rejected"] += window["rejected"]
-    features: dict[str, Any] = {}
-    if windows:
-        for result in store.drift_results(windows[-1]["seq"]):
-            features[result["name"]] = {k: result[k] for k in ("status", "metric", "value", "threshold")}
-    return {
-        "decisions": store.decision_count(),
-        "database_bytes": store.size_bytes(),
-        "current_window": store.current_window(),
-        "windows": windows,
-        "quality": dict(quality),
-        "features": features,
-        "events": store.events(10),
-    }
 
 
 def _top_scores(scores: np.ndarray) -> np.ndarray:

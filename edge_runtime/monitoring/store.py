@@ -369,6 +369,11 @@ class MonitorStore:
                     break
         return deleted
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Checkpoint the write-ahead log and close the connection; closing twice is harmless."""
         if self._closed:

@@ -81,6 +81,11 @@ class DeferredWorker:
         """A job is waiting or running."""
         return bool(self._jobs) or self._running
 
+    @property
+    def pending(self) -> int:
+        """Jobs waiting or running."""
+        return len(self._jobs) + int(self._running)
+
     def put(self, job: Callable[[], None]) -> None:
         """Queue a job, after waiting for room; a failure of an earlier job is raised first."""
         with self._cond:

@@ -44,10 +44,12 @@ __all__ = [
     "MANIFEST_FILE",
     "MODEL_FILE",
     "Bundle",
+    "BundleCheck",
     "FileCheck",
     "Manifest",
     "check_files",
     "file_sha256",
+    "inspect_bundle",
     "load_bundle",
     "read_manifest",
 ]
@@ -156,6 +158,25 @@ class FileCheck:
 
 
 @dataclass(frozen=True, slots=True)
+class BundleCheck:
+    """A bundle's manifest and the verification of every file it lists (``edge-runtime inspect``)."""
+
+    manifest: Manifest
+    files: tuple[FileCheck, ...]
+
+    @property
+    def ok(self) -> bool:
+        """True when every file is present and intact."""
+        return all(check.ok for check in self.files)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON of ``edge-runtime inspect --json``."""
+        return {"manifest": self.manifest.to_dict(),
+                "verification": {"ok": self.ok, "files": [{"name": c.name, "ok": c.ok, "reason": c.reason}
+                                                          for c in self.files]}}
+
+
+@dataclass(frozen=True, slots=True)
 class Bundle:
     """A verified bundle on disk."""
 
@@ -232,3 +253,15 @@ def load_bundle(path: str | Path) -> Bundle:
         if not check.ok:
             raise BundleIntegrityError(check.name, check.reason)
     return Bundle(Path(path), manifest)
+
+
+def inspect_bundle(path: str | Path) -> BundleCheck:
+    """Read a bundle's manifest and check every file, reporting each instead of raising at the first.
+
+    Raises
+    ------
+    BundleError
+        The directory does not exist, or the manifest cannot be read.
+    """
+    manifest = read_manifest(path)
+    return BundleCheck(manifest, tuple(check_files(path, manifest)))

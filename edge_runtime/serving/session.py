@@ -19,10 +19,7 @@ import onnxruntime as ort
 from edge_runtime.config import SessionConfig
 from edge_runtime.errors import BundleError, InferenceError
 
-__all__ = ["OnnxSession", "SingleRowBinding", "onnxruntime_version", "quantize_int8"]
-
-_QUANTIZABLE_OPS = {"MatMul", "Gemm", "Conv"}
-_QUANTIZED_OPS = {"MatMulInteger", "ConvInteger", "DynamicQuantizeLinear", "QLinearMatMul"}
+__all__ = ["OnnxSession", "SingleRowBinding", "onnxruntime_version"]
 
 _OPTIMIZATION = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
@@ -35,22 +32,6 @@ _OPTIMIZATION = {
 def onnxruntime_version() -> str:
     """Return the installed onnxruntime version."""
     return str(ort.__version__)
-
-
-def quantize_int8(source: Path, target: Path) -> bool:
-    """Write an int8 dynamically quantized copy of an ONNX model; False when nothing was quantized.
-
-    Training side only: onnxruntime.quantization needs the ``onnx`` package (the
-    export extra). Only MatMul and Conv weights quantize: linear models and tree
-    ensembles converted by skl2onnx use other operators and stay as they are.
-    """
-    import onnx
-    from onnxruntime.quantization import QuantType, quantize_dynamic
-
-    if not any(node.op_type in _QUANTIZABLE_OPS for node in onnx.load(str(source)).graph.node):
-        return False  # quantize_dynamic also refuses graphs with no ai.onnx operator at all
-    quantize_dynamic(str(source), str(target), weight_type=QuantType.QInt8)
-    return any(node.op_type in _QUANTIZED_OPS for node in onnx.load(str(target)).graph.node)
 
 
 def _session_options(config: SessionConfig) -> ort.SessionOptions:

@@ -1,0 +1,141 @@
+"""The workstation's commands: ``export``, ``bundle`` and ``demo``.
+
+Registered with the ``edge-runtime`` command through the ``edge_runtime.commands``
+entry point. Importing this module checks that the export extra is installed, so
+that on a device install the command answers with the line to install it.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import click
+
+from converters.extra import require_export_extra
+
+require_export_extra()  # before anything that needs it: the ImportError is what the CLI reports
+
+from converters.demo import DemoReport, run_demo  # noqa: E402
+from converters.export import export  # noqa: E402
+from converters.onnx_file import bundle_onnx  # noqa: E402
+from converters.parity import ParityPolicy  # noqa: E402
+from edge_runtime.cli.options import library_errors  # noqa: E402
+
+__all__ = ["bundle_command", "demo_command", "export_command"]
+
+
+@click.command("export")
+@click.argument("model_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--train-data", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of the training data, with a header row.")
+@click.option("--target", help="Column of the CSV holding the target; dropped before profiling.")
+@click.option("--validation-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of held-out rows for the parity check (default: a sample of the training data).")
+@click.option("--name", required=True, help="Model name recorded in the bundle.")
+@click.option("--version", "model_version", required=True, help="Model version recorded in the bundle.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
+@click.option("--min-agreement", type=click.FloatRange(0, 1), default=0.99, show_default=True,
+              help="Fail below this share of rows agreeing with the original model.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+@click.option("--quantize", is_flag=True, help="Also write an int8 variant (MLPs), the fallback for budgets.")
+@library_errors
+def export_command(model_file: Path, train_data: Path, target: str | None, validation_data: Path | None,
+           name: str, model_version: str, out_dir: Path, min_agreement: float, overwrite: bool,
+           quantize: bool) -> None:
+    """Export a pickled or joblib-saved scikit-learn model to a bundle.
+
+    MODEL_FILE is unpickled: only export files you trust.
+    """
+    import joblib  # imported on use: pandas alone takes ~0.3 s, which `edge-runtime --help` need not pay
+    import pandas as pd
+
+    model = joblib.load(model_file)
+    frame = pd.read_csv(train_data)
+    y = None
+    if target is not None:
+        if target not in frame.columns:
+            raise click.ClickException(f"--target column '{target}' is not in {train_data}")
+        y = frame.pop(target)
+    X_val = None
+    if validation_data is not None:
+        X_val = pd.read_csv(validation_data)
+        X_val = X_val.drop(columns=[target]) if target in X_val.columns else X_val
+    result = export(model, frame, y, name=name, version=model_version, out_dir=out_dir, X_val=X_val,
+                          parity=ParityPolicy(min_agreement=min_agreement), overwrite=overwrite,
+                          quantize=quantize)
+    parity = result.parity or {}
+    click.echo(f"wrote {result.path}")
+    click.echo(f"parity: agreement {parity.get('agreement', 0):.4f}, max abs diff "
+               f"{parity.get('max_abs_diff')}, {parity.get('rows_beyond_tolerance')} of "
+               f"{parity.get('rows')} rows beyond tolerance")
+    variants = result.manifest.variants
+    if quantize:
+        int8 = variants.get("int8")
+        click.echo(f"int8 variant: label agreement {int8['parity']['agreement']:.4f}, {int8['bytes']:,} bytes"
+                   if int8 else variants.get("note", "no int8 variant"))
+
+
+@click.command("bundle")
+@click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+@click.option("--schema", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="JSON file: task, classes, features (see README).")
+@click.option("--name", required=True, help="Model name recorded in the bundle.")
+@click.option("--version", "model_version", required=True, help="Model version recorded in the bundle.")
+@click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
+@click.option("--reference-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CSV of training data to profile (needs pandas).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing bundle.")
+@library_errors
+def bundle_command(onnx_file: Path, schema: Path, name: str, model_version: str, out_dir: Path,
+                   reference_data: Path | None, overwrite: bool) -> None:
+    """Wrap an ONNX file exported elsewhere, plus a JSON schema, into a bundle."""
+    reference = None
+    if reference_data is not None:
+        import pandas as pd
+
+        reference = pd.read_csv(reference_data)
+    result = bundle_onnx(onnx_file, schema, name=name, version=model_version, out_dir=out_dir,
+                         reference_data=reference, overwrite=overwrite)
+    click.echo(f"wrote {result.path}")
+
+
+@click.command("demo")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path),
+              help="Keep the demo bundle here (default: a temporary directory).")
+@library_errors
+def demo_command(out_dir: Path | None) -> None:
+    """Train a model on data shipped with scikit-learn, export it, and serve it."""
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_demo(out_dir or tmp)
+        _print_demo(report, keep=out_dir is not None)
+
+
+def _print_demo(report: DemoReport, keep: bool) -> None:
+    p = report.parity
+    click.echo(f"edge-runtime demo: {report.model_type} on {report.dataset}")
+    click.echo(f"  trained on {report.train_rows} rows; {report.test_rows} held-out rows served on the device runtime")
+    click.echo(f"  bundle: {report.bundle}" + ("" if keep else " (temporary; --out DIR keeps it)"))
+    click.echo(f"  parity vs scikit-learn ({p.get('source')}): label agreement {p.get('label_agreement'):.4f}, "
+               f"max |proba diff| {p.get('max_abs_diff'):.2e}, rows beyond tolerance "
+               f"{p.get('rows_beyond_tolerance')} of {p.get('rows')}: {'PASSED' if p.get('passed') else 'FAILED'}")
+    lat = report.latency_us
+    click.echo(f"  single-row latency (dict rows): p50 {lat['p50']:.1f} us, p90 {lat['p90']:.1f} us, "
+               f"p99 {lat['p99']:.1f} us")
+    click.echo(f"  accuracy on held-out rows: runtime {report.accuracy:.4f}, scikit-learn "
+               f"{report.sklearn_accuracy:.4f}; same label on {report.label_agreement:.2%} of rows")
+    click.echo("  first predictions:")
+    for ex in report.examples:
+        click.echo(f"    row {ex['row']}: true {ex['true']:<9} predicted {ex['predicted']:<9} "
+                   f"(p={ex['probability']:.3f})")
+    click.echo(f"  monitoring ({len(report.windows)} windows; shift injected into: "
+               f"{', '.join(report.shifted_features)}):")
+    for w in report.windows:
+        drifted = ", ".join(f"{name} ({e['metric']} {e['value']:.2f} > {e['threshold']:.2f})"
+                            for name, e in w["drift"].items()) or "none"
+        click.echo(f"    window {w['index']} ({w['rows']} {w['stream']}): drifted: {drifted}; "
+                   f"warn: {', '.join(w['warn']) or 'none'}; ok: {w['ok']} features; prediction: {w['prediction']}")
+    click.echo(f"  decision log and windows: {report.database}" + ("" if keep else " (temporary)")
+               + "; see `edge-runtime drift --db ...`")
+
+

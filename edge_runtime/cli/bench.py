@@ -1,0 +1,137 @@
+"""``bench``: latency and throughput the way MLPerf LoadGen measures them."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+
+from edge_runtime.bench import SCENARIOS, BenchSettings, run_benchmark
+from edge_runtime.cli.options import config_option, format_from_name, json_option, library_errors
+from edge_runtime.io.rows import read_rows
+
+__all__ = ["bench"]
+
+
+@click.command()
+@click.argument("bundle", type=click.Path(path_type=Path))
+@click.option("--scenario", type=click.Choice(SCENARIOS), default="single-stream", show_default=True)
+@click.option("--duration", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
+              help="Minimum measured seconds (per batch size / per probe).")
+@click.option("--min-queries", type=click.IntRange(1), default=1024, show_default=True)
+@click.option("--qps", type=click.FloatRange(min=0.001), default=100.0, show_default=True,
+              help="Server scenario: mean Poisson arrival rate (the start of a --find-max-qps search).")
+@click.option("--find-max-qps", is_flag=True, help="Server scenario: highest rate whose p99 holds the budget.")
+@click.option("--budget-ms", type=click.FloatRange(min=0.0, min_open=True),
+              help="Server scenario latency bound (default: [budgets] latency_ms of the config).")
+@click.option("--compare", type=click.Choice(["raw"]), help="Also run raw onnxruntime on the same rows.")
+@click.option("--batch-sizes", default="1,8,32,128,512", show_default=True, help="Offline scenario sweep.")
+@click.option("--input", "input_file", type=click.File("r"), help="Rows to use (CSV or JSON lines); "
+              "default: drawn from the bundle's reference profile.")
+@config_option()
+@json_option("Print the report as JSON.")
+@library_errors
+def bench(bundle: Path, scenario: str, duration: float, min_queries: int, qps: float, find_max_qps: bool,
+          budget_ms: float | None, compare: str | None, batch_sizes: str, input_file: Any, config: Path | None,
+          as_json: bool) -> None:
+    """Measure latency and throughput the way MLPerf LoadGen does."""
+    try:
+        sizes = tuple(int(v) for v in batch_sizes.split(",") if v.strip())
+    except ValueError as exc:
+        raise click.BadParameter(f"--batch-sizes takes integers separated by commas, got {batch_sizes!r}") from exc
+    settings = BenchSettings(scenario=scenario, duration_s=duration, min_queries=min_queries, qps=qps,
+                             find_max_qps=find_max_qps, budget_ms=budget_ms, compare_raw=compare == "raw",
+                             batch_sizes=sizes, warmup_s=min(1.0, duration / 5))
+    rows = None
+    if input_file is not None:
+        fmt = format_from_name(input_file)
+        rows = [r for r in read_rows(input_file, fmt) if not isinstance(r, Exception)]
+        if not rows:
+            raise click.ClickException(f"no usable row in {getattr(input_file, 'name', 'the input')}")
+    long_run = duration >= 3 and not as_json and scenario != "cold-start" and sys.stderr.isatty()
+    with click.progressbar(length=1000, label=f"{scenario}", file=sys.stderr) if long_run else _NoBar() as bar:
+        done = [0]
+
+        def progress(fraction: float) -> None:
+            step = int(fraction * 1000) - done[0]
+            if step > 0:
+                bar.update(step)
+                done[0] += step
+
+        report = run_benchmark(bundle, settings, config=config, rows=rows, progress=progress)
+    if as_json:
+        click.echo(json.dumps(report, indent=2, default=str))
+        return
+    _print_bench(report)
+
+
+class _NoBar:
+    def __enter__(self) -> _NoBar:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        return None
+
+    def update(self, step: int) -> None:
+        return None
+
+
+def _fmt(value: Any, unit: str = "") -> str:
+    if value is None:
+        return "-"
+    return f"{value:,.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
+
+
+def _print_bench(report: dict[str, Any]) -> None:
+    m, v, r = report["machine"], report["versions"], report["results"]
+    click.echo(f"edge-runtime bench: {report['scenario']} on {report['model']['name']} {report['model']['version']} "
+               f"(model sha256 {report['model']['sha256'][:12]}, monitoring {'on' if report['monitoring'] else 'off'})")
+    click.echo(f"machine: {m['cpu']}, {m['cores']} cores, {m['arch']}; python {m['python']}, onnxruntime "
+               f"{v['onnxruntime']}, numpy {v['numpy']}, edge-runtime {v['edge_runtime']}")
+    scenario = report["scenario"]
+    if scenario == "single-stream":
+        click.echo(f"queries {r['queries']:,}: p50 {_fmt(r['p50_us'])} us, p90 {_fmt(r['p90_us'])} us, "
+                   f"p99 {_fmt(r['p99_us'])} us, p99.9 {_fmt(r['p99.9_us'])} us, max {_fmt(r['max_us'])} us")
+        click.echo(f"harness overhead {r['harness_overhead_us']:.2f} us/query; cpu share {r['cpu_share']:.2f}, "
+                   f"peak rss {r['peak_rss_mb']:.1f} MB")
+        for name, layer in r.get("layers", {}).items():
+            click.echo(f"  {name:<40} p50 {_fmt(layer['p50_us'])} us  p99 {_fmt(layer['p99_us'])} us  "
+                       f"{layer['p50_vs_raw']:.2f}x raw")
+    elif scenario == "server":
+        if "max_qps" in r:
+            best = r["at_max_qps"] or {}
+            click.echo(f"max qps holding p99 <= {r['budget_ms']} ms: {_fmt(r['max_qps'])} "
+                       f"(p99 there {_fmt(best.get('p99_us'))} us, refused {best.get('refused', '-')})")
+            for probe in r["probes"]:
+                click.echo(f"  probe {probe['target_qps']:,.0f} qps: p99 {_fmt(probe['p99_us'])} us, "
+                           f"{'met' if probe['met_budget'] else 'missed'}")
+        else:
+            verdict = {True: "met", False: "MISSED", None: "no budget"}[r["met_budget"]]
+            click.echo(f"target {r['target_qps']:,.1f} qps, achieved {r['achieved_qps']:,.1f}; answered "
+                       f"{r['answered']:,}, refused {r['refused']:,}")
+            click.echo(f"latency from scheduled arrival: p50 {_fmt(r['p50_us'])} us, p99 {_fmt(r['p99_us'])} us, "
+                       f"max {_fmt(r['max_us'])} us; budget {r['budget_ms']} ms: {verdict}")
+            click.echo(f"service time p99 {_fmt(r['service_p99_us'])} us; harness wake-up delay p99 "
+                       f"{_fmt(r['harness_late_p99_us'])} us")
+            click.echo(f"cpu share {r['cpu_share']:.2f}, peak rss {r['peak_rss_mb']:.1f} MB")
+    elif scenario == "offline":
+        for entry in r["sweep"]:
+            extra = (f", raw {entry['raw_rows_per_s']:,.0f} rows/s ({entry['runtime_vs_raw']:.0%})"
+                     if "raw_rows_per_s" in entry else "")
+            click.echo(f"  batch {entry['batch']:>5}: {entry['runtime_rows_per_s']:,.0f} rows/s{extra}")
+        click.echo(f"best: batch {r['best_batch']} at {r['best_rows_per_s']:,.0f} rows/s; cpu share "
+                   f"{r['cpu_share']:.2f}, peak rss {r['peak_rss_mb']:.1f} MB")
+    else:
+        click.echo(f"first answer {r['first_answer_ms']:.1f} ms after process launch (median of {r['runs']}; "
+                   f"import {r['import_ms']:.1f} ms, load and answer {r['load_and_answer_ms']:.1f} ms); "
+                   f"rss {r['rss_mb']:.1f} MB")
+    for note in r.get("notes", []) if isinstance(r, dict) else []:
+        click.echo(f"note: {note}")
+    if "budget" in report:
+        b = report["budget"]
+        click.echo(f"budget state: level {b['level']}, violations {b['violations'] or 'none'}")
+
+

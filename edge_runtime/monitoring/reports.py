@@ -1,0 +1,402 @@
+"""The public read API of a monitoring database: typed, frozen reports.
+
+:class:`MonitoringDatabase` opens a database file (never creating one) and reads
+drift per closed window, the status of the serving process, and the decision log.
+Every report is a frozen dataclass with ``to_dict()``, the JSON that
+``edge-runtime drift --json``, ``status --json`` and ``log --json`` print; those
+keys are a contract (``tests/test_json_contract.py``).
+
+Examples
+--------
+>>> import tempfile, pathlib, numpy as np
+>>> from sklearn.linear_model import LogisticRegression
+>>> from converters import export
+>>> from edge_runtime import MonitoringDatabase, Runtime
+>>> rng = np.random.default_rng(0)
+>>> X = rng.normal(size=(400, 2)); y = (X[:, 0] > 0).astype(int)
+>>> work = pathlib.Path(tempfile.mkdtemp())
+>>> bundle = export(LogisticRegression().fit(X, y), X, y, name="m", version="1",
+...                 feature_names=["a", "b"], out_dir=work / "m").path
+>>> with Runtime(bundle, db=work / "m.db", window_rows=100) as rt:
+...     _ = rt.predict_batch(X[:250])
+>>> with MonitoringDatabase(work / "m.db") as db:
+...     report = db.drift()
+...     status = db.status()
+...     last = db.tail(1)[0]
+>>> [(w.index, w.rows, w.partial) for w in report.windows]
+[(0, 100, False), (1, 100, False), (2, 50, True)]
+>>> sorted(report.windows[0].features), report.windows[0].features["a"].status.value
+(['a', 'b'], 'ok')
+>>> status.decisions, last.request_id
+(250, 250)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+from edge_runtime.monitoring.drift import FeatureDrift
+from edge_runtime.monitoring.store import MonitorStore
+
+__all__ = [
+    "DataQuality",
+    "Decision",
+    "DriftReport",
+    "DriftSummary",
+    "Event",
+    "FeatureQuality",
+    "FeatureStatus",
+    "LatencySummary",
+    "MonitoringDatabase",
+    "OpenWindow",
+    "StatusReport",
+    "WindowReport",
+    "WindowStatus",
+]
+
+
+# ------------------------------------------------------------------ pieces
+@dataclass(frozen=True, slots=True, kw_only=True)
+class LatencySummary:
+    """Latency of a window's answers, in microseconds."""
+
+    p50_us: float
+    p90_us: float
+    p99_us: float
+    max_us: float
+    mean_us: float
+
+    def to_dict(self) -> dict[str, float]:
+        return {"p50_us": self.p50_us, "p90_us": self.p90_us, "p99_us": self.p99_us, "max_us": self.max_us,
+                "mean_us": self.mean_us}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> LatencySummary | None:
+        if not data:
+            return None
+        return cls(**{k: float(data[k]) for k in ("p50_us", "p90_us", "p99_us", "max_us", "mean_us")})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureQuality:
+    """One feature's data-quality counts in a window."""
+
+    missing: int = 0
+    out_of_range: int = 0
+    unseen: int = 0
+    rejected: int = 0
+
+    def to_dict(self) -> dict[str, int]:
+        return {"missing": self.missing, "out_of_range": self.out_of_range, "unseen": self.unseen,
+                "rejected": self.rejected}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DataQuality:
+    """A window's data quality: counts per feature, and rejected rows by exception type."""
+
+    features: Mapping[str, FeatureQuality] = field(default_factory=dict)
+    rejected: Mapping[str, int] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"features": {name: q.to_dict() for name, q in self.features.items()},
+                "rejected": dict(self.rejected)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DataQuality:
+        data = data or {}
+        return cls(features={name: FeatureQuality(**{k: int(v) for k, v in counts.items()})
+                             for name, counts in (data.get("features") or {}).items()},
+                   rejected={k: int(v) for k, v in (data.get("rejected") or {}).items()})
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DriftSummary:
+    """A window's drift at a glance; ``assessed`` is False when the bundle has no reference profile."""
+
+    assessed: bool = True
+    features: int = 0
+    drifted: tuple[str, ...] = ()
+    warned: tuple[str, ...] = ()
+    worst: tuple[str, ...] = ()
+    prediction: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        if not self.assessed:
+            return {"reference": False}
+        return {"features": self.features, "drifted": list(self.drifted), "warned": list(self.warned),
+                "worst": list(self.worst), "prediction": self.prediction}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> DriftSummary:
+        if not data or data.get("reference") is False:
+            return cls(assessed=False)
+        return cls(features=int(data.get("features", 0)), drifted=tuple(data.get("drifted", ())),
+                   warned=tuple(data.get("warned", ())), worst=tuple(data.get("worst", ())),
+                   prediction=data.get("prediction"))
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Event:
+    """Something that happened: a drift verdict, a budget level change."""
+
+    id: int
+    ts: float
+    window_seq: int | None
+    kind: str
+    name: str
+    status: str
+    message: str
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": self.id, "ts": self.ts, "window_seq": self.window_seq, "kind": self.kind, "name": self.name,
+                "status": self.status, "message": self.message}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Decision:
+    """One entry of the decision log; ``features`` is the raw input as JSON, when it was logged."""
+
+    request_id: int
+    ts: float
+    model: str
+    version: str
+    latency_us: float
+    prediction: str
+    score: float
+    input_hash: str
+    features: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"request_id": self.request_id, "ts": self.ts, "model": self.model, "version": self.version,
+                "latency_us": self.latency_us, "prediction": self.prediction, "score": self.score,
+                "input_hash": self.input_hash, "features": self.features}
+
+
+# ------------------------------------------------------------------ drift
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowReport:
+    """One closed window and the verdict of every feature and of the predictions."""
+
+    index: int  # the window's sequence number
+    rows: int
+    partial: bool
+    opened_at: float | None
+    closed_at: float | None
+    model: str
+    version: str
+    model_sha256: str
+    summary: DriftSummary
+    features: Mapping[str, FeatureDrift]
+    prediction: FeatureDrift | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"index": self.index, "rows": self.rows, "partial": self.partial, "opened_at": self.opened_at,
+                "closed_at": self.closed_at, "model": self.model, "version": self.version,
+                "model_sha256": self.model_sha256, "summary": self.summary.to_dict(),
+                "features": {name: verdict.to_dict() for name, verdict in self.features.items()},
+                "prediction": self.prediction.to_dict() if self.prediction is not None else None}
+
+
+@dataclass(frozen=True, slots=True)
+class DriftReport:
+    """Every closed window, oldest first."""
+
+    windows: tuple[WindowReport, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"windows": [w.to_dict() for w in self.windows]}
+
+
+# ------------------------------------------------------------------ status
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpenWindow:
+    """The window still open in the serving process, as it last wrote it."""
+
+    seq: int
+    opened_at: float | None
+    updated_at: float | None
+    rows: int
+    rejected: int
+    quality: DataQuality
+    latency: LatencySummary | None
+    budget: Mapping[str, Any] | None  # BudgetState.to_dict() of the runtime, when budgets are on
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"id": 1, "seq": self.seq, "opened_at": self.opened_at, "updated_at": self.updated_at,
+                "rows": self.rows, "rejected": self.rejected, "quality": self.quality.to_dict(),
+                "latency": self.latency.to_dict() if self.latency else None,
+                "budget": dict(self.budget) if self.budget is not None else None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WindowStatus:
+    """A closed window as ``status`` shows it: counts, quality, latency, drift summary, budget."""
+
+    seq: int
+    model: str
+    version: str
+    model_sha256: str
+    opened_at: float | None
+    closed_at: float | None
+    rows: int
+    rejected: int
+    partial: bool
+    quality: DataQuality
+    latency: LatencySummary | None
+    summary: DriftSummary
+    budget: Mapping[str, Any] | None
+
+    def to_dict(self) -> dict[str, Any]:
+        # ``partial`` was printed as 0/1 by 0.1; kept so for the tools that read it.
+        return {"seq": self.seq, "model": self.model, "version": self.version, "model_sha256": self.model_sha256,
+                "opened_at": self.opened_at, "closed_at": self.closed_at, "rows": self.rows,
+                "rejected": self.rejected, "quality": self.quality.to_dict(),
+                "latency": self.latency.to_dict() if self.latency else None, "summary": self.summary.to_dict(),
+                "partial": int(self.partial), "budget": dict(self.budget) if self.budget is not None else None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FeatureStatus:
+    """A feature's verdict in the latest closed window."""
+
+    status: str
+    metric: str
+    value: float
+    threshold: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"status": self.status, "metric": self.metric, "value": self.value, "threshold": self.threshold}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusReport:
+    """What ``edge-runtime status`` shows: the log's size, open and recent windows, quality, drift, events."""
+
+    decisions: int
+    database_bytes: int
+    current_window: OpenWindow | None
+    windows: tuple[WindowStatus, ...]
+    quality: Mapping[str, int]  # totals over the recent windows: missing, out_of_range, unseen, rejected
+    features: Mapping[str, FeatureStatus]
+    events: tuple[Event, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"decisions": self.decisions, "database_bytes": self.database_bytes,
+                "current_window": self.current_window.to_dict() if self.current_window else None,
+                "windows": [w.to_dict() for w in self.windows], "quality": dict(self.quality),
+                "features": {name: f.to_dict() for name, f in self.features.items()},
+                "events": [e.to_dict() for e in self.events]}
+
+
+# ------------------------------------------------------------------ reader
+class MonitoringDatabase:
+    """A monitoring database opened for reading.
+
+    Parameters
+    ----------
+    path : str or Path
+        The SQLite file a monitored :class:`~edge_runtime.Runtime` writes. It is
+        never created: a missing file raises :class:`~edge_runtime.errors.StoreError`.
+
+    Notes
+    -----
+    The serving process buffers decisions; call ``Runtime.flush()`` before
+    reading from that same process. Other processes see what was flushed.
+    """
+
+    def __init__(self, path: str | Path) -> None:
+        self._store = MonitorStore(path, create=False)
+
+    @property
+    def path(self) -> Path:
+        """The database file."""
+        return self._store.path
+
+    def drift(self) -> DriftReport:
+        """Every closed window with the verdict of each feature and of the predictions."""
+        by_window: dict[int, list[dict[str, Any]]] = {}
+        for result in self._store.drift_results():
+            by_window.setdefault(result["window_seq"], []).append(result)
+        windows = []
+        for row in self._store.windows():
+            features: dict[str, FeatureDrift] = {}
+            prediction = None
+            for result in by_window.get(row["seq"], []):
+                if not result["details"]:
+                    continue
+                verdict = FeatureDrift.from_dict(result["name"], result["kind"], result["details"])
+                if result["kind"] == "prediction":
+                    prediction = verdict
+                else:
+                    features[result["name"]] = verdict
+            windows.append(WindowReport(
+                index=row["seq"], rows=row["rows"], partial=bool(row.get("partial")), opened_at=row["opened_at"],
+                closed_at=row["closed_at"], model=row["model"], version=row["version"],
+                model_sha256=row["model_sha256"], summary=DriftSummary.from_dict(row["summary"]),
+                features=features, prediction=prediction))
+        return DriftReport(tuple(windows))
+
+    def status(self, recent: int = 5) -> StatusReport:
+        """The open window, the ``recent`` last closed windows, their data quality, the latest drift, events."""
+        windows = tuple(_window_status(row) for row in self._store.windows(recent))
+        quality: dict[str, int] = {}
+        for window in windows:
+            for counts in window.quality.features.values():
+                for key, value in counts.to_dict().items():
+                    if value:
+                        quality[key] = quality.get(key, 0) + value
+            quality["rejected"] = quality.get("rejected", 0) + window.rejected
+        features: dict[str, FeatureStatus] = {}
+        if windows:
+            for result in self._store.drift_results(windows[-1].seq):
+                features[result["name"]] = FeatureStatus(status=result["status"], metric=result["metric"],
+                                                          value=result["value"], threshold=result["threshold"])
+        return StatusReport(decisions=self._store.decision_count(), database_bytes=self._store.size_bytes(),
+                            current_window=_open_window(self._store.current_window()), windows=windows,
+                            quality=quality, features=features,
+                            events=tuple(Event(**row) for row in self._store.events(10)))
+
+    def tail(self, n: int = 20) -> tuple[Decision, ...]:
+        """The ``n`` most recent decisions, oldest first."""
+        return tuple(Decision(**row) for row in self._store.tail(n))
+
+    def decisions(self, after: int = 0) -> Iterator[Decision]:
+        """Every decision with a request id above ``after``, oldest first (streamed block by block)."""
+        for row in self._store.decisions(after):
+            yield Decision(**row)
+
+    def close(self) -> None:
+        """Close the database; closing twice is harmless."""
+        self._store.close()
+
+    def __enter__(self) -> MonitoringDatabase:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"MonitoringDatabase('{self.path}')"
+
+
+def _window_status(row: Mapping[str, Any]) -> WindowStatus:
+    return WindowStatus(seq=row["seq"], model=row["model"], version=row["version"],
+                        model_sha256=row["model_sha256"], opened_at=row["opened_at"], closed_at=row["closed_at"],
+                        rows=row["rows"], rejected=row["rejected"], partial=bool(row.get("partial")),
+                        quality=DataQuality.from_dict(row["quality"]),
+                        latency=LatencySummary.from_dict(row["latency"]),
+                        summary=DriftSummary.from_dict(row["summary"]), budget=row.get("budget"))
+
+
+def _open_window(row: Mapping[str, Any] | None) -> OpenWindow | None:
+    if row is None:
+        return None
+    return OpenWindow(seq=row["seq"], opened_at=row["opened_at"], updated_at=row["updated_at"], rows=row["rows"],
+                      rejected=row["rejected"], quality=DataQuality.from_dict(row["quality"]),
+                      latency=LatencySummary.from_dict(row["latency"]), budget=row.get("budget"))
