@@ -17,23 +17,21 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
-from converters.features import infer_input_schema, is_dataframe, to_model_feeds
-from converters.manifest import ExportResult, base_manifest, check_identity
+from converters.assembly import BundleContents, assemble_bundle
+from converters.features import infer_input_schema, is_dataframe
+from converters.manifest import ExportResult, check_identity
 from converters.package import BundleWriter
 from converters.parity import ParityPolicy, check_parity, sample_rows
-from converters.reference import profile_features, reference_profile
-from converters.sklearn import convert, selects_columns
-from edge_runtime.serving.bundle import MODEL_FILE, read_manifest
-from edge_runtime.errors import ExportError, ParityError
-from edge_runtime.monitoring.data_profile import PROFILE_FILE
 from converters.quantize import quantize_int8
-from edge_runtime.runtime import Runtime
+from converters.sklearn import convert, selects_columns
+from edge_runtime.errors import ExportError, ParityError
 from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.runtime import Runtime
+from edge_runtime.serving.bundle import MODEL_FILE, Manifest
 
 __all__ = ["INT8_FILE", "export"]
 
@@ -50,18 +48,6 @@ def _align_columns(model: Any, X: Any) -> Any:
     if missing:
         raise ExportError(f"the training data lacks columns the model was fitted on: {missing}")
     return X[expected]
-
-
-def _target_profile(y: Any) -> dict[str, Any] | None:
-    if y is None:
-        return None
-    values = np.asarray(y).reshape(-1)
-    if values.dtype.kind in "fc":
-        return {"kind": "numeric", "count": int(values.size), "mean": float(np.nanmean(values)),
-                "std": float(np.nanstd(values))}
-    labels, counts = np.unique(values.astype(str), return_counts=True)
-    return {"kind": "categorical", "count": int(values.size),
-            "classes": {str(k): int(c) for k, c in zip(labels, counts)}}
 
 
 def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
@@ -121,37 +107,13 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
     schema = infer_input_schema(X_train, feature_names=feature_names,
                                 has_column_selection=selects_columns(model))
     converted = convert(model, schema)
-    manifest = base_manifest(name=name, version=version)
-    manifest["producer"].update(converted.producer)
-    manifest["input_schema"] = schema.to_dict()
-    manifest["output_schema"] = converted.output_schema.to_dict()
-    reference = profile_features(X_train, schema)
-    reference["target"] = _target_profile(y_train)
-    manifest["reference"] = reference
-
     if X_val is not None:
         parity_rows, source = _align_columns(model, X_val), "validation set"
     else:
         parity_rows = sample_rows(X_train, policy.sample_rows, policy.seed)
         source = f"sample of the training data (seed {policy.seed})"
 
-    with BundleWriter(out_dir, overwrite=overwrite) as writer:
-        writer.add_file(MODEL_FILE, converted.onnx_bytes)
-        writer.write_manifest(manifest)
-        with Runtime(writer.path) as runtime:
-            report = check_parity(model, runtime, parity_rows, policy, source=source)
-            answers = runtime.predict_batch(to_model_feeds(X_val if X_val is not None else X_train, schema),
-                                            on_error="skip")
-        profile = reference_profile(X_train, schema, converted.output_schema, answers, k=sketch_k)
-        writer.add_file(PROFILE_FILE, profile.to_bytes())
-        reference["sketches"] = {
-            "file": PROFILE_FILE, "format": "edge-runtime profile v1 (DataSketches KLL floats)", "k": sketch_k,
-            "outputs_from": "validation set" if X_val is not None else "training data",
-        }
-        manifest["parity"] = report
-        if quantize:
-            manifest["variants"] = _int8_variant(writer, manifest, model, parity_rows, policy, source)
-        writer.write_manifest(manifest)
+    def refuse_below_policy(report: dict[str, Any]) -> None:
         if not report["passed"]:
             raise ParityError(
                 f"parity check failed for {converted.producer['model_type']}: agreement "
@@ -159,11 +121,21 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
                 f"({report['rows_beyond_tolerance']} of {report['rows']} rows beyond tolerance, "
                 f"max abs diff {report['max_abs_diff']}); no bundle written"
             )
-        path = writer.commit()
-    return ExportResult(path, read_manifest(path))
+
+    def int8_variant(writer: BundleWriter, manifest: Manifest) -> dict[str, Any]:
+        return _int8_variant(writer, manifest, model, parity_rows, policy, source)
+
+    contents = BundleContents(
+        name=name, version=version, model=converted.onnx_bytes, input_schema=schema,
+        output_schema=converted.output_schema, producer=converted.producer, reference_rows=X_train,
+        target=y_train, answer_rows=X_val if X_val is not None else X_train,
+        outputs_from="validation set" if X_val is not None else "training data", sketch_k=sketch_k)
+    return assemble_bundle(contents, out_dir, overwrite=overwrite,
+                           check=lambda runtime: check_parity(model, runtime, parity_rows, policy, source=source),
+                           variants=int8_variant if quantize else None, accept=refuse_below_policy)
 
 
-def _int8_variant(writer: BundleWriter, manifest: dict[str, Any], model: Any, parity_rows: Any,
+def _int8_variant(writer: BundleWriter, manifest: Manifest, model: Any, parity_rows: Any,
                   policy: ParityPolicy, source: str) -> dict[str, Any]:
     """Quantize the staged model to int8 and check it against the original like the main model."""
     target = writer.path / INT8_FILE
@@ -171,7 +143,8 @@ def _int8_variant(writer: BundleWriter, manifest: dict[str, Any], model: Any, pa
         target.unlink(missing_ok=True)
         return {"note": "int8: nothing to quantize, no MatMul or Conv weights in this model"}
     writer.add_file(INT8_FILE, target.read_bytes())
-    writer.write_manifest({**manifest, "variants": {"int8": {"file": INT8_FILE}}})  # so a Runtime can load it
+    # Listed in the staged manifest, so that a Runtime can load it for its parity check.
+    writer.write_manifest(dataclasses.replace(manifest, variants={"int8": {"file": INT8_FILE}}))
     with Runtime(writer.path, variant="int8") as runtime:
         report = check_parity(model, runtime, parity_rows, policy, source=source)
     return {"int8": {"file": INT8_FILE, "parity": report, "bytes": target.stat().st_size}}

@@ -19,7 +19,12 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.errors import UnsupportedModelError
-from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    FeatureSpec,
+    InputLayout,
+    InputSchema,
+)
 
 __all__ = ["TENSOR_INPUT_NAME", "infer_input_schema", "is_dataframe", "to_model_feeds"]
 

@@ -37,18 +37,21 @@ from typing import Any
 
 import numpy as np
 
-from converters.features import infer_input_schema, to_model_feeds
-from converters.manifest import ExportResult, base_manifest, check_identity
-from converters.package import BundleWriter
-from converters.reference import profile_features, reference_profile
-from edge_runtime.serving.bundle import MODEL_FILE, read_manifest
+from converters.assembly import BundleContents, assemble_bundle
+from converters.features import infer_input_schema
+from converters.manifest import ExportResult, check_identity
 from edge_runtime.config import SessionConfig
-from edge_runtime.errors import BundleError, EdgeRuntimeError, ExportError
-from edge_runtime.serving.session import OnnxSession
-from edge_runtime.monitoring.data_profile import PROFILE_FILE
+from edge_runtime.errors import BundleError, ExportError
 from edge_runtime.runtime import Runtime
-from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
-from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    FeatureSpec,
+    InputLayout,
+    InputSchema,
+    OutputSchema,
+    Task,
+)
+from edge_runtime.serving.session import OnnxSession
 
 __all__ = ["bundle_onnx"]
 
@@ -158,33 +161,18 @@ def bundle_onnx(onnx_path: str | Path, schema: dict[str, Any] | str | Path, *, n
                          for f, g in zip(features, inferred.features))
     input_schema = _input_schema(features, session)
     output_schema = _output_schema(data, session)
-    manifest = base_manifest(name=name, version=version)
-    manifest["producer"].update({"tool": "bring-your-own ONNX", "source_file": path.name})
-    manifest["input_schema"] = input_schema.to_dict()
-    manifest["output_schema"] = output_schema.to_dict()
-    manifest["parity"] = {"source": "none", "passed": None,
-                          "note": "an ONNX file from elsewhere: no original model to compare with"}
-    manifest["reference"] = (profile_features(reference_data, input_schema)
-                             if reference_data is not None else None)
-    with BundleWriter(out_dir, overwrite=overwrite) as writer:
-        writer.add_file(MODEL_FILE, model_bytes)
-        writer.write_manifest(manifest)
-        try:  # a smoke run: the schema and the graph must agree before publishing
-            with Runtime(writer.path) as runtime:
-                runtime.predict_batch([_smoke_row(input_schema)])
-                answers = (runtime.predict_batch(to_model_feeds(reference_data, input_schema), on_error="skip")
-                           if reference_data is not None else None)
-        except EdgeRuntimeError as exc:
-            raise ExportError(f"the bundle does not run with this schema: {exc}") from exc
-        if reference_data is not None:
-            profile = reference_profile(reference_data, input_schema, output_schema, answers)
-            writer.add_file(PROFILE_FILE, profile.to_bytes())
-            manifest["reference"]["sketches"] = {"file": PROFILE_FILE, "k": DEFAULT_K,
-                                                 "format": "edge-runtime profile v1 (DataSketches KLL floats)",
-                                                 "outputs_from": "reference data"}
-            writer.write_manifest(manifest)
-        out = writer.commit()
-    return ExportResult(out, read_manifest(out))
+
+    def smoke_run(runtime: Runtime) -> dict[str, Any]:
+        # The schema and the graph must agree before the bundle is published.
+        runtime.predict_batch([_smoke_row(input_schema)])
+        return {"source": "none", "passed": None,
+                "note": "an ONNX file from elsewhere: no original model to compare with"}
+
+    contents = BundleContents(name=name, version=version, model=model_bytes, input_schema=input_schema,
+                              output_schema=output_schema,
+                              producer={"tool": "bring-your-own ONNX", "source_file": path.name},
+                              reference_rows=reference_data, outputs_from="reference data")
+    return assemble_bundle(contents, out_dir, overwrite=overwrite, check=smoke_run)
 
 
 def _smoke_row(schema: InputSchema) -> list[Any]:

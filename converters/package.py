@@ -7,11 +7,16 @@ that does not pass, a full disk, an interrupt) leaves no half-written bundle.
 Examples
 --------
 >>> import pathlib, tempfile
+>>> from converters.manifest import new_manifest
 >>> from converters.package import BundleWriter
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
+>>> manifest = new_manifest(name="b", version="1",
+...                         input_schema=InputSchema(features=(FeatureSpec(name="x"),)),
+...                         output_schema=OutputSchema(task=Task.REGRESSION, score_output="y"))
 >>> out = pathlib.Path(tempfile.mkdtemp()) / "b"
 >>> with BundleWriter(out) as writer:
 ...     _ = writer.add_file("model.onnx", b"bytes")
-...     _ = writer.write_manifest({"name": "b"})
+...     _ = writer.write_manifest(manifest)
 ...     final = writer.commit()
 >>> sorted(p.name for p in final.iterdir())
 ['manifest.json', 'model.onnx']
@@ -21,6 +26,7 @@ Examples
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -29,8 +35,8 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from edge_runtime.serving.bundle import MANIFEST_FILE, file_sha256
 from edge_runtime.errors import ExportError
+from edge_runtime.serving.bundle import MANIFEST_FILE, Manifest, file_sha256
 
 __all__ = ["BundleWriter"]
 
@@ -66,18 +72,16 @@ class BundleWriter:
         self._files.append(name)
         return target
 
-    def write_manifest(self, manifest: dict[str, Any]) -> dict[str, Any]:
+    def write_manifest(self, manifest: Manifest) -> Manifest:
         """Write ``manifest.json`` with a ``files`` entry (sha256 and size) per staged file.
 
         May be called again to replace the manifest (e.g. to add a parity report).
         Returns the manifest as written.
         """
-        manifest = dict(manifest)
-        manifest["files"] = {
-            name: {"sha256": file_sha256(self.path / name), "bytes": (self.path / name).stat().st_size}
-            for name in sorted(self._files)
-        }
-        text = json.dumps(manifest, indent=2, sort_keys=False, default=_json_default)
+        files = {name: {"sha256": file_sha256(self.path / name), "bytes": (self.path / name).stat().st_size}
+                 for name in sorted(self._files)}
+        manifest = dataclasses.replace(manifest, files=files)
+        text = json.dumps(manifest.to_dict(), indent=2, sort_keys=False, default=_json_default)
         (self.path / MANIFEST_FILE).write_text(text + "\n", encoding="utf-8")
         return manifest
 

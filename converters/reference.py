@@ -24,11 +24,11 @@ import numpy as np
 
 from converters.features import is_dataframe
 from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.monitoring.sketches import DEFAULT_K
 from edge_runtime.serving.results import BatchResult
 from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
-from edge_runtime.monitoring.sketches import DEFAULT_K
 
-__all__ = ["QUANTILES", "TOP_CATEGORIES", "profile_features", "reference_profile"]
+__all__ = ["QUANTILES", "TOP_CATEGORIES", "profile_features", "reference_profile", "target_profile"]
 
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
 TOP_CATEGORIES = 20
@@ -120,3 +120,22 @@ def reference_profile(X: Any, schema: InputSchema, outputs: OutputSchema, answer
         else:
             profile.update_outputs(None, np.asarray(answers.labels, dtype=np.float32))
     return profile
+
+
+def target_profile(y: Any) -> dict[str, Any] | None:
+    """Summarise the training target: mean and spread of a numeric one, counts of a categorical one.
+
+    >>> target_profile([0.5, 1.5])
+    {'kind': 'numeric', 'count': 2, 'mean': 1.0, 'std': 0.5}
+    >>> target_profile(["a", "b", "a"])["classes"]
+    {'a': 2, 'b': 1}
+    """
+    if y is None:
+        return None
+    values = np.asarray(y).reshape(-1)
+    if values.dtype.kind in "fc":
+        return {"kind": "numeric", "count": int(values.size), "mean": float(np.nanmean(values)),
+                "std": float(np.nanstd(values))}
+    labels, counts = np.unique(values.astype(str), return_counts=True)
+    return {"kind": "categorical", "count": int(values.size),
+            "classes": {str(k): int(c) for k, c in zip(labels, counts)}}

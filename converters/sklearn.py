@@ -25,7 +25,14 @@ from importlib import metadata
 from typing import Any
 
 from edge_runtime.errors import ExportError, UnsupportedModelError
-from edge_runtime.serving.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
+from edge_runtime.serving.results import plain_value
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    InputLayout,
+    InputSchema,
+    OutputSchema,
+    Task,
+)
 
 __all__ = ["ConvertedModel", "convert", "final_estimator", "selects_columns"]
 
@@ -99,10 +106,10 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
     ExportError
         skl2onnx failed for another reason.
     """
+    from skl2onnx import to_onnx
     from sklearn.base import is_classifier, is_regressor
     from sklearn.exceptions import NotFittedError
     from sklearn.utils.validation import check_is_fitted
-    from skl2onnx import to_onnx
 
     estimator = final_estimator(model)
     name = type(model).__name__
@@ -133,7 +140,7 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
     outputs = [o.name for o in onnx_model.graph.output]
     if task is Task.CLASSIFICATION:
         output_schema = OutputSchema(task=task, label_output=outputs[0], score_output=outputs[1],
-                                     classes=tuple(_plain(c) for c in estimator.classes_))
+                                     classes=tuple(plain_value(c) for c in estimator.classes_))
     else:
         output_schema = OutputSchema(task=task, score_output=outputs[0])
     producer = {
@@ -145,7 +152,3 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
     }
     return ConvertedModel(onnx_bytes=onnx_model.SerializeToString(), output_schema=output_schema,
                           producer=producer)
-
-
-def _plain(value: Any) -> Any:
-    return value.item() if hasattr(value, "item") else value

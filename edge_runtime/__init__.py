@@ -42,7 +42,13 @@ from edge_runtime.errors import (
     StoreError,
 )
 from edge_runtime.runtime import Runtime
-from edge_runtime.serving.bundle import Bundle, BundleCheck, Manifest, inspect_bundle, load_bundle
+from edge_runtime.serving.bundle import (
+    Bundle,
+    BundleCheck,
+    Manifest,
+    inspect_bundle,
+    load_bundle,
+)
 from edge_runtime.serving.results import BatchResult, ModelInfo, Prediction
 
 if TYPE_CHECKING:

@@ -34,7 +34,12 @@ import numpy as np
 from edge_runtime.budgets.policy import BudgetGovernor, BudgetState, ServiceLevel
 from edge_runtime.budgets.resources import ProcessMeter, ResourceMeter
 from edge_runtime.config import RuntimeConfig, load_config
-from edge_runtime.errors import ConfigError, EdgeRuntimeError, OverloadError, SchemaError
+from edge_runtime.errors import (
+    ConfigError,
+    EdgeRuntimeError,
+    OverloadError,
+    SchemaError,
+)
 from edge_runtime.monitoring.interface import NullMonitor, ServingMonitor
 from edge_runtime.serving.bundle import Bundle, Manifest
 from edge_runtime.serving.inputs import EncodedBatch, InputEncoder

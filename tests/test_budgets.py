@@ -10,9 +10,9 @@ from sklearn.ensemble import RandomForestClassifier
 
 from converters import export
 from edge_runtime import Runtime, RuntimeConfig
+from edge_runtime.budgets.policy import BudgetGovernor, ServiceLevel
 from edge_runtime.config import BudgetConfig, MonitoringConfig
 from edge_runtime.errors import ConfigError, OverloadError
-from edge_runtime.budgets.policy import BudgetGovernor, ServiceLevel
 from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.testing import FakeClock, FakeMeter
 

@@ -8,8 +8,13 @@ from pathlib import Path
 import pytest
 
 from edge_runtime import Runtime
-from edge_runtime.serving.bundle import FORMAT_VERSION, check_files, load_bundle, read_manifest
 from edge_runtime.errors import BundleError, BundleFormatError, BundleIntegrityError
+from edge_runtime.serving.bundle import (
+    FORMAT_VERSION,
+    check_files,
+    load_bundle,
+    read_manifest,
+)
 
 
 def test_manifest_records_schema_checksums_versions_parity_and_reference(cancer_bundle: Path) -> None:

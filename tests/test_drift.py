@@ -7,6 +7,8 @@ import pytest
 from scipy import stats
 
 from edge_runtime.config import DriftPolicy
+from edge_runtime.errors import ConfigError
+from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import (
     GRID_ERROR,
     DriftStatus,
@@ -17,10 +19,15 @@ from edge_runtime.monitoring.drift import (
     ks_distance,
     psi,
 )
-from edge_runtime.errors import ConfigError
-from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
 from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    FeatureSpec,
+    InputLayout,
+    InputSchema,
+    OutputSchema,
+    Task,
+)
 
 INPUTS = InputSchema(
     features=(FeatureSpec(name="a"), FeatureSpec(name="b"), FeatureSpec(name="c"),

@@ -27,7 +27,12 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
 from converters import ParityPolicy, export
 from edge_runtime import Runtime
-from edge_runtime.errors import ConfigError, ExportError, ParityError, UnsupportedModelError
+from edge_runtime.errors import (
+    ConfigError,
+    ExportError,
+    ParityError,
+    UnsupportedModelError,
+)
 from edge_runtime.serving.schema import InputLayout
 from tests.conftest import mixed_pipeline
 

@@ -16,9 +16,9 @@ from converters import export
 from edge_runtime import InputPolicy, Runtime, RuntimeConfig
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.errors import NonFiniteValueError, StoreError
+from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.monitor import window_stride
 from edge_runtime.monitoring.reports import MonitoringDatabase
-from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.store import MonitorStore
 from tests.conftest import mixed_frame, mixed_pipeline
@@ -301,10 +301,10 @@ def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundl
 
 
 def _cancer_monitor(tmp_path: Path, cancer_bundle: Path, **config: Any) -> Any:
-    from edge_runtime.serving.bundle import load_bundle
     from edge_runtime.config import DriftPolicy
-    from edge_runtime.monitoring.monitor import Monitor
     from edge_runtime.monitoring.data_profile import load_reference
+    from edge_runtime.monitoring.monitor import Monitor
+    from edge_runtime.serving.bundle import load_bundle
     from edge_runtime.serving.results import ModelInfo
 
     bundle = load_bundle(cancer_bundle)

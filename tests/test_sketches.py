@@ -11,8 +11,19 @@ from hypothesis import strategies as st
 
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
-from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch, sketch_from_bytes
+from edge_runtime.monitoring.sketches import (
+    CategoricalSketch,
+    NumericSketch,
+    sketch_from_bytes,
+)
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    FeatureSpec,
+    InputLayout,
+    InputSchema,
+    OutputSchema,
+    Task,
+)
 
 FLOATS = st.lists(st.floats(-1e6, 1e6, allow_nan=False, width=32), min_size=0, max_size=300)
 WORDS = st.lists(st.sampled_from(["a", "b", "c", "d"]), max_size=200)

@@ -33,8 +33,8 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.config import BudgetConfig
 from edge_runtime.budgets.resources import ResourceMeter
+from edge_runtime.config import BudgetConfig
 
 __all__ = ["BudgetGovernor", "BudgetState", "ServiceLevel"]
 

@@ -9,7 +9,12 @@ from typing import Any
 
 import click
 
-from edge_runtime.cli.options import config_option, db_option, format_from_name, library_errors
+from edge_runtime.cli.options import (
+    config_option,
+    db_option,
+    format_from_name,
+    library_errors,
+)
 from edge_runtime.io.rows import FORMATS, PredictionWriter, read_rows
 from edge_runtime.io.scoring import score_rows
 from edge_runtime.runtime import Runtime

@@ -29,9 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.serving.bundle import Bundle
 from edge_runtime.errors import BundleFormatError
-from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
 from edge_runtime.monitoring.sketches import (
     DEFAULT_K,
     CategoricalSketch,
@@ -40,6 +38,8 @@ from edge_runtime.monitoring.sketches import (
     sketch_from_bytes,
     thin_block,
 )
+from edge_runtime.serving.bundle import Bundle
+from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
 
 __all__ = ["PROFILE_FILE", "Profile", "load_reference"]
 

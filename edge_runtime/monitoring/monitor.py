@@ -23,7 +23,7 @@ Examples
 >>> import tempfile, pathlib, numpy as np
 >>> from edge_runtime.config import DriftPolicy, MonitoringConfig, RetentionPolicy
 >>> from edge_runtime.monitoring.monitor import Monitor
->>> from edge_runtime.serving.results import ModelInfo
+>>> from edge_runtime.serving.results import ModelInfo, plain_value
 >>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
 >>> from edge_runtime.monitoring.store import MonitorStore
 >>> path = pathlib.Path(tempfile.mkdtemp()) / "m.db"
@@ -50,24 +50,30 @@ import hashlib
 import json
 import math
 import time
-from functools import partial
 from collections import Counter, deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from typing import Any
 
 import numpy as np
 
 from edge_runtime.config import DriftPolicy, MonitoringConfig
-from edge_runtime.monitoring.drift import DriftStatus, WindowDrift, assess_window
 from edge_runtime.errors import SchemaError
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.serving.results import ModelInfo
-from edge_runtime.serving.schema import FeatureKind, InputLayout, InputSchema, OutputSchema, Task
-from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.decision_log import DecisionBlock
+from edge_runtime.monitoring.drift import DriftStatus, WindowDrift, assess_window
+from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.monitoring.worker import DeferredWorker
+from edge_runtime.serving.results import ModelInfo, plain_value
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    InputLayout,
+    InputSchema,
+    OutputSchema,
+    Task,
+)
 
 __all__ = ["BACKGROUND_ROWS", "Monitor", "window_stride"]
 
@@ -611,7 +617,7 @@ class Monitor:
 
     def _row_values(self, block: _Block, i: int) -> list[Any]:
         row = block.rows[i]
-        return row.tolist() if isinstance(row, np.ndarray) else [_plain(v) for v in row]
+        return row.tolist() if isinstance(row, np.ndarray) else [_json_value(v) for v in row]
 
     def _close_window(self, *, partial: bool, now: float) -> None:
         window = self._window
@@ -672,9 +678,7 @@ def _top_scores(scores: np.ndarray) -> np.ndarray:
     return top
 
 
-def _plain(value: Any) -> Any:
-    if isinstance(value, np.generic):
-        return value.item()
-    if isinstance(value, float) and math.isnan(value):
-        return None
-    return value
+def _json_value(value: Any) -> Any:
+    """A logged feature value: the plain Python value, None for NaN (JSON has no NaN)."""
+    value = plain_value(value)
+    return None if isinstance(value, float) and math.isnan(value) else value

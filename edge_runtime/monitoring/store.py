@@ -38,7 +38,11 @@ from sqlite_utils import Database
 
 from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import StoreError
-from edge_runtime.monitoring.decision_log import BLOCK_COLUMNS, DecisionBlock, expand_block
+from edge_runtime.monitoring.decision_log import (
+    BLOCK_COLUMNS,
+    DecisionBlock,
+    expand_block,
+)
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, migrations
 
 __all__ = ["MonitorStore"]

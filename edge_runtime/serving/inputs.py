@@ -47,7 +47,13 @@ from edge_runtime.errors import (
     UnknownFeatureError,
     UnseenCategoryError,
 )
-from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema
+from edge_runtime.serving.results import plain_value
+from edge_runtime.serving.schema import (
+    FeatureKind,
+    FeatureSpec,
+    InputLayout,
+    InputSchema,
+)
 
 __all__ = ["EncodedBatch", "InputEncoder"]
 
@@ -297,7 +303,7 @@ class InputEncoder:
             for r in np.flatnonzero(~np.isfinite(values)).tolist():
                 if r in errors or (spec.allows_missing and math.isnan(values[r])):
                     continue
-                errors[r] = NonFiniteValueError(spec.name, _plain(column[r])).with_row(r)
+                errors[r] = NonFiniteValueError(spec.name, plain_value(column[r])).with_row(r)
         return values
 
     def _category_column(self, spec: FeatureSpec, column: np.ndarray,
@@ -327,7 +333,7 @@ class InputEncoder:
             raise InvalidValueError(spec.name, value, "a number")
         if not self._allow_non_finite and not math.isfinite(number):
             if not (spec.allows_missing and math.isnan(number)):
-                raise NonFiniteValueError(spec.name, _plain(value))
+                raise NonFiniteValueError(spec.name, plain_value(value))
         return number
 
     def _category(self, spec: FeatureSpec, value: Any) -> str:
@@ -359,9 +365,4 @@ class InputEncoder:
             spec = self.schema.features[int(i)]
             if spec.allows_missing and math.isnan(encoded[i]):
                 continue
-            raise NonFiniteValueError(spec.name, _plain(original[i]))
-
-
-def _plain(value: Any) -> Any:
-    """Numpy scalars print as np.float32(nan) under numpy 2; show the plain value."""
-    return value.item() if isinstance(value, np.generic) else value
+            raise NonFiniteValueError(spec.name, plain_value(original[i]))

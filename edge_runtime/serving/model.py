@@ -24,12 +24,12 @@ from typing import Any
 
 import numpy as np
 
-from edge_runtime.serving.bundle import MODEL_FILE, Bundle, load_bundle
 from edge_runtime.config import SessionConfig
 from edge_runtime.errors import BundleFormatError
+from edge_runtime.serving.bundle import MODEL_FILE, Bundle, load_bundle
 from edge_runtime.serving.results import ModelInfo
-from edge_runtime.serving.session import OnnxSession, SingleRowBinding
 from edge_runtime.serving.schema import FeatureKind, InputLayout, Task
+from edge_runtime.serving.session import OnnxSession, SingleRowBinding
 
 __all__ = ["ModelEngine"]
 

@@ -22,7 +22,7 @@ import numpy as np
 
 from edge_runtime.errors import SchemaError
 
-__all__ = ["BatchResult", "ModelInfo", "Prediction"]
+__all__ = ["BatchResult", "ModelInfo", "Prediction", "plain_value"]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,11 +126,16 @@ class BatchResult:
         """Yield one dict per answered row: ``row``, ``prediction`` and ``proba_<label>`` keys."""
         proba_keys = [f"proba_{c}" for c in self.model.classes] if self.scores is not None else []
         for i, row in enumerate(self.rows.tolist()):
-            record: dict[str, Any] = {"row": row, "prediction": _plain(self.labels[i])}
+            record: dict[str, Any] = {"row": row, "prediction": plain_value(self.labels[i])}
             if self.scores is not None:
                 record.update(zip(proba_keys, self.scores[i].tolist()))
             yield record
 
 
-def _plain(value: Any) -> Any:
+def plain_value(value: Any) -> Any:
+    """A numpy scalar as the Python value it holds (numpy 2 prints ``np.float32(nan)``); others unchanged.
+
+    >>> plain_value(np.int64(3)), plain_value("a")
+    (3, 'a')
+    """
     return value.item() if isinstance(value, np.generic) else value
