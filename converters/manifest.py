@@ -19,10 +19,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import edge_runtime
 from edge_runtime.errors import ExportError
 from edge_runtime.serving.bundle import FORMAT_VERSION, Manifest
 from edge_runtime.serving.schema import InputSchema, OutputSchema
+from edge_runtime.version import __version__
 
 __all__ = ["ExportResult", "check_identity", "new_manifest"]
 
@@ -59,6 +59,6 @@ def new_manifest(*, name: str, version: str, input_schema: InputSchema, output_s
         format_version=FORMAT_VERSION, name=name, version=version,
         created_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         files={}, input_schema=input_schema, output_schema=output_schema,
-        producer={"edge_runtime": edge_runtime.__version__, "python": platform.python_version(),
+        producer={"edge_runtime": __version__, "python": platform.python_version(),
                   **(producer or {})},
     )

@@ -50,11 +50,11 @@ from edge_runtime.serving.bundle import (
     load_bundle,
 )
 from edge_runtime.serving.results import BatchResult, ModelInfo, Prediction
+from edge_runtime.version import __version__
 
 if TYPE_CHECKING:
     from edge_runtime.monitoring.reports import MonitoringDatabase
 
-__version__ = "0.1.0"
 
 __all__ = [
     "BatchResult",

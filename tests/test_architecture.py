@@ -1,4 +1,8 @@
-"""The folder tree is the architecture: imports point one way, engines have one home each."""
+"""The folder tree is the architecture: imports point one way, engines have one home each.
+
+Every import counts, at module level or inside a function (the device must not
+reach the workstation's code even lazily), and ``TYPE_CHECKING`` imports too.
+"""
 
 from __future__ import annotations
 
@@ -11,92 +15,187 @@ import pytest
 import edge_runtime
 
 ROOT = Path(__file__).parent.parent
-MODULES = sorted([*ROOT.glob("edge_runtime/*.py"), *ROOT.glob("converters/*.py")])
+PACKAGES = ("edge_runtime", "converters")
+FILES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 
-# Lower layers never import higher ones (edge_runtime modules; converters sit beside, above all but cli).
-LAYERS = {
-    "errors": 0,
-    "schema": 1, "config": 1, "results": 1, "tabular": 1, "sketches": 1, "resources": 1, "testing": 1,
-    "worker": 1,
-    "bundle": 2, "inputs": 2, "runner": 2, "store": 2, "governor": 2,
-    "profile": 3, "engine": 3,
-    "drift": 4,
-    "monitor": 5,
-    "runtime": 6,
-    "bench": 7,
-    "cli": 8, "__init__": 8, "__main__": 9,
+# The device package's layers, lowest first: a module imports only from lower layers,
+# never from its own layer's other groups (monitoring and budgets know nothing of each other).
+DEVICE_LAYERS = {
+    "version": 0, "errors": 0,
+    "config": 1, "testing": 1,
+    "serving": 2,
+    "monitoring": 3, "budgets": 3,
+    "runtime": 4,
+    "io": 5,
+    "bench": 6,
+    "cli": 7,
+    "__init__": 8, "__main__": 9,
 }
+# What the device must never import, even inside a function: the workstation and fleet
+# code, and the training-side libraries its base install does not have.
+NOT_ON_DEVICE = {"converters", "collector", "sklearn", "skl2onnx", "onnx", "pandas", "joblib", "onnxmltools"}
 
 
-def _imports(path: Path, *, top_level_only: bool = False) -> set[str]:
+def module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def imports(path: Path) -> set[str]:
+    """Every module a file imports, anywhere in it (relative imports resolved)."""
     tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else list(ast.walk(tree))
+    package = module_name(path) if path.name == "__init__.py" else module_name(path).rpartition(".")[0]
     names: set[str] = set()
-    for node in nodes:
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            names.add(node.module)
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join([*anchor, base] if base else anchor)
+            names.add(base)
+            # `from edge_runtime.monitoring import store` imports a module, not a name.
+            names.update(f"{base}.{alias.name}" for alias in node.names
+                         if importlib.util.find_spec(base) is not None
+                         and _is_module(f"{base}.{alias.name}"))
     return names
 
 
-def _module(path: Path) -> str:
-    return f"{path.parent.name}.{path.stem}"
+def _is_module(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+GRAPH = {module_name(p): imports(p) for p in FILES}
+MODULES = sorted(GRAPH)
 
 
 def _importers(prefix: str) -> set[str]:
-    return {_module(p) for p in MODULES
-            if any(name == prefix or name.startswith(prefix + ".") for name in _imports(p))}
+    return {m for m, names in GRAPH.items() if any(n == prefix or n.startswith(prefix + ".") for n in names)}
 
 
-def test_only_runner_imports_onnxruntime() -> None:
-    assert _importers("onnxruntime") == {"edge_runtime.serving.session"}
+def _own(names: set[str]) -> set[str]:
+    return {n for n in names if n.split(".")[0] in PACKAGES and n in GRAPH}
+
+
+def _device_group(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+# ------------------------------------------------------------------ engines
+def test_onnxruntime_is_imported_by_the_session_and_the_build_side_quantizer_only() -> None:
+    assert _importers("onnxruntime") == {"edge_runtime.serving.session", "converters.quantize"}
 
 
 def test_only_resources_imports_psutil() -> None:
     assert _importers("psutil") == {"edge_runtime.budgets.resources"}
 
 
-def test_only_cli_imports_click() -> None:
-    assert _importers("click") == {"edge_runtime.cli"}
+def test_only_the_store_and_its_migrations_talk_sql() -> None:
+    assert _importers("sqlite3") | _importers("sqlite_utils") == {
+        "edge_runtime.monitoring.store", "edge_runtime.monitoring.migrations"}
+
+
+def test_only_cli_modules_import_click() -> None:
+    users = _importers("click")
+    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli"}
 
 
 def test_only_converters_sklearn_imports_skl2onnx() -> None:
     assert _importers("skl2onnx") == {"converters.sklearn"}
 
 
-def test_device_side_never_imports_converters_or_sklearn_at_module_level() -> None:
-    for path in ROOT.glob("edge_runtime/*.py"):
-        top = _imports(path, top_level_only=True)
-        assert not any(n.split(".")[0] in {"converters", "sklearn", "skl2onnx", "pandas", "onnx"} for n in top), path
+# ------------------------------------------------------------------ direction
+def test_the_device_never_imports_the_workstation_or_training_libraries() -> None:
+    for module, names in GRAPH.items():
+        if module.startswith("edge_runtime"):
+            reached = {n.split(".")[0] for n in names} & NOT_ON_DEVICE
+            assert not reached, f"{module} imports {sorted(reached)}"
 
 
-def test_edge_runtime_layers_point_down() -> None:
-    for path in ROOT.glob("edge_runtime/*.py"):
-        own = LAYERS[path.stem]
-        for name in _imports(path, top_level_only=True):
-            if name.startswith("edge_runtime."):
-                target = name.split(".")[1]
-                assert LAYERS[target] < own or target == path.stem, f"{path.stem} imports {target}"
+@pytest.mark.parametrize("module", [m for m in MODULES if m.startswith("edge_runtime")])
+def test_device_layers_point_down(module: str) -> None:
+    own = DEVICE_LAYERS[_device_group(module)]
+    for target in _own(GRAPH[module]):
+        group = _device_group(target)
+        if group == _device_group(module):
+            continue  # within a group: the acyclic check below
+        assert DEVICE_LAYERS[group] < own, f"{module} (layer {own}) imports {target} (layer {DEVICE_LAYERS[group]})"
 
 
-@pytest.mark.parametrize("path", MODULES, ids=_module)
-def test_every_module_declares_all(path: Path) -> None:
-    if path.stem == "__main__":
-        return
-    module = importlib.import_module(_module(path).replace(".__init__", ""))
-    assert isinstance(module.__all__, list)
-    for name in module.__all__:
-        assert hasattr(module, name), f"{path}: {name}"
+def test_the_library_never_imports_its_command_line() -> None:
+    for module, names in GRAPH.items():
+        if not module.startswith(("edge_runtime.cli", "converters.cli", "edge_runtime.__main__")):
+            assert not {n for n in names if n.startswith("edge_runtime.cli") or n == "converters.cli"}, module
+    assert _importers("converters.cli") == set()  # reached through its entry point only
+
+
+def test_converters_use_no_device_command_but_the_shared_options() -> None:
+    for module, names in GRAPH.items():
+        if module.startswith("converters"):
+            cli = {n for n in names if n.startswith("edge_runtime.cli")}
+            assert cli <= {"edge_runtime.cli.options"}, f"{module} imports {cli}"
+
+
+def test_no_import_cycles() -> None:
+    """Modules within a group (serving, monitoring, converters...) import one way too."""
+    state: dict[str, int] = {}
+
+    def visit(module: str, path: list[str]) -> None:
+        state[module] = 1
+        for target in sorted(_own(GRAPH[module])):
+            if target == module or _is_package_root(target):
+                continue
+            if state.get(target) == 1:
+                pytest.fail("import cycle: " + " -> ".join([*path, module, target]))
+            if target not in state:
+                visit(target, [*path, module])
+        state[module] = 2
+
+    for module in MODULES:
+        if module not in state and not _is_package_root(module):
+            visit(module, [])
+
+
+def _is_package_root(module: str) -> bool:
+    """Package ``__init__`` modules re-export from below them; they sit on top, not in a cycle."""
+    return (ROOT / module.replace(".", "/") / "__init__.py").is_file()
+
+
+# ------------------------------------------------------------------ surface
+@pytest.mark.parametrize("module", [m for m in MODULES if not m.endswith("__main__")])
+def test_every_module_declares_all(module: str) -> None:
+    loaded = importlib.import_module(module)
+    assert isinstance(loaded.__all__, list)
+    for name in loaded.__all__:
+        assert hasattr(loaded, name), f"{module}: {name}"
 
 
 def test_public_surface() -> None:
     assert edge_runtime.__all__ == sorted(edge_runtime.__all__)
     assert edge_runtime.__all__ == [
-        "BatchResult", "Bundle", "BundleError", "BundleFormatError", "BundleIntegrityError", "ConfigError",
-        "EdgeRuntimeError", "InferenceError", "InputPolicy", "Manifest", "ModelInfo", "Prediction", "Runtime",
-        "RuntimeConfig", "SchemaError", "SessionConfig", "__version__", "load_bundle", "load_config",
+        "BatchResult", "BudgetConfig", "Bundle", "BundleCheck", "BundleError", "BundleFormatError",
+        "BundleIntegrityError", "ConfigError", "DriftPolicy", "EdgeRuntimeError", "InferenceError", "InputPolicy",
+        "Manifest", "ModelInfo", "MonitoringConfig", "MonitoringDatabase", "OverloadError", "Prediction",
+        "RetentionPolicy", "Runtime", "RuntimeConfig", "SchemaError", "SessionConfig", "StoreError", "__version__",
+        "inspect_bundle", "load_bundle", "load_config",
     ]
+
+
+def test_importing_the_package_loads_no_monitoring_engine() -> None:
+    """A runtime that does not monitor never pays for sqlite-utils (nor pandas, which it pulls in)."""
+    import subprocess
+    import sys
+
+    code = "import sys, edge_runtime; print(sorted(m for m in ('sqlite_utils', 'pandas', 'sklearn') if m in sys.modules))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "[]"
 
 
 def test_one_exception_root() -> None:

@@ -12,11 +12,11 @@ import sys
 
 import click
 
-from edge_runtime import __version__
 from edge_runtime.cli.bench import bench
 from edge_runtime.cli.extensions import ExtensibleGroup
 from edge_runtime.cli.monitoring import drift, log_command, status
 from edge_runtime.cli.serving import inspect, predict
+from edge_runtime.version import __version__
 
 __all__ = ["main"]
 
