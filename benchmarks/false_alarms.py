@@ -17,7 +17,7 @@ import numpy as np
 
 from edge_runtime.config import DriftPolicy, MonitoringConfig
 from edge_runtime.monitoring.drift import DriftStatus, assess_window
-from edge_runtime.monitoring.monitor import window_stride
+from edge_runtime.monitoring.windows import window_stride
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema, OutputSchema, Task
 

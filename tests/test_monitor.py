@@ -17,10 +17,10 @@ from edge_runtime import InputPolicy, Runtime, RuntimeConfig
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.errors import NonFiniteValueError, StoreError
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.monitor import window_stride
 from edge_runtime.monitoring.reports import MonitoringDatabase
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.store import MonitorStore
+from edge_runtime.monitoring.windows import window_stride
 from tests.conftest import mixed_frame, mixed_pipeline
 
 

@@ -46,11 +46,10 @@ Examples
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 import time
-from collections import Counter, deque
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -62,32 +61,33 @@ from edge_runtime.config import DriftPolicy, MonitoringConfig
 from edge_runtime.errors import SchemaError
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.decision_log import DecisionBlock
-from edge_runtime.monitoring.drift import DriftStatus, WindowDrift, assess_window
-from edge_runtime.monitoring.sketches import NumericSketch
+from edge_runtime.monitoring.drift import WindowDrift, assess_window
+from edge_runtime.monitoring.input_hash import hash_matrix, hash_values
+from edge_runtime.monitoring.label_codes import LabelCodes
 from edge_runtime.monitoring.store import MonitorStore
+from edge_runtime.monitoring.windows import (
+    OpenWindow,
+    TrainingBounds,
+    verdict_rows,
+    window_stride,
+)
 from edge_runtime.monitoring.worker import DeferredWorker
 from edge_runtime.serving.results import ModelInfo, plain_value
 from edge_runtime.serving.schema import (
-    FeatureKind,
     InputLayout,
     InputSchema,
     OutputSchema,
     Task,
 )
 
-__all__ = ["BACKGROUND_ROWS", "Monitor", "window_stride"]
+__all__ = ["BACKGROUND_ROWS", "Monitor"]
 
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
 _WORKER_DEPTH = 4  # batches queued for the worker at most: a slow one (a window closing) is caught up later
 
-_LATENCY_RANKS = (0.5, 0.9, 0.99)
+LATENCY_RANKS = (0.5, 0.9, 0.99)
 _RETENTION_EVERY = 4096  # rows between retention passes (a pass is a few queries)
-# Input hash of a float32 row: its 16-bit halves times fixed odd multipliers
-# below 2^21, summed in float64 by one matrix product. Every product and sum is
-# an integer below 2^53, so the result is exact whatever order BLAS adds in: the
-# same row hashes the same alone or in any batch. Two such sums, mixed, make 64 bits.
-_HASH_MULTIPLIERS = (np.random.default_rng(20261126).integers(1, 2**20, size=(8192, 2)) * 2 + 1).astype(np.float64)
 
 
 @dataclass(slots=True)
@@ -103,38 +103,6 @@ class _Block:
 
     def __len__(self) -> int:
         return int(self.ids.size)
-
-
-class _Window:
-    """The open window: its profile, counters and time span."""
-
-    def __init__(self, seq: int, profile: Profile, width: int) -> None:
-        self.seq = seq
-        self.profile = profile
-        self.rows = 0
-        self.opened_at: float | None = None
-        self.out_of_range = np.zeros(width, dtype=np.int64)
-        self.unseen = np.zeros(width, dtype=np.int64)
-        self.rejected: Counter[str] = Counter()
-        self.rejected_features: Counter[str] = Counter()
-
-    def quality(self, names: Sequence[str]) -> dict[str, Any]:
-        # Missing values are the numeric sketches' own count (NaN never reaches KLL).
-        missing = [s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values()]
-        return {
-            "features": {name: {"missing": missing[i], "out_of_range": int(self.out_of_range[i]),
-                                "unseen": int(self.unseen[i]), "rejected": int(self.rejected_features[name])}
-                         for i, name in enumerate(names)},
-            "rejected": dict(self.rejected),
-        }
-
-    def latency(self) -> dict[str, float] | None:
-        sketch = self.profile.latency
-        if sketch.kll.is_empty():
-            return None
-        p50, p90, p99 = sketch.quantiles(_LATENCY_RANKS)
-        return {"p50_us": float(p50), "p90_us": float(p90), "p99_us": float(p99), "max_us": sketch.maximum,
-                "mean_us": sketch.mean}
 
 
 class Monitor:
@@ -183,14 +151,9 @@ class Monitor:
         self._ids = np.zeros(self._capacity, dtype=np.int64)
         # Predictions are logged as codes into this vocabulary: the classes, then
         # any label the model gave that its schema did not list.
-        self._vocabulary: list[str] = [str(c) for c in outputs.classes] if self._classifier else []
-        self._code_of: dict[Any, int] = {c: i for i, c in enumerate(outputs.classes)} if self._classifier else {}
-        numeric_classes = self._classifier and all(
-            isinstance(c, (int, float)) and not isinstance(c, bool) for c in outputs.classes)
-        self._class_values = np.array(outputs.classes, dtype=np.float64) if numeric_classes else None
-        self._class_order = np.argsort(self._class_values) if self._class_values is not None else None
-        self._classes_are_positions = (numeric_classes
-                                       and list(outputs.classes) == list(range(len(outputs.classes))))
+        self._labels = LabelCodes(outputs.classes if self._classifier else ())
+        self._vocabulary = self._labels.vocabulary
+        self._code_of = self._labels.code_of
         self._fill = 0
         self._logged = 0  # buffered rows already in the decision log
         self._profiled = 0  # buffered rows already in the window sketches (a flush may be interrupted)
@@ -200,13 +163,7 @@ class Monitor:
         self._snapshot_due = 0.0
         self._log_credit = 0.0
         self._since_retention = 0
-        self._mins = np.array([f.minimum if f.minimum is not None else -np.inf for f in inputs.features])
-        self._maxs = np.array([f.maximum if f.maximum is not None else np.inf for f in inputs.features])
-        # The model sees float32: a training extreme rounded to float32 may fall just
-        # outside the float64 range, so tensor rows are checked against float32 bounds.
-        self._mins32, self._maxs32 = self._mins.astype(np.float32), self._maxs.astype(np.float32)
-        self._known = [frozenset(f.categories) if f.kind is FeatureKind.CATEGORICAL else None
-                       for f in inputs.features]
+        self._bounds = TrainingBounds.from_schema(inputs)
         self._model_id = store.register_model(info.name, info.version, model_sha256)
         self._sample_rate = 1.0
         self._sample_credit = 0.0
@@ -267,7 +224,7 @@ class Monitor:
         self._scores[i] = scores
         if self._classifier:
             code = self._code_of.get(label)
-            self._codes[i] = code if code is not None else self._new_code(label)
+            self._codes[i] = code if code is not None else self._labels.add(label)
         self._latency[i] = latency_us
         now = self._clock()
         self._times[i] = now
@@ -306,7 +263,7 @@ class Monitor:
         ids = np.arange(first, first + n)
         now = self._clock()
         scores = np.asarray(scores, dtype=np.float32).reshape(n, -1)
-        codes = self._encode_labels(labels)
+        codes = self._labels.encode(labels) if self._classifier else np.zeros(n, dtype=np.int32)
         per_row = latency_us / n if n else 0.0
         own_block = False
         if self._worker is not None and n >= BACKGROUND_ROWS:
@@ -525,95 +482,29 @@ class Monitor:
     def _budget(self) -> dict[str, Any] | None:
         return self.budget_state().to_dict() if self.budget_state is not None else None
 
-    def _open_window(self, seq: int) -> _Window:
+    def _open_window(self, seq: int) -> OpenWindow:
         profile = Profile.for_schema(self.inputs, self.outputs, k=self.config.sketch_k,
                                      stride=window_stride(self.config))
-        return _Window(seq, profile, len(self.inputs.features))
-
-    def _new_code(self, label: Any) -> int:
-        """A code for a label the schema's classes did not list."""
-        code = len(self._vocabulary)
-        self._vocabulary.append(str(label))
-        self._code_of[label] = code
-        return code
-
-    def _encode_labels(self, labels: np.ndarray) -> np.ndarray:
-        """Codes of a batch's predictions (zeros for regressors, whose prediction is the score)."""
-        if not self._classifier:
-            return np.zeros(labels.shape[0], dtype=np.int32)
-        classes, order = self._class_values, self._class_order
-        if self._classes_are_positions and labels.dtype.kind in "iu" and labels.size:
-            # Classes 0..k-1 (most classifiers): the label is its own code.
-            if 0 <= labels.min() and labels.max() < len(self.outputs.classes):
-                return labels.astype(np.int32)
-        if classes is not None and order is not None and labels.dtype.kind in "iuf":
-            at = np.minimum(np.searchsorted(classes, labels, sorter=order), classes.size - 1)
-            codes = order[at].astype(np.int32)
-            found = classes[codes] == labels
-            if found.all():
-                return codes
-        else:
-            codes, found = np.zeros(labels.shape[0], dtype=np.int32), np.zeros(labels.shape[0], dtype=bool)
-        for i in np.flatnonzero(~found).tolist():
-            label = labels[i].item() if isinstance(labels[i], np.generic) else labels[i]
-            code = self._code_of.get(label)
-            codes[i] = code if code is not None else self._new_code(label)
-        return codes
+        return OpenWindow(seq, profile, len(self.inputs.features))
 
     def _profile(self, block: _Block, a: int, b: int) -> None:
         window = self._window
         if window.opened_at is None:
             window.opened_at = float(block.times[a])
-        profile = window.profile
         scores = block.scores[a:b]
-        top = _top_scores(scores) if self._classifier else scores[:, 0]
         if self._classifier:
-            counts = np.bincount(block.codes[a:b], minlength=len(self._vocabulary))
-            assert profile.predictions is not None
-            profile.predictions.update_counts({self._vocabulary[c]: int(n) for c, n in enumerate(counts) if n})
+            window.add_predictions(block.codes[a:b], self._vocabulary)
+        top = _top_scores(scores) if self._classifier else scores[:, 0]
         if isinstance(block.rows, np.ndarray):
-            rows = block.rows[a:b]
-            profile.update_matrix(rows, scores=top, latency=block.latency[a:b])
-            # A block inside the training range has nothing to count; otherwise
-            # count the offending columns only.
-            assert profile.block_range is not None
-            lows, highs = profile.block_range
-            for i in np.flatnonzero((lows < self._mins32) | (highs > self._maxs32)).tolist():
-                feature = rows[:, i]
-                window.out_of_range[i] += int(((feature < self._mins32[i]) | (feature > self._maxs32[i])).sum())
+            window.add_matrix(block.rows[a:b], top, block.latency[a:b], self._bounds)
         else:
-            value_columns = list(zip(*block.rows[a:b]))
-            prepared: list[Any] = []
-            for i, column in enumerate(value_columns):
-                known = self._known[i]
-                if known is None:
-                    values = np.array(column, dtype=np.float64)
-                    with np.errstate(invalid="ignore"):
-                        window.out_of_range[i] += int(((values < self._mins[i]) | (values > self._maxs[i])).sum())
-                    prepared.append(values)
-                else:
-                    window.unseen[i] += sum(1 for v in column if v not in known)
-                    prepared.append(column)
-            profile.update_columns(prepared)
-            profile.scores.update(top)
-            profile.update_latency(block.latency[a:b])
-        window.rows += b - a
+            window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds)
 
     def _input_hashes(self, block: _Block, chosen: np.ndarray) -> np.ndarray:
-        """A 64-bit hash per row (signed), to spot repeated inputs without storing them."""
-        if isinstance(block.rows, np.ndarray) and 2 * block.rows.shape[1] <= _HASH_MULTIPLIERS.shape[0]:
-            rows = block.rows if chosen.size == len(block) else block.rows[chosen]
-            halves = np.ascontiguousarray(rows, dtype=np.float32).view(np.uint16)
-            sums = (halves.astype(np.float64) @ _HASH_MULTIPLIERS[: halves.shape[1]]).astype(np.uint64)
-            with np.errstate(over="ignore"):
-                digest = (sums[:, 0] << np.uint64(14)) ^ sums[:, 1]
-                digest ^= digest >> np.uint64(31)
-                digest *= np.uint64(0xBF58476D1CE4E5B9)
-                digest ^= digest >> np.uint64(29)
-            return digest.view(np.int64)
-        return np.array([int.from_bytes(hashlib.blake2b(json.dumps(self._row_values(block, i)).encode(),
-                                                        digest_size=8).digest(), "little", signed=True)
-                         for i in chosen.tolist()], dtype=np.int64)
+        """A 64-bit hash per chosen row (signed), to spot repeated inputs without storing them."""
+        if isinstance(block.rows, np.ndarray):
+            return hash_matrix(block.rows if chosen.size == len(block) else block.rows[chosen])
+        return np.array([hash_values(self._row_values(block, i)) for i in chosen.tolist()], dtype=np.int64)
 
     def _row_values(self, block: _Block, i: int) -> list[Any]:
         row = block.rows[i]
@@ -623,47 +514,17 @@ class Monitor:
         window = self._window
         drift = assess_window(self.reference, window.profile, self.policy) if self.reference else None
         self.last_drift = drift
-        summary = drift.summary() if drift else {"reference": False}
-        results, events = [], []
-        if drift is not None:
-            verdicts = list(drift.features.values()) + ([drift.prediction] if drift.prediction else [])
-            for verdict in verdicts:
-                details = verdict.to_dict()  # JSON-safe: an unreachable threshold is None
-                results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
-                                "metric": verdict.metric, "value": verdict.value,
-                                "threshold": details["threshold"], "warn_threshold": details["warn_threshold"],
-                                "details": details})
-                if verdict.status is not DriftStatus.OK:
-                    limit = verdict.threshold if verdict.drift else verdict.warn_threshold
-                    events.append({"ts": now, "kind": "drift", "name": verdict.name,
-                                   "status": verdict.status.value,
-                                   "message": f"{verdict.name}: {verdict.metric} {verdict.value:.4f} "
-                                              f"> {limit:.4f} over {verdict.rows} rows"})
+        results, events = verdict_rows(drift, now)
         record = {
             "seq": window.seq, "model": self.info.name, "version": self.info.version,
             "model_sha256": self.model_sha256, "opened_at": window.opened_at, "closed_at": now,
             "rows": window.rows, "rejected": sum(window.rejected.values()),
-            "quality": window.quality(self._names), "latency": window.latency(), "summary": summary,
+            "quality": window.quality(self._names), "latency": window.latency(),
+            "summary": drift.summary() if drift else {"reference": False},
             "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }
         self.store.save_window(record, results, events)
         self._window = self._open_window(window.seq + 1)
-
-
-def window_stride(config: MonitoringConfig) -> int:
-    """The thinning of a window's numeric sketches: ``sketch_stride``, less for small windows.
-
-    A full window of N rows in blocks of 512 gets a thinning error of about
-    ``2.6 stride / sqrt(512 N)`` (99%); ``floor(sqrt(N / 300))`` keeps that
-    under half the KLL sketch's own error at k=200. So windows of up to 1,199
-    rows are not thinned, 5,000-row windows thin by 4 and windows of 19,200
-    rows or more by 8 (the default ``sketch_stride``).
-
-    >>> from edge_runtime.config import MonitoringConfig
-    >>> [window_stride(MonitoringConfig(window_rows=n)) for n in (100, 1_000, 5_000, 20_000, 1_000_000)]
-    [1, 1, 4, 8, 8]
-    """
-    return max(1, min(config.sketch_stride, math.isqrt(config.window_rows // 300)))
 
 
 def _top_scores(scores: np.ndarray) -> np.ndarray:

@@ -1,0 +1,159 @@
+"""The open monitoring window: its sketches, data-quality counters and time span, and how much it thins.
+
+Examples
+--------
+>>> from edge_runtime.config import MonitoringConfig
+>>> from edge_runtime.monitoring.data_profile import Profile
+>>> from edge_runtime.monitoring.windows import OpenWindow, window_stride
+>>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
+>>> inputs = InputSchema(features=(FeatureSpec(name="x"),))
+>>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+>>> window = OpenWindow(0, Profile.for_schema(inputs, outputs), 1)
+>>> window.quality(["x"])["features"]["x"], window.latency()
+({'missing': 0, 'out_of_range': 0, 'unseen': 0, 'rejected': 0}, None)
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.config import MonitoringConfig
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
+from edge_runtime.monitoring.sketches import NumericSketch
+from edge_runtime.serving.schema import FeatureKind, InputSchema
+
+__all__ = ["LATENCY_RANKS", "OpenWindow", "TrainingBounds", "verdict_rows", "window_stride"]
+
+LATENCY_RANKS = (0.5, 0.9, 0.99)
+
+
+@dataclass(frozen=True, slots=True)
+class TrainingBounds:
+    """What the training data allowed, per feature: the numeric range and the categories seen."""
+
+    mins: np.ndarray
+    maxs: np.ndarray
+    # The model sees float32: a training extreme rounded to float32 may fall just
+    # outside the float64 range, so tensor rows are checked against float32 bounds.
+    mins32: np.ndarray
+    maxs32: np.ndarray
+    known: tuple[frozenset[str] | None, ...]  # categories of each categorical feature, None for numeric ones
+
+    @classmethod
+    def from_schema(cls, inputs: InputSchema) -> TrainingBounds:
+        mins = np.array([f.minimum if f.minimum is not None else -np.inf for f in inputs.features])
+        maxs = np.array([f.maximum if f.maximum is not None else np.inf for f in inputs.features])
+        return cls(mins, maxs, mins.astype(np.float32), maxs.astype(np.float32),
+                   tuple(frozenset(f.categories) if f.kind is FeatureKind.CATEGORICAL else None
+                         for f in inputs.features))
+
+
+class OpenWindow:
+    """The open window: its profile, counters and time span."""
+
+    def __init__(self, seq: int, profile: Profile, width: int) -> None:
+        self.seq = seq
+        self.profile = profile
+        self.rows = 0
+        self.opened_at: float | None = None
+        self.out_of_range = np.zeros(width, dtype=np.int64)
+        self.unseen = np.zeros(width, dtype=np.int64)
+        self.rejected: Counter[str] = Counter()
+        self.rejected_features: Counter[str] = Counter()
+
+    def add_predictions(self, codes: np.ndarray, vocabulary: Sequence[str]) -> None:
+        """Count predicted classes (codes into ``vocabulary``)."""
+        counts = np.bincount(codes, minlength=len(vocabulary))
+        assert self.profile.predictions is not None
+        self.profile.predictions.update_counts({vocabulary[c]: int(n) for c, n in enumerate(counts) if n})
+
+    def add_matrix(self, rows: np.ndarray, top: np.ndarray, latency: np.ndarray, bounds: TrainingBounds) -> None:
+        """Sketch a block of float32 rows (tensor layout) and count the values outside the training range."""
+        self.profile.update_matrix(rows, scores=top, latency=latency)
+        # A block inside the training range has nothing to count; otherwise
+        # count the offending columns only.
+        assert self.profile.block_range is not None
+        lows, highs = self.profile.block_range
+        for i in np.flatnonzero((lows < bounds.mins32) | (highs > bounds.maxs32)).tolist():
+            feature = rows[:, i]
+            self.out_of_range[i] += int(((feature < bounds.mins32[i]) | (feature > bounds.maxs32[i])).sum())
+        self.rows += rows.shape[0]
+
+    def add_value_rows(self, rows: Sequence[Sequence[Any]], top: np.ndarray, latency: np.ndarray,
+                       bounds: TrainingBounds) -> None:
+        """Sketch rows of plain values (columns layout); count out-of-range values and unseen categories."""
+        prepared: list[Any] = []
+        for i, column in enumerate(zip(*rows)):
+            known = bounds.known[i]
+            if known is None:
+                values = np.array(column, dtype=np.float64)
+                with np.errstate(invalid="ignore"):
+                    self.out_of_range[i] += int(((values < bounds.mins[i]) | (values > bounds.maxs[i])).sum())
+                prepared.append(values)
+            else:
+                self.unseen[i] += sum(1 for v in column if v not in known)
+                prepared.append(column)
+        self.profile.update_columns(prepared)
+        self.profile.scores.update(top)
+        self.profile.update_latency(latency)
+        self.rows += len(rows)
+
+    def quality(self, names: Sequence[str]) -> dict[str, Any]:
+        # Missing values are the numeric sketches' own count (NaN never reaches KLL).
+        missing = [s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values()]
+        return {
+            "features": {name: {"missing": missing[i], "out_of_range": int(self.out_of_range[i]),
+                                "unseen": int(self.unseen[i]), "rejected": int(self.rejected_features[name])}
+                         for i, name in enumerate(names)},
+            "rejected": dict(self.rejected),
+        }
+
+    def latency(self) -> dict[str, float] | None:
+        sketch = self.profile.latency
+        if sketch.kll.is_empty():
+            return None
+        p50, p90, p99 = sketch.quantiles(LATENCY_RANKS)
+        return {"p50_us": float(p50), "p90_us": float(p90), "p99_us": float(p99), "max_us": sketch.maximum,
+                "mean_us": sketch.mean}
+
+
+def window_stride(config: MonitoringConfig) -> int:
+    """The thinning of a window's numeric sketches: ``sketch_stride``, less for small windows.
+
+    A full window of N rows in blocks of 512 gets a thinning error of about
+    ``2.6 stride / sqrt(512 N)`` (99%); ``floor(sqrt(N / 300))`` keeps that
+    under half the KLL sketch's own error at k=200. So windows of up to 1,199
+    rows are not thinned, 5,000-row windows thin by 4 and windows of 19,200
+    rows or more by 8 (the default ``sketch_stride``).
+
+    >>> from edge_runtime.config import MonitoringConfig
+    >>> [window_stride(MonitoringConfig(window_rows=n)) for n in (100, 1_000, 5_000, 20_000, 1_000_000)]
+    [1, 1, 4, 8, 8]
+    """
+    return max(1, min(config.sketch_stride, math.isqrt(config.window_rows // 300)))
+
+
+def verdict_rows(drift: WindowDrift | None, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+    """A closed window's verdicts as ``drift`` table rows, and an event for each warn or drift."""
+    results: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    if drift is None:
+        return results, events
+    for verdict in [*drift.features.values(), *([drift.prediction] if drift.prediction else [])]:
+        details = verdict.to_dict()  # JSON-safe: an unreachable threshold is None
+        results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
+                        "metric": verdict.metric, "value": verdict.value, "threshold": details["threshold"],
+                        "warn_threshold": details["warn_threshold"], "details": details})
+        if verdict.status is not DriftStatus.OK:
+            limit = verdict.threshold if verdict.drift else verdict.warn_threshold
+            events.append({"ts": now, "kind": "drift", "name": verdict.name, "status": verdict.status.value,
+                           "message": f"{verdict.name}: {verdict.metric} {verdict.value:.4f} "
+                                      f"> {limit:.4f} over {verdict.rows} rows"})
+    return results, events
