@@ -57,7 +57,8 @@ def main() -> None:
         stride = window_stride(MonitoringConfig(window_rows=rows))
         for _ in range(windows):
             result = assess_window(reference, profile(rng, rows, stride=stride, block=1024), policy)
-            statuses = [f.status for f in result.features.values()] + [result.prediction.status]
+            prediction = [result.prediction.status] if result.prediction is not None else []
+            statuses = [f.status for f in result.features.values()] + prediction
             verdicts += len(statuses)
             drift += any(s is DriftStatus.DRIFT for s in statuses)
             warn += any(s is DriftStatus.WARN for s in statuses)

@@ -135,11 +135,13 @@ def memory(bundle: Path, X: np.ndarray, work: Path) -> dict[str, Any]:
         for i in range(200_000):
             rt.predict(rows[i % len(rows)])
         rss_after = process.memory_info().rss
-        assert rt.monitor is not None
-        store = rt.monitor.store
-        window = store.windows(1, with_profile=True)[-1]
+        rt.flush()
         from edge_runtime.monitoring.data_profile import Profile
+        from edge_runtime.monitoring.store import MonitorStore
 
+        store = MonitorStore(work / "mem.db", create=False)
+        window = store.windows(1, with_profile=True)[-1]
+        store.close()
         profile = Profile.from_bytes(window["profile"])
         per_feature = [len(s.to_bytes()) for s in profile.features.values()]
     return {"window_rows": 5000, "sketch_bytes_per_numeric_feature_max": max(per_feature),

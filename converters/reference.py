@@ -36,7 +36,7 @@ TOP_CATEGORIES = 20
 
 def _column(X: Any, index: int, name: str) -> np.ndarray:
     if is_dataframe(X):
-        return X[name].to_numpy()
+        return np.asarray(X[name].to_numpy())
     return np.asarray(X)[:, index]
 
 

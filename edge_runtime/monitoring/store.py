@@ -262,7 +262,7 @@ class MonitorStore:
 
     def integrity_ok(self) -> bool:
         """True when ``PRAGMA integrity_check`` answers ok."""
-        return self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
+        return bool(self.db.execute("PRAGMA integrity_check").fetchone()[0] == "ok")
 
     # ------------------------------------------------------------ retention
     def enforce_retention(self) -> int:
