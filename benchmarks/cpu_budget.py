@@ -39,7 +39,7 @@ def main() -> None:
             monitoring=MonitoringConfig(db=Path(tmp) / "m.db"),
             budgets=BudgetConfig(cpu_share=args.budget, window_s=2.0, check_every=256, check_interval_ms=200))
         report = run_benchmark(bundle, BenchSettings(scenario="server", qps=args.qps, duration_s=args.seconds,
-                                                     min_queries=1000, warmup_s=0.5), config=config)
+                                                     min_queries=1000, warmup_s=0.5), config=config).to_dict()
         from edge_runtime.monitoring.store import MonitorStore
 
         store = MonitorStore(Path(tmp) / "m.db", create=False)

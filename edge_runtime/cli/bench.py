@@ -5,12 +5,26 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
 import click
 
-from edge_runtime.bench import SCENARIOS, BenchSettings, run_benchmark
-from edge_runtime.cli.options import config_option, format_from_name, json_option, library_errors
+from edge_runtime.bench import (
+    SCENARIOS,
+    BenchReport,
+    BenchSettings,
+    OfflineResult,
+    ServerRun,
+    ServerSearch,
+    SingleStreamResult,
+    run_benchmark,
+)
+from edge_runtime.cli.options import (
+    config_option,
+    format_from_name,
+    json_option,
+    library_errors,
+)
 from edge_runtime.io.rows import read_rows
 
 __all__ = ["bench"]
@@ -63,13 +77,13 @@ def bench(bundle: Path, scenario: str, duration: float, min_queries: int, qps: f
 
         report = run_benchmark(bundle, settings, config=config, rows=rows, progress=progress)
     if as_json:
-        click.echo(json.dumps(report, indent=2, default=str))
+        click.echo(json.dumps(report.to_dict(), indent=2, default=str))
         return
     _print_bench(report)
 
 
 class _NoBar:
-    def __enter__(self) -> _NoBar:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -79,59 +93,81 @@ class _NoBar:
         return None
 
 
-def _fmt(value: Any, unit: str = "") -> str:
+def _fmt(value: float | None, unit: str = "") -> str:
     if value is None:
         return "-"
     return f"{value:,.1f}{unit}" if isinstance(value, float) else f"{value}{unit}"
 
 
-def _print_bench(report: dict[str, Any]) -> None:
-    m, v, r = report["machine"], report["versions"], report["results"]
-    click.echo(f"edge-runtime bench: {report['scenario']} on {report['model']['name']} {report['model']['version']} "
-               f"(model sha256 {report['model']['sha256'][:12]}, monitoring {'on' if report['monitoring'] else 'off'})")
-    click.echo(f"machine: {m['cpu']}, {m['cores']} cores, {m['arch']}; python {m['python']}, onnxruntime "
-               f"{v['onnxruntime']}, numpy {v['numpy']}, edge-runtime {v['edge_runtime']}")
-    scenario = report["scenario"]
-    if scenario == "single-stream":
-        click.echo(f"queries {r['queries']:,}: p50 {_fmt(r['p50_us'])} us, p90 {_fmt(r['p90_us'])} us, "
-                   f"p99 {_fmt(r['p99_us'])} us, p99.9 {_fmt(r['p99.9_us'])} us, max {_fmt(r['max_us'])} us")
-        click.echo(f"harness overhead {r['harness_overhead_us']:.2f} us/query; cpu share {r['cpu_share']:.2f}, "
-                   f"peak rss {r['peak_rss_mb']:.1f} MB")
-        for name, layer in r.get("layers", {}).items():
-            click.echo(f"  {name:<40} p50 {_fmt(layer['p50_us'])} us  p99 {_fmt(layer['p99_us'])} us  "
-                       f"{layer['p50_vs_raw']:.2f}x raw")
-    elif scenario == "server":
-        if "max_qps" in r:
-            best = r["at_max_qps"] or {}
-            click.echo(f"max qps holding p99 <= {r['budget_ms']} ms: {_fmt(r['max_qps'])} "
-                       f"(p99 there {_fmt(best.get('p99_us'))} us, refused {best.get('refused', '-')})")
-            for probe in r["probes"]:
-                click.echo(f"  probe {probe['target_qps']:,.0f} qps: p99 {_fmt(probe['p99_us'])} us, "
-                           f"{'met' if probe['met_budget'] else 'missed'}")
-        else:
-            verdict = {True: "met", False: "MISSED", None: "no budget"}[r["met_budget"]]
-            click.echo(f"target {r['target_qps']:,.1f} qps, achieved {r['achieved_qps']:,.1f}; answered "
-                       f"{r['answered']:,}, refused {r['refused']:,}")
-            click.echo(f"latency from scheduled arrival: p50 {_fmt(r['p50_us'])} us, p99 {_fmt(r['p99_us'])} us, "
-                       f"max {_fmt(r['max_us'])} us; budget {r['budget_ms']} ms: {verdict}")
-            click.echo(f"service time p99 {_fmt(r['service_p99_us'])} us; harness wake-up delay p99 "
-                       f"{_fmt(r['harness_late_p99_us'])} us")
-            click.echo(f"cpu share {r['cpu_share']:.2f}, peak rss {r['peak_rss_mb']:.1f} MB")
-    elif scenario == "offline":
-        for entry in r["sweep"]:
-            extra = (f", raw {entry['raw_rows_per_s']:,.0f} rows/s ({entry['runtime_vs_raw']:.0%})"
-                     if "raw_rows_per_s" in entry else "")
-            click.echo(f"  batch {entry['batch']:>5}: {entry['runtime_rows_per_s']:,.0f} rows/s{extra}")
-        click.echo(f"best: batch {r['best_batch']} at {r['best_rows_per_s']:,.0f} rows/s; cpu share "
-                   f"{r['cpu_share']:.2f}, peak rss {r['peak_rss_mb']:.1f} MB")
+def _print_bench(report: BenchReport) -> None:
+    m, v, model = report.machine, report.versions, report.model
+    click.echo(f"edge-runtime bench: {report.scenario} on {model.name} {model.version} "
+               f"(model sha256 {model.sha256[:12]}, monitoring {'on' if report.monitoring else 'off'})")
+    click.echo(f"machine: {m.cpu}, {m.cores} cores, {m.arch}; python {m.python}, onnxruntime "
+               f"{v.onnxruntime}, numpy {v.numpy}, edge-runtime {v.edge_runtime}")
+    r = report.results
+    if isinstance(r, SingleStreamResult):
+        _print_single_stream(r)
+    elif isinstance(r, ServerSearch):
+        _print_server_search(r)
+    elif isinstance(r, ServerRun):
+        _print_server_run(r)
+    elif isinstance(r, OfflineResult):
+        _print_offline(r)
     else:
-        click.echo(f"first answer {r['first_answer_ms']:.1f} ms after process launch (median of {r['runs']}; "
-                   f"import {r['import_ms']:.1f} ms, load and answer {r['load_and_answer_ms']:.1f} ms); "
-                   f"rss {r['rss_mb']:.1f} MB")
-    for note in r.get("notes", []) if isinstance(r, dict) else []:
+        click.echo(f"first answer {r.first_answer_ms:.1f} ms after process launch (median of {r.runs}; "
+                   f"import {r.import_ms:.1f} ms, load and answer {r.load_and_answer_ms:.1f} ms); "
+                   f"rss {r.rss_mb:.1f} MB")
+    if report.budget is not None:
+        b = report.budget
+        click.echo(f"budget state: level {b.level.name.lower()}, violations {dict(b.violations) or 'none'}")
+
+
+def _print_single_stream(r: SingleStreamResult) -> None:
+    t = r.latency
+    click.echo(f"queries {r.queries:,}: p50 {_fmt(t.p50_us)} us, p90 {_fmt(t.p90_us)} us, "
+               f"p99 {_fmt(t.p99_us)} us, p99.9 {_fmt(t.p99_9_us)} us, max {_fmt(t.max_us)} us")
+    click.echo(f"harness overhead {r.harness_overhead_us:.2f} us/query; cpu share {r.usage.cpu_share:.2f}, "
+               f"peak rss {r.usage.peak_rss_mb:.1f} MB")
+    for layer in r.layers:
+        ratio = "-" if layer.p50_vs_raw is None else f"{layer.p50_vs_raw:.2f}"
+        click.echo(f"  {layer.name:<40} p50 {_fmt(layer.latency.p50_us)} us  p99 {_fmt(layer.latency.p99_us)} us  "
+                   f"{ratio}x raw")
+    _print_notes(r.notes)
+
+
+def _print_server_search(r: ServerSearch) -> None:
+    best = r.at_max_qps
+    click.echo(f"max qps holding p99 <= {r.budget_ms} ms: {_fmt(r.max_qps)} "
+               f"(p99 there {_fmt(best.latency.p99_us if best else None)} us, "
+               f"refused {best.refused if best else '-'})")
+    for probe in r.probes:
+        click.echo(f"  probe {probe.target_qps:,.0f} qps: p99 {_fmt(probe.p99_us)} us, "
+                   f"{'met' if probe.met_budget else 'missed'}")
+
+
+def _print_server_run(r: ServerRun) -> None:
+    t = r.latency
+    verdict = {True: "met", False: "MISSED", None: "no budget"}[r.met_budget]
+    click.echo(f"target {r.target_qps:,.1f} qps, achieved {r.achieved_qps:,.1f}; answered "
+               f"{r.answered:,}, refused {r.refused:,}")
+    click.echo(f"latency from scheduled arrival: p50 {_fmt(t.p50_us)} us, p99 {_fmt(t.p99_us)} us, "
+               f"max {_fmt(t.max_us)} us; budget {r.budget_ms} ms: {verdict}")
+    click.echo(f"service time p99 {_fmt(r.service_p99_us)} us; harness wake-up delay p99 "
+               f"{_fmt(r.harness_late_p99_us)} us")
+    click.echo(f"cpu share {r.usage.cpu_share:.2f}, peak rss {r.usage.peak_rss_mb:.1f} MB")
+    _print_notes(r.notes)
+
+
+def _print_offline(r: OfflineResult) -> None:
+    for entry in r.sweep:
+        extra = (f", raw {entry.raw_rows_per_s:,.0f} rows/s ({entry.runtime_vs_raw:.0%})"
+                 if entry.raw_rows_per_s is not None else "")
+        click.echo(f"  batch {entry.batch:>5}: {entry.runtime_rows_per_s:,.0f} rows/s{extra}")
+    click.echo(f"best: batch {r.best_batch} at {r.best_rows_per_s:,.0f} rows/s; cpu share "
+               f"{r.usage.cpu_share:.2f}, peak rss {r.usage.peak_rss_mb:.1f} MB")
+
+
+def _print_notes(notes: tuple[str, ...]) -> None:
+    for note in notes:
         click.echo(f"note: {note}")
-    if "budget" in report:
-        b = report["budget"]
-        click.echo(f"budget state: level {b['level']}, violations {b['violations'] or 'none'}")
-
-
