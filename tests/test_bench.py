@@ -243,6 +243,7 @@ def test_bench_json_is_the_typed_report(cancer_bundle: Path) -> None:
     doc = report.to_dict()
     assert json.loads(json.dumps(doc)) == doc  # JSON-ready: no tuples, numpy scalars or paths left
     assert doc["settings"]["batch_sizes"] == [1, 8] and "budget" not in doc
+    assert report.monitoring is False and doc["monitoring"] is False  # no database configured, none compared
     assert all(set(entry) == {"batch", "runtime_rows_per_s"} for entry in doc["results"]["sweep"])  # not compared
     assert list(doc) == ["scenario", "settings", "model", "machine", "versions", "monitoring", "rows", "results"]
 

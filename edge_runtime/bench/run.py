@@ -26,6 +26,7 @@ from edge_runtime.bench.timing import Progress
 from edge_runtime.budgets.resources import machine_info
 from edge_runtime.config import RuntimeConfig, load_config
 from edge_runtime.monitoring.data_profile import load_reference
+from edge_runtime.monitoring.interface import NullMonitor
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.session import onnxruntime_version
 from edge_runtime.version import __version__
@@ -78,7 +79,8 @@ def run_benchmark(bundle: str | Path, settings: BenchSettings, *, config: Runtim
             machine = Machine.from_info(machine_info())
             versions = Versions(edge_runtime=__version__, onnxruntime=onnxruntime_version(),
                                 numpy=np.__version__)
-            monitoring = runtime.monitor is not None
+            # Off means a NullMonitor, not None, since the serving path calls its monitor unconditionally.
+            monitoring = not isinstance(runtime.monitor, NullMonitor)
             budget_ms = settings.budget_ms or (runtime_config.budgets.latency_ms or None)
             results: ScenarioResult
             if settings.scenario == "single-stream":
