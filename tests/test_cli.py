@@ -275,6 +275,7 @@ def test_monitoring_commands_on_a_missing_database(runner: CliRunner, tmp_path: 
     assert not (tmp_path / "none.db").exists()
 
 
+@pytest.mark.slow
 def test_sigterm_while_predicting_loses_nothing(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
     import signal
     import subprocess

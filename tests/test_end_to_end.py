@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import joblib
+import pytest
 from sklearn.ensemble import RandomForestClassifier
 
 from tests.conftest import mixed_frame, mixed_pipeline
@@ -20,6 +21,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
                           timeout=120)
 
 
+@pytest.mark.slow
 def test_export_then_predict_csv_gives_sklearn_labels(tmp_path: Path) -> None:
     X, y = mixed_frame(n=800, seed=1)
     model = mixed_pipeline(RandomForestClassifier(n_estimators=40, random_state=0)).fit(X[:600], y[:600])

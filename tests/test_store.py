@@ -108,6 +108,7 @@ def test_retention_by_window_count(tmp_path: Path) -> None:
     store.close()
 
 
+@pytest.mark.slow
 def test_database_never_grows_past_its_byte_budget(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
     budget = 1024 * 1024
     config = RuntimeConfig(
@@ -212,6 +213,7 @@ CHILD = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("mode", ["rows", "batches"])
 def test_kill_9_loses_only_unflushed_rows(tmp_path: Path, cancer_bundle: Path, mode: str) -> None:
     db = tmp_path / "crash.db"
