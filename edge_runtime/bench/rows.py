@@ -24,6 +24,7 @@ import numpy as np
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
 from edge_runtime.runtime import Runtime
+from edge_runtime.serving.results import plain_value
 from edge_runtime.serving.schema import FeatureKind, InputLayout, InputSchema
 
 __all__ = ["raw_feeds", "reference_rows"]
@@ -72,12 +73,8 @@ def reference_rows(schema: InputSchema, profile: Profile | None, n: int, seed: i
     if schema.layout is InputLayout.TENSOR:
         matrix = np.column_stack(columns).astype(np.float64)
         return [matrix[i] for i in range(n)]
-    return [dict(zip(schema.names, (_plain(c[i]) for c in columns))) for i in range(n)]
-
-
-def _plain(value: Any) -> Any:
-    # Rows read from CSV or JSON lines hold plain Python values; drawn rows should look the same to the runtime.
-    return value.item() if isinstance(value, np.generic) else value
+    # Rows read from CSV or JSON lines hold plain Python values; drawn rows look the same to the runtime.
+    return [dict(zip(schema.names, (plain_value(c[i]) for c in columns))) for i in range(n)]
 
 
 def raw_feeds(batch: Any, runtime: Runtime) -> dict[str, np.ndarray]:
