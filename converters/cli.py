@@ -79,7 +79,7 @@ def export_command(model_file: Path, train_data: Path, target: str | None, valid
 @click.command("bundle")
 @click.argument("onnx_file", type=click.Path(exists=True, dir_okay=False, path_type=Path))
 @click.option("--schema", required=True, type=click.Path(exists=True, dir_okay=False, path_type=Path),
-              help="JSON file: task, classes, features (see README).")
+              help="JSON file: task, classes, features (see docs/export.md).")
 @click.option("--name", required=True, help="Model name recorded in the bundle.")
 @click.option("--version", "model_version", required=True, help="Model version recorded in the bundle.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")

@@ -139,7 +139,7 @@ class InputPolicy:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class DriftPolicy:
-    """Thresholds of the drift decisions; the defaults are documented in the README.
+    """Thresholds of the drift decisions; the rule and the defaults are in docs/drift.md.
 
     Parameters
     ----------
@@ -253,7 +253,7 @@ class MonitoringConfig:
         Sketch and log batches of 256 rows or more on a worker thread, while
         the caller's next model call runs: batch scoring gets its monitoring
         from a second core. Single rows are always monitored inline. A kill -9
-        may then also lose the one batch being written.
+        may then also lose the batches waiting for the worker (at most four).
     """
 
     db: Path | None = None
