@@ -1,7 +1,7 @@
 """The ``edge-runtime`` command line: parse, call the public API, format.
 
-Device commands live here, one module per concern (``serving``, ``monitoring``,
-``bench``). The workstation's commands (``export``, ``bundle``, ``demo``) come from
+Device commands live here, one module per concern (``inspect``, ``predict``,
+``monitoring``, ``bench``). The workstation's commands (``export``, ``bundle``, ``demo``) come from
 ``converters`` through an entry point, and exist only where the export extra is
 installed (see :mod:`edge_runtime.cli.extensions`).
 """
@@ -14,8 +14,9 @@ import click
 
 from edge_runtime.cli.bench import bench
 from edge_runtime.cli.extensions import ExtensibleGroup
+from edge_runtime.cli.inspect import inspect
 from edge_runtime.cli.monitoring import drift, log_command, status
-from edge_runtime.cli.serving import inspect, predict
+from edge_runtime.cli.predict import predict
 from edge_runtime.version import __version__
 
 __all__ = ["main"]

@@ -1,8 +1,7 @@
-"""``inspect`` and ``predict``: a bundle on the device."""
+"""``predict``: score a CSV or JSON-lines file on the device, optionally monitored."""
 
 from __future__ import annotations
 
-import json
 import signal
 from pathlib import Path
 from typing import Any
@@ -18,43 +17,10 @@ from edge_runtime.cli.options import (
 from edge_runtime.io.rows import FORMATS, PredictionWriter, read_rows
 from edge_runtime.io.scoring import score_rows
 from edge_runtime.runtime import Runtime
-from edge_runtime.serving.bundle import inspect_bundle
 
-__all__ = ["inspect", "predict"]
+__all__ = ["predict"]
 
 _MAX_ROW_ERRORS_SHOWN = 20
-
-
-@click.command()
-@click.argument("bundle", type=click.Path(path_type=Path))
-@click.option("--json", "as_json", is_flag=True, help="Print the manifest and verification as JSON.")
-@library_errors
-def inspect(bundle: Path, as_json: bool) -> None:
-    """Show a bundle's manifest and verify every file's checksum."""
-    check = inspect_bundle(bundle)
-    if as_json:
-        click.echo(json.dumps(check.to_dict(), indent=2))
-    else:
-        m = check.manifest
-        click.echo(f"{m.name} {m.version}  (format {m.format_version}, created {m.created_at})")
-        click.echo(f"task: {m.output_schema.task.value}"
-                   + (f", classes: {list(m.output_schema.classes)}" if m.output_schema.classes else ""))
-        click.echo(f"inputs ({m.input_schema.layout.value} layout): {len(m.input_schema.features)} features")
-        for f in m.input_schema.features:
-            detail = (f"{len(f.categories)} categories" if f.kind.value == "categorical"
-                      else f"range [{f.minimum}, {f.maximum}]")
-            click.echo(f"  {f.name}: {f.kind.value}, {detail}" + (", missing allowed" if f.allows_missing else ""))
-        click.echo("producer: " + ", ".join(f"{k} {v}" for k, v in m.producer.items() if k != "opset"))
-        if m.parity:
-            p = m.parity
-            click.echo(f"parity: passed={p.get('passed')}, agreement={p.get('agreement')}, "
-                       f"max_abs_diff={p.get('max_abs_diff')}, rows_beyond_tolerance="
-                       f"{p.get('rows_beyond_tolerance')} of {p.get('rows')} ({p.get('source')})")
-        for c in check.files:
-            click.echo(f"  [{'ok' if c.ok else 'FAILED'}] {c.name}" + ("" if c.ok else f": {c.reason}"))
-    if not check.ok:
-        bad = next(c for c in check.files if not c.ok)
-        raise click.ClickException(f"bundle file '{bad.name}' {bad.reason}")
 
 
 @click.command()
