@@ -9,15 +9,21 @@ built-in for the same situation, the class inherits that too::
     ├── BundleError                         a bundle cannot be used
     │   ├── BundleIntegrityError            a file is missing, truncated or altered
     │   └── BundleFormatError               unknown format version or broken manifest
+    │       └── BundleSchemaError           the manifest's schema does not fit the model graph
     ├── SchemaError (ValueError)            an input row does not fit the schema
     │   ├── FeatureCountError               wrong number of features
     │   ├── MissingFeatureError             a named feature is absent
     │   ├── UnknownFeatureError             a name the model does not know
     │   ├── InvalidValueError               a non-numeric value in a numeric feature
     │   ├── NonFiniteValueError             NaN or infinity where the policy rejects it
+    │   ├── OutOfRangeValueError            a number the model's float32 input cannot hold
     │   └── UnseenCategoryError             a category never seen in training
     ├── InputFormatError (ValueError)       an input file cannot be parsed
-    ├── StoreError                          the monitoring database cannot be opened
+    │   └── ColumnMismatchError             a file's columns do not match the model's features
+    ├── StoreError                          the monitoring database cannot be used
+    │   ├── StoreBusyError                  another writer held the lock past the timeout
+    │   ├── StoreFullError                  the disk (or the database's size limit) is full
+    │   └── StoreCorruptError               the file is not a sound SQLite database
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
     ├── OverloadError                       refused to keep a budget (load shedding)
     └── ExportError                         a model cannot be turned into a bundle
@@ -42,6 +48,8 @@ __all__ = [
     "BundleError",
     "BundleFormatError",
     "BundleIntegrityError",
+    "BundleSchemaError",
+    "ColumnMismatchError",
     "ConfigError",
     "EdgeRuntimeError",
     "ExportError",
@@ -51,10 +59,14 @@ __all__ = [
     "InvalidValueError",
     "MissingFeatureError",
     "NonFiniteValueError",
+    "OutOfRangeValueError",
     "OverloadError",
     "ParityError",
     "SchemaError",
+    "StoreBusyError",
+    "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
     "UnknownFeatureError",
     "UnseenCategoryError",
     "UnsupportedModelError",
@@ -91,6 +103,10 @@ class BundleIntegrityError(BundleError):
 
 class BundleFormatError(BundleError):
     """The manifest is unreadable or written by a newer, unknown format version."""
+
+
+class BundleSchemaError(BundleFormatError):
+    """The manifest's schema does not fit the ONNX graph (feature count, class labels, categories)."""
 
 
 class SchemaError(EdgeRuntimeError, ValueError):
@@ -165,6 +181,16 @@ class NonFiniteValueError(SchemaError):
         )
 
 
+class OutOfRangeValueError(SchemaError):
+    """A finite number too large for the model's float32 input (beyond ±3.4e38)."""
+
+    def __init__(self, feature: str, value: Any) -> None:
+        self.feature = feature
+        self.value = value
+        super().__init__(f"feature '{feature}': value {value!r} is outside the float32 range the model "
+                         "reads (±3.4e38)")
+
+
 class UnseenCategoryError(SchemaError):
     """A categorical value that never occurred in the training data."""
 
@@ -181,8 +207,24 @@ class InputFormatError(EdgeRuntimeError, ValueError):
     """An input file cannot be parsed as the format given."""
 
 
+class ColumnMismatchError(InputFormatError):
+    """An input file's header lacks features of the model, or has columns it does not know."""
+
+
 class StoreError(EdgeRuntimeError):
     """The monitoring database cannot be opened or written."""
+
+
+class StoreBusyError(StoreError):
+    """Another writer held the database's lock for longer than the timeout."""
+
+
+class StoreFullError(StoreError):
+    """The disk, or the database's size limit, is full."""
+
+
+class StoreCorruptError(StoreError):
+    """The database file is damaged or is not a SQLite database."""
 
 
 class InferenceError(EdgeRuntimeError, RuntimeError):
