@@ -202,17 +202,22 @@ class RetentionPolicy:
         Decisions and windows older than this are deleted (0 keeps them).
     max_windows : int
         Closed windows kept, with their drift results and events.
+    keep_corrupt : int
+        Corrupted databases moved aside (``<name>.corrupt-<time>``) and kept for
+        diagnosis; they count against ``max_bytes``.
     """
 
     max_rows: int = 1_000_000
     max_bytes: int = 256 * 1024 * 1024
     max_age_days: float = 30.0
     max_windows: int = 10_000
+    keep_corrupt: int = 2
 
     def __post_init__(self) -> None:
         check_int("RetentionPolicy", "max_rows", self.max_rows, 1, 10**12)
         check_int("RetentionPolicy", "max_bytes", self.max_bytes, 64 * 1024, 10**15)
         check_int("RetentionPolicy", "max_windows", self.max_windows, 1, 10**9)
+        check_int("RetentionPolicy", "keep_corrupt", self.keep_corrupt, 0, 100)
         check_float("RetentionPolicy", "max_age_days", self.max_age_days, 0.0, math.inf)
 
 
@@ -254,6 +259,14 @@ class MonitoringConfig:
         the caller's next model call runs: batch scoring gets its monitoring
         from a second core. Single rows are always monitored inline. A kill -9
         may then also lose the batches waiting for the worker (at most four).
+    on_error : {'degrade', 'raise'}
+        What a failing database (full disk, read-only or vanished file, lock
+        timeout, corruption) does. ``degrade``: serving goes on, monitoring
+        counts what it could not write, retries with backoff and recovers by
+        itself (a corrupted file is moved aside and a fresh one started).
+        ``raise``: the failure is raised as a StoreError subclass.
+    lock_timeout_ms : int
+        How long a writer waits for another writer's lock on the database.
     """
 
     db: Path | None = None
@@ -266,6 +279,8 @@ class MonitoringConfig:
     sketch_k: int = 200
     sketch_stride: int = 8
     background: bool = True
+    on_error: str = "degrade"
+    lock_timeout_ms: int = 2000
 
     def __post_init__(self) -> None:
         check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)
@@ -275,6 +290,8 @@ class MonitoringConfig:
         check_float("MonitoringConfig", "log_sample_rate", self.log_sample_rate, 0.0, 1.0)
         check_int("MonitoringConfig", "sketch_k", self.sketch_k, 8, 65535)
         check_int("MonitoringConfig", "sketch_stride", self.sketch_stride, 1, 1024)
+        check_choice("MonitoringConfig", "on_error", self.on_error, ("degrade", "raise"))
+        check_int("MonitoringConfig", "lock_timeout_ms", self.lock_timeout_ms, 0, 3_600_000)
         if not isinstance(self.background, bool):
             raise ConfigError("The 'background' parameter of MonitoringConfig must be a bool. "
                               f"Got {self.background!r} instead.")

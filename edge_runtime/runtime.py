@@ -25,6 +25,7 @@ from __future__ import annotations
 import collections
 import dataclasses
 import time
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -39,6 +40,7 @@ from edge_runtime.errors import (
     EdgeRuntimeError,
     OverloadError,
     SchemaError,
+    StoreError,
 )
 from edge_runtime.monitoring.interface import NullMonitor, ServingMonitor
 from edge_runtime.serving.bundle import Bundle, Manifest
@@ -121,6 +123,8 @@ class Runtime:
         self._closed = False
         self._clock = clock
         self.budget_events: collections.deque[dict[str, Any]] = collections.deque(maxlen=_EVENTS_KEPT)
+        # Why monitoring is off although a database was configured (it could not be opened).
+        self.monitoring_error: str | None = None
         # A NullMonitor when monitoring is off: the serving path calls its monitor unconditionally.
         self.monitor: ServingMonitor = self._start_monitor(clock) if config.monitoring.db is not None else NullMonitor()
         self.governor: BudgetGovernor | None = None
@@ -376,12 +380,25 @@ class Runtime:
         # (more where pandas is installed, which sqlite-utils imports when present),
         # paid only by runtimes that monitor.
         from edge_runtime.monitoring.data_profile import load_reference
+        from edge_runtime.monitoring.guarded_store import open_store
         from edge_runtime.monitoring.monitor import Monitor
-        from edge_runtime.monitoring.store import MonitorStore
 
         monitoring = self.config.monitoring
         assert monitoring.db is not None
-        store = MonitorStore(monitoring.db, self.config.retention, clock=clock)
-        return Monitor(store, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
-                       info=self._primary.info, model_sha256=self._primary.sha256, config=monitoring,
-                       drift=self.config.drift, clock=clock)
+        try:
+            store, note = open_store(monitoring.db, self.config.retention, clock=clock,
+                                     lock_timeout=monitoring.lock_timeout_ms / 1000.0)
+        except StoreError as exc:
+            if monitoring.on_error == "raise":
+                raise
+            # Monitoring is an observer: a database that cannot be opened leaves the
+            # model serving, unmonitored, and says so once.
+            warnings.warn(f"edge-runtime: serving without monitoring: {exc}", RuntimeWarning, stacklevel=3)
+            self.monitoring_error = str(exc)
+            return NullMonitor()
+        monitor = Monitor(store, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
+                          info=self._primary.info, model_sha256=self._primary.sha256, config=monitoring,
+                          drift=self.config.drift, clock=clock, keep_corrupt=self.config.retention.keep_corrupt)
+        if note:
+            monitor.add_event("monitoring", "replaced", "warn", note)
+        return monitor

@@ -346,7 +346,7 @@ def _break_store(monitor: Any) -> None:
 
 def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, cancer_bundle: Path,
                                                              cancer_data: Any) -> None:
-    monitor = _cancer_monitor(tmp_path, cancer_bundle)
+    monitor = _cancer_monitor(tmp_path, cancer_bundle, on_error="raise")
     _break_store(monitor)
     monitor.observe_batch(*_served_batch(monitor, cancer_data), latency_us=1e9)
     assert monitor.pending_batches == 1  # on the worker: this call returned at once
@@ -359,7 +359,7 @@ def test_a_failed_background_batch_surfaces_on_the_next_call(tmp_path: Path, can
 
 def test_close_releases_the_worker_and_database_even_when_writing_fails(tmp_path: Path, cancer_bundle: Path,
                                                                          cancer_data: Any) -> None:
-    monitor = _cancer_monitor(tmp_path, cancer_bundle)
+    monitor = _cancer_monitor(tmp_path, cancer_bundle, on_error="raise")
     _break_store(monitor)
     monitor.observe_batch(*_served_batch(monitor, cancer_data), latency_us=1e9)
     with pytest.raises(StoreError, match="disk full"):

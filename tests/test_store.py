@@ -16,7 +16,7 @@ from sqlite_utils import Database
 
 from edge_runtime import Runtime
 from edge_runtime.config import MonitoringConfig, RetentionPolicy, RuntimeConfig
-from edge_runtime.errors import StoreError
+from edge_runtime.errors import StoreCorruptError, StoreError
 from edge_runtime.monitoring.decision_log import DecisionBlock
 from edge_runtime.monitoring.migrations import migrations
 from edge_runtime.monitoring.store import MonitorStore
@@ -61,7 +61,8 @@ def test_blocks_round_trip_every_field(tmp_path: Path) -> None:
     assert [r["input_hash"] for r in rows[:3]] == ["ffffffffffffffff", "0000000000000000", "00000000000000ff"]
     assert {(r["model"], r["version"]) for r in rows} == {("m", "2")}
     assert [r["request_id"] for r in store.decisions(after=5)] == [9, 10, 11]
-    assert store.next_request_id() == 12
+    # Ids come from the database's counter, in ranges, whatever was logged.
+    assert store.reserve_request_ids(4) == 1 and store.next_request_id() == 5
     store.close()
 
 
@@ -97,7 +98,8 @@ def test_retention_by_age_uses_the_clock(tmp_path: Path) -> None:
 
 def test_retention_by_window_count(tmp_path: Path) -> None:
     store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_windows=3, max_age_days=0))
-    for seq in range(6):
+    for _ in range(6):
+        seq = store.allocate_window_seq()
         store.save_window({"seq": seq, "closed_at": 2e9, "rows": 1, "rejected": 0},
                           [{"name": "x", "kind": "numeric", "status": "ok", "metric": "ks", "value": 0.0,
                             "threshold": 0.1, "warn_threshold": 0.05, "details": {}}], [])
@@ -146,7 +148,9 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
 
     store = MonitorStore(path, RetentionPolicy(max_age_days=0))
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows",
-                                                              "m003_budget_state", "m004_decision_blocks"]
+                                                              "m003_budget_state", "m004_decision_blocks",
+                                                              "m005_several_writers"]
+    assert store.next_window_seq() == 1 and len(store.database_id) == 36  # counters from the old rows
     assert store.db["windows"].columns_dict["partial"] is int
     assert store.windows()[0]["partial"] == 0 and store.windows()[0]["budget"] is None
     moved = store.tail(10)  # the old per-row log, now in blocks (one per model)
@@ -184,7 +188,7 @@ def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
 def test_corrupt_file_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreError, match="cannot open monitoring database"):
+    with pytest.raises(StoreCorruptError, match=r"monitoring database '.*bad.db': cannot open it: file is not a database"):
         MonitorStore(path)
 
 

@@ -7,6 +7,8 @@ released: a change of schema is a new one.
 
 from __future__ import annotations
 
+import time
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -109,3 +111,26 @@ def _old_rows_block(chunk: Sequence[tuple[Any, ...]]) -> DecisionBlock:
                          codes=np.array([code[str(r[4])] for r in chunk]), vocabulary=tuple(words),
                          scores=np.array([r[5] for r in chunk]), hashes=np.array([r[6] for r in chunk]))
 
+
+
+@migrations()
+def m005_several_writers(db: Database) -> None:
+    # Several processes (and Runtimes) may write one database: request ids and window
+    # numbers are handed out here, in write transactions, so no two writers share one
+    # and none is reused after a restart. Each database gets an id of its own, so that
+    # a replacement file's windows are never taken for replays of the old one's.
+    next_id = db.execute("SELECT COALESCE(MAX(last_id), 0) + 1 FROM decision_blocks").fetchone()[0]
+    next_seq = db.execute("SELECT COALESCE(MAX(seq) + 1, 0) FROM windows").fetchone()[0]
+    logged = db.execute("SELECT COALESCE(SUM(rows), 0) FROM decision_blocks").fetchone()[0]
+    db.table("counters").create({"name": str, "value": int}, pk="name")
+    db.execute("INSERT INTO counters (name, value) VALUES ('next_request_id', ?), ('next_window_seq', ?), "
+               "('logged_rows', ?)", [next_id, next_seq, logged])
+    db.table("database").create({"id": int, "database_id": str, "created_at": float}, pk="id")
+    db.execute("INSERT INTO database (id, database_id, created_at) VALUES (1, ?, ?)",
+               [str(uuid.uuid4()), time.time()])
+    db.table("writers").create({"id": int, "pid": int, "host": str, "started_at": float, "last_seen": float,
+                                "closed_at": float}, pk="id")
+    db.table("windows").add_column("writer", int)
+    # The open-window snapshot is one row per writer now: its id is the writer's.
+    db.table("current_window").add_column("writer", int)
+    db.table("decision_blocks").create_index(["ts_last"])

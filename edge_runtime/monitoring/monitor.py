@@ -62,6 +62,7 @@ from edge_runtime.errors import SchemaError
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.decision_log import DecisionBlock
 from edge_runtime.monitoring.drift import WindowDrift, assess_window
+from edge_runtime.monitoring.guarded_store import GuardedStore, MonitorHealth
 from edge_runtime.monitoring.input_hash import hash_matrix, hash_values
 from edge_runtime.monitoring.label_codes import LabelCodes
 from edge_runtime.monitoring.store import MonitorStore
@@ -82,6 +83,7 @@ from edge_runtime.serving.schema import (
 
 __all__ = ["BACKGROUND_ROWS", "Monitor"]
 
+_ID_RANGE = 4096  # request ids reserved from the database at a time
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
 _WORKER_DEPTH = 4  # batches queued for the worker at most: a slow one (a window closing) is caught up later
@@ -125,8 +127,9 @@ class Monitor:
 
     def __init__(self, store: MonitorStore, *, reference: Profile | None, inputs: InputSchema,
                  outputs: OutputSchema, info: ModelInfo, model_sha256: str, config: MonitoringConfig,
-                 drift: DriftPolicy, clock: Callable[[], float] = time.time) -> None:
-        self.store = store
+                 drift: DriftPolicy, clock: Callable[[], float] = time.time, keep_corrupt: int = 2) -> None:
+        # Every write goes through the guard: a failing database degrades monitoring, not serving.
+        self._db = GuardedStore(store, on_error=config.on_error, keep_corrupt=keep_corrupt)
         self.reference = reference
         self.inputs = inputs
         self.outputs = outputs
@@ -157,18 +160,22 @@ class Monitor:
         self._fill = 0
         self._logged = 0  # buffered rows already in the decision log
         self._profiled = 0  # buffered rows already in the window sketches (a flush may be interrupted)
-        self._next_id = store.next_request_id()
+        # Request ids come from the database in ranges, so writers never share one; a
+        # range is handed out from here without touching the database.
+        self._next_id = self._id_limit = 0
+        self._take_ids(_ID_RANGE)
         self._flush_every = config.flush_ms / 1000.0
         self._flush_deadline = clock() + self._flush_every
         self._snapshot_due = 0.0
         self._log_credit = 0.0
         self._since_retention = 0
         self._bounds = TrainingBounds.from_schema(inputs)
-        self._model_id = store.register_model(info.name, info.version, model_sha256)
+        self._model = (info.name, info.version, model_sha256)
+        self._db.model_id(*self._model)
         self._sample_rate = 1.0
         self._sample_credit = 0.0
         self.budget_state: Callable[[], Any] | None = None  # set by the Runtime when budgets are on
-        self._window = self._open_window(store.next_window_seq())
+        self._window = self._open_window()
         self.last_drift: WindowDrift | None = None
         # A batch not followed by another model call is written within flush_ms, as buffered rows are.
         self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=self._flush_every, depth=_WORKER_DEPTH)
@@ -195,8 +202,8 @@ class Monitor:
         return self._window.rows
 
     # ---------------------------------------------------------- hot path
-    def observe(self, row: Any, scores: Any, label: Any, latency_us: float) -> int:
-        """Buffer one served row; return its request id.
+    def observe(self, row: Any, scores: Any, label: Any, latency_us: float) -> int | None:
+        """Buffer one served row; return its request id (None when the database could not give one).
 
         Parameters
         ----------
@@ -209,10 +216,15 @@ class Monitor:
             The predicted class or value.
         latency_us : float
         """
+        request_id = self._next_id
+        if request_id >= self._id_limit:
+            if not self._take_ids(_ID_RANGE):  # the database fails: this row goes unmonitored
+                self._window.unlogged += 1
+                return None
+            request_id = self._next_id
         if self._sample_rate < 1.0:  # shedding optional work: keep every 1/rate-th row
             self._sample_credit += self._sample_rate
             if self._sample_credit < 1.0:
-                request_id = self._next_id
                 self._next_id = request_id + 1
                 return request_id
             self._sample_credit -= 1.0
@@ -229,7 +241,6 @@ class Monitor:
         now = self._clock()
         self._times[i] = now
         self._fill = i + 1
-        request_id = self._next_id
         self._ids[i] = request_id
         self._next_id = request_id + 1
         if self._fill == self._capacity:
@@ -241,7 +252,7 @@ class Monitor:
         return request_id
 
     def observe_batch(self, feeds: dict[str, np.ndarray], scores: np.ndarray, labels: Any,
-                      latency_us: float) -> np.ndarray:
+                      latency_us: float) -> np.ndarray | None:
         """Record the served rows of a batch (``latency_us`` is the whole batch's); return their request ids.
 
         A batch that fits in the row buffer joins it (so small batches share one
@@ -258,6 +269,10 @@ class Monitor:
             rows = list(zip(*(feeds[name][:, 0] for name in self._names)))
         labels = np.asarray(labels)
         n = int(labels.shape[0])
+        if self._next_id + n > self._id_limit and not self._take_ids(n):
+            self._wait()
+            self._window.unlogged += n  # the database fails: this batch goes unmonitored
+            return None
         first = self._next_id
         self._next_id += n
         ids = np.arange(first, first + n)
@@ -317,13 +332,13 @@ class Monitor:
 
     def _ingest(self, block: _Block, now: float) -> None:
         """Sketch and log a batch that is a block of its own."""
-        start, seq = time.perf_counter_ns(), self._window.seq
+        start, window = time.perf_counter_ns(), self._window
         done = 0
         while done < len(block):  # a local mark: this block is not in the buffer a later flush would redo
             done = self._sketch(block, done)
         self._log(block, 0, now)
         self._flush_deadline = now + self._flush_every
-        if self._window.seq == seq:  # a window's close is rare and slow: it would mislead the choice
+        if self._window is window:  # a window's close is rare and slow: it would mislead the choice
             self._job_times.append((time.perf_counter_ns() - start) / 1e3 / max(len(block), 1))
 
     def _wait(self) -> None:
@@ -343,17 +358,17 @@ class Monitor:
         if self._fill:
             self.flush()
         self.info = info
-        self._model_id = self.store.register_model(info.name, info.version, model_sha256)
+        self._model = (info.name, info.version, model_sha256)
 
     def add_event(self, kind: str, name: str, status: str, message: str) -> None:
         """Record an event (a budget level change) in the database now."""
         self._wait()
-        self.store.add_event(kind, name, status, message, self._window.seq)
+        self._db.add_event(kind, name, status, message, self._window_seq())
 
-    def observe_refused(self) -> None:
-        """Count a request refused or deferred by load shedding."""
+    def observe_refused(self, rows: int = 1) -> None:
+        """Count the rows of a request refused or deferred by load shedding."""
         self._wait()
-        self._window.rejected["OverloadError"] += 1
+        self._window.rejected["OverloadError"] += rows
 
     def observe_rejected(self, error: SchemaError) -> None:
         """Count a row refused by the input checks (a schema violation)."""
@@ -423,7 +438,7 @@ class Monitor:
             # For readers in other processes; at most once per flush_ms, as its JSON
             # costs more than a block of decisions. Rows waiting in the buffer for
             # the sketches count in the open window already.
-            snapshot = {"seq": window.seq, "opened_at": window.opened_at, "updated_at": now,
+            snapshot = {"seq": self._window_seq(), "opened_at": window.opened_at, "updated_at": now,
                         "rows": window.rows + self._fill - self._profiled,
                         "rejected": sum(window.rejected.values()),
                         "quality": window.quality(self._names), "latency": window.latency(),
@@ -434,7 +449,7 @@ class Monitor:
         if chosen is not None and chosen.size:
             chosen += start
             decisions = DecisionBlock(
-                ids=block.ids[chosen], ts=block.times[chosen], model_id=self._model_id,
+                ids=block.ids[chosen], ts=block.times[chosen], model_id=-1,  # the guard sets the database's
                 latency_us=block.latency[chosen],
                 codes=block.codes[chosen] if self._classifier else None,
                 vocabulary=tuple(self._vocabulary) if self._classifier else None,
@@ -443,12 +458,13 @@ class Monitor:
             if self.config.log_features:
                 features = [(int(block.ids[i]), json.dumps(dict(zip(self._names, self._row_values(block, i)))))
                             for i in chosen.tolist()]
-        self.store.append_decisions(decisions, features, snapshot)
+        if not self._db.append_decisions(decisions, self._model, features, snapshot) and decisions is not None:
+            window.unlogged += len(decisions)
         self._flush_deadline = now + self._flush_every
         self._since_retention += len(block) - start
         if self._since_retention >= _RETENTION_EVERY:
             self._since_retention = 0
-            self.store.enforce_retention()
+            self._db.enforce_retention()
 
     def _chosen(self, n: int) -> np.ndarray | None:
         """Which of ``n`` new decisions go to the log (``log_sample_rate``), as positions."""
@@ -467,22 +483,60 @@ class Monitor:
         """Flush, close the open window (marked partial) and close the database.
 
         The worker and the database are closed even when writing fails (a full
-        disk); the failure is raised after.
+        disk); with ``on_error = "raise"`` the failure is raised after.
         """
         try:
             self.flush()
             if self._window.rows:
                 self._close_window(partial=True, now=self._clock())
         finally:
-            if self._worker is not None:
-                self._worker.close()
-            self.store.close()
+            try:
+                if self._worker is not None:
+                    self._worker.close()
+            finally:
+                self._db.close(unused_ids=(self._next_id, self._id_limit))
+
+    # ------------------------------------------------------------ state
+    @property
+    def store(self) -> MonitorStore:
+        """The database being written (a fresh one after a corrupted file was replaced)."""
+        return self._db.store
+
+    @property
+    def database_id(self) -> str:
+        """The id of the database being written."""
+        return self._db.database_id
+
+    def health(self) -> MonitorHealth:
+        """Whether monitoring can write its database, and what it could not write."""
+        return self._db.health()
+
+    def _take_ids(self, n: int) -> bool:
+        """Make room for ``n`` more request ids: extend the range when no other writer reserved
+        after it (ids stay consecutive), else reserve a fresh one. False while the database fails."""
+        need = max(n - (self._id_limit - self._next_id), _ID_RANGE)
+        if self._id_limit and self._db.extend_request_ids(self._id_limit, need):
+            self._id_limit += need
+            return True
+        first = self._db.reserve_request_ids(max(n, _ID_RANGE))
+        if first is None:
+            return False
+        self._next_id, self._id_limit = first, first + max(n, _ID_RANGE)
+        return True
 
     # ----------------------------------------------------------- internals
     def _budget(self) -> dict[str, Any] | None:
         return self.budget_state().to_dict() if self.budget_state is not None else None
 
-    def _open_window(self, seq: int) -> OpenWindow:
+    def _window_seq(self) -> int | None:
+        """The open window's sequence number, taken from the database on first use (so a window
+        that never gets a row uses none); None while the database fails (numbered when saved)."""
+        window = self._window
+        if window.seq is None:
+            window.seq = self._db.allocate_window_seq()
+        return window.seq
+
+    def _open_window(self, seq: int | None = None) -> OpenWindow:
         profile = Profile.for_schema(self.inputs, self.outputs, k=self.config.sketch_k,
                                      stride=window_stride(self.config))
         return OpenWindow(seq, profile, len(self.inputs.features))
@@ -516,15 +570,15 @@ class Monitor:
         self.last_drift = drift
         results, events = verdict_rows(drift, now)
         record = {
-            "seq": window.seq, "model": self.info.name, "version": self.info.version,
+            "seq": self._window_seq(), "model": self.info.name, "version": self.info.version,
             "model_sha256": self.model_sha256, "opened_at": window.opened_at, "closed_at": now,
             "rows": window.rows, "rejected": sum(window.rejected.values()),
             "quality": window.quality(self._names), "latency": window.latency(),
             "summary": drift.summary() if drift else {"reference": False},
             "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }
-        self.store.save_window(record, results, events)
-        self._window = self._open_window(window.seq + 1)
+        self._db.save_window(record, results, events)
+        self._window = self._open_window()
 
 
 def _top_scores(scores: np.ndarray) -> np.ndarray:

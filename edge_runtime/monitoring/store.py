@@ -26,8 +26,10 @@ Examples
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
 import sqlite3
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -37,7 +39,12 @@ from typing import Any
 from sqlite_utils import Database
 
 from edge_runtime.config import RetentionPolicy
-from edge_runtime.errors import StoreError
+from edge_runtime.errors import (
+    StoreBusyError,
+    StoreCorruptError,
+    StoreError,
+    StoreFullError,
+)
 from edge_runtime.monitoring.decision_log import (
     BLOCK_COLUMNS,
     DecisionBlock,
@@ -45,10 +52,11 @@ from edge_runtime.monitoring.decision_log import (
 )
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, migrations
 
-__all__ = ["MonitorStore"]
+__all__ = ["MonitorStore", "corrupt_copies", "store_error"]
 
 _INSERT_FEATURES = "INSERT OR REPLACE INTO decision_features (request_id, features) VALUES (?, ?)"
-_SNAPSHOT_COLUMNS = ("id", "seq", "opened_at", "updated_at", "rows", "rejected", "quality", "latency", "budget")
+_SNAPSHOT_COLUMNS = ("id", "writer", "seq", "opened_at", "updated_at", "rows", "rejected", "quality", "latency",
+                     "budget")
 _REPLACE_SNAPSHOT = (f"INSERT OR REPLACE INTO current_window ({', '.join(_SNAPSHOT_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})")
 _DRIFT_COLUMNS = ("window_seq", "name", "kind", "status", "metric", "value", "threshold", "warn_threshold",
@@ -58,6 +66,38 @@ _LOW_WATER = 0.75  # ... by deleting down to about this share
 _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blobs and JSON
 _BLOCK_OVERHEAD = 200  # bytes a block row takes besides its arrays
 _DECISION_BYTES = 32  # bytes per decision in a block: ts 8, latency 4, prediction 4, score 4, hash 8, slack
+_DEFAULT_LOCK_TIMEOUT = 2.0  # seconds a writer waits for another's lock before StoreBusyError
+
+# SQLite's primary result codes (the low byte of sqlite_errorcode), for the error classes.
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
+
+
+def corrupt_copies(path: Path) -> list[Path]:
+    """The damaged databases moved aside next to ``path`` (``<name>.corrupt-<time>``), oldest first."""
+    return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
+
+
+def store_error(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
+    """The StoreError subclass for a sqlite3 error, naming the database and what was being done.
+
+    Examples
+    --------
+    >>> import sqlite3, pathlib
+    >>> err = sqlite3.OperationalError("database or disk is full")
+    >>> type(store_error(err, pathlib.Path("m.db"), "write")).__name__
+    'StoreFullError'
+    """
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    text = str(exc).lower()
+    message = f"monitoring database '{path}': cannot {action}: {exc}"
+    if primary in (_SQLITE_CORRUPT, _SQLITE_NOTADB) or "malformed" in text or "not a database" in text:
+        return StoreCorruptError(message)
+    if primary == _SQLITE_FULL or "disk is full" in text or "database or disk is full" in text:
+        return StoreFullError(message)
+    if primary in (_SQLITE_BUSY, _SQLITE_LOCKED) or "locked" in text or "busy" in text:
+        return StoreBusyError(message)
+    return StoreError(message)
 
 
 
@@ -77,19 +117,30 @@ class MonitorStore:
     """
 
     def __init__(self, path: str | Path, retention: RetentionPolicy | None = None, *,
-                 clock: Callable[[], float] = time.time, create: bool = True) -> None:
+                 clock: Callable[[], float] = time.time, create: bool = True,
+                 lock_timeout: float = _DEFAULT_LOCK_TIMEOUT) -> None:
         self.path = Path(path)
         retention = retention or RetentionPolicy()
         self.retention = retention
-        self._clock = clock
+        self.clock = clock
+        self.lock_timeout = lock_timeout
         self._closed = False
         if not create and not self.path.is_file():
             raise StoreError(f"monitoring database '{self.path}' does not exist")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"monitoring database '{self.path}': cannot create its folder: {exc}") from exc
+        try:
             # Not bound to the opening thread: the monitor may write a batch's block
             # from its worker thread; it never uses the connection from two at once.
-            self.db = Database(sqlite3.connect(str(self.path), check_same_thread=False))
+            # ``timeout`` is SQLite's busy timeout: a writer that meets another's lock
+            # waits that long, then gets StoreBusyError.
+            connection = sqlite3.connect(str(self.path), check_same_thread=False, timeout=lock_timeout)
+            self.db = Database(connection)
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path, "open it") from exc
+        try:
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
             # Keep the write-ahead log well inside the byte budget: checkpoint
@@ -97,66 +148,205 @@ class MonitorStore:
             wal_pages = max(16, min(256, retention.max_bytes // 4096 // 16))
             self.db.execute(f"PRAGMA wal_autocheckpoint={wal_pages}")
             self.db.execute(f"PRAGMA journal_size_limit={wal_pages * 4096}")
-            migrations.apply(self.db)
+            # Several writers may open a new or old file at once: the first one to take
+            # the write lock migrates it, the others then find nothing pending.
+            with self._write_transaction():
+                migrations.apply(self.db)
             self._page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+            self._corrupt_copies_bytes = sum(p.stat().st_size for p in corrupt_copies(self.path))
             self._used_bound = float(self._used_bytes())
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open monitoring database '{self.path}': {exc}") from exc
+            self.database_id = str(self.db.execute("SELECT database_id FROM database WHERE id = 1").fetchone()[0])
+            self._inode = os.stat(self.path).st_ino
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise store_error(exc, self.path, "open it") from exc
+
+    @contextlib.contextmanager
+    def _write_transaction(self) -> Iterator[None]:
+        """``BEGIN IMMEDIATE``: take the write lock first (waiting up to the busy timeout), so that
+        what is read inside cannot change before the write (no lost update between writers)."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.db.conn.in_transaction:
+                self.db.conn.rollback()
+            raise
+        else:
+            self.db.execute("COMMIT")
+
+    @contextlib.contextmanager
+    def _errors(self, action: str) -> Iterator[None]:
+        """Raise sqlite3 errors as StoreError subclasses naming the database and the action."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise store_error(exc, self.path, action) from exc
+
+    def vanished(self) -> bool:
+        """True when the file was deleted or replaced since it was opened (writes would go nowhere)."""
+        try:
+            return os.stat(self.path).st_ino != self._inode
+        except OSError:
+            return True
+
+    def quick_check(self) -> str:
+        """``PRAGMA quick_check``: 'ok', or the first problem found.
+
+        Raises
+        ------
+        StoreCorruptError
+            The file cannot even be read as a database.
+        """
+        with self._errors("check it"):
+            return str(self.db.execute("PRAGMA quick_check(1)").fetchone()[0])
+
+    # -------------------------------------------------------------- writers
+    def register_writer(self) -> int:
+        """A new writer id for this process's monitor (recorded with its pid and host)."""
+        now = self.clock()
+        with self._errors("register a writer"), self._write_transaction():
+            cursor = self.db.execute("INSERT INTO writers (pid, host, started_at, last_seen) VALUES (?, ?, ?, ?)",
+                                     [os.getpid(), socket.gethostname(), now, now])
+            return int(cursor.lastrowid or 0)
+
+    def close_writer(self, writer: int, unused_ids: tuple[int, int] | None = None) -> None:
+        """Mark a writer closed and drop its open-window snapshot.
+
+        ``unused_ids`` (first, end) is the rest of the writer's last range of request
+        ids: given back when no other writer reserved ids after it, so that a single
+        writer's ids stay consecutive across restarts.
+        """
+        with self._errors("close a writer"), self._write_transaction():
+            if unused_ids is not None and unused_ids[0] < unused_ids[1]:
+                self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_request_id' AND value = ?",
+                                [unused_ids[0], unused_ids[1]])
+            self.db.execute("UPDATE writers SET closed_at = ?, last_seen = ? WHERE id = ?",
+                            [self.clock(), self.clock(), writer])
+            self.db.execute("DELETE FROM current_window WHERE id = ?", [writer])
+
+    def writers(self) -> list[dict[str, Any]]:
+        """Every writer that ever opened this database, oldest first."""
+        with self._errors("read the writers"):
+            return list(self.db.query("SELECT * FROM writers ORDER BY id"))
+
+    def reserve_request_ids(self, n: int) -> int:
+        """Reserve ``n`` consecutive request ids for one writer; return the first.
+
+        Ids are never handed out twice, across writers and restarts; a writer that
+        stops leaves the rest of its range unused.
+        """
+        with self._errors("reserve request ids"), self._write_transaction():
+            first = int(self.db.execute("SELECT value FROM counters WHERE name = 'next_request_id'").fetchone()[0])
+            self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_request_id'", [first + n])
+        return first
+
+    def extend_request_ids(self, end: int, n: int) -> bool:
+        """Extend a writer's range that ends at ``end`` by ``n`` ids, if no other writer reserved after it.
+
+        Keeps one writer's ids consecutive; False means reserve a fresh range instead.
+        """
+        with self._errors("reserve request ids"), self._write_transaction():
+            cursor = self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_request_id' AND value = ?",
+                                     [end + n, end])
+            return cursor.rowcount == 1
+
+    def allocate_window_seq(self) -> int:
+        """The sequence number of a new window (never reused)."""
+        with self._errors("number a window"), self._write_transaction():
+            seq = int(self.db.execute("SELECT value FROM counters WHERE name = 'next_window_seq'").fetchone()[0])
+            self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_window_seq'", [seq + 1])
+        return seq
 
     # --------------------------------------------------------------- writes
     def register_model(self, name: str, version: str, sha256: str) -> int:
         """The id of a model in the ``models`` table, added on first sight."""
-        self.db.execute("INSERT OR IGNORE INTO models (name, version, sha256) VALUES (?, ?, ?)",
-                        [name, version, sha256])
-        self.db.commit()
-        row = self.db.execute("SELECT id FROM models WHERE name = ? AND version = ? AND sha256 = ?",
-                              [name, version, sha256]).fetchone()
+        with self._errors("register a model"), self._write_transaction():
+            self.db.execute("INSERT OR IGNORE INTO models (name, version, sha256) VALUES (?, ?, ?)",
+                            [name, version, sha256])
+            row = self.db.execute("SELECT id FROM models WHERE name = ? AND version = ? AND sha256 = ?",
+                                  [name, version, sha256]).fetchone()
         return int(row[0])
 
     def append_decisions(self, block: DecisionBlock | None, features: Sequence[tuple[int, str]] = (),
-                         snapshot: dict[str, Any] | None = None) -> None:
-        """Insert a block of decisions, their raw features if any, and the open-window snapshot,
-        in one transaction. Writing the same block again replaces it."""
+                         snapshot: dict[str, Any] | None = None, *, writer: int = 1) -> None:
+        """Insert a block of decisions, their raw features if any, and the writer's open-window
+        snapshot, in one transaction. Writing the same block again replaces it.
+
+        The log never holds more than ``max_rows`` decisions: the oldest blocks go in
+        the same transaction, before the new one is inserted.
+        """
         if (block is None or not len(block)) and snapshot is None:
             return
         n = len(block) if block is not None else 0
-        self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096)
-        with self.db.atomic():
-            if block is not None and n:
-                self.db.conn.execute(INSERT_BLOCK, block.record())
-            if features:
-                self.db.conn.executemany(_INSERT_FEATURES, features)
-            if snapshot is not None:
-                record = dict(snapshot, id=1)
-                for key in ("quality", "latency", "budget"):
-                    record[key] = json.dumps(record.get(key))
-                # Raw SQL: sqlite-utils' insert() inspects the table on every call (~0.3 ms).
-                self.db.conn.execute(_REPLACE_SNAPSHOT, [record.get(c) for c in _SNAPSHOT_COLUMNS])
+        with self._errors("write decisions"):
+            self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096)
+            with self._write_transaction():
+                if block is not None and n:
+                    # A block written again (an interrupted flush re-run) replaces itself.
+                    again = self.db.execute("SELECT rows FROM decision_blocks WHERE first_id = ?",
+                                            [int(block.ids[0])]).fetchone()
+                    logged = self._counter("logged_rows") - (again[0] if again else 0)
+                    if logged + n > self.retention.max_rows:
+                        logged -= self._delete_oldest_decisions(logged + n - self.retention.max_rows)
+                    self.db.conn.execute(INSERT_BLOCK, block.record())
+                    self._set_counter("logged_rows", logged + n)
+                if features:
+                    self.db.conn.executemany(_INSERT_FEATURES, features)
+                if snapshot is not None:
+                    record = dict(snapshot, id=writer, writer=writer)
+                    for key in ("quality", "latency", "budget"):
+                        record[key] = json.dumps(record.get(key))
+                    # Raw SQL: sqlite-utils' insert() inspects the table on every call (~0.3 ms).
+                    self.db.conn.execute(_REPLACE_SNAPSHOT, [record.get(c) for c in _SNAPSHOT_COLUMNS])
+
+    def _counter(self, name: str) -> int:
+        return int(self.db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()[0])
+
+    def _set_counter(self, name: str, value: int) -> None:
+        self.db.execute("UPDATE counters SET value = ? WHERE name = ?", [value, name])
+
+    def _delete_oldest_decisions(self, at_least: int) -> int:
+        """Delete whole blocks, lowest ids first, until ``at_least`` decisions went; return how many."""
+        deleted, last_first = 0, None
+        for first_id, rows in self.db.execute("SELECT first_id, rows FROM decision_blocks ORDER BY first_id"):
+            deleted += rows
+            last_first = first_id
+            if deleted >= at_least:
+                break
+        if last_first is None:
+            return 0
+        return self._delete_decisions_before(last_first + 1)
+
+    def open_windows(self) -> list[dict[str, Any]]:
+        """The snapshot of every writer's open window, most recently updated first."""
+        with self._errors("read the open windows"):
+            rows = list(self.db.query("SELECT * FROM current_window ORDER BY updated_at DESC"))
+        for row in rows:
+            for key in ("quality", "latency", "budget"):
+                row[key] = json.loads(row[key]) if row.get(key) else None
+        return rows
 
     def current_window(self) -> dict[str, Any] | None:
-        """The snapshot of the window still open in the serving process, if any."""
-        rows = list(self.db.query("SELECT * FROM current_window WHERE id = 1"))
-        if not rows:
-            return None
-        row = rows[0]
-        for key in ("quality", "latency", "budget"):
-            row[key] = json.loads(row[key]) if row.get(key) else None
-        return row
+        """The most recently updated open-window snapshot of any writer, if any."""
+        rows = self.open_windows()
+        return rows[0] if rows else None
 
     def save_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]],
-                    events: Sequence[dict[str, Any]]) -> None:
+                    events: Sequence[dict[str, Any]], *, writer: int = 1) -> None:
         """Persist a closed window with its drift results and events, in one transaction.
 
-        The open-window snapshot is cleared in the same transaction.
+        The writer's open-window snapshot is cleared in the same transaction.
         """
-        record = dict(window)
+        record = dict(window, writer=writer)
         for key in ("quality", "latency", "summary", "budget"):
             record[key] = json.dumps(record.get(key))
         details = [json.dumps(d.get("details")) for d in drift]
-        self._reserve(len(record.get("profile") or b"") + sum(len(t) for t in details)
-                      + len(record["quality"]) + _ROW_OVERHEAD * (len(drift) + len(events) + 1) + 4096)
+        with self._errors("make room for a window"):
+            self._reserve(len(record.get("profile") or b"") + sum(len(t) for t in details)
+                          + len(record["quality"]) + _ROW_OVERHEAD * (len(drift) + len(events) + 1) + 4096)
         seq = window["seq"]
-        with self.db.atomic():
+        with self._errors("write a window"), self._write_transaction():
             # Raw SQL: sqlite-utils' insert() inspects the table on every call.
             columns = list(record)
             self.db.conn.execute(f"INSERT OR REPLACE INTO windows ({', '.join(columns)}) "
@@ -168,23 +358,26 @@ class MonitorStore:
             self.db.conn.executemany(
                 "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
                 [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
-            self.db.conn.execute("DELETE FROM current_window")
+            self.db.conn.execute("DELETE FROM current_window WHERE id = ?", [writer])
 
-    def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None) -> None:
-        """Record one event (e.g. a budget violation) now."""
-        self.db.table("events").insert({"ts": self._clock(), "window_seq": window_seq, "kind": kind, "name": name,
-                                  "status": status, "message": message})
+    def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None, *,
+                  ts: float | None = None) -> None:
+        """Record one event (e.g. a budget violation), at ``ts`` or now."""
+        with self._errors("write an event"), self._write_transaction():
+            self.db.execute("INSERT INTO events (ts, window_seq, kind, name, status, message) "
+                            "VALUES (?, ?, ?, ?, ?, ?)",
+                            [self.clock() if ts is None else ts, window_seq, kind, name, status, message])
 
     # ---------------------------------------------------------------- reads
     def next_request_id(self) -> int:
-        """One past the highest request id ever logged."""
-        row = self.db.execute("SELECT MAX(last_id) FROM decision_blocks").fetchone()
-        return int(row[0] or 0) + 1
+        """The first request id not yet handed to any writer."""
+        with self._errors("read a counter"):
+            return self._counter("next_request_id")
 
     def next_window_seq(self) -> int:
-        """One past the highest window sequence number ever stored (never reused)."""
-        row = self.db.execute("SELECT MAX(seq) FROM windows").fetchone()
-        return int(row[0]) + 1 if row[0] is not None else 0
+        """The first window sequence number not yet handed to any writer (numbers are never reused)."""
+        with self._errors("read a counter"):
+            return self._counter("next_window_seq")
 
     def tail(self, n: int) -> list[dict[str, Any]]:
         """The ``n`` most recent decisions, oldest first, each a dict (raw features under ``features``)."""
@@ -248,7 +441,8 @@ class MonitorStore:
 
     def decision_count(self) -> int:
         """Rows in the decision log."""
-        return int(self.db.execute("SELECT COALESCE(SUM(rows), 0) FROM decision_blocks").fetchone()[0])
+        with self._errors("count decisions"):
+            return int(self.db.execute("SELECT COALESCE(SUM(rows), 0) FROM decision_blocks").fetchone()[0])
 
     def size_bytes(self) -> int:
         """Bytes on disk: the database file plus its write-ahead log."""
@@ -266,55 +460,41 @@ class MonitorStore:
 
     # ------------------------------------------------------------ retention
     def enforce_retention(self) -> int:
-        """Delete the oldest rows beyond the bounds; return how many decisions went.
+        """Delete the oldest rows beyond the age and window bounds; return how many decisions went.
 
-        Decisions go a whole block at a time: the block that straddles the row
-        bound goes (so the log never holds more than ``max_rows``), a block goes
-        by age once its newest decision is past the age bound.
+        The row bound is kept exactly at every write (:meth:`append_decisions`); here
+        decisions go a whole block at a time once its newest decision is past the age
+        bound, and windows beyond ``max_windows`` or the age bound go with their
+        verdicts and events.
         """
         policy = self.retention
         deleted = 0
-        with self.db.atomic():
-            straddling = self._block_at_row_bound(policy.max_rows)
-            if straddling is not None:
-                deleted += self._delete_decisions_before(straddling + 1)  # that block and older ones
+        with self._errors("enforce retention"), self._write_transaction():
             if policy.max_age_days > 0:
-                cutoff = self._clock() - policy.max_age_days * 86400
-                # Blocks arrive in time order, so the old ones are a prefix of the
-                # request ids: this scan stops at the first young block.
-                young = self.db.execute("SELECT first_id FROM decision_blocks WHERE ts_last >= ? "
-                                        "ORDER BY first_id LIMIT 1", [cutoff]).fetchone()
-                if young:
-                    deleted += self._delete_decisions_before(young[0])
-                else:
-                    deleted += self._delete_decisions_before(self.next_request_id())
+                cutoff = self.clock() - policy.max_age_days * 86400
+                deleted += self._delete_blocks("ts_last < ?", [cutoff])
                 self._delete_windows("closed_at < ?", [cutoff])
             last = self.db.execute("SELECT MAX(seq) FROM windows").fetchone()[0]
             if last is not None and last - policy.max_windows >= 0:
                 self._delete_windows("seq <= ?", [last - policy.max_windows])
         return deleted
 
-    def _block_at_row_bound(self, max_rows: int) -> int | None:
-        """First id of the newest block that takes the log past ``max_rows`` decisions, if any."""
-        first, last = self.db.execute("SELECT MIN(first_id), MAX(last_id) FROM decision_blocks").fetchone()
-        if first is None or last - first + 1 <= max_rows:
-            return None  # the id span bounds the rows (sampling leaves gaps): no need to walk the blocks
-        kept = 0
-        for first_id, rows in self.db.execute("SELECT first_id, rows FROM decision_blocks ORDER BY first_id DESC"):
-            kept += rows
-            if kept > max_rows:
-                return int(first_id)
-        return None
-
     def _delete_decisions_before(self, request_id: int) -> int:
         """Delete the blocks that start before ``request_id``, and their features; return their decisions."""
-        row = self.db.execute("SELECT COALESCE(SUM(rows), 0), MAX(last_id) FROM decision_blocks "
-                              "WHERE first_id < ?", [request_id]).fetchone()
-        if not row[0]:
+        return self._delete_blocks("first_id < ?", [request_id])
+
+    def _delete_blocks(self, where: str, params: list[Any]) -> int:
+        """Delete the blocks matching ``where`` with their raw features; keep the row counter in step."""
+        spans = self.db.execute(f"SELECT first_id, last_id, rows FROM decision_blocks WHERE {where}",
+                                params).fetchall()
+        if not spans:
             return 0
-        self.db.execute("DELETE FROM decision_features WHERE request_id <= ?", [row[1]])
-        self.db.execute("DELETE FROM decision_blocks WHERE first_id < ?", [request_id])
-        return int(row[0])
+        for first, last, _ in spans:
+            self.db.execute("DELETE FROM decision_features WHERE request_id BETWEEN ? AND ?", [first, last])
+        self.db.execute(f"DELETE FROM decision_blocks WHERE {where}", params)
+        deleted = int(sum(rows for _, _, rows in spans))
+        self._set_counter("logged_rows", max(0, self._counter("logged_rows") - deleted))
+        return deleted
 
     def _delete_windows(self, where: str, params: list[Any]) -> None:
         seqs = [r[0] for r in self.db.execute(f"SELECT seq FROM windows WHERE {where}", params)]
@@ -338,7 +518,7 @@ class MonitorStore:
         on DELETE, it reuses the freed pages: freeing pages before a write keeps
         the files from growing, instead of cutting them back afterwards.
         """
-        budget = self.retention.max_bytes
+        budget = self.retention.max_bytes - self._corrupt_copies_bytes
         # Two PRAGMA queries cost ~10 µs: between them, count what was written
         # since (an upper bound, as deletes are not subtracted) and query again
         # only when that bound reaches the high-water mark.
@@ -357,9 +537,9 @@ class MonitorStore:
         for _ in range(200):  # each round frees a chunk; bounded in case nothing more can go
             if self._used_bytes() <= target:
                 break
-            oldest_decision = self.db.execute("SELECT MIN(ts_first) FROM decision_blocks").fetchone()[0]
-            oldest_window = self.db.execute("SELECT MIN(closed_at) FROM windows").fetchone()[0]
-            with self.db.atomic():
+            with self._write_transaction():  # reads inside: another writer may be deleting too
+                oldest_decision = self.db.execute("SELECT MIN(ts_first) FROM decision_blocks").fetchone()[0]
+                oldest_window = self.db.execute("SELECT MIN(closed_at) FROM windows").fetchone()[0]
                 if oldest_decision is not None and (oldest_window is None or oldest_decision <= oldest_window):
                     blocks = self.db.execute("SELECT COUNT(*) FROM decision_blocks").fetchone()[0]
                     cut = max(1, blocks // 10)
@@ -379,11 +559,20 @@ class MonitorStore:
         return self._closed
 
     def close(self) -> None:
-        """Checkpoint the write-ahead log and close the connection; closing twice is harmless."""
+        """Checkpoint the write-ahead log and close the connection; closing twice is harmless.
+
+        The connection is closed even when the checkpoint fails (a full disk); the
+        failure is raised after, as a StoreError.
+        """
         if self._closed:
             return
         self._closed = True
+        failure: sqlite3.Error | None = None
         try:
             self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        except sqlite3.Error as exc:
+            failure = exc
         finally:
             self.db.close()
+        if failure is not None:
+            raise store_error(failure, self.path, "checkpoint its write-ahead log") from failure

@@ -58,8 +58,9 @@ class TrainingBounds:
 class OpenWindow:
     """The open window: its profile, counters and time span."""
 
-    def __init__(self, seq: int, profile: Profile, width: int) -> None:
-        self.seq = seq
+    def __init__(self, seq: int | None, profile: Profile, width: int) -> None:
+        self.seq = seq  # None when the database could not number it: numbered when saved
+        self.unlogged = 0  # decisions of this window that could not be written to the log
         self.profile = profile
         self.rows = 0
         self.opened_at: float | None = None
@@ -113,6 +114,7 @@ class OpenWindow:
                                 "unseen": int(self.unseen[i]), "rejected": int(self.rejected_features[name])}
                          for i, name in enumerate(names)},
             "rejected": dict(self.rejected),
+            "unlogged": self.unlogged,
         }
 
     def latency(self) -> dict[str, float] | None:
