@@ -24,8 +24,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import threading
 import time
 import warnings
+from dataclasses import dataclass
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,6 +54,18 @@ from edge_runtime.serving.session import OnnxSession
 
 __all__ = ["Runtime"]
 
+
+@dataclass(slots=True)
+class _RowSlot:
+    """One thread's buffers for single rows of one engine."""
+
+    engine: ModelEngine
+    binding: Any  # SingleRowBinding, or None when the model needs the general path
+    row: Any
+    scores: Any
+    label: Any
+    encoder: InputEncoder
+
 _ON_ERROR = ("raise", "skip")
 _EVENTS_KEPT = 100
 
@@ -59,8 +73,9 @@ _EVENTS_KEPT = 100
 class Runtime:
     """Serve one bundle on the device.
 
-    Single-row calls reuse buffers bound once to the onnxruntime session, so a
-    Runtime is not thread-safe: give each thread its own.
+    Thread-safe: many threads may call one Runtime. Single-row calls reuse
+    buffers bound once to the onnxruntime session, one set per thread; the
+    monitor and the budget governor serialize their own state.
 
     Parameters
     ----------
@@ -119,6 +134,12 @@ class Runtime:
         self._input = self._primary.inputs
         self._output = self._primary.outputs
         self._encoder = InputEncoder(self._input, config.inputs)
+        # Single rows reuse preallocated buffers bound to the session: each thread
+        # gets its own (the main engine's for the first), so one Runtime serves
+        # many threads; batches allocate per call and share nothing.
+        self._local = threading.local()
+        self._slot_lock = threading.Lock()
+        self._bindings_taken: set[int] = set()  # engines whose own binding a thread uses
         self._classifier = self._output.task is Task.CLASSIFICATION
         self._closed = False
         self._clock = clock
@@ -213,30 +234,36 @@ class Runtime:
         if governor is not None and governor.level is ServiceLevel.SHED_LOAD and not governor.admit():
             return self._shed(start)
         engine = self._engine
-        binding = engine.binding
+        try:
+            slot = self._local.slot
+        except AttributeError:  # this thread's first call
+            slot = self._new_slot(engine)
+        if slot.engine is not engine:  # the budget switched models
+            slot = self._new_slot(engine)
+        binding = slot.binding
         if binding is None:
             return self._predict_general(row, start)
         try:
-            self._encoder.fill_tensor_row(row, engine.row_buffer)
+            slot.encoder.fill_tensor_row(row, slot.row)
         except SchemaError as exc:
             self.monitor.observe_rejected(exc)
             raise
         binding.run()
         if self._classifier:
-            scores = engine.scores_buffer[0].copy()
-            if engine.label_buffer is not None:
-                label = engine.label_buffer[0].item()
+            scores = slot.scores[0].copy()
+            if slot.label is not None:
+                label = slot.label[0].item()
             else:
                 # String labels cannot be bound to a preallocated buffer; skl2onnx's
                 # label is the argmax of the probabilities, so derive it the same way.
                 label = self._output.classes[int(scores.argmax())]
             observed: Any = scores
         else:
-            label = engine.scores_buffer.flat[0].item()
+            label = slot.scores.flat[0].item()
             scores = None
             observed = label
         latency = (time.perf_counter_ns() - start) / 1e3
-        request_id = self.monitor.observe(engine.row_buffer, observed, label, latency)
+        request_id = self.monitor.observe(slot.row, observed, label, latency)
         if governor is not None:
             # After the monitor: a level change here may switch the logged model, and
             # this answer belongs to the model that gave it.
@@ -310,6 +337,7 @@ class Runtime:
         self._primary.binding = None
         if self._fallback is not None:
             self._fallback.binding = None
+        self._local = threading.local()  # every thread's next call finds no buffers, and is refused
         self.monitor.close()
 
     def __enter__(self) -> Runtime:
@@ -325,6 +353,28 @@ class Runtime:
     def _ensure_open(self) -> None:
         if self._closed:
             raise EdgeRuntimeError("this Runtime is closed")
+
+    def _new_slot(self, engine: ModelEngine) -> _RowSlot:
+        """This thread's single-row buffers for ``engine``."""
+        with self._slot_lock:
+            own = engine.binding is not None and id(engine) not in self._bindings_taken
+            if own:
+                self._bindings_taken.add(id(engine))
+        if own:
+            # The engine's own binding serves the first thread that asks.
+            slot = _RowSlot(engine, engine.binding, engine.row_buffer, engine.scores_buffer, engine.label_buffer,
+                            self._encoder)
+        elif engine.binding is not None:
+            outputs = engine.binding.outputs
+            binding = engine.session.bind_single_row(self._input.tensor_name, len(self._input.features), outputs)
+            label_output = self._output.label_output
+            slot = _RowSlot(engine, binding, binding.input[0], binding.outputs[self._output.score_output],
+                            binding.outputs.get(label_output) if label_output else None,
+                            InputEncoder(self._input, self.config.inputs))
+        else:
+            slot = _RowSlot(engine, None, None, None, None, self._encoder)
+        self._local.slot = slot
+        return slot
 
     def _predict_general(self, row: Any, start: int) -> Prediction:
         self._ensure_open()

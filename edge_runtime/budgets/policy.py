@@ -26,6 +26,7 @@ Examples
 from __future__ import annotations
 
 import enum
+import threading
 from collections import Counter, deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -108,6 +109,7 @@ class BudgetGovernor:
         self._last_change = -float("inf")
         self._admit_ratio = 1.0
         self._admit_credit = 0.0
+        self._checking = threading.Lock()  # several serving threads: one check at a time
         self.violations: Counter[str] = Counter()
         self._state = BudgetState(level=self.level, latency_ms=None, cpu_share=None, rss_mb=None, admit_ratio=1.0)
 
@@ -121,13 +123,21 @@ class BudgetGovernor:
             self._filled += 1
         self._calls += 1
         if self._calls >= self.config.check_every or self._clock() >= self._next_check:
-            self.check()
+            self._check_once()
+
+    def _check_once(self) -> None:
+        """Check, unless another thread is checking now (a check is due once, not per thread)."""
+        if self._checking.acquire(blocking=False):
+            try:
+                self.check()
+            finally:
+                self._checking.release()
 
     def admit(self) -> bool:
         """At SHED_LOAD, whether this request may be served (deterministic thinning)."""
         self._calls += 1  # refused calls count towards the next check too
         if self._calls >= self.config.check_every or self._clock() >= self._next_check:
-            self.check()
+            self._check_once()
         if self.level is not ServiceLevel.SHED_LOAD:
             return True
         self._admit_credit += self._admit_ratio

@@ -48,6 +48,7 @@ from __future__ import annotations
 
 import json
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -130,6 +131,9 @@ class Monitor:
                  drift: DriftPolicy, clock: Callable[[], float] = time.time, keep_corrupt: int = 2) -> None:
         # Every write goes through the guard: a failing database degrades monitoring, not serving.
         self._db = GuardedStore(store, on_error=config.on_error, keep_corrupt=keep_corrupt)
+        # One Runtime may serve many threads: every public call holds this lock (the
+        # worker's jobs do not: a call waits for them first, while holding it).
+        self._lock = threading.RLock()
         self.reference = reference
         self.inputs = inputs
         self.outputs = outputs
@@ -216,40 +220,41 @@ class Monitor:
             The predicted class or value.
         latency_us : float
         """
-        request_id = self._next_id
-        if request_id >= self._id_limit:
-            if not self._take_ids(_ID_RANGE):  # the database fails: this row goes unmonitored
-                self._window.unlogged += 1
-                return None
+        with self._lock:
             request_id = self._next_id
-        if self._sample_rate < 1.0:  # shedding optional work: keep every 1/rate-th row
-            self._sample_credit += self._sample_rate
-            if self._sample_credit < 1.0:
-                self._next_id = request_id + 1
-                return request_id
-            self._sample_credit -= 1.0
-        i = self._fill
-        if self._rows is not None:
-            self._rows[i] = row
-        else:
-            self._values.append([row[name][0, 0] for name in self._names])
-        self._scores[i] = scores
-        if self._classifier:
-            code = self._code_of.get(label)
-            self._codes[i] = code if code is not None else self._labels.add(label)
-        self._latency[i] = latency_us
-        now = self._clock()
-        self._times[i] = now
-        self._fill = i + 1
-        self._ids[i] = request_id
-        self._next_id = request_id + 1
-        if self._fill == self._capacity:
-            self._wait()
-            self._drain()
-        elif now >= self._flush_deadline:
-            self._wait()
-            self._write_log(now)
-        return request_id
+            if request_id >= self._id_limit:
+                if not self._take_ids(_ID_RANGE):  # the database fails: this row goes unmonitored
+                    self._window.unlogged += 1
+                    return None
+                request_id = self._next_id
+            if self._sample_rate < 1.0:  # shedding optional work: keep every 1/rate-th row
+                self._sample_credit += self._sample_rate
+                if self._sample_credit < 1.0:
+                    self._next_id = request_id + 1
+                    return request_id
+                self._sample_credit -= 1.0
+            i = self._fill
+            if self._rows is not None:
+                self._rows[i] = row
+            else:
+                self._values.append([row[name][0, 0] for name in self._names])
+            self._scores[i] = scores
+            if self._classifier:
+                code = self._code_of.get(label)
+                self._codes[i] = code if code is not None else self._labels.add(label)
+            self._latency[i] = latency_us
+            now = self._clock()
+            self._times[i] = now
+            self._fill = i + 1
+            self._ids[i] = request_id
+            self._next_id = request_id + 1
+            if self._fill == self._capacity:
+                self._wait()
+                self._drain()
+            elif now >= self._flush_deadline:
+                self._wait()
+                self._write_log(now)
+            return request_id
 
     def observe_batch(self, feeds: dict[str, np.ndarray], scores: np.ndarray, labels: Any,
                       latency_us: float) -> np.ndarray | None:
@@ -263,63 +268,64 @@ class Monitor:
         ``feeds`` are the batch as the model got it: one float32 matrix (tensor
         layout) or one ``[n, 1]`` array per feature (columns layout).
         """
-        if self._tensor:
-            rows: Any = feeds[self.inputs.tensor_name]
-        else:
-            rows = list(zip(*(feeds[name][:, 0] for name in self._names)))
-        labels = np.asarray(labels)
-        n = int(labels.shape[0])
-        if self._next_id + n > self._id_limit and not self._take_ids(n):
-            self._wait()
-            self._window.unlogged += n  # the database fails: this batch goes unmonitored
-            return None
-        first = self._next_id
-        self._next_id += n
-        ids = np.arange(first, first + n)
-        now = self._clock()
-        scores = np.asarray(scores, dtype=np.float32).reshape(n, -1)
-        codes = self._labels.encode(labels) if self._classifier else np.zeros(n, dtype=np.int32)
-        per_row = latency_us / n if n else 0.0
-        own_block = False
-        if self._worker is not None and n >= BACKGROUND_ROWS:
-            # The worker helps while its block takes less time than the model call it
-            # overlaps; a cheaper model would wait on it, and inline buffering (fewer,
-            # larger blocks) costs less. Judged on three jobs at least (the first ones
-            # are slow), tried again every _PROBE_EVERY batches.
-            typical = sorted(self._job_times)[len(self._job_times) // 2] if len(self._job_times) >= 3 else 0.0
-            own_block = typical * n <= latency_us or self._inline_batches >= _PROBE_EVERY
-            self._inline_batches = 0 if own_block else self._inline_batches + 1
-        if not own_block:
-            self._wait()  # what follows touches the windows and the database
-        if not own_block and self._fill + n <= self._capacity:
-            a, b = self._fill, self._fill + n
-            if self._rows is not None:
-                self._rows[a:b] = rows
+        with self._lock:
+            if self._tensor:
+                rows: Any = feeds[self.inputs.tensor_name]
             else:
-                self._values.extend(rows)
-            self._scores[a:b] = scores
-            self._codes[a:b] = codes
-            self._latency[a:b] = per_row
-            self._times[a:b] = now
-            self._ids[a:b] = ids
-            self._fill = b
-            if self._fill == self._capacity:
-                self._drain()
-            elif now >= self._flush_deadline:
-                self._write_log(now)
+                rows = list(zip(*(feeds[name][:, 0] for name in self._names)))
+            labels = np.asarray(labels)
+            n = int(labels.shape[0])
+            if self._next_id + n > self._id_limit and not self._take_ids(n):
+                self._wait()
+                self._window.unlogged += n  # the database fails: this batch goes unmonitored
+                return None
+            first = self._next_id
+            self._next_id += n
+            ids = np.arange(first, first + n)
+            now = self._clock()
+            scores = np.asarray(scores, dtype=np.float32).reshape(n, -1)
+            codes = self._labels.encode(labels) if self._classifier else np.zeros(n, dtype=np.int32)
+            per_row = latency_us / n if n else 0.0
+            own_block = False
+            if self._worker is not None and n >= BACKGROUND_ROWS:
+                # The worker helps while its block takes less time than the model call it
+                # overlaps; a cheaper model would wait on it, and inline buffering (fewer,
+                # larger blocks) costs less. Judged on three jobs at least (the first ones
+                # are slow), tried again every _PROBE_EVERY batches.
+                typical = sorted(self._job_times)[len(self._job_times) // 2] if len(self._job_times) >= 3 else 0.0
+                own_block = typical * n <= latency_us or self._inline_batches >= _PROBE_EVERY
+                self._inline_batches = 0 if own_block else self._inline_batches + 1
+            if not own_block:
+                self._wait()  # what follows touches the windows and the database
+            if not own_block and self._fill + n <= self._capacity:
+                a, b = self._fill, self._fill + n
+                if self._rows is not None:
+                    self._rows[a:b] = rows
+                else:
+                    self._values.extend(rows)
+                self._scores[a:b] = scores
+                self._codes[a:b] = codes
+                self._latency[a:b] = per_row
+                self._times[a:b] = now
+                self._ids[a:b] = ids
+                self._fill = b
+                if self._fill == self._capacity:
+                    self._drain()
+                elif now >= self._flush_deadline:
+                    self._write_log(now)
+                return ids
+            if self._fill:
+                self._wait()
+                self._drain()  # the buffered rows come first in the log and the windows
+            # The block owns its arrays (the runtime's encoded batch and outputs are
+            # fresh per call), so the worker may read them after this returns.
+            block = _Block(rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows), scores=scores,
+                           codes=codes, latency=np.full(n, per_row), times=np.full(n, now), ids=ids)
+            if own_block and self._worker is not None:
+                self._worker.put(partial(self._ingest, block, now))
+            else:
+                self._ingest(block, now)
             return ids
-        if self._fill:
-            self._wait()
-            self._drain()  # the buffered rows come first in the log and the windows
-        # The block owns its arrays (the runtime's encoded batch and outputs are
-        # fresh per call), so the worker may read them after this returns.
-        block = _Block(rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows), scores=scores,
-                       codes=codes, latency=np.full(n, per_row), times=np.full(n, now), ids=ids)
-        if own_block and self._worker is not None:
-            self._worker.put(partial(self._ingest, block, now))
-        else:
-            self._ingest(block, now)
-        return ids
 
     def overlap(self) -> None:
         """The caller is about to run the model (releasing the GIL): the pending batch's work may start.
@@ -348,40 +354,46 @@ class Monitor:
 
     def set_sampling(self, rate: float) -> None:
         """Monitor and log only this share of single-row predictions (budget shedding); 1.0 is all."""
-        self._wait()
-        self._sample_rate = rate
-        self._sample_credit = 0.0
+        with self._lock:
+            self._wait()
+            self._sample_rate = rate
+            self._sample_credit = 0.0
 
     def set_model(self, info: ModelInfo, model_sha256: str) -> None:
         """Attribute the next decisions to another model (the budget fallback, or back)."""
-        self._wait()
-        if self._fill:
-            self.flush()
-        self.info = info
-        self._model = (info.name, info.version, model_sha256)
+        with self._lock:
+            self._wait()
+            if self._fill:
+                self.flush()
+            self.info = info
+            self._model = (info.name, info.version, model_sha256)
 
     def add_event(self, kind: str, name: str, status: str, message: str) -> None:
         """Record an event (a budget level change) in the database now."""
-        self._wait()
-        self._db.add_event(kind, name, status, message, self._window_seq())
+        with self._lock:
+            self._wait()
+            self._db.add_event(kind, name, status, message, self._window_seq())
 
     def observe_refused(self, rows: int = 1) -> None:
         """Count the rows of a request refused or deferred by load shedding."""
-        self._wait()
-        self._window.rejected["OverloadError"] += rows
+        with self._lock:
+            self._wait()
+            self._window.rejected["OverloadError"] += rows
 
     def observe_rejected(self, error: SchemaError) -> None:
         """Count a row refused by the input checks (a schema violation)."""
-        self._wait()
-        self._window.rejected[type(error).__name__] += 1
-        if error.feature is not None:
-            self._window.rejected_features[error.feature] += 1
+        with self._lock:
+            self._wait()
+            self._window.rejected[type(error).__name__] += 1
+            if error.feature is not None:
+                self._window.rejected_features[error.feature] += 1
 
     # -------------------------------------------------------------- flush
     def flush(self) -> None:
         """Sketch and log every buffered row now, with a fresh open-window snapshot; close windows that are due."""
-        self._wait()
-        self._drain(snapshot=True)
+        with self._lock:
+            self._wait()
+            self._drain(snapshot=True)
 
     def _drain(self, *, snapshot: bool = False) -> None:
         now = self._clock()
@@ -485,16 +497,17 @@ class Monitor:
         The worker and the database are closed even when writing fails (a full
         disk); with ``on_error = "raise"`` the failure is raised after.
         """
-        try:
-            self.flush()
-            if self._window.rows:
-                self._close_window(partial=True, now=self._clock())
-        finally:
+        with self._lock:
             try:
-                if self._worker is not None:
-                    self._worker.close()
+                self.flush()
+                if self._window.rows:
+                    self._close_window(partial=True, now=self._clock())
             finally:
-                self._db.close(unused_ids=(self._next_id, self._id_limit))
+                try:
+                    if self._worker is not None:
+                        self._worker.close()
+                finally:
+                    self._db.close(unused_ids=(self._next_id, self._id_limit))
 
     # ------------------------------------------------------------ state
     @property

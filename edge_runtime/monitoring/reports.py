@@ -39,6 +39,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
+from edge_runtime.errors import StoreCorruptError
 from edge_runtime.monitoring.drift import FeatureDrift
 from edge_runtime.monitoring.store import MonitorStore
 
@@ -101,17 +102,19 @@ class DataQuality:
 
     features: Mapping[str, FeatureQuality] = field(default_factory=dict)
     rejected: Mapping[str, int] = field(default_factory=dict)
+    unlogged: int = 0  # decisions served but not written to the log (the database failed)
 
     def to_dict(self) -> dict[str, Any]:
         return {"features": {name: q.to_dict() for name, q in self.features.items()},
-                "rejected": dict(self.rejected)}
+                "rejected": dict(self.rejected), "unlogged": self.unlogged}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DataQuality:
         data = data or {}
         return cls(features={name: FeatureQuality(**{k: int(v) for k, v in counts.items()})
                              for name, counts in (data.get("features") or {}).items()},
-                   rejected={k: int(v) for k, v in (data.get("rejected") or {}).items()})
+                   rejected={k: int(v) for k, v in (data.get("rejected") or {}).items()},
+                   unlogged=int(data.get("unlogged") or 0))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -183,6 +186,7 @@ class WindowReport:
     """One closed window and the verdict of every feature and of the predictions."""
 
     index: int  # the window's sequence number
+    writer: int | None  # the writer (process or Runtime) that closed it
     rows: int
     partial: bool
     opened_at: float | None
@@ -195,7 +199,8 @@ class WindowReport:
     prediction: FeatureDrift | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"index": self.index, "rows": self.rows, "partial": self.partial, "opened_at": self.opened_at,
+        return {"index": self.index, "writer": self.writer, "rows": self.rows, "partial": self.partial,
+                "opened_at": self.opened_at,
                 "closed_at": self.closed_at, "model": self.model, "version": self.version,
                 "model_sha256": self.model_sha256, "summary": self.summary.to_dict(),
                 "features": {name: verdict.to_dict() for name, verdict in self.features.items()},
@@ -217,7 +222,8 @@ class DriftReport:
 class OpenWindow:
     """The window still open in the serving process, as it last wrote it."""
 
-    seq: int
+    writer: int
+    seq: int | None
     opened_at: float | None
     updated_at: float | None
     rows: int
@@ -227,7 +233,7 @@ class OpenWindow:
     budget: Mapping[str, Any] | None  # BudgetState.to_dict() of the runtime, when budgets are on
 
     def to_dict(self) -> dict[str, Any]:
-        return {"id": 1, "seq": self.seq, "opened_at": self.opened_at, "updated_at": self.updated_at,
+        return {"id": self.writer, "writer": self.writer, "seq": self.seq, "opened_at": self.opened_at, "updated_at": self.updated_at,
                 "rows": self.rows, "rejected": self.rejected, "quality": self.quality.to_dict(),
                 "latency": self.latency.to_dict() if self.latency else None,
                 "budget": dict(self.budget) if self.budget is not None else None}
@@ -238,6 +244,7 @@ class WindowStatus:
     """A closed window as ``status`` shows it: counts, quality, latency, drift summary, budget."""
 
     seq: int
+    writer: int | None
     model: str
     version: str
     model_sha256: str
@@ -253,7 +260,7 @@ class WindowStatus:
 
     def to_dict(self) -> dict[str, Any]:
         # ``partial`` was printed as 0/1 by 0.1; kept so for the tools that read it.
-        return {"seq": self.seq, "model": self.model, "version": self.version, "model_sha256": self.model_sha256,
+        return {"seq": self.seq, "writer": self.writer, "model": self.model, "version": self.version, "model_sha256": self.model_sha256,
                 "opened_at": self.opened_at, "closed_at": self.closed_at, "rows": self.rows,
                 "rejected": self.rejected, "quality": self.quality.to_dict(),
                 "latency": self.latency.to_dict() if self.latency else None, "summary": self.summary.to_dict(),
@@ -277,17 +284,21 @@ class FeatureStatus:
 class StatusReport:
     """What ``edge-runtime status`` shows: the log's size, open and recent windows, quality, drift, events."""
 
+    database_id: str
     decisions: int
     database_bytes: int
-    current_window: OpenWindow | None
+    current_window: OpenWindow | None  # the most recently updated of ``open_windows``
+    open_windows: tuple[OpenWindow, ...]  # one per writer that has a window open
     windows: tuple[WindowStatus, ...]
     quality: Mapping[str, int]  # totals over the recent windows: missing, out_of_range, unseen, rejected
     features: Mapping[str, FeatureStatus]
     events: tuple[Event, ...]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"decisions": self.decisions, "database_bytes": self.database_bytes,
+        return {"database_id": self.database_id, "decisions": self.decisions,
+                "database_bytes": self.database_bytes,
                 "current_window": self.current_window.to_dict() if self.current_window else None,
+                "open_windows": [w.to_dict() for w in self.open_windows],
                 "windows": [w.to_dict() for w in self.windows], "quality": dict(self.quality),
                 "features": {name: f.to_dict() for name, f in self.features.items()},
                 "events": [e.to_dict() for e in self.events]}
@@ -317,8 +328,22 @@ class MonitoringDatabase:
         """The database file."""
         return self._store.path
 
+    def check(self) -> None:
+        """Raise StoreCorruptError when ``PRAGMA quick_check`` finds the file damaged."""
+        verdict = self._store.quick_check()
+        if verdict != "ok":
+            detail = "; ".join(line.strip("* ") for line in verdict.splitlines() if line.strip("* "))
+            raise StoreCorruptError(f"monitoring database '{self.path}' is corrupt: {detail}")
+
     def drift(self) -> DriftReport:
-        """Every closed window with the verdict of each feature and of the predictions."""
+        """Every closed window with the verdict of each feature and of the predictions.
+
+        Raises
+        ------
+        StoreCorruptError
+            The database is damaged (checked first, so a damaged file never reads as "no drift").
+        """
+        self.check()
         by_window: dict[int, list[dict[str, Any]]] = {}
         for result in self._store.drift_results():
             by_window.setdefault(result["window_seq"], []).append(result)
@@ -335,14 +360,22 @@ class MonitoringDatabase:
                 else:
                     features[result["name"]] = verdict
             windows.append(WindowReport(
-                index=row["seq"], rows=row["rows"], partial=bool(row.get("partial")), opened_at=row["opened_at"],
+                index=row["seq"], writer=row.get("writer"), rows=row["rows"], partial=bool(row.get("partial")),
+                opened_at=row["opened_at"],
                 closed_at=row["closed_at"], model=row["model"], version=row["version"],
                 model_sha256=row["model_sha256"], summary=DriftSummary.from_dict(row["summary"]),
                 features=features, prediction=prediction))
         return DriftReport(tuple(windows))
 
     def status(self, recent: int = 5) -> StatusReport:
-        """The open window, the ``recent`` last closed windows, their data quality, the latest drift, events."""
+        """The open windows, the ``recent`` last closed windows, their data quality, the latest drift, events.
+
+        Raises
+        ------
+        StoreCorruptError
+            The database is damaged.
+        """
+        self.check()
         windows = tuple(_window_status(row) for row in self._store.windows(recent))
         quality: dict[str, int] = {}
         for window in windows:
@@ -356,13 +389,23 @@ class MonitoringDatabase:
             for result in self._store.drift_results(windows[-1].seq):
                 features[result["name"]] = FeatureStatus(status=result["status"], metric=result["metric"],
                                                           value=result["value"], threshold=result["threshold"])
-        return StatusReport(decisions=self._store.decision_count(), database_bytes=self._store.size_bytes(),
-                            current_window=_open_window(self._store.current_window()), windows=windows,
+        open_windows = tuple(w for w in (_open_window(row) for row in self._store.open_windows()) if w)
+        return StatusReport(database_id=self._store.database_id, decisions=self._store.decision_count(),
+                            database_bytes=self._store.size_bytes(),
+                            current_window=open_windows[0] if open_windows else None, open_windows=open_windows,
+                            windows=windows,
                             quality=quality, features=features,
                             events=tuple(Event(**row) for row in self._store.events(10)))
 
     def tail(self, n: int = 20) -> tuple[Decision, ...]:
-        """The ``n`` most recent decisions, oldest first."""
+        """The ``n`` most recent decisions, oldest first.
+
+        Raises
+        ------
+        StoreCorruptError
+            The database is damaged.
+        """
+        self.check()
         return tuple(Decision(**row) for row in self._store.tail(n))
 
     def decisions(self, after: int = 0) -> Iterator[Decision]:
@@ -386,7 +429,7 @@ class MonitoringDatabase:
 
 
 def _window_status(row: Mapping[str, Any]) -> WindowStatus:
-    return WindowStatus(seq=row["seq"], model=row["model"], version=row["version"],
+    return WindowStatus(seq=row["seq"], writer=row.get("writer"), model=row["model"], version=row["version"],
                         model_sha256=row["model_sha256"], opened_at=row["opened_at"], closed_at=row["closed_at"],
                         rows=row["rows"], rejected=row["rejected"], partial=bool(row.get("partial")),
                         quality=DataQuality.from_dict(row["quality"]),
@@ -397,6 +440,6 @@ def _window_status(row: Mapping[str, Any]) -> WindowStatus:
 def _open_window(row: Mapping[str, Any] | None) -> OpenWindow | None:
     if row is None:
         return None
-    return OpenWindow(seq=row["seq"], opened_at=row["opened_at"], updated_at=row["updated_at"], rows=row["rows"],
+    return OpenWindow(writer=row.get("writer") or row["id"], seq=row["seq"], opened_at=row["opened_at"], updated_at=row["updated_at"], rows=row["rows"],
                       rejected=row["rejected"], quality=DataQuality.from_dict(row["quality"]),
                       latency=LatencySummary.from_dict(row["latency"]), budget=row.get("budget"))

@@ -381,26 +381,28 @@ class MonitorStore:
 
     def tail(self, n: int) -> list[dict[str, Any]]:
         """The ``n`` most recent decisions, oldest first, each a dict (raw features under ``features``)."""
-        if n <= 0:
-            return []
-        models = self._models()
-        blocks, count = [], 0
-        for row in self.db.execute(f"SELECT {', '.join(BLOCK_COLUMNS)} FROM decision_blocks "
-                                   "ORDER BY first_id DESC"):
-            blocks.append(row)
-            count += row[2]
-            if count >= n:
-                break
-        decisions = [d for row in reversed(blocks) for d in expand_block(row, models)][-n:]
-        return self._with_features(decisions)
+        with self._errors("read the decision log"):
+            if n <= 0:
+                return []
+            models = self._models()
+            blocks, count = [], 0
+            for row in self.db.execute(f"SELECT {', '.join(BLOCK_COLUMNS)} FROM decision_blocks "
+                                       "ORDER BY first_id DESC"):
+                blocks.append(row)
+                count += row[2]
+                if count >= n:
+                    break
+            decisions = [d for row in reversed(blocks) for d in expand_block(row, models)][-n:]
+            return self._with_features(decisions)
 
     def decisions(self, after: int = 0) -> Iterator[dict[str, Any]]:
         """Every decision with a request id above ``after``, oldest first, block by block."""
-        models = self._models()
-        cursor = self.db.execute(f"SELECT {', '.join(BLOCK_COLUMNS)} FROM decision_blocks WHERE last_id > ? "
-                                 "ORDER BY first_id", [after])
-        for row in cursor:
-            yield from self._with_features([d for d in expand_block(row, models) if d["request_id"] > after])
+        with self._errors("read the decision log"):
+            models = self._models()
+            cursor = self.db.execute(f"SELECT {', '.join(BLOCK_COLUMNS)} FROM decision_blocks WHERE last_id > ? "
+                                     "ORDER BY first_id", [after])
+            for row in cursor:
+                yield from self._with_features([d for d in expand_block(row, models) if d["request_id"] > after])
 
     def _models(self) -> dict[int, tuple[str, str]]:
         return {r[0]: (r[1], r[2]) for r in self.db.execute("SELECT id, name, version FROM models")}
@@ -417,27 +419,30 @@ class MonitorStore:
 
     def windows(self, limit: int | None = None, *, with_profile: bool = False) -> list[dict[str, Any]]:
         """Closed windows, oldest first (the last ``limit`` when given), JSON columns parsed."""
-        columns = "*" if with_profile else ", ".join(
-            c for c in self.db.table("windows").columns_dict if c != "profile")
-        sql = f"SELECT {columns} FROM windows ORDER BY seq DESC" + (" LIMIT ?" if limit else "")
-        rows = list(self.db.query(sql, [limit] if limit else []))[::-1]
-        for row in rows:
-            for key in ("quality", "latency", "summary", "budget"):
-                row[key] = json.loads(row[key]) if row.get(key) else None
-        return rows
+        with self._errors("read the windows"):
+            columns = "*" if with_profile else ", ".join(
+                c for c in self.db.table("windows").columns_dict if c != "profile")
+            sql = f"SELECT {columns} FROM windows ORDER BY seq DESC" + (" LIMIT ?" if limit else "")
+            rows = list(self.db.query(sql, [limit] if limit else []))[::-1]
+            for row in rows:
+                for key in ("quality", "latency", "summary", "budget"):
+                    row[key] = json.loads(row[key]) if row.get(key) else None
+            return rows
 
     def drift_results(self, window_seq: int | None = None) -> list[dict[str, Any]]:
         """Per-feature drift results, for one window or all, ordered by window."""
-        where = "WHERE window_seq = ?" if window_seq is not None else ""
-        rows = list(self.db.query(f"SELECT * FROM drift {where} ORDER BY window_seq, rowid",
-                                  [window_seq] if window_seq is not None else []))
-        for row in rows:
-            row["details"] = json.loads(row["details"]) if row.get("details") else None
-        return rows
+        with self._errors("read the drift results"):
+            where = "WHERE window_seq = ?" if window_seq is not None else ""
+            rows = list(self.db.query(f"SELECT * FROM drift {where} ORDER BY window_seq, rowid",
+                                      [window_seq] if window_seq is not None else []))
+            for row in rows:
+                row["details"] = json.loads(row["details"]) if row.get("details") else None
+            return rows
 
     def events(self, limit: int = 100) -> list[dict[str, Any]]:
         """The most recent events, oldest first."""
-        return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [limit]))[::-1]
+        with self._errors("read the events"):
+            return list(self.db.query("SELECT * FROM events ORDER BY id DESC LIMIT ?", [limit]))[::-1]
 
     def decision_count(self) -> int:
         """Rows in the decision log."""
