@@ -280,7 +280,7 @@ class MonitoringConfig:
     sketch_stride: int = 8
     background: bool = True
     on_error: str = "degrade"
-    lock_timeout_ms: int = 2000
+    lock_timeout_ms: int = 5000
 
     def __post_init__(self) -> None:
         check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)

@@ -30,6 +30,7 @@ from __future__ import annotations
 import dataclasses
 import datetime
 import os
+import threading
 from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -119,6 +120,7 @@ class GuardedStore:
         self._lost_windows = 0
         self._lost_events = 0
         self._replaced = 0
+        self._gate = threading.RLock()
         self._reopen_pending = False  # the file was moved aside or vanished: open a fresh one first
         self._windows: deque[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = deque()
         self._events: deque[tuple[float, str, str, str, str, int | None]] = deque()
@@ -208,6 +210,10 @@ class GuardedStore:
         back when no other writer reserved after them. The database is closed
         whatever happens; with ``on_error = "raise"`` a failure is raised after.
         """
+        with self._gate:
+            self._close(unused_ids)
+
+    def _close(self, unused_ids: tuple[int, int] | None) -> None:
         failure: StoreError | None = None
         try:
             self._retry_at = 0.0
@@ -240,6 +246,12 @@ class GuardedStore:
     def _attempt(self, action: Callable[[MonitorStore], T], *, default: Any = None,
                  result: Any = None) -> Any:
         """Run a write; on failure degrade (or raise). Returns ``result`` (or the action's value) or ``default``."""
+        # The caller's thread (reserving ids) and the monitor's worker (writing a batch)
+        # may both reach here: one SQLite connection is used by one thread at a time.
+        with self._gate:
+            return self._attempt_locked(action, default, result)
+
+    def _attempt_locked(self, action: Callable[[MonitorStore], T], default: Any, result: Any) -> Any:
         now = self._clock()
         if self._error is not None and now < self._retry_at:
             return default

@@ -66,7 +66,7 @@ _LOW_WATER = 0.75  # ... by deleting down to about this share
 _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blobs and JSON
 _BLOCK_OVERHEAD = 200  # bytes a block row takes besides its arrays
 _DECISION_BYTES = 32  # bytes per decision in a block: ts 8, latency 4, prediction 4, score 4, hash 8, slack
-_DEFAULT_LOCK_TIMEOUT = 2.0  # seconds a writer waits for another's lock before StoreBusyError
+_DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a writer waits for another's lock before StoreBusyError
 
 # SQLite's primary result codes (the low byte of sqlite_errorcode), for the error classes.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
@@ -136,7 +136,10 @@ class MonitorStore:
             # from its worker thread; it never uses the connection from two at once.
             # ``timeout`` is SQLite's busy timeout: a writer that meets another's lock
             # waits that long, then gets StoreBusyError.
-            connection = sqlite3.connect(str(self.path), check_same_thread=False, timeout=lock_timeout)
+            # isolation_level=None: no implicit BEGIN before a write; every transaction is
+            # an explicit one (a forgotten implicit one would block the next BEGIN IMMEDIATE).
+            connection = sqlite3.connect(str(self.path), check_same_thread=False, timeout=lock_timeout,
+                                         isolation_level=None)
             self.db = Database(connection)
         except sqlite3.Error as exc:
             raise store_error(exc, self.path, "open it") from exc
@@ -165,15 +168,16 @@ class MonitorStore:
     def _write_transaction(self) -> Iterator[None]:
         """``BEGIN IMMEDIATE``: take the write lock first (waiting up to the busy timeout), so that
         what is read inside cannot change before the write (no lost update between writers)."""
+        if self.db.conn.in_transaction:  # left open by a failed write: start clean
+            self.db.conn.rollback()
         self.db.execute("BEGIN IMMEDIATE")
         try:
             yield
+            self.db.execute("COMMIT")  # may fail too (busy, full): then roll back below
         except BaseException:
             if self.db.conn.in_transaction:
                 self.db.conn.rollback()
             raise
-        else:
-            self.db.execute("COMMIT")
 
     @contextlib.contextmanager
     def _errors(self, action: str) -> Iterator[None]:
@@ -574,7 +578,9 @@ class MonitorStore:
         self._closed = True
         failure: sqlite3.Error | None = None
         try:
-            self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+            # PASSIVE: other writers may be busy; TRUNCATE would hold the write lock
+            # until every reader moved on (and other writers' timeouts run meanwhile).
+            self.db.execute("PRAGMA wal_checkpoint(PASSIVE)")
         except sqlite3.Error as exc:
             failure = exc
         finally:
