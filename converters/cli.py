@@ -7,8 +7,10 @@ that on a device install the command answers with the line to install it.
 
 from __future__ import annotations
 
+import difflib
 import tempfile
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -18,11 +20,34 @@ require_export_extra()  # before anything that needs it: the ImportError is what
 
 from converters.demo import DemoReport, run_demo  # noqa: E402
 from converters.export import export  # noqa: E402
+from converters.features import CSV_TYPES, csv_dtypes, csv_header, read_csv_frame  # noqa: E402
 from converters.onnx_file import bundle_onnx  # noqa: E402
 from converters.parity import ParityPolicy  # noqa: E402
+from converters.sklearn import encoded_columns, load_estimator  # noqa: E402
 from edge_runtime.cli.options import library_errors  # noqa: E402
 
 __all__ = ["bundle_command", "demo_command", "export_command"]
+
+
+def _parse_dtypes(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict[str, str]:
+    """``--dtype COL=TYPE`` options as a dict; the column name may itself hold ``=``."""
+    dtypes: dict[str, str] = {}
+    for value in values:
+        name, sep, kind = value.rpartition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"'{value}' is not COL=TYPE", ctx, param)
+        if kind not in CSV_TYPES:
+            raise click.BadParameter(f"'{value}': TYPE must be one of {', '.join(CSV_TYPES)}", ctx, param)
+        if dtypes.get(name, kind) != kind:
+            raise click.BadParameter(f"column '{name}' is given both {dtypes[name]} and {kind}", ctx, param)
+        dtypes[name] = kind
+    return dtypes
+
+
+def _near(name: str, columns: list[str]) -> str:
+    by_case = [c for c in columns if c.lower() == name.lower()]
+    close = by_case or difflib.get_close_matches(name, columns, n=1)
+    return f" (did you mean '{close[0]}'?)" if close else ""
 
 
 @click.command("export")
@@ -32,6 +57,12 @@ __all__ = ["bundle_command", "demo_command", "export_command"]
 @click.option("--target", help="Column of the CSV holding the target; dropped before profiling.")
 @click.option("--validation-data", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CSV of held-out rows for the parity check (default: a sample of the training data).")
+@click.option("--categorical", multiple=True, metavar="COL",
+              help="Read column COL as strings (categories) whatever its values look like; for columns the "
+                   "model's encoders do not name. Repeatable.")
+@click.option("--dtype", "dtypes", multiple=True, metavar="COL=TYPE", callback=_parse_dtypes,
+              help=f"Read column COL as TYPE, one of {', '.join(CSV_TYPES)} (int refuses missing values). "
+                   "Repeatable.")
 @click.option("--name", required=True, help="Model name recorded in the bundle.")
 @click.option("--version", "model_version", required=True, help="Model version recorded in the bundle.")
 @click.option("--out", "out_dir", required=True, type=click.Path(path_type=Path), help="Bundle directory to create.")
@@ -41,39 +72,50 @@ __all__ = ["bundle_command", "demo_command", "export_command"]
 @click.option("--quantize", is_flag=True, help="Also write an int8 variant (MLPs), the fallback for budgets.")
 @library_errors
 def export_command(model_file: Path, train_data: Path, target: str | None, validation_data: Path | None,
-           name: str, model_version: str, out_dir: Path, min_agreement: float, overwrite: bool,
-           quantize: bool) -> None:
+                   categorical: tuple[str, ...], dtypes: dict[str, str], name: str, model_version: str,
+                   out_dir: Path, min_agreement: float, overwrite: bool, quantize: bool) -> None:
     """Export a pickled or joblib-saved scikit-learn model to a bundle.
 
     MODEL_FILE is unpickled: only export files you trust.
-    """
-    import joblib  # imported on use: pandas alone takes ~0.3 s, which `edge-runtime --help` need not pay
-    import pandas as pd
 
-    model = joblib.load(model_file)
-    frame = pd.read_csv(train_data)
-    y = None
-    if target is not None:
-        if target not in frame.columns:
-            raise click.ClickException(f"--target column '{target}' is not in {train_data}")
-        y = frame.pop(target)
+    A column that the model's OneHotEncoder or OrdinalEncoder consumes is read as
+    that encoder was fitted: as strings (a zip code "01000" keeps its leading zero)
+    or as numbers. In a string column only an empty cell is a missing value.
+    Details: docs/export.md.
+    """
+    model = load_estimator(model_file)
+    header = csv_header(train_data)
+    if target is not None and target not in header:
+        raise click.ClickException(f"--target column '{target}' is not in {train_data}{_near(target, header)}")
+    column_types = csv_dtypes(encoded_columns(model), header, categorical=categorical, dtypes=dtypes,
+                              source=train_data)
+    frame = read_csv_frame(train_data, column_types)
+    y = frame.pop(target) if target is not None else None
     X_val = None
     if validation_data is not None:
-        X_val = pd.read_csv(validation_data)
+        X_val = read_csv_frame(validation_data, column_types)
         X_val = X_val.drop(columns=[target]) if target in X_val.columns else X_val
     result = export(model, frame, y, name=name, version=model_version, out_dir=out_dir, X_val=X_val,
-                          parity=ParityPolicy(min_agreement=min_agreement), overwrite=overwrite,
-                          quantize=quantize)
-    parity = result.parity or {}
+                    parity=ParityPolicy(min_agreement=min_agreement), overwrite=overwrite, quantize=quantize)
     click.echo(f"wrote {result.path}")
-    click.echo(f"parity: agreement {parity.get('agreement', 0):.4f}, max abs diff "
-               f"{parity.get('max_abs_diff')}, {parity.get('rows_beyond_tolerance')} of "
-               f"{parity.get('rows')} rows beyond tolerance")
+    click.echo(_parity_line(result.parity or {}))
     variants = result.manifest.variants
     if quantize:
         int8 = variants.get("int8")
         click.echo(f"int8 variant: label agreement {int8['parity']['agreement']:.4f}, {int8['bytes']:,} bytes"
                    if int8 else variants.get("note", "no int8 variant"))
+
+
+def _parity_line(parity: dict[str, Any]) -> str:
+    """The parity report in one line, every count as the manifest records it."""
+    rows, rejected = parity.get("rows", 0), parity.get("rejected_rows", 0)
+    diff = parity.get("max_abs_diff")
+    line = (f"parity: agreement {parity.get('agreement', 0):.4f}, max abs diff "
+            f"{'-' if diff is None else format(diff, '.2e')}, {parity.get('rows_beyond_tolerance')} of "
+            f"{rows - rejected} compared rows beyond tolerance")
+    if rejected:
+        line += f"; {rejected} of {rows} rows rejected by the bundle's input checks, not compared"
+    return line
 
 
 @click.command("bundle")

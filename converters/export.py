@@ -27,27 +27,43 @@ from converters.manifest import ExportResult, check_identity
 from converters.package import BundleWriter
 from converters.parity import ParityPolicy, check_parity, sample_rows
 from converters.quantize import quantize_int8
-from converters.sklearn import convert, selects_columns
+from converters.sklearn import (
+    convert,
+    encoded_columns,
+    require_estimator,
+    selects_columns,
+)
 from edge_runtime.errors import ExportError, ParityError
 from edge_runtime.monitoring.sketches import DEFAULT_K
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import MODEL_FILE, Manifest
+from edge_runtime.serving.schema import InputSchema
 
 __all__ = ["INT8_FILE", "export"]
 
 INT8_FILE = "model.int8.onnx"
 
 
-def _align_columns(model: Any, X: Any) -> Any:
-    """Keep a DataFrame's columns that the model was fitted on, in the model's order."""
-    expected = getattr(model, "feature_names_in_", None)
+def _align_columns(X: Any, expected: list[str] | None, what: str) -> Any:
+    """Keep a DataFrame's ``expected`` columns, in that order."""
     if expected is None or not is_dataframe(X):
         return X
-    expected = [str(c) for c in expected]
     missing = [c for c in expected if c not in X.columns]
     if missing:
-        raise ExportError(f"the training data lacks columns the model was fitted on: {missing}")
+        raise ExportError(f"the {what} lacks columns the model was fitted on: "
+                          f"{', '.join(repr(c) for c in missing)}")
     return X[expected]
+
+
+def _check_width(model: Any, X: Any, schema: InputSchema) -> None:
+    """A model fitted on an array names no columns: at least the count must match."""
+    fitted = getattr(model, "n_features_in_", None)
+    if fitted is None or fitted == len(schema.features):
+        return
+    listed = f" ({', '.join(repr(n) for n in schema.names)})" if is_dataframe(X) else ""
+    raise ExportError(f"the training data has {len(schema.features)} columns{listed} but "
+                      f"{type(model).__name__} was fitted on an array of {fitted}, which names none: keep "
+                      "exactly the columns it was fitted on, in that order")
 
 
 def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
@@ -92,7 +108,7 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
     Raises
     ------
     UnsupportedModelError
-        The model or one of its steps cannot be converted.
+        The model is not a fitted estimator, or it or one of its steps cannot be converted.
     ParityError
         The ONNX model disagrees with the original on more rows than allowed;
         nothing is written.
@@ -100,26 +116,32 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
         Any other reason the bundle cannot be made.
     """
     check_identity(name, version)
+    require_estimator(model)
     policy = parity or ParityPolicy()
-    X_train = _align_columns(model, X_train)
+    fitted_names = getattr(model, "feature_names_in_", None)
+    X_train = _align_columns(X_train, None if fitted_names is None else [str(c) for c in fitted_names],
+                             "training data")
     if feature_names is None and not is_dataframe(X_train) and hasattr(model, "feature_names_in_"):
         feature_names = [str(c) for c in model.feature_names_in_]
     schema = infer_input_schema(X_train, feature_names=feature_names,
-                                has_column_selection=selects_columns(model))
+                                has_column_selection=selects_columns(model), encoded=encoded_columns(model))
+    _check_width(model, X_train, schema)
     converted = convert(model, schema)
     if X_val is not None:
-        parity_rows, source = _align_columns(model, X_val), "validation set"
+        parity_rows, source = _align_columns(X_val, list(schema.names), "validation data"), "validation set"
     else:
         parity_rows = sample_rows(X_train, policy.sample_rows, policy.seed)
         source = f"sample of the training data (seed {policy.seed})"
 
     def refuse_below_policy(report: dict[str, Any]) -> None:
         if not report["passed"]:
+            compared = report["rows"] - report["rejected_rows"]
             raise ParityError(
                 f"parity check failed for {converted.producer['model_type']}: agreement "
                 f"{report['agreement']:.4f} is below {policy.min_agreement} "
-                f"({report['rows_beyond_tolerance']} of {report['rows']} rows beyond tolerance, "
-                f"max abs diff {report['max_abs_diff']}); no bundle written"
+                f"({report['rows_beyond_tolerance']} of {compared} compared rows beyond tolerance, "
+                f"max abs diff {report['max_abs_diff']}; {report['rejected_rows']} of {report['rows']} "
+                "rows rejected by the bundle's input checks); no bundle written"
             )
 
     def int8_variant(writer: BundleWriter, manifest: Manifest) -> dict[str, Any]:

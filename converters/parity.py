@@ -97,6 +97,10 @@ def check_parity(model: Any, runtime: Runtime, X: Any, policy: ParityPolicy, *,
     if served.size == 0:
         report.update(agreement=0.0, passed=False, max_abs_diff=None, rows_beyond_tolerance=None)
         return report
+    if is_dataframe(X_served) and not hasattr(model, "feature_names_in_"):
+        # Fitted on an array: the frame's values, so that scikit-learn does not warn
+        # "X has feature names, but ... was fitted without feature names".
+        X_served = X_served.to_numpy()
     if runtime.task is Task.CLASSIFICATION:
         expected_labels = np.asarray(model.predict(X_served))
         expected = np.asarray(model.predict_proba(X_served), dtype=np.float64)
