@@ -137,14 +137,15 @@ class GuardedStore:
         known = self._models.get(key)
         if known is not None:
             return known
-        found = self._attempt(lambda store: store.register_model(name, version, sha256))
+        found: int | None = self._attempt(lambda store: store.register_model(name, version, sha256))
         if found is not None:
             self._models[key] = found
         return found
 
     def reserve_request_ids(self, n: int) -> int | None:
         """The first of ``n`` fresh request ids, or None while the database fails."""
-        return self._attempt(lambda store: store.reserve_request_ids(n))
+        first: int | None = self._attempt(lambda store: store.reserve_request_ids(n))
+        return first
 
     def extend_request_ids(self, end: int, n: int) -> bool:
         """Extend the writer's range ending at ``end`` by ``n`` ids; False when another writer came after."""
@@ -152,7 +153,8 @@ class GuardedStore:
 
     def allocate_window_seq(self) -> int | None:
         """A fresh window sequence number, or None while the database fails (one is given at save)."""
-        return self._attempt(lambda store: store.allocate_window_seq())
+        seq: int | None = self._attempt(lambda store: store.allocate_window_seq())
+        return seq
 
     # --------------------------------------------------------------- writes
     def append_decisions(self, block: DecisionBlock | None, model: tuple[str, str, str],
@@ -168,7 +170,7 @@ class GuardedStore:
             written = dataclasses.replace(block, model_id=model_id) if block is not None else None
             store.append_decisions(written, features, snapshot, writer=self.writer)
 
-        done = self._attempt(write, default=False, result=True)
+        done: bool = self._attempt(write, default=False, result=True)
         if not done and block is not None:
             self._unlogged += len(block)
             self._unlogged_since_failure += len(block)
