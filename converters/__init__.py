@@ -9,5 +9,7 @@ from converters.export import export
 from converters.manifest import ExportResult
 from converters.onnx_file import bundle_onnx
 from converters.parity import ParityPolicy
+from edge_runtime.errors import ExportError, ParityError, UnsupportedModelError
 
-__all__ = ["ExportResult", "ParityPolicy", "bundle_onnx", "export"]
+__all__ = ["ExportError", "ExportResult", "ParityError", "ParityPolicy", "UnsupportedModelError", "bundle_onnx",
+           "export"]

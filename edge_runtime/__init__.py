@@ -18,6 +18,7 @@ results), ``monitoring/`` and ``budgets/``; ``runtime`` (the facade composing th
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
 from edge_runtime.config import (
@@ -34,12 +35,28 @@ from edge_runtime.errors import (
     BundleError,
     BundleFormatError,
     BundleIntegrityError,
+    BundleSchemaError,
+    ColumnMismatchError,
     ConfigError,
     EdgeRuntimeError,
+    ExportError,
+    FeatureCountError,
     InferenceError,
+    InputFormatError,
+    InvalidValueError,
+    MissingFeatureError,
+    NonFiniteValueError,
+    OutOfRangeValueError,
     OverloadError,
+    ParityError,
     SchemaError,
+    StoreBusyError,
+    StoreCorruptError,
     StoreError,
+    StoreFullError,
+    UnknownFeatureError,
+    UnseenCategoryError,
+    UnsupportedModelError,
 )
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import (
@@ -53,7 +70,15 @@ from edge_runtime.serving.results import BatchResult, ModelInfo, Prediction
 from edge_runtime.version import __version__
 
 if TYPE_CHECKING:
-    from edge_runtime.monitoring.reports import MonitoringDatabase
+    from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift
+    from edge_runtime.monitoring.guarded_store import MonitorHealth
+    from edge_runtime.monitoring.reports import (
+        Decision,
+        DriftReport,
+        MonitoringDatabase,
+        StatusReport,
+        WindowReport,
+    )
 
 
 __all__ = [
@@ -64,23 +89,46 @@ __all__ = [
     "BundleError",
     "BundleFormatError",
     "BundleIntegrityError",
+    "BundleSchemaError",
+    "ColumnMismatchError",
     "ConfigError",
+    "Decision",
     "DriftPolicy",
+    "DriftReport",
+    "DriftStatus",
     "EdgeRuntimeError",
+    "ExportError",
+    "FeatureCountError",
+    "FeatureDrift",
     "InferenceError",
+    "InputFormatError",
     "InputPolicy",
+    "InvalidValueError",
     "Manifest",
+    "MissingFeatureError",
     "ModelInfo",
+    "MonitorHealth",
     "MonitoringConfig",
     "MonitoringDatabase",
+    "NonFiniteValueError",
+    "OutOfRangeValueError",
     "OverloadError",
+    "ParityError",
     "Prediction",
     "RetentionPolicy",
     "Runtime",
     "RuntimeConfig",
     "SchemaError",
     "SessionConfig",
+    "StatusReport",
+    "StoreBusyError",
+    "StoreCorruptError",
     "StoreError",
+    "StoreFullError",
+    "UnknownFeatureError",
+    "UnseenCategoryError",
+    "UnsupportedModelError",
+    "WindowReport",
     "__version__",
     "inspect_bundle",
     "load_bundle",
@@ -88,11 +136,22 @@ __all__ = [
 ]
 
 
-def __getattr__(name: str) -> Any:
-    # Loaded on first use: sqlite-utils costs start-up time (more where pandas is
-    # installed, which it imports) that a runtime without monitoring should not pay.
-    if name == "MonitoringDatabase":
-        from edge_runtime.monitoring.reports import MonitoringDatabase
+# Loaded on first use: sqlite-utils and the sketches cost start-up time (more where pandas
+# is installed, which sqlite-utils imports) that a runtime without monitoring should not pay.
+_LAZY = {
+    "Decision": "edge_runtime.monitoring.reports",
+    "DriftReport": "edge_runtime.monitoring.reports",
+    "DriftStatus": "edge_runtime.monitoring.drift",
+    "FeatureDrift": "edge_runtime.monitoring.drift",
+    "MonitorHealth": "edge_runtime.monitoring.guarded_store",
+    "MonitoringDatabase": "edge_runtime.monitoring.reports",
+    "StatusReport": "edge_runtime.monitoring.reports",
+    "WindowReport": "edge_runtime.monitoring.reports",
+}
 
-        return MonitoringDatabase
-    raise AttributeError(f"module 'edge_runtime' has no attribute {name!r}")
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'edge_runtime' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)

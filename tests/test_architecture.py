@@ -181,10 +181,15 @@ def test_public_surface() -> None:
     assert edge_runtime.__all__ == sorted(edge_runtime.__all__)
     assert edge_runtime.__all__ == [
         "BatchResult", "BudgetConfig", "Bundle", "BundleCheck", "BundleError", "BundleFormatError",
-        "BundleIntegrityError", "ConfigError", "DriftPolicy", "EdgeRuntimeError", "InferenceError", "InputPolicy",
-        "Manifest", "ModelInfo", "MonitoringConfig", "MonitoringDatabase", "OverloadError", "Prediction",
-        "RetentionPolicy", "Runtime", "RuntimeConfig", "SchemaError", "SessionConfig", "StoreError", "__version__",
-        "inspect_bundle", "load_bundle", "load_config",
+        "BundleIntegrityError", "BundleSchemaError", "ColumnMismatchError", "ConfigError", "Decision",
+        "DriftPolicy", "DriftReport", "DriftStatus", "EdgeRuntimeError", "ExportError", "FeatureCountError",
+        "FeatureDrift", "InferenceError", "InputFormatError", "InputPolicy", "InvalidValueError", "Manifest",
+        "MissingFeatureError", "ModelInfo", "MonitorHealth", "MonitoringConfig", "MonitoringDatabase",
+        "NonFiniteValueError", "OutOfRangeValueError", "OverloadError", "ParityError", "Prediction",
+        "RetentionPolicy", "Runtime", "RuntimeConfig", "SchemaError", "SessionConfig", "StatusReport",
+        "StoreBusyError", "StoreCorruptError", "StoreError", "StoreFullError", "UnknownFeatureError",
+        "UnseenCategoryError", "UnsupportedModelError", "WindowReport", "__version__", "inspect_bundle",
+        "load_bundle", "load_config",
     ]
 
 
@@ -196,6 +201,11 @@ def test_importing_the_package_loads_no_monitoring_engine() -> None:
     code = "import sys, edge_runtime; print(sorted(m for m in ('sqlite_utils', 'pandas', 'sklearn') if m in sys.modules))"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert out.strip() == "[]"
+
+
+def test_every_lazy_name_resolves() -> None:
+    for name in edge_runtime.__all__:
+        assert getattr(edge_runtime, name) is not None
 
 
 def test_one_exception_root() -> None:

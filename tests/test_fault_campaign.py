@@ -98,7 +98,6 @@ def test_a_hundred_kills_lose_nothing_flushed_and_reuse_no_id(tmp_path: Path, ca
         if scenario in ("startup", "migration"):
             # Killed while importing, opening, migrating, or soon after: ~0.2-1.5 s in.
             time.sleep(float(rng.uniform(0.2, 1.5)))
-            last_flushed: list[int] = []
         else:
             assert children[0].stdout is not None
             assert children[0].stdout.readline().strip() == "ready", children[0].stderr.read() if children[0].stderr else ""

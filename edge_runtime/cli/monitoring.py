@@ -60,7 +60,7 @@ def status(db: Path, recent: int, as_json: bool) -> None:
                        f"cpu share {_fmt(budget['cpu_share'])}, rss {_fmt(budget['rss_mb'], ' MB')}, "
                        f"violations {budget['violations'] or 'none'}")
     for w in report.windows:
-        drifted = ", ".join(w.summary.drifted) or "none"
+        drifted = (", ".join(w.summary.drifted) or "none") if w.summary.assessed else "not assessed"
         level = f", budget level {w.budget['level']}" if w.budget else ""
         prediction = w.summary.prediction if w.summary.assessed else "-"
         click.echo(f"window {w.seq}: {w.rows} rows{' (partial)' if w.partial else ''}, "
@@ -72,7 +72,7 @@ def status(db: Path, recent: int, as_json: bool) -> None:
         click.echo("latest drift status:")
         for name, entry in report.features.items():
             threshold = f"{entry.threshold:.4f}" if entry.threshold is not None else "unreachable"
-            click.echo(f"  {name}: {entry.status} ({entry.metric} {entry.value:.4f}, threshold {threshold})")
+            click.echo(f"  {name}: {entry.status.value} ({entry.metric} {entry.value:.4f}, threshold {threshold})")
     for event in report.events:
         click.echo(f"event: window {event.window_seq} {event.status}: {event.message}")
 
@@ -119,9 +119,9 @@ def log_command(db: Path, tail_rows: int, as_json: bool) -> None:
         for decision in decisions:
             click.echo(json.dumps(decision.to_dict()))
         return
-    click.echo(f"{'request_id':>10}  {'time (UTC)':<26}  {'model':<20}  {'prediction':<12}  {'score':>7}  "
+    click.echo(f"{'request_id':>10}  {'time (UTC)':<29}  {'model':<20}  {'prediction':<12}  {'score':>7}  "
                f"{'latency_us':>10}  input_hash")
     for d in decisions:
         when = datetime.datetime.fromtimestamp(d.ts, datetime.timezone.utc).isoformat(timespec="milliseconds")
-        click.echo(f"{d.request_id:>10}  {when:<26}  {d.model + ':' + d.version:<20}  "
+        click.echo(f"{d.request_id:>10}  {when:<29}  {d.model + ':' + d.version:<20}  "
                    f"{d.prediction:<12}  {d.score:>7.4f}  {d.latency_us:>10.1f}  {d.input_hash}")

@@ -38,6 +38,8 @@ def library_errors(func: F) -> F:
             if click.get_current_context().find_root().params.get("debug"):
                 raise
             raise click.ClickException(str(exc)) from exc
+        except KeyboardInterrupt as exc:  # Ctrl-C: one line, like every other stop (click says "Aborted!")
+            raise click.ClickException("interrupted") from exc
 
     return wrapper  # type: ignore[return-value]
 

@@ -240,4 +240,7 @@ def load_reference(bundle: Bundle) -> Profile | None:
         return None
     if name not in bundle.manifest.files:
         raise BundleFormatError(f"the reference sketches '{name}' are not covered by the manifest checksums")
-    return Profile.from_bytes((bundle.path / name).read_bytes())
+    try:
+        return Profile.from_bytes((bundle.path / name).read_bytes())
+    except (ValueError, KeyError, IndexError, RuntimeError) as exc:  # datasketches raises plain RuntimeError
+        raise BundleFormatError(f"bundle file '{name}' is not a readable reference profile ({exc})") from exc

@@ -40,7 +40,7 @@ from types import TracebackType
 from typing import Any
 
 from edge_runtime.errors import StoreCorruptError
-from edge_runtime.monitoring.drift import FeatureDrift
+from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift
 from edge_runtime.monitoring.store import MonitorStore
 
 __all__ = [
@@ -271,13 +271,14 @@ class WindowStatus:
 class FeatureStatus:
     """A feature's verdict in the latest closed window."""
 
-    status: str
+    status: DriftStatus
     metric: str
     value: float
     threshold: float | None
 
     def to_dict(self) -> dict[str, Any]:
-        return {"status": self.status, "metric": self.metric, "value": self.value, "threshold": self.threshold}
+        return {"status": self.status.value, "metric": self.metric, "value": self.value,
+                "threshold": self.threshold}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -321,7 +322,9 @@ class MonitoringDatabase:
     """
 
     def __init__(self, path: str | Path) -> None:
-        self._store = MonitorStore(path, create=False)
+        # Never creates the file and refuses one that is not a monitoring database; an
+        # older schema is upgraded in place (a Runtime opening it would do the same).
+        self._store = MonitorStore(path, create=False, read_only=True)
 
     @property
     def path(self) -> Path:
@@ -377,17 +380,19 @@ class MonitoringDatabase:
         """
         self.check()
         windows = tuple(_window_status(row) for row in self._store.windows(recent))
-        quality: dict[str, int] = {}
+        quality = {"missing": 0, "out_of_range": 0, "unseen": 0, "rejected": 0, "unlogged": 0}
         for window in windows:
             for counts in window.quality.features.values():
-                for key, value in counts.to_dict().items():
-                    if value:
-                        quality[key] = quality.get(key, 0) + value
-            quality["rejected"] = quality.get("rejected", 0) + window.rejected
+                quality["missing"] += counts.missing
+                quality["out_of_range"] += counts.out_of_range
+                quality["unseen"] += counts.unseen
+            # Rows, not values: a feature's own "rejected" count is a breakdown of these.
+            quality["rejected"] += window.rejected
+            quality["unlogged"] += window.quality.unlogged
         features: dict[str, FeatureStatus] = {}
         if windows:
             for result in self._store.drift_results(windows[-1].seq):
-                features[result["name"]] = FeatureStatus(status=result["status"], metric=result["metric"],
+                features[result["name"]] = FeatureStatus(status=DriftStatus(result["status"]), metric=result["metric"],
                                                           value=result["value"], threshold=result["threshold"])
         open_windows = tuple(w for w in (_open_window(row) for row in self._store.open_windows()) if w)
         return StatusReport(database_id=self._store.database_id, decisions=self._store.decision_count(),

@@ -72,6 +72,29 @@ _DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a writer waits for another's lock before 
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
 
 
+def _check_is_monitoring_database(path: Path) -> None:
+    """Refuse, without writing a byte, a file that is not an edge-runtime monitoring database.
+
+    Readers open a database only to read it: an unrelated SQLite file, or an empty
+    one, must not come back with the monitoring tables created in it.
+    """
+    not_ours = StoreError(f"'{path}' is not an edge-runtime monitoring database")
+    if path.stat().st_size == 0:
+        raise not_ours
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            sets = {row[0] for row in connection.execute("SELECT DISTINCT migration_set FROM _sqlite_migrations")}
+        finally:
+            connection.close()
+    except sqlite3.Error as exc:
+        if "no such table" in str(exc):
+            raise not_ours from exc
+        raise store_error(exc, path, "open it") from exc
+    if migrations.name not in sets:
+        raise not_ours
+
+
 def corrupt_copies(path: Path) -> list[Path]:
     """The damaged databases moved aside next to ``path`` (``<name>.corrupt-<time>``), oldest first."""
     return sorted(path.parent.glob(f"{path.name}.corrupt-*"))
@@ -118,15 +141,19 @@ class MonitorStore:
 
     def __init__(self, path: str | Path, retention: RetentionPolicy | None = None, *,
                  clock: Callable[[], float] = time.time, create: bool = True,
-                 lock_timeout: float = _DEFAULT_LOCK_TIMEOUT) -> None:
+                 lock_timeout: float = _DEFAULT_LOCK_TIMEOUT, read_only: bool = False) -> None:
         self.path = Path(path)
         retention = retention or RetentionPolicy()
         self.retention = retention
         self.clock = clock
         self.lock_timeout = lock_timeout
         self._closed = False
-        if not create and not self.path.is_file():
+        if not create and not self.path.exists():
             raise StoreError(f"monitoring database '{self.path}' does not exist")
+        if self.path.exists() and not self.path.is_file():
+            raise StoreError(f"monitoring database '{self.path}' is not a file")
+        if read_only:
+            _check_is_monitoring_database(self.path)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
