@@ -7,7 +7,7 @@ Examples
 >>> m = new_manifest(name="m", version="1", input_schema=InputSchema(features=(FeatureSpec(name="x"),)),
 ...                  output_schema=OutputSchema(task=Task.REGRESSION, score_output="y"))
 >>> m.format_version, sorted(m.producer)
-(1, ['edge_runtime', 'python'])
+(2, ['edge_runtime', 'python'])
 """
 
 from __future__ import annotations

@@ -95,3 +95,63 @@ def test_not_an_onnx_file(tmp_path: Path) -> None:
         bundle_onnx(bogus, {"task": "regression", "features": ["a"]}, name="p", version="1", out_dir=tmp_path / "p")
     with pytest.raises(ExportError, match="does not exist"):
         bundle_onnx(tmp_path / "none.onnx", {}, name="p", version="1", out_dir=tmp_path / "p")
+
+
+def _softmax_without_shapes(tmp_path: Path) -> Path:
+    graph = helper.make_graph(
+        [helper.make_node("MatMul", ["input", "W"], ["logits"]),
+         helper.make_node("Softmax", ["logits"], ["probs"], axis=1)],
+        "no_shapes",
+        [helper.make_tensor_value_info("input", TensorProto.FLOAT, ["batch", 3])],
+        [helper.make_tensor_value_info("probs", TensorProto.FLOAT, None)],
+        initializer=[numpy_helper.from_array(WEIGHTS, "W")],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    path = tmp_path / "no_shapes.onnx"
+    onnx.save(model, path)
+    return path
+
+
+def test_a_graph_that_records_no_class_labels_is_not_refused(tmp_path: Path) -> None:
+    from edge_runtime import inspect_bundle
+    from edge_runtime.serving.graph import CheckStatus
+
+    schema = {"task": "classification", "classes": ["cat", "dog"], "features": ["a", "b", "c"]}
+    result = bundle_onnx(_softmax_without_shapes(tmp_path), schema, name="p", version="1", out_dir=tmp_path / "p")
+    check = inspect_bundle(result.path)
+    assert check.ok
+    statuses = {c.field: c.status for c in check.graph}
+    assert statuses["output_schema.classes"] is CheckStatus.NOT_RECORDED
+
+
+def test_the_width_of_the_score_output_is_checked_when_the_graph_records_only_that(softmax_onnx: Path,
+                                                                                   tmp_path: Path) -> None:
+    from edge_runtime import inspect_bundle
+
+    schema = {"task": "classification", "classes": ["cat", "dog"], "features": ["a", "b", "c"]}
+    result = bundle_onnx(softmax_onnx, schema, name="p", version="1", out_dir=tmp_path / "p")
+    classes = next(c for c in inspect_bundle(result.path).graph if c.field == "output_schema.classes")
+    assert classes.message == "2 classes (the model records their number, not their labels)"
+
+
+def test_classes_that_contradict_the_graphs_labels_are_refused(tmp_path: Path) -> None:
+    """A classifier exported elsewhere with skl2onnx records its labels: a schema listing them
+    in another order would mislabel every probability column."""
+    from skl2onnx import to_onnx
+    from sklearn.linear_model import LogisticRegression
+
+    X = np.random.default_rng(0).normal(size=(60, 3)).astype(np.float32)
+    y = (X[:, 0] > 0).astype(int)
+    path = tmp_path / "logreg.onnx"
+    path.write_bytes(to_onnx(LogisticRegression().fit(X, y), X[:1], options={"zipmap": False}).SerializeToString())
+    with pytest.raises(ExportError) as info:
+        bundle_onnx(path, {"task": "classification", "classes": [1, 0], "features": ["a", "b", "c"]},
+                    name="p", version="1", out_dir=tmp_path / "p")
+    assert str(info.value) == ("the bundle does not run with this schema: manifest classes [1, 0] do not match "
+                               "the model's class labels [0, 1]")
+    assert not (tmp_path / "p").exists()
+    good = bundle_onnx(path, {"task": "classification", "classes": [0, 1], "features": ["a", "b", "c"]},
+                       name="p", version="1", out_dir=tmp_path / "p")
+    with Runtime(good.path) as rt:
+        assert rt.predict([3.0, 0.0, 0.0]).label == 1

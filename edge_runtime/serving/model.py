@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.config import SessionConfig
-from edge_runtime.errors import BundleFormatError
+from edge_runtime.errors import BundleFormatError, BundleSchemaError, InferenceError
 from edge_runtime.serving.bundle import MODEL_FILE, Bundle, load_bundle
 from edge_runtime.serving.results import ModelInfo
 from edge_runtime.serving.schema import FeatureKind, InputLayout, Task
@@ -55,10 +55,11 @@ class ModelEngine:
         self.outputs = manifest.output_schema
         model_file, version = MODEL_FILE, manifest.version
         if variant is not None:
-            if variant not in manifest.variants:
+            variants = {name: entry["file"] for name, entry in manifest.variants.items() if isinstance(entry, dict)}
+            if variant not in variants:
                 raise BundleFormatError(f"bundle '{self.bundle.path}' has no '{variant}' variant "
-                                        f"(it has: {', '.join(manifest.variants) or 'none'})")
-            model_file, version = manifest.variants[variant]["file"], f"{manifest.version}+{variant}"
+                                        f"(it has: {', '.join(variants) or 'none'})")
+            model_file, version = variants[variant], f"{manifest.version}+{variant}"
         self.sha256 = str(manifest.files[model_file]["sha256"])
         self.info = ModelInfo(name=manifest.name, version=version, classes=self.outputs.classes)
         self.classifier = self.outputs.task is Task.CLASSIFICATION
@@ -96,19 +97,24 @@ class ModelEngine:
         return np.zeros(0, dtype=object), np.zeros((0, max(len(self.outputs.classes), 1)), dtype=np.float32)
 
     def _check_signature(self) -> None:
-        """Refuse a bundle whose schema does not match the ONNX graph's inputs and outputs."""
+        """Refuse a bundle whose schema does not match the inputs and outputs onnxruntime sees.
+
+        :func:`~edge_runtime.serving.bundle.load_bundle` compared them already, with the
+        graph's class labels and categories, from the model file's bytes; this asks the
+        session itself, which is what serves.
+        """
         inputs = self.session.input_names
         if self.inputs.layout is InputLayout.TENSOR:
             expected: tuple[str, ...] = (self.inputs.tensor_name,)
         else:
             expected = self.inputs.names
         if set(inputs) != set(expected):
-            raise BundleFormatError(
+            raise BundleSchemaError(
                 f"the manifest's inputs {list(expected)} do not match the model's inputs {list(inputs)}"
             )
         for name in [n for n in (self.outputs.label_output, self.outputs.score_output) if n]:
             if name not in self.session.output_names:
-                raise BundleFormatError(
+                raise BundleSchemaError(
                     f"the manifest names output '{name}', the model has {list(self.session.output_names)}"
                 )
 
@@ -124,10 +130,14 @@ class ModelEngine:
                          else np.array([[_midpoint(f.minimum, f.maximum)]], dtype=np.float32))
                 for f in self.inputs.features
             }
-        outputs = self.session.run(self.output_names, feeds)
+        try:
+            outputs = self.session.run(self.output_names, feeds)
+        except InferenceError as exc:
+            # A row the manifest's schema allows does not run: the schema does not fit the graph.
+            raise BundleSchemaError(f"the model does not run on a row of the manifest's schema: {exc}") from exc
         width = np.asarray(outputs[-1]).reshape(1, -1).shape[1]
         if self.classifier and width != len(self.outputs.classes):
-            raise BundleFormatError(
+            raise BundleSchemaError(
                 f"output '{self.outputs.score_output}' has {width} columns, "
                 f"the manifest lists {len(self.outputs.classes)} classes"
             )
@@ -149,4 +159,10 @@ class ModelEngine:
 def _midpoint(low: float | None, high: float | None) -> float:
     if low is None or high is None:
         return 0.0
-    return (low + high) / 2.0
+    # Halves first: (low + high) overflows for ranges near the float limits; then
+    # clipped to what the float32 input holds.
+    return float(np.clip(low / 2.0 + high / 2.0, _FLOAT32_MIN, _FLOAT32_MAX))
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+_FLOAT32_MIN = -_FLOAT32_MAX

@@ -16,12 +16,81 @@ True
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
 from edge_runtime.errors import BundleFormatError
 
-__all__ = ["FeatureKind", "FeatureSpec", "InputLayout", "InputSchema", "OutputSchema", "Task"]
+__all__ = ["FeatureKind", "FeatureSpec", "InputLayout", "InputSchema", "OutputSchema", "Task", "field_error"]
+
+
+def field_error(where: str, expected: str, value: Any) -> BundleFormatError:
+    """The error for a manifest field of the wrong type or value, naming the field and the value.
+
+    >>> print(field_error("output_schema.task", "'classification' or 'regression'", "ranking"))
+    manifest field 'output_schema.task' must be 'classification' or 'regression', got 'ranking'
+    """
+    text = repr(value)
+    if len(text) > 80:  # a hostile manifest must not flood the message
+        text = text[:77] + "..."
+    return BundleFormatError(f"manifest field '{where}' must be {expected}, got {text}")
+
+
+def _object(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise field_error(where, "an object", value)
+    return value
+
+
+def _string(value: Any, where: str, *, optional: bool = False) -> str | None:
+    if value is None and optional:
+        return None
+    if not isinstance(value, str) or not value:
+        raise field_error(where, "a non-empty string" + (" or null" if optional else ""), value)
+    return value
+
+
+def _number(value: Any, where: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        number = float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+    except OverflowError:  # an integer beyond the float range
+        number = math.nan
+    if not math.isfinite(number):
+        raise field_error(where, "a finite number or null", value)
+    return number
+
+
+def _enum(kind: type[enum.Enum], value: Any, where: str) -> Any:
+    choices = [member.value for member in kind]
+    if value not in choices or not isinstance(value, str):
+        raise field_error(where, " or ".join(repr(c) for c in choices), value)
+    return kind(value)
+
+
+def _is_label(value: Any) -> bool:
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, int):  # bool too; an integer label is an int64 in the graph
+        return -(1 << 63) <= value < 1 << 63
+    return isinstance(value, str)
+
+
+def _first_repeat(values: Any) -> Any:
+    seen = set()
+    for value in values:
+        if value in seen:
+            return value
+        seen.add(value)
+    return None
+
+
+def _list(value: Any, where: str) -> list[Any]:
+    if not isinstance(value, list):
+        raise field_error(where, "a list", value)
+    return value
 
 
 class FeatureKind(str, enum.Enum):
@@ -83,19 +152,26 @@ class FeatureSpec:
         return out
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> FeatureSpec:
-        """Build from the dict written by :meth:`to_dict`."""
-        try:
-            return cls(
-                name=str(data["name"]),
-                kind=FeatureKind(data.get("kind", "numeric")),
-                categories=tuple(str(c) for c in data.get("categories", ())),
-                minimum=data.get("min"),
-                maximum=data.get("max"),
-                allows_missing=bool(data.get("allows_missing", False)),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BundleFormatError(f"invalid feature entry {data!r}: {exc}") from exc
+    def from_dict(cls, data: Any, where: str = "feature") -> FeatureSpec:
+        """Build from the dict written by :meth:`to_dict`, refusing fields of the wrong type.
+
+        ``where`` names the entry in messages (``input_schema.features[2]``).
+        """
+        data = _object(data, where)
+        name = _string(data.get("name"), f"{where}.name")
+        categories = _list(data.get("categories", []), f"{where}.categories")
+        for i, category in enumerate(categories):
+            if not isinstance(category, str):
+                raise field_error(f"{where}.categories[{i}]", "a string", category)
+        minimum = _number(data.get("min"), f"{where}.min")
+        maximum = _number(data.get("max"), f"{where}.max")
+        if minimum is not None and maximum is not None and minimum > maximum:
+            raise field_error(f"{where}.min", f"at most max ({maximum!r})", minimum)
+        allows_missing = data.get("allows_missing", False)
+        if not isinstance(allows_missing, bool):
+            raise field_error(f"{where}.allows_missing", "true or false", allows_missing)
+        return cls(name=str(name), kind=_enum(FeatureKind, data.get("kind", "numeric"), f"{where}.kind"),
+                   categories=tuple(categories), minimum=minimum, maximum=maximum, allows_missing=allows_missing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -120,7 +196,8 @@ class InputSchema:
     def __post_init__(self) -> None:
         names = tuple(f.name for f in self.features)
         if len(set(names)) != len(names):
-            raise BundleFormatError(f"feature names are not unique: {names}")
+            twice = _first_repeat(names)
+            raise BundleFormatError(f"feature names are not unique: {twice!r} appears more than once")
         if self.layout is InputLayout.TENSOR and any(
             f.kind is FeatureKind.CATEGORICAL for f in self.features
         ):
@@ -136,16 +213,19 @@ class InputSchema:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> InputSchema:
-        """Build from the dict written by :meth:`to_dict`."""
-        try:
-            return cls(
-                features=tuple(FeatureSpec.from_dict(f) for f in data["features"]),
-                layout=InputLayout(data.get("layout", "tensor")),
-                tensor_name=str(data.get("tensor_name", "X")),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BundleFormatError(f"invalid input schema: {exc}") from exc
+    def from_dict(cls, data: Any, where: str = "input_schema") -> InputSchema:
+        """Build from the dict written by :meth:`to_dict`, refusing fields of the wrong type."""
+        data = _object(data, where)
+        if "features" not in data:
+            raise field_error(f"{where}.features", "a list of features", None)
+        features = _list(data["features"], f"{where}.features")
+        if not features:
+            raise field_error(f"{where}.features", "a non-empty list", features)
+        return cls(
+            features=tuple(FeatureSpec.from_dict(f, f"{where}.features[{i}]") for i, f in enumerate(features)),
+            layout=_enum(InputLayout, data.get("layout", "tensor"), f"{where}.layout"),
+            tensor_name=str(_string(data.get("tensor_name", "X"), f"{where}.tensor_name")),
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -179,14 +259,25 @@ class OutputSchema:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> OutputSchema:
-        """Build from the dict written by :meth:`to_dict`."""
-        try:
-            return cls(
-                task=Task(data["task"]),
-                classes=tuple(data.get("classes", ())),
-                label_output=data.get("label_output"),
-                score_output=str(data["score_output"]),
-            )
-        except (KeyError, ValueError, TypeError) as exc:
-            raise BundleFormatError(f"invalid output schema: {exc}") from exc
+    def from_dict(cls, data: Any, where: str = "output_schema") -> OutputSchema:
+        """Build from the dict written by :meth:`to_dict`, refusing fields of the wrong type.
+
+        Classes are strings, numbers or booleans (they key probabilities and the
+        monitoring vocabulary), each once.
+        """
+        data = _object(data, where)
+        if "task" not in data:
+            raise field_error(f"{where}.task", "'classification' or 'regression'", None)
+        classes = _list(data.get("classes", []), f"{where}.classes")
+        for i, label in enumerate(classes):
+            if not _is_label(label):
+                raise field_error(f"{where}.classes[{i}]", "a string, a finite number or a boolean", label)
+        if len(set(classes)) != len(classes):
+            twice = _first_repeat(classes)
+            raise field_error(f"{where}.classes", "a list of distinct labels", twice)
+        return cls(
+            task=_enum(Task, data["task"], f"{where}.task"),
+            classes=tuple(classes),
+            label_output=_string(data.get("label_output"), f"{where}.label_output", optional=True),
+            score_output=str(_string(data.get("score_output"), f"{where}.score_output")),
+        )
