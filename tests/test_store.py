@@ -242,3 +242,27 @@ def test_kill_9_loses_only_unflushed_rows(tmp_path: Path, cancer_bundle: Path, m
     assert ids == list(range(1, count + 1))  # and nothing in between was lost
     assert len(store.windows()) >= 5
     store.close()
+
+
+@pytest.mark.parametrize("content", ["empty", "other"])
+def test_readers_refuse_what_is_not_a_monitoring_database_and_write_nothing(tmp_path: Path, content: str) -> None:
+    import sqlite3
+
+    from click.testing import CliRunner
+
+    from edge_runtime.cli import main
+
+    path = tmp_path / "other.db"
+    if content == "empty":
+        path.write_bytes(b"")
+    else:
+        connection = sqlite3.connect(path)
+        connection.execute("CREATE TABLE t (x INTEGER)")
+        connection.commit()
+        connection.close()
+    before = path.read_bytes()
+    for command in ("status", "drift", "log"):
+        result = CliRunner().invoke(main, [command, "--db", str(path)])
+        assert result.exit_code == 1
+        assert result.stderr == f"Error: '{path}' is not an edge-runtime monitoring database\n"
+    assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
