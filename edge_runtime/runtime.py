@@ -297,7 +297,7 @@ class Runtime:
         start = time.perf_counter_ns()
         governor = self.governor
         if governor is not None and governor.level is ServiceLevel.SHED_LOAD and not governor.admit():
-            self.monitor.observe_refused()
+            self.monitor.observe_refused(_row_count(rows))  # rows, as the CLI reports them
             raise OverloadError(self._shed_cause())
         try:
             encoded = self._encoder.encode_batch(rows)
@@ -452,3 +452,11 @@ class Runtime:
         if note:
             monitor.add_event("monitoring", "replaced", "warn", note)
         return monitor
+
+
+def _row_count(rows: Any) -> int:
+    """How many rows a refused batch held (1 when it cannot tell)."""
+    try:
+        return max(1, len(rows))
+    except TypeError:
+        return 1

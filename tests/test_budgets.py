@@ -209,3 +209,26 @@ def test_int8_variant_is_exported_checked_and_used_as_fallback(tmp_path: Path, c
                     out_dir=tmp_path / "lr", quantize=True)
     assert "int8" not in linear.manifest.variants and "nothing to quantize" in linear.manifest.variants["note"]
     assert not (linear.path / "model.int8.onnx").exists()
+
+
+def test_refused_batches_count_their_rows(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
+    """status counts refused rows, as `edge-runtime predict` reports them, not refused calls."""
+    clock, meter = FakeClock(), FakeMeter()
+    config = RuntimeConfig(
+        monitoring=MonitoringConfig(db=tmp_path / "m.db", window_rows=100_000, flush_rows=16),
+        budgets=BudgetConfig(cpu_share=0.5, window_s=1.0, check_every=10, check_interval_ms=60_000))
+    rows = cancer_data[0].to_numpy()
+    refused_rows = 0
+    with Runtime(cancer_bundle, config=config, clock=clock, meter=meter) as rt:
+        for i in range(2000):
+            clock.advance(0.01)
+            meter.burn(0.009)
+            try:
+                rt.predict_batch(rows[:50])
+            except OverloadError:
+                refused_rows += 50
+        assert rt.service_level is ServiceLevel.SHED_LOAD
+    assert refused_rows > 0
+    store = MonitorStore(tmp_path / "m.db")
+    assert sum(w["quality"]["rejected"].get("OverloadError", 0) for w in store.windows()) == refused_rows
+    store.close()

@@ -72,6 +72,7 @@ def test_retention_by_rows(tmp_path: Path) -> None:
     assert store.register_model("m", "1", "00") == 1
     for start in range(1, 251, 10):
         store.append_decisions(_block(list(range(start, start + 10)), [clock.now + start] * 10))
+        assert store.decision_count() <= 100  # at every write, not only after a retention pass
     store.enforce_retention()
     assert store.decision_count() == 100  # whole blocks go: the bound falls on a block edge here
     assert store.tail(1)[0]["request_id"] == 250 and store.tail(100)[0]["request_id"] == 151
