@@ -93,12 +93,15 @@ def test_bundle_command(runner: CliRunner, tmp_path: Path, cancer_bundle: Path) 
 def test_inspect_text_and_json(runner: CliRunner, cancer_bundle: Path) -> None:
     text = runner.invoke(main, ["inspect", str(cancer_bundle)])
     assert text.exit_code == 0
-    assert text.stdout.startswith("cancer 1.0  (format 1, created ")
+    assert text.stdout.startswith("cancer 1.0  (format 2, created ")
     assert "  [ok] model.onnx" in text.stdout and "parity: passed=True" in text.stdout
     as_json = runner.invoke(main, ["inspect", str(cancer_bundle), "--json"])
     payload = json.loads(as_json.stdout)
-    assert payload["verification"] == {"ok": True, "files": [{"name": "model.onnx", "ok": True, "reason": "ok"},
-                                                             {"name": "reference.bin", "ok": True, "reason": "ok"}]}
+    verification = payload["verification"]
+    assert verification["ok"] is True and verification["protected"] is True and verification["digest"]["ok"]
+    assert verification["files"] == [{"name": "model.onnx", "ok": True, "reason": "ok"},
+                                     {"name": "reference.bin", "ok": True, "reason": "ok"}]
+    assert {c["field"] for c in verification["graph"]} >= {"input_schema.features", "output_schema.classes"}
     assert payload["manifest"]["name"] == "cancer"
 
 

@@ -21,6 +21,7 @@ from edge_runtime.monitoring.reports import MonitoringDatabase
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.monitoring.windows import window_stride
+from edge_runtime.serving.bundle import DIGEST_FILE, manifest_digest
 from tests.conftest import mixed_frame, mixed_pipeline
 
 
@@ -196,6 +197,7 @@ def test_bundle_without_reference_keeps_windows_unassessed(tmp_path: Path, cance
     manifest = json.loads((path / "manifest.json").read_text())
     manifest["reference"].pop("sketches")
     (path / "manifest.json").write_text(json.dumps(manifest))
+    (path / DIGEST_FILE).write_text(manifest_digest(manifest) + "\n")  # re-sealed, as an exporter would
     with Runtime(path, db=tmp_path / "m.db", window_rows=5) as rt:
         for row in cancer_data[0].to_numpy()[:5]:
             rt.predict(row)
