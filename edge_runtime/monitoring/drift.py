@@ -141,12 +141,18 @@ class _ReferenceGrid:
     so the CDFs of all features line up in one matrix.
     """
 
-    __slots__ = ("points", "spread", "cdf", "seen")
+    __slots__ = ("points", "query", "spread", "cdf", "seen", "rank_error")
 
     def __init__(self, reference: NumericSketch) -> None:
         self.points, self.spread = np.unique(reference.quantiles(_GRID), return_inverse=True)
+        self.query = self.points.tolist()  # what the live sketches are asked, as datasketches takes it
         self.cdf = reference.cdf(self.points, inclusive=True)[self.spread]
         self.seen = reference.kll.n  # a sketch updated since is computed again
+        self.rank_error = reference.rank_error
+
+    def live_cdf(self, live: NumericSketch) -> np.ndarray:
+        """The live sketch's inclusive CDF on this grid: one query, not cached (a window is asked once)."""
+        return np.array(live.kll.get_cdf(self.query, True)[:-1], dtype=np.float64)[self.spread]
 
 
 _GRIDS: weakref.WeakKeyDictionary[NumericSketch, _ReferenceGrid] = weakref.WeakKeyDictionary()
@@ -191,7 +197,7 @@ def _ks_and_psi(references: Sequence[NumericSketch], lives: Sequence[NumericSket
         return ks, psis
     grids = [_reference_grid(references[i]) for i in usable]
     ref_cdf = np.stack([g.cdf for g in grids])
-    live_cdf = np.stack([lives[i].cdf(g.points, inclusive=True)[g.spread] for i, g in zip(usable, grids)])
+    live_cdf = np.stack([g.live_cdf(lives[i]) for i, g in zip(usable, grids)])
     ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
     if _GRID_STEPS % bins == 0:  # the edges are grid points: reuse the query
         step = _GRID_STEPS // bins
@@ -384,6 +390,59 @@ def _numeric_metrics(ref: NumericSketch, live: NumericSketch, policy: DriftPolic
     }
 
 
+def _numeric_verdicts(names: Sequence[str], refs: Sequence[NumericSketch], lives: Sequence[NumericSketch],
+                      policy: DriftPolicy, a_warn: float, a_drift: float, ks: np.ndarray,
+                      psis: np.ndarray) -> list[FeatureDrift]:
+    """:func:`_numeric_metrics` and :func:`_verdict` for many features at once, value for value.
+
+    The same IEEE operations in the same order, on arrays (``sqrt``, ``+``,
+    ``*``, ``/`` round alike in numpy and in Python), with what every feature
+    shares (the critical-value constants, the reference's rank error) computed
+    once: this is most of a window close's arithmetic.
+    """
+    n = np.array([r.count for r in refs], dtype=np.float64)
+    m = np.array([v.count for v in lives], dtype=np.float64)
+    ref_thin = np.array([r.thin_var for r in refs], dtype=np.float64)
+    live_thin = np.array([v.thin_var for v in lives], dtype=np.float64)
+    sketch_error = (np.array([_reference_grid(r).rank_error for r in refs])
+                    + np.array([v.rank_error for v in lives]))
+    ks_error = sketch_error + GRID_ERROR
+    with np.errstate(divide="ignore", invalid="ignore"):
+        scale = np.where((n > 0) & (m > 0), np.sqrt((n + m) / (n * m)), np.inf)
+        ref_rows = np.where(n > 0, n / (1.0 + 16.0 * ref_thin / n), 0.0)
+        live_rows = np.where(m > 0, m / (1.0 + 16.0 * live_thin / m), 0.0)
+        total = ref_rows + live_rows
+        n_eff = np.maximum(np.where(total > 0, ref_rows * live_rows / total, 0.0), 1e-9)
+    widen = 1.0 + policy.psi_bins / np.maximum(np.minimum(n, m), 1.0)
+    df = policy.psi_bins - 1
+    psi_error = policy.psi_bins * np.array([e ** 2 for e in sketch_error.tolist()])  # Python's pow, as there
+    ks_warn = np.maximum(policy.ks_warn, math.sqrt(-math.log(a_warn / 2.0) / 2.0) * scale + ks_error)
+    ks_drift = np.maximum(policy.ks_drift, math.sqrt(-math.log(a_drift / 2.0) / 2.0) * scale + ks_error)
+    psi_warn = np.maximum(policy.psi_warn, widen * chi2_quantile(1 - a_warn, df) / n_eff + psi_error)
+    psi_drift = np.maximum(policy.psi_drift, widen * chi2_quantile(1 - a_drift, df) / n_eff + psi_error)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ks_ratio = np.where(ks_drift != 0, ks / ks_drift, 0.0)
+        psi_ratio = np.where(psi_drift != 0, psis / psi_drift, 0.0)
+    drifted = (ks > ks_drift) | (psis > psi_drift)
+    warned = (ks > ks_warn) | (psis > psi_warn)
+    use_psi = (psi_ratio > ks_ratio).tolist()  # max() keeps the first of equals: KS
+    status = np.where(drifted, 2, np.where(warned, 1, 0))
+    status[(n == 0) | (m == 0)] = 0
+    statuses = [(DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT)[s] for s in status.tolist()]
+    columns = zip(names, statuses, use_psi, ks.tolist(), ks_warn.tolist(), ks_drift.tolist(), ks_error.tolist(),
+                  psis.tolist(), psi_warn.tolist(), psi_drift.tolist(), [v.count for v in lives],
+                  [r.count for r in refs])
+    out = []
+    for name, state, by_psi, k, kw, kd, ke, p, pw, pd, rows, reference_rows in columns:
+        metrics = {"ks": {"value": k, "warn_threshold": kw, "threshold": kd, "sketch_error": ke},
+                   "psi": {"value": p, "warn_threshold": pw, "threshold": pd}}
+        out.append(FeatureDrift(name=name, kind="numeric", status=state, metric="psi" if by_psi else "ks",
+                                value=p if by_psi else k, threshold=pd if by_psi else kd,
+                                warn_threshold=pw if by_psi else kw, rows=rows, reference_rows=reference_rows,
+                                metrics=metrics))
+    return out
+
+
 def _categorical_metrics(ref: CategoricalSketch, live: CategoricalSketch, policy: DriftPolicy,
                          a_warn: float, a_drift: float) -> dict[str, dict[str, float]]:
     n, m = ref.total, live.total
@@ -447,15 +506,16 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
     numeric = [(r, v) for r, v in pairs if isinstance(r, NumericSketch) and isinstance(v, NumericSketch)]
     numeric.append((reference.scores, live.scores))
     ks_values, psi_values = _ks_and_psi([r for r, _ in numeric], [v for _, v in numeric], policy.psi_bins)
-    position = {id(v): i for i, (_, v) in enumerate(numeric)}
+    numeric_names = [n for n, (r, v) in zip(names, pairs)
+                     if isinstance(r, NumericSketch) and isinstance(v, NumericSketch)]
+    numeric_verdicts = dict(zip(numeric_names, _numeric_verdicts(
+        numeric_names, [r for r, _ in numeric[:-1]], [v for _, v in numeric[:-1]], policy, a_warn, a_drift,
+        ks_values[:-1], psi_values[:-1])))
     results: dict[str, FeatureDrift] = {}
     for name in names:
         ref, cur = reference.features[name], live.features[name]
-        if isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch):
-            i = position[id(cur)]
-            metrics = _numeric_metrics(ref, cur, policy, a_warn, a_drift, float(ks_values[i]),
-                                       float(psi_values[i]))
-            results[name] = _verdict(name, "numeric", metrics, cur.count, ref.count)
+        if name in numeric_verdicts:
+            results[name] = numeric_verdicts[name]
         elif isinstance(ref, CategoricalSketch) and isinstance(cur, CategoricalSketch):
             metrics = _categorical_metrics(ref, cur, policy, a_warn, a_drift)
             results[name] = _verdict(name, "categorical", metrics, cur.total, ref.total)

@@ -1,0 +1,198 @@
+"""The fixed cost of a window close, and the per-row cost of monitoring, on 30 numeric features.
+
+Breast-cancer (30 numeric features, as scikit-learn ships it), a scaled
+logistic regression and a 100-tree random forest exported as
+``benchmarks/monitoring.py`` does.
+
+(a) **Window close**, by phase: the drift assessment (``assess_window``), the
+    verdict rows (``verdict_rows``), the record (quality, latency, summary),
+    the profile's bytes (``Profile.to_bytes``) and the SQLite write
+    (``GuardedStore.save_window``). The phases are timed with
+    ``time.perf_counter_ns`` in a copy of ``Monitor._close_window``; the
+    median over many closes of 5,000-row windows.
+(b) **CPU per row** of monitoring: ``time.process_time`` around
+    ``predict_batch`` of 512-row batches, inline (``background = false``), at
+    100,000-row windows, minus the same without monitoring, per row.
+(c) **rf100 rows/s** at 512-row batches, with 500-row and 5,000-row windows
+    (the default worker on), interleaved pass by pass.
+
+Run: ``python benchmarks/window_close.py [--closes 300] [--passes 20] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+from sklearn.ensemble import RandomForestClassifier
+from sklearn.linear_model import LogisticRegression
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).parent))
+from single_row import machine  # noqa: E402
+
+from converters import export  # noqa: E402
+from edge_runtime import Runtime, RuntimeConfig  # noqa: E402
+from edge_runtime.config import MonitoringConfig  # noqa: E402
+from edge_runtime.monitoring.drift import assess_window  # noqa: E402
+from edge_runtime.monitoring.windows import verdict_rows  # noqa: E402
+
+PHASES = ("assess", "verdict_rows", "record", "profile_bytes", "save_window")
+
+
+def _timed_close(monitor: Any, now: float, partial: bool) -> dict[str, int]:
+    """``Monitor._close_window`` with a timer around each phase (kept in step with it)."""
+    window = monitor._window
+    t = [time.perf_counter_ns()]
+    drift = assess_window(monitor.reference, window.profile, monitor.policy)
+    monitor.last_drift = drift
+    t.append(time.perf_counter_ns())
+    results, events = verdict_rows(drift, now)
+    t.append(time.perf_counter_ns())
+    record = {
+        "seq": monitor._window_seq(), "model": monitor.info.name, "version": monitor.info.version,
+        "model_sha256": monitor.model_sha256, "opened_at": window.opened_at, "closed_at": now,
+        "rows": window.rows, "rejected": sum(window.rejected.values()),
+        "quality": window.quality(monitor._names), "latency": window.latency(),
+        "summary": drift.summary(), "partial": int(partial), "budget": monitor._budget(),
+    }
+    t.append(time.perf_counter_ns())
+    record["profile"] = window.profile.to_bytes()
+    t.append(time.perf_counter_ns())
+    monitor._db.save_window(record, results, events)
+    t.append(time.perf_counter_ns())
+    monitor._window = monitor._open_window()
+    return {phase: t[i + 1] - t[i] for i, phase in enumerate(PHASES)}
+
+
+def window_close(bundle: Path, X: np.ndarray, work: Path, closes: int) -> dict[str, Any]:
+    """Median ns per phase of a 5,000-row window's close (windows filled by 512-row batches)."""
+    rng = np.random.default_rng(2)
+    batches = [X[rng.integers(0, len(X), 500)].astype(np.float32) for _ in range(10)]
+    config = RuntimeConfig(monitoring=MonitoringConfig(db=work / "close.db", window_rows=5000, background=False))
+    phases: dict[str, list[int]] = {p: [] for p in PHASES}
+    totals: list[int] = []
+    sizes: list[int] = []
+    with Runtime(bundle, config=config) as rt:
+        monitor = rt.monitor
+        seen: list[dict[str, int]] = []
+        # The monitor closes its windows itself, through this timed copy.
+        monitor._close_window = lambda *, partial, now: seen.append(_timed_close(monitor, now, partial))
+        for _ in range(closes + 5):
+            for batch in batches:
+                rt.predict_batch(batch)
+        for times in seen[5:]:  # warm-up: the reference's grids are computed once
+            for phase, ns in times.items():
+                phases[phase].append(ns)
+            totals.append(sum(times.values()))
+        sizes = [len(w.get("profile") or b"") for w in monitor.store.windows(3, with_profile=True)]
+    return {"closes": closes, "window_rows": 5000,
+            "median_us": {p: float(np.median(v)) / 1e3 for p, v in phases.items()},
+            "total_median_us": float(np.median(totals)) / 1e3,
+            "total_p90_us": float(np.percentile(totals, 90)) / 1e3,
+            "profile_bytes": int(np.median(sizes)) if sizes else 0}
+
+
+def cpu_per_row(bundle: Path, X: np.ndarray, work: Path, passes: int) -> dict[str, Any]:
+    """CPU µs per row that monitoring adds to 512-row batches, inline, at 100,000-row windows."""
+    rng = np.random.default_rng(1)
+    batches = [X[rng.integers(0, len(X), 512)].astype(np.float32) for _ in range(20)]
+    plain = Runtime(bundle)
+    monitored = Runtime(bundle, config=RuntimeConfig(monitoring=MonitoringConfig(
+        db=work / "cpu.db", window_rows=100_000, background=False)))
+    for rt in (plain, monitored):
+        for batch in batches * 3:
+            rt.predict_batch(batch)
+    monitored.flush()
+    cpu = {"plain": [], "monitored": []}
+    for _ in range(passes):
+        for key, rt in (("plain", plain), ("monitored", monitored)):
+            t0 = time.process_time()
+            for batch in batches * 5:
+                rt.predict_batch(batch)
+            if key == "monitored":
+                rt.flush()
+            cpu[key].append(time.process_time() - t0)
+    plain.close()
+    monitored.close()
+    rows = 512 * len(batches) * 5
+    per_pass = [(m - p) / rows * 1e6 for m, p in zip(cpu["monitored"], cpu["plain"])]
+    return {"us_per_row_median": float(np.median(per_pass)),
+            "us_per_row_total": (sum(cpu["monitored"]) - sum(cpu["plain"])) / (rows * passes) * 1e6,
+            "plain_us_per_row": float(np.median(cpu["plain"])) / rows * 1e6}
+
+
+def rf_throughput(bundle: Path, X: np.ndarray, work: Path, passes: int) -> dict[str, Any]:
+    """rf100 rows/s at 512-row batches, 500-row against 5,000-row windows (worker on, as by default)."""
+    rng = np.random.default_rng(1)
+    batches = [X[rng.integers(0, len(X), 512)].astype(np.float32) for _ in range(20)]
+    variants = {"no monitoring": Runtime(bundle),
+                "500-row windows": Runtime(bundle, db=work / "rf500w.db", window_rows=500),
+                "5,000-row windows": Runtime(bundle, db=work / "rf5000w.db", window_rows=5000)}
+    for rt in variants.values():
+        for batch in batches * 2:
+            rt.predict_batch(batch)
+        rt.flush()
+    totals = {k: 0 for k in variants}
+    for _ in range(passes):
+        for key, rt in variants.items():
+            t0 = time.perf_counter_ns()
+            for batch in batches * 2:
+                rt.predict_batch(batch)
+            rt.flush()
+            totals[key] += time.perf_counter_ns() - t0
+    for rt in variants.values():
+        rt.close()
+    rows = 512 * len(batches) * 2 * passes
+    rps = {k: rows / (ns / 1e9) for k, ns in totals.items()}
+    return {"rows_per_s": rps, "ratio_500_to_5000": rps["500-row windows"] / rps["5,000-row windows"]}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--closes", type=int, default=300)
+    parser.add_argument("--passes", type=int, default=20)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    X, y = load_breast_cancer(return_X_y=True)
+    model = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
+    forest = RandomForestClassifier(n_estimators=100, random_state=0).fit(X, y)
+    with tempfile.TemporaryDirectory() as tmp:
+        work = Path(tmp)
+        bundle = export(model, X, y, name="logreg", version="1", out_dir=work / "bundle").path
+        forest_bundle = export(forest, X, y, name="rf100", version="1", out_dir=work / "rf100").path
+        close = window_close(bundle, X, work, args.closes)
+        cpu = cpu_per_row(bundle, X, work, args.passes)
+        rf = rf_throughput(forest_bundle, X, work, max(1, args.passes // 2))
+    info = machine()
+    if args.json:
+        json.dump({"machine": info, "window_close": close, "cpu_per_row": cpu, "rf100": rf}, sys.stdout, indent=2)
+        print()
+        return
+    print(f"machine: {info['cpu']}, {info['cores']} cores; python {info['python']}, onnxruntime "
+          f"{info['onnxruntime']}, numpy {info['numpy']}, edge-runtime {info['edge_runtime']}")
+    print(f"\nwindow close, 30 numeric features, 5,000-row windows, median of {close['closes']} closes:")
+    print("| phase | µs |\n|---|---:|")
+    for phase, us in close["median_us"].items():
+        print(f"| {phase} | {us:.0f} |")
+    print(f"| **total** (p90 {close['total_p90_us']:.0f}) | **{close['total_median_us']:.0f}** |")
+    print(f"profile bytes per window: {close['profile_bytes']:,}")
+    print(f"\nmonitoring CPU per row, 512-row batches, inline, 100,000-row windows: "
+          f"{cpu['us_per_row_median']:.2f} µs (median of passes; over all {cpu['us_per_row_total']:.2f}; "
+          f"model alone {cpu['plain_us_per_row']:.2f} µs/row)")
+    print("\n| rf100, 512-row batches | rows/s |\n|---|---:|")
+    for key, value in rf["rows_per_s"].items():
+        print(f"| {key} | {value:,.0f} |")
+    print(f"500-row windows reach {rf['ratio_500_to_5000']:.0%} of 5,000-row windows")
+
+
+if __name__ == "__main__":
+    main()
