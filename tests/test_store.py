@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import os
 import signal
 import subprocess
@@ -150,7 +152,7 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
     store = MonitorStore(path, RetentionPolicy(max_age_days=0))
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows",
                                                               "m003_budget_state", "m004_decision_blocks",
-                                                              "m005_several_writers"]
+                                                              "m005_several_writers", "m006_window_verdicts"]
     assert store.next_window_seq() == 1 and len(store.database_id) == 36  # counters from the old rows
     assert store.db["windows"].columns_dict["partial"] is int
     assert store.windows()[0]["partial"] == 0 and store.windows()[0]["budget"] is None
@@ -161,6 +163,36 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
                                 (9, 1e9 + 2, "2", 2.0, "yes", np.float32(0.7), "0000000000000009")]
     assert moved[1]["features"] == '{"x": 1}' and store.next_request_id() == 10
     assert "decisions" not in store.db.table_names()
+    store.close()
+
+
+def test_m006_moves_old_drift_rows_into_one_record_per_window(tmp_path: Path) -> None:
+    """Verdicts stored a row and a JSON document per feature read back the same after m006."""
+    path = tmp_path / "old.db"
+    db = Database(path)
+    migrations.apply(db, stop_before="m006_window_verdicts")
+    numeric = {"status": "drift", "drift": True, "metric": "psi", "value": 0.31, "threshold": 0.2,
+               "warn_threshold": 0.1, "rows": 5000, "reference_rows": 20000,
+               "metrics": {"ks": {"value": 0.12, "warn_threshold": 0.05, "threshold": 0.1, "sketch_error": 0.03},
+                           "psi": {"value": 0.31, "warn_threshold": 0.1, "threshold": 0.2}}}
+    empty = {"status": "ok", "drift": False, "metric": "js", "value": 0.0, "threshold": None,
+             "warn_threshold": None, "rows": 0, "reference_rows": 10,
+             "metrics": {"js": {"value": 0.0, "warn_threshold": None, "threshold": None},
+                         "chi2": {"value": 0.0, "df": 0.0, "p_value": 1.0}}}
+    old = [(1, "x", "numeric", numeric), (1, "city", "categorical", empty), (2, "x", "numeric", None)]
+    for seq, name, kind, details in old:
+        shown = details or {"status": "ok", "metric": "ks", "value": 0.0, "threshold": 0.1, "warn_threshold": 0.05}
+        db["drift"].insert({"window_seq": seq, "name": name, "kind": kind, "status": shown["status"],
+                            "metric": shown["metric"], "value": shown["value"], "threshold": shown["threshold"],
+                            "warn_threshold": shown["warn_threshold"],
+                            "details": json.dumps(details) if details else None})
+    expected = [dict(row, details=json.loads(row["details"]) if row["details"] else None)
+                for row in db.query("SELECT * FROM drift ORDER BY window_seq, rowid")]
+    db.close()
+    store = MonitorStore(path, RetentionPolicy(max_age_days=0))
+    assert "drift" not in store.db.table_names()
+    assert store.drift_results() == expected
+    assert store.drift_results(2) == expected[2:]
     store.close()
 
 

@@ -7,6 +7,7 @@ released: a change of schema is a new one.
 
 from __future__ import annotations
 
+import json
 import time
 import uuid
 from collections.abc import Sequence
@@ -16,9 +17,11 @@ import numpy as np
 from sqlite_utils import Database, Migrations
 
 from edge_runtime.monitoring.decision_log import BLOCK_COLUMNS, DecisionBlock
+from edge_runtime.monitoring.windows import encode_verdicts
 
-__all__ = ["INSERT_BLOCK", "migrations"]
+__all__ = ["INSERT_BLOCK", "INSERT_VERDICTS", "migrations"]
 
+INSERT_VERDICTS = "INSERT OR REPLACE INTO window_verdicts (window_seq, layout, codes, numbers) VALUES (?, ?, ?, ?)"
 INSERT_BLOCK = (f"INSERT OR REPLACE INTO decision_blocks ({', '.join(BLOCK_COLUMNS)}) "
                 f"VALUES ({', '.join('?' * len(BLOCK_COLUMNS))})")
 # The first schema's per-row log and its view, kept for migrations m001-m003.
@@ -134,3 +137,25 @@ def m005_several_writers(db: Database) -> None:
     # The open-window snapshot is one row per writer now: its id is the writer's.
     db.table("current_window").add_column("writer", int)
     db.table("decision_blocks").create_index(["ts_last"])
+
+
+@migrations()
+def m006_window_verdicts(db: Database) -> None:
+    # A window's verdicts become one row (windows.encode_verdicts): a row and a JSON
+    # document per feature cost most of a window close's write. The old rows move over.
+    db.table("window_verdicts").create({"window_seq": int, "layout": str, "codes": bytes, "numbers": bytes},
+                                       pk="window_seq")
+    columns = ("name", "kind", "status", "metric", "value", "threshold", "warn_threshold", "details")
+    rows: list[dict[str, Any]] = []
+    current = None
+    for seq, *values in db.execute(f"SELECT window_seq, {', '.join(columns)} FROM drift ORDER BY window_seq, rowid"):
+        if rows and seq != current:
+            db.execute(INSERT_VERDICTS, [current, *encode_verdicts(rows)])
+            rows = []
+        current = seq
+        row = dict(zip(columns, values))
+        row["details"] = json.loads(row["details"]) if row["details"] else None
+        rows.append(row)
+    if rows:
+        db.execute(INSERT_VERDICTS, [current, *encode_verdicts(rows)])
+    db.table("drift").drop()

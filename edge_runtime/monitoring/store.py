@@ -50,7 +50,8 @@ from edge_runtime.monitoring.decision_log import (
     DecisionBlock,
     expand_block,
 )
-from edge_runtime.monitoring.migrations import INSERT_BLOCK, migrations
+from edge_runtime.monitoring.migrations import INSERT_BLOCK, INSERT_VERDICTS, migrations
+from edge_runtime.monitoring.windows import decode_verdicts, encode_verdicts
 
 __all__ = ["MonitorStore", "corrupt_copies", "store_error"]
 
@@ -59,8 +60,6 @@ _SNAPSHOT_COLUMNS = ("id", "writer", "seq", "opened_at", "updated_at", "rows", "
                      "budget")
 _REPLACE_SNAPSHOT = (f"INSERT OR REPLACE INTO current_window ({', '.join(_SNAPSHOT_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})")
-_DRIFT_COLUMNS = ("window_seq", "name", "kind", "status", "metric", "value", "threshold", "warn_threshold",
-                  "details")
 _HIGH_WATER = 0.9  # make room when a write would take the files past this share of the budget
 _LOW_WATER = 0.75  # ... by deleting down to about this share
 _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blobs and JSON
@@ -371,24 +370,26 @@ class MonitorStore:
         """
         record = dict(window, writer=writer)
         for key in ("quality", "latency", "summary", "budget"):
-            record[key] = json.dumps(record.get(key))
-        details = [json.dumps(d.get("details")) for d in drift]
+            value = record.get(key)
+            record[key] = value if isinstance(value, str) else json.dumps(value)  # a str is JSON already
+        verdicts = encode_verdicts(drift) if drift else None
         with self._errors("make room for a window"):
-            self._reserve(len(record.get("profile") or b"") + sum(len(t) for t in details)
-                          + len(record["quality"]) + _ROW_OVERHEAD * (len(drift) + len(events) + 1) + 4096)
+            self._reserve(len(record.get("profile") or b"") + sum(len(part) for part in verdicts or ())
+                          + len(record["quality"]) + _ROW_OVERHEAD * (len(events) + 2) + 4096)
         seq = window["seq"]
         with self._errors("write a window"), self._write_transaction():
             # Raw SQL: sqlite-utils' insert() inspects the table on every call.
             columns = list(record)
             self.db.conn.execute(f"INSERT OR REPLACE INTO windows ({', '.join(columns)}) "
                                  f"VALUES ({', '.join('?' * len(columns))})", [record[c] for c in columns])
-            self.db.conn.executemany(
-                f"INSERT OR REPLACE INTO drift ({', '.join(_DRIFT_COLUMNS)}) VALUES ({', '.join('?' * 9)})",
-                [(seq, d["name"], d["kind"], d["status"], d["metric"], d["value"], d["threshold"],
-                  d["warn_threshold"], text) for d, text in zip(drift, details)])
-            self.db.conn.executemany(
-                "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
-                [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
+            if verdicts is not None:
+                self.db.conn.execute(INSERT_VERDICTS, [seq, *verdicts])
+            else:  # a window saved again without verdicts has none
+                self.db.conn.execute("DELETE FROM window_verdicts WHERE window_seq = ?", [seq])
+            if events:
+                self.db.conn.executemany(
+                    "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
             self.db.conn.execute("DELETE FROM current_window WHERE id = ?", [writer])
 
     def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None, *,
@@ -464,10 +465,11 @@ class MonitorStore:
         """Per-feature drift results, for one window or all, ordered by window."""
         with self._errors("read the drift results"):
             where = "WHERE window_seq = ?" if window_seq is not None else ""
-            rows = list(self.db.query(f"SELECT * FROM drift {where} ORDER BY window_seq, rowid",
-                                      [window_seq] if window_seq is not None else []))
-            for row in rows:
-                row["details"] = json.loads(row["details"]) if row.get("details") else None
+            rows = []
+            for seq, layout, codes, numbers in self.db.execute(
+                    f"SELECT window_seq, layout, codes, numbers FROM window_verdicts {where} ORDER BY window_seq",
+                    [window_seq] if window_seq is not None else []):
+                rows += [{"window_seq": seq, **row} for row in decode_verdicts(layout, codes, numbers)]
             return rows
 
     def events(self, limit: int = 100) -> list[dict[str, Any]]:
@@ -537,7 +539,7 @@ class MonitorStore:
         if not seqs:
             return
         marks = ", ".join("?" * len(seqs))
-        self.db.execute(f"DELETE FROM drift WHERE window_seq IN ({marks})", seqs)
+        self.db.execute(f"DELETE FROM window_verdicts WHERE window_seq IN ({marks})", seqs)
         self.db.execute(f"DELETE FROM events WHERE window_seq IN ({marks})", seqs)
         self.db.execute(f"DELETE FROM windows WHERE seq IN ({marks})", seqs)
 

@@ -15,7 +15,9 @@ Examples
 
 from __future__ import annotations
 
+import json
 import math
+from array import array
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -29,7 +31,8 @@ from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
-__all__ = ["LATENCY_RANKS", "OpenWindow", "TrainingBounds", "verdict_rows", "window_stride"]
+__all__ = ["LATENCY_RANKS", "OpenWindow", "TrainingBounds", "decode_verdicts", "encode_verdicts", "verdict_rows",
+           "window_stride"]
 
 LATENCY_RANKS = (0.5, 0.9, 0.99)
 
@@ -143,19 +146,125 @@ def window_stride(config: MonitoringConfig) -> int:
 
 
 def verdict_rows(drift: WindowDrift | None, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A closed window's verdicts as ``drift`` table rows, and an event for each warn or drift."""
+    """A closed window's verdicts as drift rows, and an event for each warn or drift.
+
+    Each row carries its :class:`FeatureDrift` under ``verdict``; its JSON
+    ``details`` are not built here (:func:`encode_verdicts` reads the verdict).
+    """
     results: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     if drift is None:
         return results, events
     for verdict in [*drift.features.values(), *([drift.prediction] if drift.prediction else [])]:
-        details = verdict.to_dict()  # JSON-safe: an unreachable threshold is None
         results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
-                        "metric": verdict.metric, "value": verdict.value, "threshold": details["threshold"],
-                        "warn_threshold": details["warn_threshold"], "details": details})
+                        "metric": verdict.metric, "value": verdict.value, "threshold": _finite(verdict.threshold),
+                        "warn_threshold": _finite(verdict.warn_threshold), "verdict": verdict})
         if verdict.status is not DriftStatus.OK:
             limit = verdict.threshold if verdict.drift else verdict.warn_threshold
             events.append({"ts": now, "kind": "drift", "name": verdict.name, "status": verdict.status.value,
                            "message": f"{verdict.name}: {verdict.metric} {verdict.value:.4f} "
                                       f"> {limit:.4f} over {verdict.rows} rows"})
     return results, events
+
+
+# ----------------------------------------------------------- stored verdicts
+# A window's verdicts are stored as one record: a JSON layout (each row's name,
+# kind and metrics' keys: the same from window to window, so encoded once and
+# reused), one byte per row for its status and one for its decisive metric, and
+# every number as float64 (infinity for a threshold no value can reach).
+_STATUSES = ("ok", "warn", "drift")
+_STATUS_CODE = {name: i for i, name in enumerate(_STATUSES)}
+_LAYOUTS: dict[Any, str] = {}  # layout key -> its JSON (a handful per process)
+_PARSED: dict[str, list[Any]] = {}  # layout JSON -> parsed
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) else None
+
+
+def _unbounded(value: float | None) -> float:
+    return math.inf if value is None else float(value)
+
+
+def encode_verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, bytes, bytes]:
+    """Drift rows (from :func:`verdict_rows`, or with ``details`` in the JSON shape of
+    ``FeatureDrift.to_dict``) as ``(layout, codes, numbers)``; :func:`decode_verdicts` reads them back.
+
+    >>> rows = [{"name": "x", "kind": "numeric", "status": "warn", "metric": "ks", "value": 0.2,
+    ...          "threshold": None, "warn_threshold": 0.1,
+    ...          "details": {"status": "warn", "drift": False, "metric": "ks", "value": 0.2, "threshold": None,
+    ...                      "warn_threshold": 0.1, "rows": 5, "reference_rows": 9,
+    ...                      "metrics": {"ks": {"value": 0.2, "threshold": None}}}}]
+    >>> decode_verdicts(*encode_verdicts(rows)) == [{k: v for k, v in rows[0].items()}]
+    True
+    """
+    key: list[Any] = []
+    codes = bytearray()
+    numbers = array("d")
+    for row in rows:
+        verdict = row.get("verdict")
+        if verdict is not None:
+            metrics = verdict.metrics
+            numbers.extend((verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows,
+                            verdict.reference_rows))
+        else:
+            details = row.get("details") or {}
+            metrics = details.get("metrics")
+            if metrics is None:  # no details: the row's own columns
+                key.append((row["name"], row["kind"], None, row.get("metric")))
+                codes += bytes((_STATUS_CODE[row["status"]], 0))
+                numbers.extend((row["value"], _unbounded(row.get("threshold")), _unbounded(row.get("warn_threshold")),
+                                0, 0))
+                continue
+            numbers.extend((details["value"], _unbounded(details.get("threshold")),
+                            _unbounded(details.get("warn_threshold")), details.get("rows", 0),
+                            details.get("reference_rows", 0)))
+        names = tuple(metrics)
+        key.append((row["name"], row["kind"], tuple((m, tuple(metrics[m])) for m in names), None))
+        codes += bytes((_STATUS_CODE[row["status"]], names.index(row["metric"]) if row["metric"] in names else 255))
+        for entry in metrics.values():
+            numbers.extend(_unbounded(v) for v in entry.values())
+    layout_key = tuple(key)
+    layout = _LAYOUTS.get(layout_key)
+    if layout is None:
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[layout_key] = json.dumps(
+            [[name, kind, [[m, list(keys)] for m, keys in metrics]] if metrics is not None else [name, kind, None, metric]
+             for name, kind, metrics, metric in layout_key])
+    return layout, bytes(codes), numbers.tobytes()
+
+
+def decode_verdicts(layout: str, codes: bytes, numbers: bytes) -> list[dict[str, Any]]:
+    """The drift rows of one window from :func:`encode_verdicts`: name, kind, status, metric, value,
+    threshold, warn_threshold and ``details`` in the JSON shape of ``FeatureDrift.to_dict``."""
+    entries = _PARSED.get(layout)
+    if entries is None:
+        if len(_PARSED) > 64:
+            _PARSED.clear()
+        entries = _PARSED[layout] = json.loads(layout)
+    values = array("d")
+    values.frombytes(numbers)
+    rows: list[dict[str, Any]] = []
+    at = 0
+    for i, (name, kind, metrics, *plain) in enumerate(entries):
+        status = _STATUSES[codes[2 * i]]
+        value, threshold, warn, n, reference_n = values[at:at + 5]
+        at += 5
+        if metrics is None:
+            rows.append({"name": name, "kind": kind, "status": status, "metric": plain[0], "value": value,
+                         "threshold": _finite(threshold), "warn_threshold": _finite(warn), "details": None})
+            continue
+        decoded: dict[str, dict[str, Any]] = {}
+        for metric, keys in metrics:
+            decoded[metric] = {k: _finite(v) for k, v in zip(keys, values[at:at + len(keys)])}
+            at += len(keys)
+        chosen = codes[2 * i + 1]
+        metric_name = metrics[chosen][0] if chosen < len(metrics) else None
+        details = {"status": status, "drift": status == "drift", "metric": metric_name, "value": value,
+                   "threshold": _finite(threshold), "warn_threshold": _finite(warn), "rows": int(n),
+                   "reference_rows": int(reference_n), "metrics": decoded}
+        rows.append({"name": name, "kind": kind, "status": status, "metric": metric_name, "value": value,
+                     "threshold": details["threshold"], "warn_threshold": details["warn_threshold"],
+                     "details": details})
+    return rows
