@@ -61,7 +61,7 @@ def _timed_close(monitor: Any, now: float, partial: bool) -> dict[str, int]:
         "seq": monitor._window_seq(), "model": monitor.info.name, "version": monitor.info.version,
         "model_sha256": monitor.model_sha256, "opened_at": window.opened_at, "closed_at": now,
         "rows": window.rows, "rejected": sum(window.rejected.values()),
-        "quality": window.quality(monitor._names), "latency": window.latency(),
+        "quality": window.quality_json(monitor._names), "latency": window.latency(),
         "summary": drift.summary(), "partial": int(partial), "budget": monitor._budget(),
     }
     t.append(time.perf_counter_ns())

@@ -453,7 +453,7 @@ class Monitor:
             snapshot = {"seq": self._window_seq(), "opened_at": window.opened_at, "updated_at": now,
                         "rows": window.rows + self._fill - self._profiled,
                         "rejected": sum(window.rejected.values()),
-                        "quality": window.quality(self._names), "latency": window.latency(),
+                        "quality": window.quality_json(self._names), "latency": window.latency(),
                         "budget": self._budget()}
             self._snapshot_due = now + self._flush_every
         chosen = self._chosen(len(block) - start)
@@ -586,7 +586,7 @@ class Monitor:
             "seq": self._window_seq(), "model": self.info.name, "version": self.info.version,
             "model_sha256": self.model_sha256, "opened_at": window.opened_at, "closed_at": now,
             "rows": window.rows, "rejected": sum(window.rejected.values()),
-            "quality": window.quality(self._names), "latency": window.latency(),
+            "quality": window.quality_json(self._names), "latency": window.latency(),
             "summary": drift.summary() if drift else {"reference": False},
             "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }

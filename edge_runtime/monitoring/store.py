@@ -326,7 +326,8 @@ class MonitorStore:
                 if snapshot is not None:
                     record = dict(snapshot, id=writer, writer=writer)
                     for key in ("quality", "latency", "budget"):
-                        record[key] = json.dumps(record.get(key))
+                        value = record.get(key)
+                        record[key] = value if isinstance(value, str) else json.dumps(value)  # a str is JSON
                     # Raw SQL: sqlite-utils' insert() inspects the table on every call (~0.3 ms).
                     self.db.conn.execute(_REPLACE_SNAPSHOT, [record.get(c) for c in _SNAPSHOT_COLUMNS])
 

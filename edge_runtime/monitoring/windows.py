@@ -35,6 +35,7 @@ __all__ = ["LATENCY_RANKS", "OpenWindow", "TrainingBounds", "decode_verdicts", "
            "window_stride"]
 
 LATENCY_RANKS = (0.5, 0.9, 0.99)
+_QUALITY_TEXT: dict[Any, str] = {}  # quality counters -> their JSON (a few per process)
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,15 +111,28 @@ class OpenWindow:
         self.rows += len(rows)
 
     def quality(self, names: Sequence[str]) -> dict[str, Any]:
+        """The window's data-quality counters, per feature and in total."""
         # Missing values are the numeric sketches' own count (NaN never reaches KLL).
         missing = [s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values()]
+        rejected = self.rejected_features
         return {
-            "features": {name: {"missing": missing[i], "out_of_range": int(self.out_of_range[i]),
-                                "unseen": int(self.unseen[i]), "rejected": int(self.rejected_features[name])}
-                         for i, name in enumerate(names)},
+            "features": {name: {"missing": m, "out_of_range": o, "unseen": u, "rejected": rejected.get(name, 0)}
+                         for name, m, o, u in zip(names, missing, self.out_of_range.tolist(), self.unseen.tolist())},
             "rejected": dict(self.rejected),
             "unlogged": self.unlogged,
         }
+
+    def quality_json(self, names: Sequence[str]) -> str:
+        """:meth:`quality` as JSON; the same counters (all zero, mostly) reuse their text."""
+        missing = tuple(s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values())
+        key = (tuple(names), missing, self.out_of_range.tobytes(), self.unseen.tobytes(),
+               tuple(self.rejected_features.items()), tuple(self.rejected.items()), self.unlogged)
+        text = _QUALITY_TEXT.get(key)
+        if text is None:
+            if len(_QUALITY_TEXT) > 64:
+                _QUALITY_TEXT.clear()
+            text = _QUALITY_TEXT[key] = json.dumps(self.quality(names))
+        return text
 
     def latency(self) -> dict[str, float] | None:
         sketch = self.profile.latency
