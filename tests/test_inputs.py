@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from edge_runtime.errors import (
     InvalidValueError,
     MissingFeatureError,
     NonFiniteValueError,
+    OutOfRangeValueError,
     SchemaError,
     UnknownFeatureError,
     UnseenCategoryError,
@@ -153,6 +155,97 @@ def test_batch_reports_every_kind_of_bad_row(cancer_rt: Runtime, good_row: dict[
     assert kinds == [MissingFeatureError, InvalidValueError, NonFiniteValueError, FeatureCountError]
     assert [e.row for e in result.errors] == [1, 2, 3, 4]
     assert all(isinstance(e, SchemaError) and isinstance(e, ValueError) for e in result.errors)
+
+
+# ------------------------------------------------------------------ float32 range
+_OUT_OF_RANGE = "is outside the float32 range the model reads"
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("big", [1e308, -1e39, 2.0**128 - 2.0**103, "1e308", 10**400])
+def test_beyond_float32_is_out_of_range_on_every_single_row_path(cancer_rt: Runtime, good_row: dict[str, float],
+                                                                  big: Any) -> None:
+    good_row["mean area"] = big
+    values = list(good_row.values())
+    shown = "'1e308'" if big == "1e308" else ("<an int of 400 digits>" if isinstance(big, int) else repr(big))
+    for row in (good_row, values, tuple(values), np.array(values, dtype=object)):
+        with pytest.raises(OutOfRangeValueError, match=re.escape(f"feature 'mean area': value {shown} {_OUT_OF_RANGE}")) as info:
+            cancer_rt.predict(row)
+        assert info.value.feature == "mean area" and info.value.value == big
+    if not isinstance(big, (str, int)):
+        with pytest.raises(OutOfRangeValueError, match="'mean area'"):
+            cancer_rt.predict(np.array(values))
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_beyond_float32_is_out_of_range_on_every_batch_path(cancer_rt: Runtime, cancer_data: Any) -> None:
+    X = cancer_data[0].iloc[:4].copy()
+    X.iloc[1, 3] = 1e308
+    X.iloc[2, 3] = float("inf")
+    message = f"row 1: feature 'mean area': value 1e+308 {_OUT_OF_RANGE} (±3.4e38)"
+    for batch in (X.to_numpy(), X, X.to_dict(orient="records"), X.to_numpy().tolist(), X.astype(object)):
+        result = cancer_rt.predict_batch(batch, on_error="skip")
+        assert result.rows.tolist() == [0, 3]
+        assert [type(e) for e in result.errors] == [OutOfRangeValueError, NonFiniteValueError]
+        assert str(result.errors[0]) == message
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_out_of_range_on_the_columns_layout(mixed_rt: Runtime, mixed_data: Any) -> None:
+    row = mixed_data[0].iloc[0].to_dict()
+    row["income"] = 1e308
+    with pytest.raises(OutOfRangeValueError, match=f"feature 'income': value 1e\\+308 {_OUT_OF_RANGE}"):
+        mixed_rt.predict(row)
+    row["income"] = "1e309"  # parsed as inf: not finite, the same as inf
+    with pytest.raises(NonFiniteValueError, match="feature 'income': value '1e309' is not finite"):
+        mixed_rt.predict(row)
+    frame = mixed_data[0].iloc[:3].assign(income=[1.0, 1e300, 2.0])
+    result = mixed_rt.predict_batch(frame, on_error="skip")
+    assert result.rows.tolist() == [0, 2] and isinstance(result.errors[0], OutOfRangeValueError)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+def test_out_of_range_is_refused_even_when_non_finite_values_are_allowed(cancer_bundle: Path,
+                                                                          good_row: dict[str, float]) -> None:
+    config = RuntimeConfig(inputs=InputPolicy(non_finite="allow"))
+    with Runtime(cancer_bundle, config=config) as rt:
+        good_row["mean area"] = float("inf")
+        assert rt.predict(good_row).label in (0, 1)  # inf itself passes under "allow"
+        good_row["mean area"] = 1e308
+        with pytest.raises(OutOfRangeValueError):
+            rt.predict(good_row)
+        with pytest.raises(OutOfRangeValueError):
+            rt.predict(np.array(list(good_row.values())))
+        result = rt.predict_batch(np.array([list(good_row.values())] * 2), on_error="skip")
+        assert len(result) == 0 and len(result.errors) == 2
+
+
+def test_largest_float32_is_accepted(cancer_rt: Runtime, good_row: dict[str, float]) -> None:
+    good_row["mean area"] = float(np.finfo(np.float32).max)
+    assert cancer_rt.predict(good_row).label in (0, 1)
+    assert len(cancer_rt.predict_batch([good_row])) == 1
+
+
+def test_long_values_are_cut_short_in_messages(cancer_rt: Runtime, mixed_rt: Runtime, good_row: dict[str, float],
+                                               mixed_data: Any) -> None:
+    good_row["mean texture"] = "x" * 100_000
+    with pytest.raises(InvalidValueError) as info:
+        cancer_rt.predict(good_row)
+    assert str(info.value) == f"feature 'mean texture': value {'x' * 60!r}… (100,000 characters) is not a number"
+    assert info.value.value == "x" * 100_000
+    row = mixed_data[0].iloc[0].to_dict()
+    row["city"] = "r" * 5000
+    with pytest.raises(UnseenCategoryError, match=r"category 'r{60}'… \(5,000 characters\) was never seen"):
+        mixed_rt.predict(row)
+
+
+@pytest.mark.parametrize("row", [5, None, 2.5, "abc", b"abc"])
+def test_something_that_is_no_row(cancer_rt: Runtime, mixed_rt: Runtime, row: Any) -> None:
+    for rt in (cancer_rt, mixed_rt):
+        with pytest.raises(SchemaError, match="is not a row"):
+            rt.predict(row)
+        result = rt.predict_batch([row], on_error="skip")
+        assert len(result) == 0 and "is not a row" in str(result.errors[0])
 
 
 # ------------------------------------------------------------------ properties
