@@ -68,6 +68,23 @@ def test_blocks_round_trip_every_field(tmp_path: Path) -> None:
     store.close()
 
 
+def test_a_batch_block_stores_its_time_and_latency_once_and_old_blocks_still_read() -> None:
+    from edge_runtime.monitoring.decision_log import expand_block
+
+    batch = DecisionBlock(ids=np.arange(20, 24), ts=np.full(4, 1.7e9), model_id=1, latency_us=np.full(4, 2.5),
+                          codes=np.array([1, 0, 1, 1]), vocabulary=("no", "yes"),
+                          scores=np.array([0.5, 0.75, 1.0, 0.25]), hashes=np.array([1, 2, 3, 4]))
+    record = batch.record()
+    assert (len(record[7]), len(record[8]), len(record[9])) == (8, 4, 4)  # one time, one latency, a byte a code
+    # The first block format: every field in full, codes as int32.
+    old = record[:7] + (np.full(4, 1.7e9).tobytes(), np.full(4, 2.5, dtype="<f4").tobytes(),
+                        np.array([1, 0, 1, 1], dtype="<i4").tobytes()) + record[10:]
+    new_rows, old_rows = (list(expand_block(r, {1: ("m", "1")})) for r in (record, old))
+    assert new_rows == old_rows
+    assert [(r["ts"], r["latency_us"], r["prediction"]) for r in new_rows] == [
+        (1.7e9, 2.5, "yes"), (1.7e9, 2.5, "no"), (1.7e9, 2.5, "yes"), (1.7e9, 2.5, "yes")]
+
+
 def test_retention_by_rows(tmp_path: Path) -> None:
     clock = FakeClock()
     store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_rows=100), clock=clock)
