@@ -469,4 +469,9 @@ def load_config(path: str | Path) -> RuntimeConfig:
         raise ConfigError(f"config file '{config_path}' does not exist") from exc
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config file '{config_path}' is not valid TOML: {exc}") from exc
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file '{config_path}' is not UTF-8 text (byte 0x{exc.object[exc.start]:02x} "
+                          f"at position {exc.start}); TOML files are UTF-8") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"config file '{config_path}' is a folder") from exc
     return config_from_dict(data, base_dir=config_path.resolve().parent)
