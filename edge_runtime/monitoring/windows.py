@@ -214,30 +214,30 @@ def encode_verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, bytes, bytes]:
     """
     key: list[Any] = []
     codes = bytearray()
-    numbers = array("d")
+    numbers: list[float] = []
     for row in rows:
         verdict = row.get("verdict")
-        if verdict is not None:
+        if verdict is not None:  # infinity, never None, in a verdict's own numbers
             metrics = verdict.metrics
-            numbers.extend((verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows,
-                            verdict.reference_rows))
+            numbers += (verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows, verdict.reference_rows)
+            for entry in metrics.values():
+                numbers += entry.values()
         else:
             details = row.get("details") or {}
             metrics = details.get("metrics")
             if metrics is None:  # no details: the row's own columns
                 key.append((row["name"], row["kind"], None, row.get("metric")))
                 codes += bytes((_STATUS_CODE[row["status"]], 0))
-                numbers.extend((row["value"], _unbounded(row.get("threshold")), _unbounded(row.get("warn_threshold")),
-                                0, 0))
+                numbers += (row["value"], _unbounded(row.get("threshold")), _unbounded(row.get("warn_threshold")), 0, 0)
                 continue
-            numbers.extend((details["value"], _unbounded(details.get("threshold")),
-                            _unbounded(details.get("warn_threshold")), details.get("rows", 0),
-                            details.get("reference_rows", 0)))
+            numbers += (details["value"], _unbounded(details.get("threshold")),
+                        _unbounded(details.get("warn_threshold")), details.get("rows", 0),
+                        details.get("reference_rows", 0))
+            for entry in metrics.values():
+                numbers += [_unbounded(v) for v in entry.values()]
         names = tuple(metrics)
         key.append((row["name"], row["kind"], tuple((m, tuple(metrics[m])) for m in names), None))
         codes += bytes((_STATUS_CODE[row["status"]], names.index(row["metric"]) if row["metric"] in names else 255))
-        for entry in metrics.values():
-            numbers.extend(_unbounded(v) for v in entry.values())
     layout_key = tuple(key)
     layout = _LAYOUTS.get(layout_key)
     if layout is None:
@@ -246,7 +246,7 @@ def encode_verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, bytes, bytes]:
         layout = _LAYOUTS[layout_key] = json.dumps(
             [[name, kind, [[m, list(keys)] for m, keys in metrics]] if metrics is not None else [name, kind, None, metric]
              for name, kind, metrics, metric in layout_key])
-    return layout, bytes(codes), numbers.tobytes()
+    return layout, bytes(codes), array("d", numbers).tobytes()
 
 
 def decode_verdicts(layout: str, codes: bytes, numbers: bytes) -> list[dict[str, Any]]:
