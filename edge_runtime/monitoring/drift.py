@@ -40,6 +40,7 @@ run to run, within the sketches' rank error.
 from __future__ import annotations
 
 import enum
+import functools
 import math
 import weakref
 from collections.abc import Mapping, Sequence
@@ -87,6 +88,7 @@ class DriftStatus(str, enum.Enum):
 
 
 # ------------------------------------------------------------------ statistics
+@functools.lru_cache(maxsize=256)  # a window asks the same few (alpha, df) for every feature
 def chi2_quantile(p: float, df: int) -> float:
     """Quantile of the chi-square distribution: exact for df 1 and 2, Wilson-Hilferty above
     (within 2.5% in the upper tail for df >= 3, as tested against scipy).
