@@ -13,9 +13,10 @@ Modules, lower first (imports point up this list only):
 
 - :mod:`~edge_runtime.bench.settings`: :class:`BenchSettings`, :data:`SCENARIOS`
 - :mod:`~edge_runtime.bench.rows`: the varied input rows
-- :mod:`~edge_runtime.bench.timing`: timed loops, percentiles, harness overhead, resources
+- :mod:`~edge_runtime.bench.timing`: timed loops, percentiles, harness overhead, resources, progress
 - :mod:`~edge_runtime.bench.single_stream`, :mod:`~edge_runtime.bench.server`,
   :mod:`~edge_runtime.bench.offline`, :mod:`~edge_runtime.bench.cold_start`: one scenario each, with its result
+- :mod:`~edge_runtime.bench.max_qps`: the max-QPS search over server runs (its method is in its docstring)
 - :mod:`~edge_runtime.bench.report`: :class:`BenchReport`, the typed report and its JSON form
 - :mod:`~edge_runtime.bench.run`: :func:`run_benchmark`
 
@@ -40,6 +41,7 @@ True
 from __future__ import annotations
 
 from edge_runtime.bench.cold_start import ColdStartResult
+from edge_runtime.bench.max_qps import ServerProbe, ServerSearch
 from edge_runtime.bench.offline import OfflineEntry, OfflineResult
 from edge_runtime.bench.report import (
     BenchReport,
@@ -50,7 +52,7 @@ from edge_runtime.bench.report import (
 )
 from edge_runtime.bench.rows import reference_rows
 from edge_runtime.bench.run import run_benchmark
-from edge_runtime.bench.server import ServerProbe, ServerRun, ServerSearch
+from edge_runtime.bench.server import ServerRun
 from edge_runtime.bench.settings import SCENARIOS, BenchSettings
 from edge_runtime.bench.single_stream import LayerTiming, SingleStreamResult
 from edge_runtime.bench.timing import Percentiles, Progress, ResourceUsage, percentiles

@@ -1,5 +1,9 @@
 """The offline scenario: batches back to back, rows per second for each batch size of a sweep.
 
+Each batch size is timed for ``duration_s`` (and at least five calls), and
+raw onnxruntime as long again with ``compare_raw``: a sweep of five sizes at
+``duration_s=10`` takes at least 50 s, or 100 s compared.
+
 Examples
 --------
 >>> from edge_runtime.bench.offline import OfflineEntry
@@ -20,13 +24,14 @@ import numpy as np
 
 from edge_runtime.bench.rows import raw_feeds
 from edge_runtime.bench.settings import BenchSettings
-from edge_runtime.bench.timing import Progress, ResourceUsage, ResourceWatch
+from edge_runtime.bench.timing import Progress, ResourceUsage, ResourceWatch, stages
 from edge_runtime.runtime import Runtime
 
 __all__ = ["OfflineEntry", "OfflineResult", "run_offline"]
 
 _BATCHES_PER_SIZE = 8  # distinct batches cycled through, so that no batch is timed over and over alone
 _MIN_CALLS = 5
+_REPORT_EVERY_S = 0.25  # seconds between two progress reports within a timed stretch
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -41,11 +46,14 @@ class OfflineEntry:
         Through ``Runtime.predict_batch``.
     raw_rows_per_s : float or None
         Through the bare onnxruntime call on feeds prepared in advance (with ``compare_raw``).
+    runtime_s : float or None
+        Seconds ``Runtime.predict_batch`` was timed for at this size.
     """
 
     batch: int
     runtime_rows_per_s: float
     raw_rows_per_s: float | None = None
+    runtime_s: float | None = None
 
     @property
     def runtime_vs_raw(self) -> float | None:
@@ -55,6 +63,8 @@ class OfflineEntry:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form; the raw keys only when compared."""
         out: dict[str, Any] = {"batch": self.batch, "runtime_rows_per_s": self.runtime_rows_per_s}
+        if self.runtime_s is not None:
+            out["runtime_s"] = self.runtime_s
         if self.raw_rows_per_s is not None:
             out["raw_rows_per_s"] = self.raw_rows_per_s
             out["runtime_vs_raw"] = self.runtime_vs_raw
@@ -98,7 +108,7 @@ class OfflineResult:
 
 
 def run_offline(runtime: Runtime, rows: list[Any], settings: BenchSettings, progress: Progress | None,
-                raw: Callable[[Any], Any] | None) -> OfflineResult:
+                raw: Callable[[Any], Any] | None, clock: Callable[[], float] = time.perf_counter) -> OfflineResult:
     """Time ``Runtime.predict_batch`` (and ``raw`` on the same batches) at every batch size of the sweep.
 
     Parameters
@@ -107,11 +117,13 @@ def run_offline(runtime: Runtime, rows: list[Any], settings: BenchSettings, prog
     rows : list
         Varied input rows, stacked into batches.
     settings : BenchSettings
-        ``duration_s`` is shared out evenly between the batch sizes.
+        ``duration_s`` is spent on each batch size, and again on ``raw`` there.
     progress : callable or None
-        Called after each batch size.
+        Called with the fraction of the planned time done.
     raw : callable or None
         The bare model call, taking feeds.
+    clock : callable
+        Seconds, ``time.perf_counter`` unless a test drives the sweep.
 
     Returns
     -------
@@ -119,28 +131,37 @@ def run_offline(runtime: Runtime, rows: list[Any], settings: BenchSettings, prog
     """
     watch = ResourceWatch()
     sweep = []
-    seconds = settings.duration_s / len(settings.batch_sizes)
-    for k, size in enumerate(settings.batch_sizes):
+    paths = 2 if raw is not None else 1
+    parts = iter(stages(progress, [settings.duration_s] * len(settings.batch_sizes) * paths))
+    for size in settings.batch_sizes:
         batches = [_stack(rows, (j * size) % len(rows), size) for j in range(_BATCHES_PER_SIZE)]
-        runtime_rate = _rows_per_s(runtime.predict_batch, batches, size, seconds)
-        raw_rate = (_rows_per_s(raw, [raw_feeds(b, runtime) for b in batches], size, seconds)
-                    if raw is not None else None)
-        sweep.append(OfflineEntry(batch=size, runtime_rows_per_s=runtime_rate, raw_rows_per_s=raw_rate))
-        if progress is not None:
-            progress((k + 1) / len(settings.batch_sizes))
+        runtime_rate, runtime_s = _rows_per_s(runtime.predict_batch, batches, size, settings.duration_s,
+                                              next(parts), clock)
+        raw_rate = None
+        if raw is not None:
+            raw_rate, _ = _rows_per_s(raw, [raw_feeds(b, runtime) for b in batches], size, settings.duration_s,
+                                      next(parts), clock)
+        sweep.append(OfflineEntry(batch=size, runtime_rows_per_s=runtime_rate, raw_rows_per_s=raw_rate,
+                                  runtime_s=runtime_s))
     return OfflineResult(sweep=tuple(sweep), usage=watch.done())
 
 
-def _rows_per_s(call: Callable[[Any], Any], inputs: Sequence[Any], size: int, seconds: float) -> float:
-    """Rows per second of ``call`` cycling through ``inputs`` for ``seconds`` and at least five calls."""
+def _rows_per_s(call: Callable[[Any], Any], inputs: Sequence[Any], size: int, seconds: float,
+                progress: Progress | None, clock: Callable[[], float]) -> tuple[float, float]:
+    """Rows per second of ``call`` cycling through ``inputs`` for ``seconds`` and at least five calls, and the time."""
     call(inputs[0])  # unmeasured: onnxruntime plans its memory for a new input shape on the first run
-    done, t0 = 0, time.perf_counter()
+    done, t0 = 0, clock()
+    next_report = t0 + _REPORT_EVERY_S
     while True:
         call(inputs[done % len(inputs)])
         done += 1
-        if time.perf_counter() - t0 >= seconds and done >= _MIN_CALLS:
+        now = clock()
+        if now - t0 >= seconds and done >= _MIN_CALLS:
             break
-    return done * size / (time.perf_counter() - t0)
+        if progress is not None and now >= next_report:
+            progress(min((now - t0) / seconds, done / _MIN_CALLS))
+            next_report = now + _REPORT_EVERY_S
+    return done * size / (now - t0), now - t0
 
 
 def _stack(rows: list[Any], start: int, size: int) -> Any:

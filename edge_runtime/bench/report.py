@@ -19,8 +19,9 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from edge_runtime.bench.cold_start import ColdStartResult
+from edge_runtime.bench.max_qps import ServerSearch
 from edge_runtime.bench.offline import OfflineResult
-from edge_runtime.bench.server import ServerRun, ServerSearch
+from edge_runtime.bench.server import ServerRun
 from edge_runtime.bench.settings import BenchSettings
 from edge_runtime.bench.single_stream import SingleStreamResult
 from edge_runtime.budgets.policy import BudgetState

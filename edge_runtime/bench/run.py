@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.bench.cold_start import run_cold_start
+from edge_runtime.bench.max_qps import run_max_qps
 from edge_runtime.bench.offline import run_offline
 from edge_runtime.bench.report import (
     BenchReport,
@@ -22,7 +23,7 @@ from edge_runtime.bench.rows import reference_rows
 from edge_runtime.bench.server import run_server
 from edge_runtime.bench.settings import BenchSettings
 from edge_runtime.bench.single_stream import run_single_stream
-from edge_runtime.bench.timing import Progress
+from edge_runtime.bench.timing import Progress, ProgressTracker
 from edge_runtime.budgets.resources import machine_info
 from edge_runtime.config import RuntimeConfig, load_config
 from edge_runtime.monitoring.data_profile import load_reference
@@ -45,13 +46,14 @@ def run_benchmark(bundle: str | Path, settings: BenchSettings, *, config: Runtim
     bundle : str or Path
     settings : BenchSettings
     config : RuntimeConfig, str or Path, optional
-        The device config (budgets, monitoring). With ``compare_raw`` and no
-        monitoring database configured, the monitored layer uses a temporary one.
-        Only a config file reaches the cold-start children.
+        The device config (budgets, monitoring), given to the cold-start children
+        too. With ``compare_raw`` and no monitoring database configured, the
+        monitored layer uses a temporary one.
     rows : list, optional
         Input rows (arrays in schema order or dicts); default: drawn from the reference profile.
     progress : callable, optional
-        Called with the completed fraction on long runs.
+        Called with the fraction of the planned work done (warm-up and every
+        probe included) as it grows; 1.0 only once the run has ended.
 
     Returns
     -------
@@ -63,8 +65,8 @@ def run_benchmark(bundle: str | Path, settings: BenchSettings, *, config: Runtim
     ConfigError
         A max-QPS search without a latency budget, or a cold-start child that failed.
     """
-    config_path = Path(config) if isinstance(config, (str, Path)) else None
     runtime_config = load_config(config) if isinstance(config, (str, Path)) else (config or RuntimeConfig())
+    track = ProgressTracker(progress)
     with tempfile.TemporaryDirectory() as tmp:
         if settings.compare_raw and runtime_config.monitoring.db is None:
             runtime_config = dataclasses.replace(runtime_config, monitoring=dataclasses.replace(
@@ -84,13 +86,19 @@ def run_benchmark(bundle: str | Path, settings: BenchSettings, *, config: Runtim
             budget_ms = settings.budget_ms or (runtime_config.budgets.latency_ms or None)
             results: ScenarioResult
             if settings.scenario == "single-stream":
-                results = run_single_stream(runtime, bundle, rows, settings, progress)
+                results = run_single_stream(runtime, bundle, rows, settings, track)
+            elif settings.scenario == "server" and settings.find_max_qps:
+                results = run_max_qps(runtime, rows, settings, track, budget_ms)
             elif settings.scenario == "server":
-                results = run_server(runtime, rows, settings, progress, budget_ms)
+                results = run_server(runtime, rows, settings, track, budget_ms)
             elif settings.scenario == "offline":
                 raw = runtime.session.raw_run if settings.compare_raw else None
-                results = run_offline(runtime, rows, settings, progress, raw)
+                results = run_offline(runtime, rows, settings, track, raw)
             else:
-                results = run_cold_start(Path(bundle), config_path, rows[0])
-            return BenchReport(settings=settings, model=model, machine=machine, versions=versions,
-                               monitoring=monitoring, rows=len(rows), results=results, budget=runtime.budget_state)
+                # The config as given: the children open their own database, not the temporary one.
+                results = run_cold_start(Path(bundle), config, rows[0], progress=track)
+            report = BenchReport(settings=settings, model=model, machine=machine, versions=versions,
+                                 monitoring=monitoring, rows=len(rows), results=results,
+                                 budget=runtime.budget_state)
+    track.finish()
+    return report

@@ -34,6 +34,7 @@ from edge_runtime.bench.timing import (
     ResourceWatch,
     harness_overhead_us,
     percentiles,
+    stages,
     timed_loop,
     warm_up,
 )
@@ -42,6 +43,7 @@ from edge_runtime.runtime import Runtime
 __all__ = ["LayerTiming", "SingleStreamResult", "run_single_stream"]
 
 _BLOCKS = 10
+_SELF_CHECK_S = 0.1  # about what harness_overhead_us takes: its share of the progress bar
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -118,6 +120,8 @@ def run_single_stream(runtime: Runtime, bundle: str | Path, rows: list[Any], set
         Varied input rows, used in turn.
     settings : BenchSettings
     progress : callable or None
+        Called with the fraction of the planned time done: warm-up, measured
+        run, the harness's self-check, and the layers compared.
 
     Returns
     -------
@@ -134,34 +138,42 @@ def run_single_stream(runtime: Runtime, bundle: str | Path, rows: list[Any], set
 
 def _measure(runtime: Runtime, rows: list[Any], settings: BenchSettings, progress: Progress | None,
              layers: dict[str, Callable[[Any], Any]]) -> SingleStreamResult:
-    warm_up(runtime.predict, rows, settings.warmup_s)
+    compare_s = len(layers) * min(settings.warmup_s, 0.5) + settings.duration_s if layers else 0.0
+    warming, measuring, checking, comparing = stages(
+        progress, [settings.warmup_s, settings.duration_s, _SELF_CHECK_S, compare_s])
+    warm_up(runtime.predict, rows, settings.warmup_s, warming)
     watch = ResourceWatch()
     latencies = timed_loop(runtime.predict, rows, duration_s=settings.duration_s,
-                           min_queries=settings.min_queries, progress=progress)
+                           min_queries=settings.min_queries, progress=measuring)
     usage = watch.done()
     stats, notes = percentiles(latencies)
     # Measured after the usage is read, so that its 20,000 no-op calls stay out of the run's CPU share.
     overhead = harness_overhead_us(rows)
+    if checking is not None:
+        checking(1.0)
     if stats.p50_us and overhead > HARNESS_SHARE_LIMIT * stats.p50_us:
         notes.append(f"the harness itself costs {overhead:.2f} us per query, more than 10% of the "
                      f"measured p50 ({stats.p50_us:.2f} us): treat the numbers as upper bounds")
+    compared = _compare_layers(layers, rows, settings, comparing) if layers else ()
     return SingleStreamResult(queries=len(latencies), usage=usage, latency=stats, harness_overhead_us=overhead,
-                              notes=tuple(notes), layers=_compare_layers(layers, rows, settings) if layers else ())
+                              notes=tuple(notes), layers=compared)
 
 
-def _compare_layers(layers: dict[str, Callable[[Any], Any]], rows: list[Any],
-                    settings: BenchSettings) -> tuple[LayerTiming, ...]:
+def _compare_layers(layers: dict[str, Callable[[Any], Any]], rows: list[Any], settings: BenchSettings,
+                    progress: Progress | None) -> tuple[LayerTiming, ...]:
     """Alternate the layers block by block on the same rows; medians and ratios to the first (raw)."""
     # Alternating blocks rather than one run per layer, so that a slow phase of
     # the machine (another process, thermal throttling) hits every layer alike.
     per_block = max(200, settings.min_queries // _BLOCKS)
     block_s = settings.duration_s / _BLOCKS / max(len(layers), 1)
     timings: dict[str, list[float]] = {name: [] for name in layers}
+    warm_s = min(settings.warmup_s, 0.5)
+    parts = iter(stages(progress, [warm_s] * len(layers) + [block_s] * _BLOCKS * len(layers)))
     for call in layers.values():
-        warm_up(call, rows, min(settings.warmup_s, 0.5))
+        warm_up(call, rows, warm_s, next(parts))
     for _ in range(_BLOCKS):
         for name, call in layers.items():
-            timings[name] += timed_loop(call, rows, duration_s=block_s, min_queries=per_block, progress=None)
+            timings[name] += timed_loop(call, rows, duration_s=block_s, min_queries=per_block, progress=next(parts))
     base = float(np.median(timings[next(iter(layers))]))
     out = []
     for name, values in timings.items():

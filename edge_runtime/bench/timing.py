@@ -1,7 +1,9 @@
 """How a benchmark measures: timed loops, percentiles that refuse to guess, the harness's own cost, resources.
 
 A percentile is reported only when enough queries ran for it (10 / (1 - p):
-1,000 for p99); otherwise it is None and a note says so.
+1,000 for p99); otherwise it is None and a note says so. Progress is reported
+as the fraction of the planned work done (:class:`ProgressTracker`,
+:func:`stages`): it never goes back and reaches 1.0 only when the run ends.
 
 Examples
 --------
@@ -26,8 +28,8 @@ import numpy as np
 
 from edge_runtime.budgets.resources import ProcessMeter
 
-__all__ = ["HARNESS_SHARE_LIMIT", "Percentiles", "Progress", "ResourceUsage", "ResourceWatch",
-           "harness_overhead_us", "percentiles", "timed_loop", "warm_up"]
+__all__ = ["HARNESS_SHARE_LIMIT", "P99_QUERIES", "Percentiles", "Progress", "ProgressTracker", "ResourceUsage",
+           "ResourceWatch", "cpu_wait_s", "harness_overhead_us", "percentiles", "stages", "timed_loop", "warm_up"]
 
 HARNESS_SHARE_LIMIT = 0.10
 """The harness's share of a measured latency above which a note warns that the numbers are upper bounds."""
@@ -36,6 +38,108 @@ Progress = Callable[[float], None]
 """Called with the completed fraction (0 to 1) of a long run."""
 
 _PERCENTILES = (50.0, 90.0, 99.0, 99.9)
+
+P99_QUERIES = 1000
+"""The fewest queries a p99 is reported from: 10 / (1 - 0.99)."""
+
+_BEFORE_END = 0.999  # the highest fraction reported before the run has really ended
+_PROGRESS_EVERY = 256  # calls between two progress reports of a timed loop
+
+
+class ProgressTracker:
+    """The completed fraction of a whole run, as a progress bar shows it.
+
+    Passes fractions on to ``report`` only when they grow, and holds them
+    below 1.0 until :meth:`finish`: a bar never goes back, and never shows
+    100% while work remains, whatever a stage's estimate says.
+
+    Parameters
+    ----------
+    report : callable or None
+        Called with each new fraction.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> track = ProgressTracker(seen.append)
+    >>> track(0.5); track(0.4); track(1.0); track.finish()
+    >>> seen
+    [0.5, 0.999, 1.0]
+    """
+
+    def __init__(self, report: Progress | None) -> None:
+        self._report = report
+        self.fraction = 0.0
+
+    def __call__(self, fraction: float) -> None:
+        fraction = min(float(fraction), _BEFORE_END)
+        if fraction > self.fraction:
+            self.fraction = fraction
+            if self._report is not None:
+                self._report(fraction)
+
+    def finish(self) -> None:
+        """The run has ended: report 1.0."""
+        self.fraction = 1.0
+        if self._report is not None:
+            self._report(1.0)
+
+
+def stages(progress: Progress | None, weights: Sequence[float]) -> list[Progress | None]:
+    """Split a progress callback into one per stage, each stage's 0 to 1 mapped onto its share of the whole.
+
+    Parameters
+    ----------
+    progress : callable or None
+        The whole run's callback (None: every stage gets None).
+    weights : sequence of float
+        Each stage's planned work, e.g. its planned seconds.
+
+    Returns
+    -------
+    list
+        One callback per stage, in order.
+
+    Examples
+    --------
+    >>> seen = []
+    >>> warm, run = stages(seen.append, [1.0, 3.0])
+    >>> warm(1.0); run(0.5); run(2.0)
+    >>> seen
+    [0.25, 0.625, 1.0]
+    """
+    if progress is None:
+        return [None] * len(weights)
+    total = float(sum(weights)) or 1.0
+    out: list[Progress | None] = []
+    done = 0.0
+    for weight in weights:
+        out.append(_span(progress, done / total, (done + weight) / total))
+        done += weight
+    return out
+
+
+def _span(progress: Progress, start: float, end: float) -> Progress:
+    return lambda fraction: progress(start + (end - start) * min(max(fraction, 0.0), 1.0))
+
+
+def cpu_wait_s() -> float | None:
+    """Seconds the calling thread has spent runnable but waiting for a CPU, since it started.
+
+    Read from ``/proc/thread-self/schedstat`` (Linux): the time other processes
+    held the CPUs while this thread had work. None where the kernel does not say.
+
+    Examples
+    --------
+    >>> wait = cpu_wait_s()
+    >>> wait is None or wait >= 0
+    True
+    """
+    try:
+        with open("/proc/thread-self/schedstat", encoding="ascii") as stats:
+            return int(stats.read().split()[1]) / 1e9
+    except (OSError, ValueError, IndexError):
+        return None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -161,7 +265,7 @@ class ResourceWatch:
 
 
 def timed_loop(call: Callable[[Any], Any], rows: Sequence[Any], *, duration_s: float, min_queries: int,
-               progress: Progress | None) -> list[float]:
+               progress: Progress | None, clock: Callable[[], int] = time.perf_counter_ns) -> list[float]:
     """Call on rows in turn until both the minimum time and the minimum count are reached.
 
     Parameters
@@ -175,15 +279,28 @@ def timed_loop(call: Callable[[Any], Any], rows: Sequence[Any], *, duration_s: f
     min_queries : int
         Minimum number of calls.
     progress : callable or None
-        Called every 1,024 calls with the completed fraction.
+        Called every 256 calls with the completed fraction: the lesser of the
+        time and the count done, since the loop ends only when both are.
+    clock : callable
+        Nanoseconds, ``time.perf_counter_ns`` unless a test drives the loop.
 
     Returns
     -------
     list of float
         The latency of each call, in microseconds.
+
+    Examples
+    --------
+    >>> ticks = iter(range(0, 10**9, 1000))  # a clock that moves 1 us per reading
+    >>> seen = []
+    >>> len(timed_loop(lambda row: None, [0], duration_s=0.002, min_queries=300, progress=seen.append,
+    ...                clock=lambda: next(ticks)))
+    1000
+    >>> seen  # by time: 1,000 calls of 2 us make up the 2 ms planned
+    [0.256, 0.512, 0.768]
     """
-    clock = time.perf_counter_ns
-    deadline = clock() + int(duration_s * 1e9)
+    start = clock()
+    deadline = start + int(duration_s * 1e9)
     latencies: list[float] = []
     n = len(rows)
     i = 0
@@ -196,18 +313,26 @@ def timed_loop(call: Callable[[Any], Any], rows: Sequence[Any], *, duration_s: f
         i += 1
         if i >= min_queries and t1 >= deadline:
             break
-        if progress is not None and i % 1024 == 0:
-            progress(min(1.0, max(i / min_queries, 1 - (deadline - t1) / (duration_s * 1e9))))
+        if progress is not None and i % _PROGRESS_EVERY == 0:
+            # The lesser of the two: the loop ends only when both the time and the count are done.
+            progress(min(i / min_queries, (t1 - start) / (duration_s * 1e9)))
     return latencies
 
 
-def warm_up(call: Callable[[Any], Any], rows: Sequence[Any], seconds: float) -> None:
+def warm_up(call: Callable[[Any], Any], rows: Sequence[Any], seconds: float,
+            progress: Progress | None = None) -> None:
     """Call on rows in turn, unmeasured, for ``seconds`` and at least 100 times."""
-    end = time.perf_counter() + seconds
+    begin = time.perf_counter()
+    end = begin + seconds
     i = 0
-    while time.perf_counter() < end or i < 100:
+    while True:
+        now = time.perf_counter()
+        if now >= end and i >= 100:
+            break
         call(rows[i % len(rows)])
         i += 1
+        if progress is not None and i % _PROGRESS_EVERY == 0 and seconds > 0:
+            progress(min(i / 100, (now - begin) / seconds))
 
 
 def harness_overhead_us(rows: Sequence[Any]) -> float:

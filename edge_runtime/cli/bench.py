@@ -34,11 +34,21 @@ __all__ = ["bench"]
 @click.argument("bundle", type=click.Path(path_type=Path))
 @click.option("--scenario", type=click.Choice(SCENARIOS), default="single-stream", show_default=True)
 @click.option("--duration", type=click.FloatRange(min=0.01), default=10.0, show_default=True,
-              help="Minimum measured seconds (per batch size / per probe).")
-@click.option("--min-queries", type=click.IntRange(1), default=1024, show_default=True)
+              help="Minimum measured seconds: of the run; offline: of each batch size, and as long again for raw "
+                   "onnxruntime with --compare raw; --find-max-qps: of each probe.")
+@click.option("--min-queries", type=click.IntRange(1), default=1024, show_default=True,
+              help="Minimum measured queries (single-stream, server). A --find-max-qps probe runs at least 1,000, "
+                   "the fewest a p99 needs.")
 @click.option("--qps", type=click.FloatRange(min=0.001), default=100.0, show_default=True,
               help="Server scenario: mean Poisson arrival rate (the start of a --find-max-qps search).")
-@click.option("--find-max-qps", is_flag=True, help="Server scenario: highest rate whose p99 holds the budget.")
+@click.option("--find-max-qps", is_flag=True,
+              help="Server scenario: the highest rate at which probes keep meeting the budget. Doubles or halves "
+                   "from --qps, then walks a staircase on rates 9% apart (up after 2 probes in a row met, down "
+                   "after 2 missed) until the 95% interval of the answer is within 5%. Reports the interval, each "
+                   "probe and why it missed; ends within --search-limit. Method: docs/benchmarks.md.")
+@click.option("--search-limit", type=click.FloatRange(min=1.0), metavar="SECONDS",
+              help="Server --find-max-qps: start no probe that could end later than this into the search, and "
+                   "answer from the probes made so far (default: 60 x --duration, at least 120).")
 @click.option("--budget-ms", type=click.FloatRange(min=0.0, min_open=True),
               help="Server scenario latency bound (default: [budgets] latency_ms of the config).")
 @click.option("--compare", type=click.Choice(["raw"]), help="Also run raw onnxruntime on the same rows.")
@@ -49,8 +59,8 @@ __all__ = ["bench"]
 @json_option("Print the report as JSON.")
 @library_errors
 def bench(bundle: Path, scenario: str, duration: float, min_queries: int, qps: float, find_max_qps: bool,
-          budget_ms: float | None, compare: str | None, batch_sizes: str, input_file: Any, config: Path | None,
-          as_json: bool) -> None:
+          search_limit: float | None, budget_ms: float | None, compare: str | None, batch_sizes: str,
+          input_file: Any, config: Path | None, as_json: bool) -> None:
     """Measure latency and throughput the way MLPerf LoadGen does."""
     try:
         sizes = tuple(int(v) for v in batch_sizes.split(",") if v.strip())
@@ -58,14 +68,15 @@ def bench(bundle: Path, scenario: str, duration: float, min_queries: int, qps: f
         raise click.BadParameter(f"--batch-sizes takes integers separated by commas, got {batch_sizes!r}") from exc
     settings = BenchSettings(scenario=scenario, duration_s=duration, min_queries=min_queries, qps=qps,
                              find_max_qps=find_max_qps, budget_ms=budget_ms, compare_raw=compare == "raw",
-                             batch_sizes=sizes, warmup_s=min(1.0, duration / 5))
+                             batch_sizes=sizes, warmup_s=min(1.0, duration / 5), search_limit_s=search_limit)
     rows = None
     if input_file is not None:
         fmt = format_from_name(input_file)
         rows = [r for r in read_rows(input_file, fmt) if not isinstance(r, Exception)]
         if not rows:
             raise click.ClickException(f"no usable row in {getattr(input_file, 'name', 'the input')}")
-    long_run = duration >= 3 and not as_json and scenario != "cold-start" and sys.stderr.isatty()
+    long_run = ((settings.find_max_qps and scenario == "server") or settings.planned_s >= 3) and not as_json \
+        and sys.stderr.isatty()
     with click.progressbar(length=1000, label=f"{scenario}", file=sys.stderr) if long_run else _NoBar() as bar:
         done = [0]
 
@@ -138,24 +149,44 @@ def _print_single_stream(r: SingleStreamResult) -> None:
 
 def _print_server_search(r: ServerSearch) -> None:
     best = r.at_max_qps
-    click.echo(f"max qps holding p99 <= {r.budget_ms} ms: {_fmt(r.max_qps)} "
-               f"(p99 there {_fmt(best.latency.p99_us if best else None)} us, "
-               f"refused {best.refused if best else '-'})")
+    evidence = (f"last met at {best.target_qps:,.0f} qps: p99 {_fmt(best.latency.p99_us)} us, refused {best.refused}"
+                if best else "no probe met the budget")
+    click.echo(f"max qps holding p99 <= {r.budget_ms} ms: {_fmt(r.max_qps)} ({evidence})")
+    if r.interval_qps is not None and r.max_qps is not None:
+        low, high = r.interval_qps
+        confidence = (f"95% interval {low:,.0f} to {high:,.0f} qps (within {high / r.max_qps - 1:.1%}, aim "
+                      f"{r.precision:.0%}) from {len(r.reversals_qps)} reversals")
+    else:
+        confidence = f"no interval: {len(r.reversals_qps)} reversals"
+    noise = (f"; the process waited for a CPU {r.cpu_wait_share:.0%} of the time (other processes)"
+             if r.cpu_wait_share is not None else "")
+    click.echo(f"confidence: {confidence}; {len(r.probes)} probes in {r.seconds:.1f} s{noise}")
+    click.echo("met the budget, by rate: " + ", ".join(f"{rate:,.0f} {met}/{probed}" for rate, met, probed in r.tally()))
+    click.echo(f"stopped: {r.stopped}")
     for probe in r.probes:
-        click.echo(f"  probe {probe.target_qps:,.0f} qps: p99 {_fmt(probe.p99_us)} us, "
-                   f"{'met' if probe.met_budget else 'missed'}")
+        verdict = "met" if probe.met_budget else "missed: " + "; ".join(probe.why)
+        click.echo(f"  probe {probe.target_qps:,.0f} qps: p99 {_fmt(probe.p99_us)} us, {verdict}")
+    _print_notes(r.notes)
 
 
 def _print_server_run(r: ServerRun) -> None:
     t = r.latency
-    verdict = {True: "met", False: "MISSED", None: "no budget"}[r.met_budget]
+    if r.budget_ms is None:
+        verdict = "no budget set (--budget-ms or [budgets] latency_ms)"
+    elif r.met_budget:
+        verdict = f"budget {r.budget_ms} ms: met"
+    elif r.met_budget is None:
+        verdict = f"budget {r.budget_ms} ms: {'; '.join(r.why)}"
+    else:
+        verdict = f"budget {r.budget_ms} ms: MISSED: {'; '.join(r.why)}"
     click.echo(f"target {r.target_qps:,.1f} qps, achieved {r.achieved_qps:,.1f}; answered "
                f"{r.answered:,}, refused {r.refused:,}")
     click.echo(f"latency from scheduled arrival: p50 {_fmt(t.p50_us)} us, p99 {_fmt(t.p99_us)} us, "
-               f"max {_fmt(t.max_us)} us; budget {r.budget_ms} ms: {verdict}")
+               f"max {_fmt(t.max_us)} us; {verdict}")
     click.echo(f"service time p99 {_fmt(r.service_p99_us)} us; harness wake-up delay p99 "
                f"{_fmt(r.harness_late_p99_us)} us")
-    click.echo(f"cpu share {r.usage.cpu_share:.2f}, peak rss {r.usage.peak_rss_mb:.1f} MB")
+    waited = f"; waited {r.cpu_wait_ms:,.1f} ms for a CPU" if r.cpu_wait_ms is not None else ""
+    click.echo(f"cpu share {r.usage.cpu_share:.2f}, peak rss {r.usage.peak_rss_mb:.1f} MB{waited}")
     _print_notes(r.notes)
 
 
