@@ -44,8 +44,8 @@ class ServingMonitor(Protocol):
     def observe_rejected(self, error: SchemaError) -> None:
         """Count a row refused by the input checks."""
 
-    def observe_refused(self) -> None:
-        """Count a request refused or deferred by load shedding."""
+    def observe_refused(self, rows: int = 1) -> None:
+        """Count the rows of a request refused or deferred by load shedding."""
 
     def overlap(self) -> None:
         """The caller is about to run the model: pending batch work may start beside it."""
@@ -84,7 +84,7 @@ class NullMonitor:
     def observe_rejected(self, error: SchemaError) -> None:
         return None
 
-    def observe_refused(self) -> None:
+    def observe_refused(self, rows: int = 1) -> None:
         return None
 
     def overlap(self) -> None:
