@@ -51,6 +51,7 @@ PHASES = ("assess", "verdict_rows", "record", "profile_bytes", "save_window")
 def _timed_close(monitor: Any, now: float, partial: bool) -> dict[str, int]:
     """``Monitor._close_window`` with a timer around each phase (kept in step with it)."""
     window = monitor._window
+    quality = getattr(window, "quality_json", window.quality)  # before and after the change
     t = [time.perf_counter_ns()]
     drift = assess_window(monitor.reference, window.profile, monitor.policy)
     monitor.last_drift = drift
@@ -61,7 +62,7 @@ def _timed_close(monitor: Any, now: float, partial: bool) -> dict[str, int]:
         "seq": monitor._window_seq(), "model": monitor.info.name, "version": monitor.info.version,
         "model_sha256": monitor.model_sha256, "opened_at": window.opened_at, "closed_at": now,
         "rows": window.rows, "rejected": sum(window.rejected.values()),
-        "quality": window.quality_json(monitor._names), "latency": window.latency(),
+        "quality": quality(monitor._names), "latency": window.latency(),
         "summary": drift.summary(), "partial": int(partial), "budget": monitor._budget(),
     }
     t.append(time.perf_counter_ns())
