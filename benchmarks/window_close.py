@@ -43,6 +43,7 @@ from converters import export  # noqa: E402
 from edge_runtime import Runtime, RuntimeConfig  # noqa: E402
 from edge_runtime.config import MonitoringConfig  # noqa: E402
 from edge_runtime.monitoring.drift import assess_window  # noqa: E402
+from edge_runtime.monitoring.monitor import Monitor
 from edge_runtime.monitoring.windows import verdict_rows  # noqa: E402
 
 PHASES = ("assess", "verdict_rows", "record", "profile_bytes", "save_window")
@@ -84,9 +85,11 @@ def window_close(bundle: Path, X: np.ndarray, work: Path, closes: int) -> dict[s
     sizes: list[int] = []
     with Runtime(bundle, config=config) as rt:
         monitor = rt.monitor
+        assert isinstance(monitor, Monitor)
         seen: list[dict[str, int]] = []
         # The monitor closes its windows itself, through this timed copy.
-        monitor._close_window = lambda *, partial, now: seen.append(_timed_close(monitor, now, partial))
+        monitor._close_window = (  # type: ignore[method-assign]
+            lambda *, partial, now: seen.append(_timed_close(monitor, now, partial)))
         for _ in range(closes + 5):
             for batch in batches:
                 rt.predict_batch(batch)
@@ -113,7 +116,7 @@ def cpu_per_row(bundle: Path, X: np.ndarray, work: Path, passes: int) -> dict[st
         for batch in batches * 3:
             rt.predict_batch(batch)
     monitored.flush()
-    cpu = {"plain": [], "monitored": []}
+    cpu: dict[str, list[float]] = {"plain": [], "monitored": []}
     for _ in range(passes):
         for key, rt in (("plain", plain), ("monitored", monitored)):
             t0 = time.process_time()
