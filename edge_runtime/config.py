@@ -266,7 +266,9 @@ class MonitoringConfig:
         itself (a corrupted file is moved aside and a fresh one started).
         ``raise``: the failure is raised as a StoreError subclass.
     lock_timeout_ms : int
-        How long a writer waits for another writer's lock on the database.
+        How long a writer waits for another writer's lock on the database; the
+        serving thread may wait that long once per retry while another process
+        holds the lock (writers hold it for milliseconds).
     """
 
     db: Path | None = None
@@ -280,7 +282,7 @@ class MonitoringConfig:
     sketch_stride: int = 8
     background: bool = True
     on_error: str = "degrade"
-    lock_timeout_ms: int = 5000
+    lock_timeout_ms: int = 1000
 
     def __post_init__(self) -> None:
         check_int("MonitoringConfig", "window_rows", self.window_rows, 1, 10**9)

@@ -437,7 +437,7 @@ class Runtime:
         assert monitoring.db is not None
         try:
             store, note = open_store(monitoring.db, self.config.retention, clock=clock,
-                                     lock_timeout=monitoring.lock_timeout_ms / 1000.0)
+                                     lock_timeout=monitoring.lock_timeout_ms / 1000.0, on_error=monitoring.on_error)
         except StoreError as exc:
             if monitoring.on_error == "raise":
                 raise

@@ -254,3 +254,47 @@ def test_a_database_that_cannot_be_opened_leaves_the_model_serving(tmp_path: Pat
     assert rt.predict(cancer_data[0].to_numpy()[0]).label in (0, 1)
     assert rt.monitoring_error is not None and "m.db" in rt.monitoring_error
     rt.close()
+
+
+@pytest.mark.parametrize("content", ["csv", "other-sqlite"])
+def test_a_db_path_holding_someone_elses_file_is_never_written(tmp_path: Path, cancer_bundle: Path,
+                                                              cancer_data: Any, content: str) -> None:
+    target = tmp_path / "precious"
+    if content == "csv":
+        target.write_text("a,b\n1,2\n")
+    else:
+        connection = sqlite3.connect(target)
+        connection.execute("CREATE TABLE t (x INTEGER)")
+        connection.commit()
+        connection.close()
+    before = target.read_bytes()
+    with pytest.warns(RuntimeWarning, match="not an edge-runtime monitoring database"):
+        rt = Runtime(cancer_bundle, config=_config(target))
+    with rt:
+        assert rt.predict(cancer_data[0].to_numpy()[0]).label in (0, 1)
+    assert target.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["precious"]  # nothing moved aside, nothing added
+
+
+def test_ids_stay_unique_when_a_deleted_database_is_replaced(tmp_path: Path, cancer_bundle: Path,
+                                                            cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    db = tmp_path / "m.db"
+    ids = []
+    with Runtime(cancer_bundle, config=_config(db, flush_rows=64)) as rt:
+        for i in range(3000):
+            ids.append(rt.predict(rows[i % len(rows)]).request_id)
+            if i == 1000:
+                for suffix in ("", "-wal", "-shm"):
+                    Path(f"{db}{suffix}").unlink(missing_ok=True)
+    with Runtime(cancer_bundle, config=_config(db, flush_rows=64)) as rt:  # a restart on the fresh file
+        ids += [rt.predict(rows[i % len(rows)]).request_id for i in range(3000)]
+    from edge_runtime.monitoring.store import MonitorStore
+
+    store = MonitorStore(db, create=False)
+    logged = [d["request_id"] for d in store.decisions()]
+    windows = store.windows()
+    store.close()
+    assert len(logged) == len(set(logged))  # the fresh database continues the numbering
+    assert len(set(ids)) == len(ids)
+    assert sum(w["rows"] for w in windows) >= 3000 + 1900  # the windows after the deletion are all there

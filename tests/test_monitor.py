@@ -384,3 +384,11 @@ def test_cheap_models_keep_their_batches_inline(tmp_path: Path, cancer_bundle: P
     store = MonitorStore(tmp_path / "m.db")
     assert store.decision_count() == 1200 and store.windows()[0]["rows"] == 1200
     store.close()
+
+
+def test_a_run_of_only_bad_rows_still_counts_them(tmp_path: Path, cancer_bundle: Path) -> None:
+    with Runtime(cancer_bundle, db=tmp_path / "m.db") as rt:
+        result = rt.predict_batch([["x"] * 30] * 50, on_error="skip")
+        assert len(result.errors) == 50
+    with MonitoringDatabase(tmp_path / "m.db") as db:
+        assert db.status().quality["rejected"] == 50

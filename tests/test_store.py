@@ -238,8 +238,13 @@ def test_readers_do_not_create_a_database(tmp_path: Path) -> None:
 def test_corrupt_file_is_a_store_error(tmp_path: Path) -> None:
     path = tmp_path / "bad.db"
     path.write_bytes(b"this is not sqlite" * 100)
-    with pytest.raises(StoreCorruptError, match=r"monitoring database '.*bad.db': cannot open it: file is not a database"):
-        MonitorStore(path)
+    with pytest.raises(StoreError, match=r"'.*bad.db' is not an edge-runtime monitoring database \(not a SQLite"):
+        MonitorStore(path)  # never written to: it may be someone's file
+    assert path.read_bytes() == b"this is not sqlite" * 100
+    damaged = tmp_path / "damaged.db"
+    damaged.write_bytes(b"SQLite format 3\x00" + b"\xff" * 4080)  # a SQLite header over garbage
+    with pytest.raises(StoreCorruptError, match="cannot open it"):
+        MonitorStore(damaged)
 
 
 CHILD = textwrap.dedent("""
@@ -316,3 +321,12 @@ def test_readers_refuse_what_is_not_a_monitoring_database_and_write_nothing(tmp_
         assert result.exit_code == 1
         assert result.stderr == f"Error: '{path}' is not an edge-runtime monitoring database\n"
     assert path.read_bytes() == before and sorted(p.name for p in tmp_path.iterdir()) == ["other.db"]
+
+
+def test_a_block_larger_than_the_whole_log_keeps_its_newest_rows(tmp_path: Path) -> None:
+    store = MonitorStore(tmp_path / "m.db", RetentionPolicy(max_rows=100))
+    store.register_model("m", "1", "00")
+    store.append_decisions(_block(list(range(1, 1025)), [2e9] * 1024))
+    assert store.decision_count() == 100
+    assert [r["request_id"] for r in store.tail(100)] == list(range(925, 1025))
+    store.close()

@@ -74,6 +74,15 @@ class DecisionBlock:
     def __len__(self) -> int:
         return int(self.ids.size)
 
+    def newest(self, k: int) -> DecisionBlock:
+        """The block's last ``k`` decisions (all of them when it holds fewer)."""
+        if k >= len(self):
+            return self
+        return DecisionBlock(ids=self.ids[-k:], ts=self.ts[-k:], model_id=self.model_id,
+                             latency_us=self.latency_us[-k:],
+                             codes=None if self.codes is None else self.codes[-k:], vocabulary=self.vocabulary,
+                             scores=self.scores[-k:], hashes=self.hashes[-k:])
+
     def record(self) -> tuple[Any, ...]:
         """The block as a ``decision_blocks`` row, in insert order."""
         ids = np.asarray(self.ids, dtype="<i8")

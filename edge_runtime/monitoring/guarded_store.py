@@ -122,6 +122,9 @@ class GuardedStore:
         self._replaced = 0
         self._gate = threading.RLock()
         self._reopen_pending = False  # the file was moved aside or vanished: open a fresh one first
+        # The highest ids and window numbers handed out: a fresh database continues above them.
+        self._id_high = 0
+        self._seq_high = 0
         self._windows: deque[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = deque()
         self._events: deque[tuple[float, str, str, str, str, int | None]] = deque()
 
@@ -145,24 +148,28 @@ class GuardedStore:
     def reserve_request_ids(self, n: int) -> int | None:
         """The first of ``n`` fresh request ids, or None while the database fails."""
         first: int | None = self._attempt(lambda store: store.reserve_request_ids(n))
+        if first is not None:
+            self._id_high = max(self._id_high, first + n)
         return first
 
     def extend_request_ids(self, end: int, n: int) -> bool:
         """Extend the writer's range ending at ``end`` by ``n`` ids; False when another writer came after."""
-        return bool(self._attempt(lambda store: store.extend_request_ids(end, n), default=False))
+        extended = bool(self._attempt(lambda store: store.extend_request_ids(end, n), default=False))
+        if extended:
+            self._id_high = max(self._id_high, end + n)
+        return extended
 
     def allocate_window_seq(self) -> int | None:
         """A fresh window sequence number, or None while the database fails (one is given at save)."""
         seq: int | None = self._attempt(lambda store: store.allocate_window_seq())
+        if seq is not None:
+            self._seq_high = max(self._seq_high, seq + 1)
         return seq
 
     # --------------------------------------------------------------- writes
     def append_decisions(self, block: DecisionBlock | None, model: tuple[str, str, str],
                          features: Sequence[tuple[int, str]], snapshot: dict[str, Any] | None) -> bool:
         """Write a block of decisions (and the open-window snapshot); False when it was not written."""
-        if not self._reopen_pending and self.store.vanished():
-            self._replace("the database file vanished or was replaced", move=False)
-
         def write(store: MonitorStore) -> None:
             model_id = self.model_id(*model)
             if model_id is None:
@@ -172,9 +179,13 @@ class GuardedStore:
 
         done: bool = self._attempt(write, default=False, result=True)
         if not done and block is not None:
-            self._unlogged += len(block)
-            self._unlogged_since_failure += len(block)
+            self.count_unlogged(len(block))
         return done
+
+    def count_unlogged(self, n: int) -> None:
+        """Count decisions served but not logged (also those that got no request id)."""
+        self._unlogged += n
+        self._unlogged_since_failure += n
 
     def save_window(self, record: dict[str, Any], results: list[dict[str, Any]],
                     events: list[dict[str, Any]]) -> bool:
@@ -257,6 +268,11 @@ class GuardedStore:
         now = self._clock()
         if self._error is not None and now < self._retry_at:
             return default
+        if not self._reopen_pending and self.store.vanished():
+            # Writes to a deleted file succeed and go nowhere: start a fresh one first.
+            self._replace("the database file vanished or was replaced", move=False)
+            if self._reopen_pending:
+                return default
         try:
             if self._reopen_pending:
                 self._open_fresh()
@@ -271,7 +287,7 @@ class GuardedStore:
         except StoreError as exc:
             if self._raise:
                 raise
-            self._fail(exc, now)
+            self._fail(exc, self._clock())  # the backoff runs from the failure, not the attempt's start
             return default
         if self._error is not None:
             self._recover(now)
@@ -315,6 +331,7 @@ class GuardedStore:
         self.store = MonitorStore(old.path, old.retention, clock=old.clock, lock_timeout=old.lock_timeout)
         self._reopen_pending = False
         self._models.clear()
+        self.store.raise_counters(self._id_high, self._seq_high)
         self.writer = self.store.register_writer()
         self._events.append((self._clock(), "monitoring", "fresh", "ok",
                              f"started a fresh database {self.store.database_id}", None))
@@ -339,7 +356,8 @@ def move_aside(path: Path, keep: int) -> Path:
 
 
 def open_store(path: Path, retention: RetentionPolicy, *, clock: Callable[[], float],
-               lock_timeout: float, keep_corrupt: int | None = None) -> tuple[MonitorStore, str | None]:
+               lock_timeout: float, keep_corrupt: int | None = None,
+               on_error: str = "degrade") -> tuple[MonitorStore, str | None]:
     """Open a monitoring database for writing; a corrupted one is moved aside and a fresh one started.
 
     Returns
@@ -356,6 +374,8 @@ def open_store(path: Path, retention: RetentionPolicy, *, clock: Callable[[], fl
     try:
         return MonitorStore(path, retention, clock=clock, lock_timeout=lock_timeout), None
     except StoreCorruptError as exc:
+        if on_error == "raise":
+            raise
         moved = move_aside(path, retention.keep_corrupt if keep_corrupt is None else keep_corrupt)
         store = MonitorStore(path, retention, clock=clock, lock_timeout=lock_timeout)
         return store, (f"the database was corrupt ({exc}); moved to {moved.name}; started a fresh database "

@@ -225,6 +225,7 @@ class Monitor:
             if request_id >= self._id_limit:
                 if not self._take_ids(_ID_RANGE):  # the database fails: this row goes unmonitored
                     self._window.unlogged += 1
+                    self._db.count_unlogged(1)
                     return None
                 request_id = self._next_id
             if self._sample_rate < 1.0:  # shedding optional work: keep every 1/rate-th row
@@ -278,6 +279,7 @@ class Monitor:
             if self._next_id + n > self._id_limit and not self._take_ids(n):
                 self._wait()
                 self._window.unlogged += n  # the database fails: this batch goes unmonitored
+                self._db.count_unlogged(n)
                 return None
             first = self._next_id
             self._next_id += n
@@ -500,7 +502,8 @@ class Monitor:
         with self._lock:
             try:
                 self.flush()
-                if self._window.rows:
+                window = self._window
+                if window.rows or window.rejected or window.unlogged:  # refused rows count too
                     self._close_window(partial=True, now=self._clock())
             finally:
                 try:

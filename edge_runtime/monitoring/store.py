@@ -65,10 +65,23 @@ _LOW_WATER = 0.75  # ... by deleting down to about this share
 _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blobs and JSON
 _BLOCK_OVERHEAD = 200  # bytes a block row takes besides its arrays
 _DECISION_BYTES = 32  # bytes per decision in a block: ts 8, latency 4, prediction 4, score 4, hash 8, slack
-_DEFAULT_LOCK_TIMEOUT = 5.0  # seconds a writer waits for another's lock before StoreBusyError
+_DEFAULT_LOCK_TIMEOUT = 1.0  # seconds a writer waits for another's lock before StoreBusyError
 
 # SQLite's primary result codes (the low byte of sqlite_errorcode), for the error classes.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
+
+
+def _read_only_connection(path: Path, lock_timeout: float) -> sqlite3.Connection:
+    """A connection that cannot write; ``immutable`` where even SQLite's shared-memory file cannot
+    be made (a read-only mount, where no one writes either)."""
+    uri = path.resolve().as_uri()
+    try:
+        connection = sqlite3.connect(f"{uri}?mode=ro", uri=True, check_same_thread=False, timeout=lock_timeout,
+                                     isolation_level=None)
+        connection.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
+        return connection
+    except sqlite3.OperationalError:
+        return sqlite3.connect(f"{uri}?immutable=1", uri=True, check_same_thread=False, isolation_level=None)
 
 
 def _check_is_monitoring_database(path: Path) -> None:
@@ -92,6 +105,33 @@ def _check_is_monitoring_database(path: Path) -> None:
         raise store_error(exc, path, "open it") from exc
     if migrations.name not in sets:
         raise not_ours
+
+
+def _check_writable_target(path: Path) -> None:
+    """Refuse to write into a file that is not ours: another program's SQLite database, a CSV.
+
+    A damaged monitoring database is ours (it is moved aside and replaced); a file
+    that is not SQLite at all, or a SQLite database with tables of another program,
+    is never touched.
+    """
+    with open(path, "rb") as fh:
+        header = fh.read(16)
+    if header != b"SQLite format 3\x00":
+        raise StoreError(f"'{path}' is not an edge-runtime monitoring database (not a SQLite file); "
+                         "refusing to write to it")
+    try:
+        connection = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)
+        try:
+            tables = {row[0] for row in connection.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+            sets = ({row[0] for row in connection.execute("SELECT DISTINCT migration_set FROM _sqlite_migrations")}
+                    if "_sqlite_migrations" in tables else set())
+        finally:
+            connection.close()
+    except sqlite3.Error:
+        return  # a SQLite file that cannot be read: a damaged database, handled as corrupt when opened
+    if tables and migrations.name not in sets:
+        raise StoreError(f"'{path}' is not an edge-runtime monitoring database (it holds other tables); "
+                         "refusing to write to it")
 
 
 def corrupt_copies(path: Path) -> list[Path]:
@@ -153,6 +193,9 @@ class MonitorStore:
             raise StoreError(f"monitoring database '{self.path}' is not a file")
         if read_only:
             _check_is_monitoring_database(self.path)
+        elif self.path.exists() and self.path.stat().st_size > 0:
+            _check_writable_target(self.path)
+        self._read_only = read_only
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -164,11 +207,19 @@ class MonitorStore:
             # waits that long, then gets StoreBusyError.
             # isolation_level=None: no implicit BEGIN before a write; every transaction is
             # an explicit one (a forgotten implicit one would block the next BEGIN IMMEDIATE).
-            connection = sqlite3.connect(str(self.path), check_same_thread=False, timeout=lock_timeout,
-                                         isolation_level=None)
+            if read_only:
+                # Readers never write: not even WAL files or a checkpoint (a full disk or a
+                # read-only mount must not stop anyone from reading).
+                connection = _read_only_connection(self.path, lock_timeout)
+            else:
+                connection = sqlite3.connect(str(self.path), check_same_thread=False, timeout=lock_timeout,
+                                             isolation_level=None)
             self.db = Database(connection)
         except sqlite3.Error as exc:
             raise store_error(exc, self.path, "open it") from exc
+        if read_only:
+            self._open_for_reading()
+            return
         try:
             self.db.enable_wal()
             self.db.execute("PRAGMA synchronous=NORMAL")
@@ -189,6 +240,33 @@ class MonitorStore:
         except sqlite3.Error as exc:
             self.db.close()
             raise store_error(exc, self.path, "open it") from exc
+
+    def _open_for_reading(self) -> None:
+        try:
+            pending = migrations.pending(self.db)
+            if pending:
+                raise StoreError(f"monitoring database '{self.path}' was written by an older edge-runtime "
+                                 f"(it lacks {pending[0].name}); a Runtime opening it upgrades it")
+            self._page_size = int(self.db.execute("PRAGMA page_size").fetchone()[0])
+            self._corrupt_copies_bytes = 0
+            self._used_bound = 0.0
+            self.database_id = str(self.db.execute("SELECT database_id FROM database WHERE id = 1").fetchone()[0])
+            self._inode = os.stat(self.path).st_ino
+        except sqlite3.Error as exc:
+            self.db.close()
+            raise store_error(exc, self.path, "read it") from exc
+        except StoreError:
+            self.db.close()
+            raise
+
+    def raise_counters(self, next_request_id: int, next_window_seq: int) -> None:
+        """Make the counters hand out nothing below these (a fresh database after a replaced one
+        continues the old one's numbering, so no id is given twice)."""
+        with self._errors("raise the counters"), self._write_transaction():
+            self.db.execute("UPDATE counters SET value = MAX(value, ?) WHERE name = 'next_request_id'",
+                            [next_request_id])
+            self.db.execute("UPDATE counters SET value = MAX(value, ?) WHERE name = 'next_window_seq'",
+                            [next_window_seq])
 
     @contextlib.contextmanager
     def _write_transaction(self) -> Iterator[None]:
@@ -312,6 +390,12 @@ class MonitorStore:
         with self._errors("write decisions"):
             self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096)
             with self._write_transaction():
+                if block is not None and n > self.retention.max_rows:
+                    # One block larger than the whole log: only its newest decisions fit.
+                    block = block.newest(self.retention.max_rows)
+                    kept = set(block.ids.tolist())
+                    features = [f for f in features if f[0] in kept]
+                    n = len(block)
                 if block is not None and n:
                     # A block written again (an interrupted flush re-run) replaces itself.
                     again = self.db.execute("SELECT rows FROM decision_blocks WHERE first_id = ?",
@@ -607,6 +691,9 @@ class MonitorStore:
             return
         self._closed = True
         failure: sqlite3.Error | None = None
+        if self._read_only:
+            self.db.close()
+            return
         try:
             # PASSIVE: other writers may be busy; TRUNCATE would hold the write lock
             # until every reader moved on (and other writers' timeouts run meanwhile).
