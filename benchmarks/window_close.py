@@ -97,7 +97,9 @@ def window_close(bundle: Path, X: np.ndarray, work: Path, closes: int) -> dict[s
             for phase, ns in times.items():
                 phases[phase].append(ns)
             totals.append(sum(times.values()))
-        sizes = [len(w.get("profile") or b"") for w in monitor.store.windows(3, with_profile=True)]
+        store = monitor.store
+        assert store is not None
+        sizes = [len(w.get("profile") or b"") for w in store.windows(3, with_profile=True)]
     return {"closes": closes, "window_rows": 5000,
             "median_us": {p: float(np.median(v)) / 1e3 for p, v in phases.items()},
             "total_median_us": float(np.median(totals)) / 1e3,

@@ -430,23 +430,29 @@ class Runtime:
         # (more where pandas is installed, which sqlite-utils imports when present),
         # paid only by runtimes that monitor.
         from edge_runtime.monitoring.data_profile import load_reference
-        from edge_runtime.monitoring.guarded_store import open_store
+        from edge_runtime.monitoring.guarded_store import GuardedStore, open_store
+        from edge_runtime.monitoring.store import MonitorStore
         from edge_runtime.monitoring.monitor import Monitor
 
         monitoring = self.config.monitoring
         assert monitoring.db is not None
+        note = None
         try:
             store, note = open_store(monitoring.db, self.config.retention, clock=clock,
                                      lock_timeout=monitoring.lock_timeout_ms / 1000.0, on_error=monitoring.on_error)
+            opened: MonitorStore | GuardedStore = store
         except StoreError as exc:
             if monitoring.on_error == "raise":
                 raise
-            # Monitoring is an observer: a database that cannot be opened leaves the
-            # model serving, unmonitored, and says so once.
-            warnings.warn(f"edge-runtime: serving without monitoring: {exc}", RuntimeWarning, stacklevel=3)
+            # Monitoring is an observer: a database that cannot be opened leaves the model
+            # serving; monitoring keeps trying (with backoff) and counts what it cannot log.
+            warnings.warn(f"edge-runtime: monitoring cannot open its database yet, serving without it "
+                          f"until it can: {exc}", RuntimeWarning, stacklevel=3)
             self.monitoring_error = str(exc)
-            return NullMonitor()
-        monitor = Monitor(store, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
+            opened = GuardedStore.unopened(monitoring.db, self.config.retention, clock=clock,
+                                           lock_timeout=monitoring.lock_timeout_ms / 1000.0, error=exc,
+                                           keep_corrupt=self.config.retention.keep_corrupt)
+        monitor = Monitor(opened, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
                           info=self._primary.info, model_sha256=self._primary.sha256, config=monitoring,
                           drift=self.config.drift, clock=clock, keep_corrupt=self.config.retention.keep_corrupt)
         if note:

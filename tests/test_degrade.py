@@ -115,7 +115,7 @@ def test_a_read_only_file_system_leaves_the_model_serving(small_disk: Path, canc
     # A remount needs no file open on it (root can write through any file mode).
     subprocess.run(["mount", "-o", "remount,ro", str(small_disk)], check=True)
     try:
-        with pytest.warns(RuntimeWarning, match="serving without monitoring"):
+        with pytest.warns(RuntimeWarning, match="serving without it"):
             rt = Runtime(cancer_bundle, config=_config(db, flush_rows=64))
         with rt:
             assert [rt.predict(rows[i]).label for i in range(300)] == [rt.predict(rows[i]).label for i in range(300)]
@@ -249,7 +249,7 @@ def test_a_database_that_cannot_be_opened_leaves_the_model_serving(tmp_path: Pat
                                                                    cancer_data: Any) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("a file where a folder should be")
-    with pytest.warns(RuntimeWarning, match="serving without monitoring"):
+    with pytest.warns(RuntimeWarning, match="serving without it"):
         rt = Runtime(cancer_bundle, config=_config(blocker / "m.db"))
     assert rt.predict(cancer_data[0].to_numpy()[0]).label in (0, 1)
     assert rt.monitoring_error is not None and "m.db" in rt.monitoring_error
@@ -298,3 +298,32 @@ def test_ids_stay_unique_when_a_deleted_database_is_replaced(tmp_path: Path, can
     assert len(logged) == len(set(logged))  # the fresh database continues the numbering
     assert len(set(ids)) == len(ids)
     assert sum(w["rows"] for w in windows) >= 3000 + 1900  # the windows after the deletion are all there
+
+
+def test_a_database_locked_at_start_is_opened_later_and_monitoring_begins(tmp_path: Path, cancer_bundle: Path,
+                                                                         cancer_data: Any) -> None:
+    rows = cancer_data[0].to_numpy()
+    db = tmp_path / "m.db"
+    with Runtime(cancer_bundle, config=_config(db)) as rt:
+        rt.predict(rows[0])
+    other = sqlite3.connect(db, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")  # not even readers: the Runtime cannot open it
+    clock = FakeClock()
+    try:
+        with pytest.warns(RuntimeWarning, match="serving without it until it can"):
+            rt = Runtime(cancer_bundle, config=_config(db, flush_rows=64, lock_timeout_ms=50), clock=clock)
+        for i in range(100):
+            assert rt.predict(rows[i]).label is not None  # served, not logged
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    clock.advance(61)
+    for i in range(300):
+        rt.predict(rows[i])
+    assert rt.monitor.health().state == "ok"  # type: ignore[attr-defined]
+    assert rt.monitor.health().unlogged_decisions == 100  # type: ignore[attr-defined]
+    rt.close()
+    with MonitoringDatabase(db) as reader:
+        status = reader.status()
+    assert status.decisions == 1 + 300
+    assert any(e.name == "recovered" for e in status.events)

@@ -105,10 +105,11 @@ class GuardedStore:
     """
 
     def __init__(self, store: MonitorStore, *, on_error: str = "degrade", keep_corrupt: int = 2) -> None:
-        self.store = store
+        self.store: MonitorStore | None = store
         self._raise = on_error == "raise"
         self._keep_corrupt = keep_corrupt
         self._clock = store.clock
+        self._path, self._retention, self._lock_timeout = store.path, store.retention, store.lock_timeout
         self._models: dict[tuple[str, str, str], int] = {}
         self.writer = store.register_writer()
         self._error: StoreError | None = None
@@ -129,10 +130,33 @@ class GuardedStore:
         self._events: deque[tuple[float, str, str, str, str, int | None]] = deque()
 
     # ------------------------------------------------------------ identity
+    @classmethod
+    def unopened(cls, path: Path, retention: RetentionPolicy, *, clock: Callable[[], float], lock_timeout: float,
+                 error: StoreError, keep_corrupt: int = 2) -> GuardedStore:
+        """A guard whose database could not be opened at start (``error``): it keeps trying, with
+        backoff, and monitoring starts writing the first time the database opens."""
+        guard = cls.__new__(cls)
+        guard.store = None
+        guard._raise = False
+        guard._keep_corrupt = keep_corrupt
+        guard._clock = clock
+        guard._path, guard._retention, guard._lock_timeout = path, retention, lock_timeout
+        guard._models = {}
+        guard.writer = 0
+        guard._unlogged = guard._unlogged_since_failure = guard._lost_windows = guard._lost_events = 0
+        guard._replaced = 0
+        guard._gate = threading.RLock()
+        guard._reopen_pending = True
+        guard._id_high = guard._seq_high = 0
+        guard._windows, guard._events = deque(), deque()
+        guard._error, guard._since, guard._backoff = None, None, _FIRST_BACKOFF
+        guard._fail(error, clock())
+        return guard
+
     @property
     def database_id(self) -> str:
-        """The id of the database being written (a replacement has a new one)."""
-        return self.store.database_id
+        """The id of the database being written (a replacement has a new one); empty before one opens."""
+        return self.store.database_id if self.store is not None else ""
 
     def model_id(self, name: str, version: str, sha256: str) -> int | None:
         """The model's id in the current database (registered on first use), None while it fails."""
@@ -236,7 +260,8 @@ class GuardedStore:
         except StoreError as exc:
             failure = exc
         try:
-            self.store.close()
+            if self.store is not None:
+                self.store.close()
         except StoreError as exc:
             failure = failure or exc
         if failure is not None and self._raise:
@@ -268,7 +293,7 @@ class GuardedStore:
         now = self._clock()
         if self._error is not None and now < self._retry_at:
             return default
-        if not self._reopen_pending and self.store.vanished():
+        if not self._reopen_pending and self.store is not None and self.store.vanished():
             # Writes to a deleted file succeed and go nowhere: start a fresh one first.
             self._replace("the database file vanished or was replaced", move=False)
             if self._reopen_pending:
@@ -276,6 +301,7 @@ class GuardedStore:
         try:
             if self._reopen_pending:
                 self._open_fresh()
+            assert self.store is not None  # opened above, or this attempt raised
             value = action(self.store)
         except _Skipped:
             return default
@@ -313,12 +339,12 @@ class GuardedStore:
 
     def _replace(self, reason: str, *, move: bool) -> None:
         """Start a fresh database at the same path, after moving a corrupted one aside."""
-        old = self.store
         try:
-            old.close()
+            if self.store is not None:
+                self.store.close()
         except StoreError:
             pass  # it is being replaced: its last checkpoint does not matter
-        moved = f"; moved to {move_aside(old.path, self._keep_corrupt).name}" if move else ""
+        moved = f"; moved to {move_aside(self._path, self._keep_corrupt).name}" if move else ""
         self._reopen_pending = True
         self._replaced += 1
         self._events.append((self._clock(), "monitoring", "replaced", "warn", f"{reason}{moved}", None))
@@ -327,8 +353,7 @@ class GuardedStore:
 
     def _open_fresh(self) -> None:
         """Open the replacement database; raises StoreError (and is retried later) when it cannot."""
-        old = self.store
-        self.store = MonitorStore(old.path, old.retention, clock=old.clock, lock_timeout=old.lock_timeout)
+        self.store = MonitorStore(self._path, self._retention, clock=self._clock, lock_timeout=self._lock_timeout)
         self._reopen_pending = False
         self._models.clear()
         self.store.raise_counters(self._id_high, self._seq_high)

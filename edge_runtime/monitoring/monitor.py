@@ -126,11 +126,12 @@ class Monitor:
         Unix time; a fake one in tests.
     """
 
-    def __init__(self, store: MonitorStore, *, reference: Profile | None, inputs: InputSchema,
+    def __init__(self, store: MonitorStore | GuardedStore, *, reference: Profile | None, inputs: InputSchema,
                  outputs: OutputSchema, info: ModelInfo, model_sha256: str, config: MonitoringConfig,
                  drift: DriftPolicy, clock: Callable[[], float] = time.time, keep_corrupt: int = 2) -> None:
         # Every write goes through the guard: a failing database degrades monitoring, not serving.
-        self._db = GuardedStore(store, on_error=config.on_error, keep_corrupt=keep_corrupt)
+        self._db = (store if isinstance(store, GuardedStore)
+                    else GuardedStore(store, on_error=config.on_error, keep_corrupt=keep_corrupt))
         # One Runtime may serve many threads: every public call holds this lock (the
         # worker's jobs do not: a call waits for them first, while holding it).
         self._lock = threading.RLock()
@@ -514,8 +515,8 @@ class Monitor:
 
     # ------------------------------------------------------------ state
     @property
-    def store(self) -> MonitorStore:
-        """The database being written (a fresh one after a corrupted file was replaced)."""
+    def store(self) -> MonitorStore | None:
+        """The database being written (a fresh one after a corrupted file was replaced); None before one opens."""
         return self._db.store
 
     @property
