@@ -9,6 +9,7 @@ installed (see :mod:`edge_runtime.cli.extensions`).
 from __future__ import annotations
 
 import sys
+import warnings
 
 import click
 
@@ -27,6 +28,15 @@ __all__ = ["main"]
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
 def main(debug: bool) -> None:
     """Run classic ML models on small CPU-only devices, and watch them there."""
+    if not debug:
+        # A library warning (monitoring cannot open its database yet) is one line here,
+        # not Python's two lines with a source excerpt.
+        warnings.showwarning = _one_line_warning
+
+
+def _one_line_warning(message: Warning | str, category: type[Warning], *args: object, **kwargs: object) -> None:
+    text = str(message).removeprefix("edge-runtime: ")
+    click.echo(f"Warning: {text}", err=True)
 
 
 for _command in (inspect, predict, status, drift, log_command, bench):

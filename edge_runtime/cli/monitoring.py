@@ -50,10 +50,10 @@ def status(db: Path, recent: int, as_json: bool) -> None:
         click.echo(json.dumps(report.to_dict(), indent=2))
         return
     click.echo(f"decision log: {report.decisions} rows, database {report.database_bytes / 1e6:.2f} MB")
-    current = report.current_window
-    if current is not None:
-        click.echo(f"open window {current.seq}: {current.rows} rows, {current.rejected} rejected, "
-                   f"latency {_fmt_us(current.latency)}")
+    for current in report.open_windows:  # one per writer with a window open
+        seq = current.seq if current.seq is not None else "(not yet numbered)"
+        click.echo(f"open window {seq} of writer {current.writer}: {current.rows} rows, {current.rejected} "
+                   f"rejected, latency {_fmt_us(current.latency)}")
         budget = current.budget
         if budget:
             click.echo(f"budget: level {budget['level']}, latency {_fmt(budget['latency_ms'], ' ms')}, "

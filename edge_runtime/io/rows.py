@@ -135,7 +135,10 @@ class RowReader:
         self._rows: Iterator[dict[str, Any] | Exception]
         if fmt == "csv":
             reader = csv.reader(lines)
-            header = next(reader, None)
+            try:
+                header = next(reader, None)
+            except csv.Error as exc:  # a header cell past csv's field limit, say
+                raise InputFormatError(f"the header row cannot be read as CSV: {_brief_csv_error(exc)}") from exc
             problem = lines.decode_problem()
             lines.start_record()
             if header is None:
@@ -354,3 +357,8 @@ class PredictionWriter:
             self._csv.writerow(record)
         else:
             self._stream.write(json.dumps(record) + "\n")
+
+
+def _brief_csv_error(exc: csv.Error) -> str:
+    text = str(exc)
+    return text if len(text) <= 120 else text[:117] + "..."
