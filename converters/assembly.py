@@ -26,7 +26,7 @@ Examples
 >>> result = assemble_bundle(contents, tempfile.mkdtemp() + "/lin",
 ...                          check=lambda runtime: {"source": "none", "passed": None})
 >>> sorted(result.manifest.files), result.manifest.reference["sketches"]["outputs_from"]
-(['model.onnx', 'reference.bin'], 'reference data')
+(['model.onnx', 'multivariate.bin', 'reference.bin'], 'reference data')
 """
 
 from __future__ import annotations
@@ -39,10 +39,12 @@ from typing import Any
 
 from converters.features import to_model_feeds
 from converters.manifest import ExportResult, new_manifest
+from converters.multivariate import fit_multivariate
 from converters.package import BundleWriter
 from converters.reference import profile_features, reference_profile, target_profile
 from edge_runtime.errors import EdgeRuntimeError, ExportError
 from edge_runtime.monitoring.data_profile import PROFILE_FILE
+from edge_runtime.monitoring.multivariate import MULTIVARIATE_FILE, MULTIVARIATE_FORMAT
 from edge_runtime.monitoring.sketches import DEFAULT_K
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import MODEL_FILE, Manifest, read_manifest
@@ -148,6 +150,12 @@ def assemble_bundle(contents: BundleContents, out_dir: str | Path, *, check: Par
             writer.add_file(PROFILE_FILE, profile.to_bytes())
             reference["sketches"] = {"file": PROFILE_FILE, "format": PROFILE_FORMAT, "k": contents.sketch_k,
                                      "outputs_from": contents.outputs_from}
+            pca = fit_multivariate(contents.reference_rows, contents.input_schema)
+            if pca is not None:  # fewer than two numeric features: no multivariate signal
+                writer.add_file(MULTIVARIATE_FILE, pca.to_bytes())
+                reference["multivariate"] = {"file": MULTIVARIATE_FILE, "format": MULTIVARIATE_FORMAT,
+                                             "features": list(pca.features), "components": pca.components,
+                                             "variance_share": pca.variance_share, "explained": pca.explained}
         manifest = dataclasses.replace(manifest, parity=parity, reference=reference)
         if variants is not None:
             manifest = dataclasses.replace(manifest, variants=variants(writer, writer.write_manifest(manifest)))

@@ -154,6 +154,9 @@ class DriftPolicy:
         Effect floors on the Jensen-Shannon distance (base 2, in [0, 1]).
     psi_bins : int
         PSI bins, cut at the reference quantiles.
+    multivariate_warn, multivariate_drift : float
+        Effect floors on the window's mean PCA reconstruction error, as a relative
+        rise over the reference's mean (0.1: 10% higher).
     """
 
     alpha_warn: float = 0.05
@@ -165,6 +168,8 @@ class DriftPolicy:
     js_warn: float = 0.05
     js_drift: float = 0.1
     psi_bins: int = 10
+    multivariate_warn: float = 0.05
+    multivariate_drift: float = 0.1
 
     def __post_init__(self) -> None:
         for name in ("alpha_warn", "alpha_drift"):
@@ -172,7 +177,8 @@ class DriftPolicy:
             if not isinstance(value, (int, float)) or not 0 < value < 1:
                 raise ConfigError(f"The '{name}' parameter of DriftPolicy must be a float in (0, 1). "
                                   f"Got {value!r} instead.")
-        for warn, drift in (("ks_warn", "ks_drift"), ("psi_warn", "psi_drift"), ("js_warn", "js_drift")):
+        for warn, drift in (("ks_warn", "ks_drift"), ("psi_warn", "psi_drift"), ("js_warn", "js_drift"),
+                            ("multivariate_warn", "multivariate_drift")):
             low, high = getattr(self, warn), getattr(self, drift)
             for name, value in ((warn, low), (drift, high)):
                 if not isinstance(value, (int, float)) or value < 0:

@@ -433,6 +433,7 @@ class Runtime:
         from edge_runtime.monitoring.guarded_store import GuardedStore, open_store
         from edge_runtime.monitoring.store import MonitorStore
         from edge_runtime.monitoring.monitor import Monitor
+        from edge_runtime.monitoring.multivariate import load_multivariate
 
         monitoring = self.config.monitoring
         assert monitoring.db is not None
@@ -454,7 +455,8 @@ class Runtime:
                                            keep_corrupt=self.config.retention.keep_corrupt)
         monitor = Monitor(opened, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
                           info=self._primary.info, model_sha256=self._primary.sha256, config=monitoring,
-                          drift=self.config.drift, clock=clock, keep_corrupt=self.config.retention.keep_corrupt)
+                          drift=self.config.drift, clock=clock, keep_corrupt=self.config.retention.keep_corrupt,
+                          multivariate=load_multivariate(self.bundle))
         if note:
             monitor.add_event("monitoring", "replaced", "warn", note)
         return monitor

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,6 +101,11 @@ def drift(db: Path, as_json: bool) -> None:
         if not w.features:
             click.echo("  (no reference profile in the bundle: not assessed)")
             continue
+        if w.multivariate is not None:  # the PCA reconstruction error, when the bundle has its model
+            mv = w.multivariate
+            threshold = f"{mv.threshold:.3f}" if math.isfinite(mv.threshold) else "none"
+            click.echo(f"  multivariate: {mv.status.value} (mean reconstruction error {mv.value:.3f}, "
+                       f"threshold {threshold})")
         click.echo(f"  drift: {', '.join(by_status['drift']) or 'none'}")
         click.echo(f"  warn:  {', '.join(by_status['warn']) or 'none'}")
         click.echo(f"  ok:    {len(by_status['ok'])} features")

@@ -64,38 +64,45 @@ class Profile:
         Per-prediction latency in microseconds (live windows only).
     rows : int
         Rows profiled.
+    multivariate : NumericSketch or None
+        Per-row PCA reconstruction errors (live windows of a bundle with a
+        multivariate model; see ``monitoring/multivariate.py``).
     """
 
     def __init__(self, features: dict[str, NumericSketch | CategoricalSketch],
                  predictions: CategoricalSketch | None, scores: NumericSketch,
-                 latency: NumericSketch, rows: int = 0) -> None:
+                 latency: NumericSketch, rows: int = 0, multivariate: NumericSketch | None = None) -> None:
         self.features = features
         self.predictions = predictions
         self.scores = scores
         self.latency = latency
         self.rows = rows
+        self.multivariate = multivariate
         # (lows, highs) of the last block given to update_matrix, per feature: the
         # monitor counts out-of-range values only where these leave the training range.
         self.block_range: tuple[np.ndarray, np.ndarray] | None = None
 
     @classmethod
     def for_schema(cls, inputs: InputSchema, outputs: OutputSchema, *, k: int = DEFAULT_K,
-                   stride: int = 1) -> Profile:
-        """An empty profile shaped for a model's schemas; numeric sketches thin by ``stride``."""
+                   stride: int = 1, multivariate: bool = False) -> Profile:
+        """An empty profile shaped for a model's schemas; numeric sketches thin by ``stride``;
+        with ``multivariate``, a sketch of per-row reconstruction errors too."""
         features: dict[str, NumericSketch | CategoricalSketch] = {
             f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL else NumericSketch(k, stride)
             for f in inputs.features
         }
         predictions = CategoricalSketch() if outputs.task is Task.CLASSIFICATION else None
-        return cls(features, predictions, NumericSketch(k, stride), NumericSketch(k, stride))
+        return cls(features, predictions, NumericSketch(k, stride), NumericSketch(k, stride),
+                   multivariate=NumericSketch(k, stride) if multivariate else None)
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray, *, scores: np.ndarray | None = None,
-                      latency: np.ndarray | None = None) -> Profile:
+                      latency: np.ndarray | None = None, multivariate: np.ndarray | None = None) -> Profile:
         """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
         ``scores`` (top score or predicted value per row) and ``latency`` (µs per
-        row), when given, join the same pass. Thinning (when the sketches thin),
+        row) and ``multivariate`` (reconstruction error per row), when given,
+        join the same pass. Thinning (when the sketches thin),
         moments and ranges of every column come from one vectorized pass; each
         sketch then only takes its column. Columns holding NaN take the general
         path.
@@ -120,8 +127,9 @@ class Profile:
             assert isinstance(sketch, NumericSketch), "update_matrix takes all-numeric profiles"
             sketches.append(sketch)
         width = len(sketches)
-        extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency))
-                 if values is not None]
+        extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency),
+                                                         (self.multivariate, multivariate))
+                 if values is not None and sketch is not None]
         # One transposed float32 copy: each KLL update takes a writable contiguous row of it.
         columns = np.empty((width + len(extra), n), dtype=np.float32)
         columns[:width] = matrix.T
@@ -174,6 +182,8 @@ class Profile:
             self.predictions.merge(other.predictions)
         self.scores.merge(other.scores)
         self.latency.merge(other.latency)
+        if self.multivariate is not None and other.multivariate is not None:
+            self.multivariate.merge(other.multivariate)
         self.rows += other.rows
         return self
 
@@ -185,7 +195,8 @@ class Profile:
         parts: list[tuple[str, str, NumericSketch | CategoricalSketch | None]] = [
             ("feature", name, sketch) for name, sketch in self.features.items()
         ]
-        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency)]
+        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency),
+                  ("multivariate", "", self.multivariate)]  # readers before it ignore an unknown section
         for section, name, sketch in parts:
             if sketch is None:
                 continue
@@ -226,7 +237,9 @@ class Profile:
                 found[section] = sketch
         if "scores" not in found or "latency" not in found:
             raise BundleFormatError("profile lacks its scores or latency sketch")
-        return cls(features, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]))
+        multivariate = found.get("multivariate")
+        return cls(features, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]),
+                   multivariate=multivariate if isinstance(multivariate, NumericSketch) else None)
 
     def __repr__(self) -> str:
         return f"Profile(rows={self.rows}, features={len(self.features)})"

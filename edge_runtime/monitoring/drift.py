@@ -52,6 +52,7 @@ import numpy as np
 
 from edge_runtime.config import DriftPolicy
 from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.monitoring.multivariate import ReconstructionModel, reconstruction_metrics
 from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
 
 __all__ = [
@@ -316,6 +317,7 @@ class WindowDrift:
 
     features: dict[str, FeatureDrift]
     prediction: FeatureDrift | None
+    multivariate: FeatureDrift | None = None  # the PCA reconstruction error, when the bundle has its model
 
     @property
     def drifted(self) -> list[str]:
@@ -336,7 +338,8 @@ class WindowDrift:
     def summary(self) -> dict[str, Any]:
         """Window-level counts and the worst features."""
         return {"features": len(self.features), "drifted": self.drifted, "warned": self.warned,
-                "worst": self.worst(), "prediction": self.prediction.status.value if self.prediction else None}
+                "worst": self.worst(), "prediction": self.prediction.status.value if self.prediction else None,
+                "multivariate": self.multivariate.status.value if self.multivariate else None}
 
 
 def _finite(value: float) -> float | None:
@@ -483,7 +486,8 @@ def _verdict(name: str, kind: str, metrics: dict[str, dict[str, float]], rows: i
                         reference_rows=reference_rows, metrics=metrics)
 
 
-def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> WindowDrift:
+def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
+                  multivariate: ReconstructionModel | None = None) -> WindowDrift:
     """Compare a live window with the reference, feature by feature and for the predictions.
 
     Parameters
@@ -493,6 +497,8 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
     live : Profile
         One closed window.
     policy : DriftPolicy
+    multivariate : ReconstructionModel, optional
+        The bundle's PCA: judges the window's reconstruction errors (one more test).
 
     Returns
     -------
@@ -502,6 +508,8 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
     # Two decisive metrics per numeric feature, one per categorical feature and for predictions.
     tests = sum(2 if isinstance(live.features[n], NumericSketch) else 1 for n in names)
     tests += 1 if (reference.predictions is not None and live.predictions is not None) else 2
+    pca = multivariate if live.multivariate is not None else None
+    tests += 1 if pca is not None else 0
     a_warn, a_drift = policy.alpha_warn / tests, policy.alpha_drift / tests
     # Every numeric comparison in one vectorized pass, the window's scores included.
     pairs = [(reference.features[n], live.features[n]) for n in names]
@@ -531,4 +539,9 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy) -> Win
         metrics = _numeric_metrics(reference.scores, live.scores, policy, a_warn, a_drift, float(ks_values[-1]),
                                    float(psi_values[-1]))
         prediction = _verdict("prediction", "prediction", metrics, live.scores.count, reference.scores.count)
-    return WindowDrift(features=results, prediction=prediction)
+    joint = None
+    if pca is not None and live.multivariate is not None:
+        joint = _verdict("multivariate", "multivariate",
+                         reconstruction_metrics(pca, live.multivariate, policy, a_warn, a_drift),
+                         live.multivariate.count, pca.reference.rows)
+    return WindowDrift(features=results, prediction=prediction, multivariate=joint)

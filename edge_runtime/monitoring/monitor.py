@@ -66,6 +66,7 @@ from edge_runtime.monitoring.drift import WindowDrift, assess_window
 from edge_runtime.monitoring.guarded_store import GuardedStore, MonitorHealth
 from edge_runtime.monitoring.input_hash import hash_matrix, hash_values
 from edge_runtime.monitoring.label_codes import LabelCodes
+from edge_runtime.monitoring.multivariate import ReconstructionModel
 from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.monitoring.windows import (
     OpenWindow,
@@ -124,11 +125,14 @@ class Monitor:
     drift : DriftPolicy
     clock : callable
         Unix time; a fake one in tests.
+    multivariate : ReconstructionModel, optional
+        The bundle's PCA: each window then also sketches per-row reconstruction errors.
     """
 
     def __init__(self, store: MonitorStore | GuardedStore, *, reference: Profile | None, inputs: InputSchema,
                  outputs: OutputSchema, info: ModelInfo, model_sha256: str, config: MonitoringConfig,
-                 drift: DriftPolicy, clock: Callable[[], float] = time.time, keep_corrupt: int = 2) -> None:
+                 drift: DriftPolicy, clock: Callable[[], float] = time.time, keep_corrupt: int = 2,
+                 multivariate: ReconstructionModel | None = None) -> None:
         # Every write goes through the guard: a failing database degrades monitoring, not serving.
         self._db = (store if isinstance(store, GuardedStore)
                     else GuardedStore(store, on_error=config.on_error, keep_corrupt=keep_corrupt))
@@ -136,6 +140,7 @@ class Monitor:
         # worker's jobs do not: a call waits for them first, while holding it).
         self._lock = threading.RLock()
         self.reference = reference
+        self.multivariate = multivariate
         self.inputs = inputs
         self.outputs = outputs
         self.info = info
@@ -555,8 +560,8 @@ class Monitor:
 
     def _open_window(self, seq: int | None = None) -> OpenWindow:
         profile = Profile.for_schema(self.inputs, self.outputs, k=self.config.sketch_k,
-                                     stride=window_stride(self.config))
-        return OpenWindow(seq, profile, len(self.inputs.features))
+                                     stride=window_stride(self.config), multivariate=self.multivariate is not None)
+        return OpenWindow(seq, profile, len(self.inputs.features), self.multivariate)
 
     def _profile(self, block: _Block, a: int, b: int) -> None:
         window = self._window
@@ -583,7 +588,8 @@ class Monitor:
 
     def _close_window(self, *, partial: bool, now: float) -> None:
         window = self._window
-        drift = assess_window(self.reference, window.profile, self.policy) if self.reference else None
+        drift = (assess_window(self.reference, window.profile, self.policy, multivariate=self.multivariate)
+                 if self.reference else None)
         self.last_drift = drift
         results, events = verdict_rows(drift, now)
         record = {

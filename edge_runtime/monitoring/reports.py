@@ -127,12 +127,13 @@ class DriftSummary:
     warned: tuple[str, ...] = ()
     worst: tuple[str, ...] = ()
     prediction: str | None = None
+    multivariate: str | None = None  # None when the bundle has no multivariate model
 
     def to_dict(self) -> dict[str, Any]:
         if not self.assessed:
             return {"reference": False}
         return {"features": self.features, "drifted": list(self.drifted), "warned": list(self.warned),
-                "worst": list(self.worst), "prediction": self.prediction}
+                "worst": list(self.worst), "prediction": self.prediction, "multivariate": self.multivariate}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any] | None) -> DriftSummary:
@@ -140,7 +141,7 @@ class DriftSummary:
             return cls(assessed=False)
         return cls(features=int(data.get("features", 0)), drifted=tuple(data.get("drifted", ())),
                    warned=tuple(data.get("warned", ())), worst=tuple(data.get("worst", ())),
-                   prediction=data.get("prediction"))
+                   prediction=data.get("prediction"), multivariate=data.get("multivariate"))
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -197,6 +198,7 @@ class WindowReport:
     summary: DriftSummary
     features: Mapping[str, FeatureDrift]
     prediction: FeatureDrift | None
+    multivariate: FeatureDrift | None = None  # PCA reconstruction error; None when the bundle has no model
 
     def to_dict(self) -> dict[str, Any]:
         return {"index": self.index, "writer": self.writer, "rows": self.rows, "partial": self.partial,
@@ -204,7 +206,8 @@ class WindowReport:
                 "closed_at": self.closed_at, "model": self.model, "version": self.version,
                 "model_sha256": self.model_sha256, "summary": self.summary.to_dict(),
                 "features": {name: verdict.to_dict() for name, verdict in self.features.items()},
-                "prediction": self.prediction.to_dict() if self.prediction is not None else None}
+                "prediction": self.prediction.to_dict() if self.prediction is not None else None,
+                "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None}
 
 
 @dataclass(frozen=True, slots=True)
@@ -339,7 +342,7 @@ class MonitoringDatabase:
             raise StoreCorruptError(f"monitoring database '{self.path}' is corrupt: {detail}")
 
     def drift(self) -> DriftReport:
-        """Every closed window with the verdict of each feature and of the predictions.
+        """Every closed window with the verdict of each feature, of the predictions and of the multivariate signal.
 
         Raises
         ------
@@ -353,13 +356,15 @@ class MonitoringDatabase:
         windows = []
         for row in self._store.windows():
             features: dict[str, FeatureDrift] = {}
-            prediction = None
+            prediction = multivariate = None
             for result in by_window.get(row["seq"], []):
                 if not result["details"]:
                     continue
                 verdict = FeatureDrift.from_dict(result["name"], result["kind"], result["details"])
                 if result["kind"] == "prediction":
                     prediction = verdict
+                elif result["kind"] == "multivariate":
+                    multivariate = verdict
                 else:
                     features[result["name"]] = verdict
             windows.append(WindowReport(
@@ -367,7 +372,7 @@ class MonitoringDatabase:
                 opened_at=row["opened_at"],
                 closed_at=row["closed_at"], model=row["model"], version=row["version"],
                 model_sha256=row["model_sha256"], summary=DriftSummary.from_dict(row["summary"]),
-                features=features, prediction=prediction))
+                features=features, prediction=prediction, multivariate=multivariate))
         return DriftReport(tuple(windows))
 
     def status(self, recent: int = 5) -> StatusReport:

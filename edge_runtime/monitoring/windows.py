@@ -28,6 +28,7 @@ import numpy as np
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
+from edge_runtime.monitoring.multivariate import ReconstructionModel
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
@@ -62,10 +63,12 @@ class TrainingBounds:
 class OpenWindow:
     """The open window: its profile, counters and time span."""
 
-    def __init__(self, seq: int | None, profile: Profile, width: int) -> None:
+    def __init__(self, seq: int | None, profile: Profile, width: int,
+                 multivariate: ReconstructionModel | None = None) -> None:
         self.seq = seq  # None when the database could not number it: numbered when saved
         self.unlogged = 0  # decisions of this window that could not be written to the log
         self.profile = profile
+        self.multivariate = multivariate if profile.multivariate is not None else None  # its errors go there
         self.rows = 0
         self.opened_at: float | None = None
         self.out_of_range = np.zeros(width, dtype=np.int64)
@@ -81,7 +84,8 @@ class OpenWindow:
 
     def add_matrix(self, rows: np.ndarray, top: np.ndarray, latency: np.ndarray, bounds: TrainingBounds) -> None:
         """Sketch a block of float32 rows (tensor layout) and count the values outside the training range."""
-        self.profile.update_matrix(rows, scores=top, latency=latency)
+        errors = self.multivariate.errors(rows) if self.multivariate is not None else None
+        self.profile.update_matrix(rows, scores=top, latency=latency, multivariate=errors)
         # A block inside the training range has nothing to count; otherwise
         # count the offending columns only.
         assert self.profile.block_range is not None
@@ -106,6 +110,8 @@ class OpenWindow:
                 self.unseen[i] += sum(1 for v in column if v not in known)
                 prepared.append(column)
         self.profile.update_columns(prepared)
+        if self.multivariate is not None and self.profile.multivariate is not None and rows:
+            self.profile.multivariate.update(self.multivariate.value_errors(prepared))
         self.profile.scores.update(top)
         self.profile.update_latency(latency)
         self.rows += len(rows)
@@ -169,7 +175,8 @@ def verdict_rows(drift: WindowDrift | None, now: float) -> tuple[list[dict[str, 
     events: list[dict[str, Any]] = []
     if drift is None:
         return results, events
-    for verdict in [*drift.features.values(), *([drift.prediction] if drift.prediction else [])]:
+    for verdict in [*drift.features.values(), *([drift.prediction] if drift.prediction else []),
+                    *([drift.multivariate] if drift.multivariate else [])]:
         results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
                         "metric": verdict.metric, "value": verdict.value, "threshold": _finite(verdict.threshold),
                         "warn_threshold": _finite(verdict.warn_threshold), "verdict": verdict})
