@@ -44,6 +44,7 @@ __all__ = ["FOLDS", "VARIANCE_SHARE", "fit_multivariate", "numeric_matrix"]
 
 VARIANCE_SHARE = 0.65
 FOLDS = 5
+CAP_QUANTILE = 0.999
 _CHUNK = 65_536  # rows standardized at a time, so a large reference is not copied whole in float64
 
 
@@ -71,7 +72,7 @@ def _axes(covariance: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def fit_multivariate(X: Any, schema: InputSchema, *, variance_share: float = VARIANCE_SHARE,
-                     folds: int = FOLDS) -> ReconstructionModel | None:
+                     folds: int = FOLDS, cap_quantile: float = CAP_QUANTILE) -> ReconstructionModel | None:
     """Fit the PCA of the reference's standardized numeric features and summarise its errors.
 
     Parameters
@@ -130,10 +131,12 @@ def fit_multivariate(X: Any, schema: InputSchema, *, variance_share: float = VAR
             rows = fold_of[a:a + _CHUNK] == f
             residual = z[rows] @ fold_axes[f][components:].T
             errors[a:a + _CHUNK][rows] = np.sqrt(np.einsum("ij,ij->i", residual, residual))
+    cap = float(np.quantile(errors, cap_quantile))
+    errors = np.minimum(errors, cap)
     sd = float(errors.std())
     skewness = float(((errors - errors.mean()) ** 3).mean() / sd ** 3) if sd > 0 else 0.0
     return ReconstructionModel(
         features=tuple(schema.features[i].name for i in columns), columns=columns, mean=mean, scale=scale,
         axes=axes, components=components, variance_share=float(variance_share),
         explained=float(shares[components - 1]),
-        reference=ReferenceErrors(rows=n, mean=float(errors.mean()), std=sd, skewness=skewness))
+        reference=ReferenceErrors(rows=n, mean=float(errors.mean()), std=sd, skewness=skewness, cap=cap))

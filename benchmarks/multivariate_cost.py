@@ -1,0 +1,81 @@
+"""The per-row cost of the multivariate drift signal, on 30 numeric features at 512-row blocks.
+
+Breast-cancer (30 numeric features, as scikit-learn ships it): the PCA is
+fitted by ``converters.multivariate.fit_multivariate`` as export does.
+
+(a) **Errors**: ``ReconstructionModel.errors`` on a float32 block of 512 rows
+    (one float32 subtraction, one product with the discarded axes, a row-wise
+    sum of squares).
+(b) **Sketching**: ``Profile.update_matrix`` of the same block with and
+    without the errors as an extra column, at stride 1 and at stride 8 (the
+    default ``sketch_stride``); the difference is what the extra column costs.
+
+Each is the median of ``--repeats`` timings with ``time.perf_counter_ns``, in µs per row.
+
+Run: ``python benchmarks/multivariate_cost.py [--repeats 2000] [--json]``
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from sklearn.datasets import load_breast_cancer
+
+from converters.multivariate import fit_multivariate
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
+
+BLOCK = 512
+
+
+def _median_us_per_row(work: Callable[[], Any], repeats: int) -> float:
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter_ns()
+        work()
+        times.append(time.perf_counter_ns() - start)
+    return float(np.median(times)) / 1e3 / BLOCK
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=2000)
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    X = load_breast_cancer().data
+    schema = InputSchema(features=tuple(FeatureSpec(name=f"f{i}") for i in range(X.shape[1])))
+    model = fit_multivariate(X, schema)
+    assert model is not None
+    rng = np.random.default_rng(0)
+    block = X[rng.integers(0, len(X), BLOCK)].astype(np.float32)
+    top, latency = rng.random(BLOCK).astype(np.float32), np.full(BLOCK, 5.0)
+    outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+    errors = model.errors(block)
+    results: dict[str, Any] = {"features": X.shape[1], "components": model.components, "block": BLOCK,
+                               "errors_us_per_row": _median_us_per_row(lambda: model.errors(block), args.repeats)}
+    for stride in (1, 8):
+        plain = Profile.for_schema(schema, outputs, stride=stride)
+        joint = Profile.for_schema(schema, outputs, stride=stride, multivariate=True)
+        base = _median_us_per_row(lambda: plain.update_matrix(block.copy(), scores=top, latency=latency),
+                                  args.repeats)
+        extra = _median_us_per_row(lambda: joint.update_matrix(block.copy(), scores=top, latency=latency,
+                                                               multivariate=errors), args.repeats)
+        results[f"sketch_stride{stride}_us_per_row"] = {"without": base, "with": extra, "added": extra - base}
+    if args.json:
+        print(json.dumps(results, indent=2))
+        return
+    print(f"{results['features']} features, {results['components']} components kept, blocks of {BLOCK} rows")
+    print(f"errors():                 {results['errors_us_per_row']:.4f} µs/row")
+    for stride in (1, 8):
+        entry = results[f"sketch_stride{stride}_us_per_row"]
+        print(f"update_matrix stride {stride}:   {entry['without']:.4f} -> {entry['with']:.4f} µs/row "
+              f"(+{entry['added']:.4f})")
+
+
+if __name__ == "__main__":
+    main()
