@@ -100,6 +100,7 @@ def test_inspect_text_and_json(runner: CliRunner, cancer_bundle: Path) -> None:
     verification = payload["verification"]
     assert verification["ok"] is True and verification["protected"] is True and verification["digest"]["ok"]
     assert verification["files"] == [{"name": "model.onnx", "ok": True, "reason": "ok"},
+                                     {"name": "multivariate.bin", "ok": True, "reason": "ok"},
                                      {"name": "reference.bin", "ok": True, "reason": "ok"}]
     assert {c["field"] for c in verification["graph"]} >= {"input_schema.features", "output_schema.classes"}
     assert payload["manifest"]["name"] == "cancer"

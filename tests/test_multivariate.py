@@ -11,12 +11,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from click.testing import CliRunner
 from sklearn.linear_model import LogisticRegression
 
 from converters import export
 from converters.multivariate import fit_multivariate
 from converters.package import BundleWriter
 from edge_runtime import MonitoringDatabase, Runtime, RuntimeConfig
+from edge_runtime.cli import main
 from edge_runtime.config import DriftPolicy, MonitoringConfig
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.monitoring.data_profile import Profile
@@ -203,6 +205,10 @@ def test_golden_a_flipped_correlation_fires_only_the_multivariate_signal(correla
     payload = report.to_dict()["windows"][-1]
     assert payload["multivariate"]["status"] == "drift" and payload["summary"]["multivariate"] == "drift"
     json.dumps(report.to_dict(), allow_nan=False)
+    text = CliRunner().invoke(main, ["drift", "--db", str(db)]).stdout.splitlines()
+    lines = [line for line in text if line.startswith("  multivariate: ")]
+    assert len(lines) == 6 and lines[0].startswith("  multivariate: ok (mean reconstruction error 0.")
+    assert lines[-1].startswith("  multivariate: drift (")
 
 
 def test_without_a_model_the_window_has_no_multivariate_verdict(tmp_path: Path) -> None:
