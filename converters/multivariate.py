@@ -60,7 +60,7 @@ def numeric_matrix(X: Any, schema: InputSchema) -> tuple[tuple[int, ...], np.nda
 
 
 def _standardized(matrix: np.ndarray, mean: np.ndarray, scale: np.ndarray, a: int, b: int) -> np.ndarray:
-    z = (matrix[a:b].astype(np.float64) - mean) / scale
+    z: np.ndarray = (matrix[a:b].astype(np.float64) - mean) / scale
     z[~np.isfinite(z)] = 0.0  # missing: imputed with the mean
     return z
 

@@ -156,7 +156,7 @@ class DriftPolicy:
         PSI bins, cut at the reference quantiles.
     multivariate_warn, multivariate_drift : float
         Effect floors on the window's mean PCA reconstruction error, as a relative
-        rise over the reference's mean (0.1: 10% higher).
+        rise over the reference's mean (0.05: 5% higher).
     """
 
     alpha_warn: float = 0.05
@@ -168,8 +168,8 @@ class DriftPolicy:
     js_warn: float = 0.05
     js_drift: float = 0.1
     psi_bins: int = 10
-    multivariate_warn: float = 0.05
-    multivariate_drift: float = 0.1
+    multivariate_warn: float = 0.03
+    multivariate_drift: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("alpha_warn", "alpha_drift"):

@@ -153,7 +153,8 @@ class ReconstructionModel:
             fixed[holes] = np.broadcast_to(self._shift, fixed.shape)[holes]
             again = (fixed - self._shift) @ self._project
             errors[bad] = np.sqrt(np.einsum("ij,ij->i", again, again))
-        return np.minimum(errors, self._cap, out=errors)
+        np.minimum(errors, self._cap, out=errors)
+        return errors
 
     # ----------------------------------------------------------------- bytes
     def to_bytes(self) -> bytes:
