@@ -51,7 +51,7 @@ def test_manifest_records_schema_checksums_versions_parity_and_reference(cancer_
     raw = json.loads((cancer_bundle / "manifest.json").read_text())
     assert raw["format_version"] == FORMAT_VERSION
     assert raw["name"] == "cancer" and raw["version"] == "1.0"
-    assert set(raw["files"]) == {"model.onnx", "reference.bin"}
+    assert set(raw["files"]) == {"model.onnx", "reference.bin", "multivariate.bin"}
     assert len(raw["files"]["model.onnx"]["sha256"]) == 64
     features = raw["input_schema"]["features"]
     assert len(features) == 30 and features[0]["name"] == "mean radius"
@@ -68,6 +68,8 @@ def test_manifest_records_schema_checksums_versions_parity_and_reference(cancer_
     assert raw["reference"]["target"]["classes"] == {"0": 212, "1": 357}
     assert raw["reference"]["sketches"]["file"] == "reference.bin"
     assert raw["reference"]["sketches"]["outputs_from"] == "training data"
+    assert raw["reference"]["multivariate"]["file"] == "multivariate.bin"
+    assert len(raw["reference"]["multivariate"]["features"]) == 30
     assert b"pickle" not in (cancer_bundle / "manifest.json").read_bytes()
 
 
@@ -430,7 +432,8 @@ def test_a_published_bundle_is_readable_by_every_user_whatever_the_umask(tmp_pat
         os.umask(previous)
     assert stat.S_IMODE(path.stat().st_mode) == 0o755
     assert {p.name: stat.S_IMODE(p.stat().st_mode) for p in path.iterdir()} == {
-        "manifest.json": 0o644, "manifest.sha256": 0o644, "model.onnx": 0o644, "reference.bin": 0o644}
+        "manifest.json": 0o644, "manifest.sha256": 0o644, "model.onnx": 0o644, "reference.bin": 0o644,
+        "multivariate.bin": 0o644}
 
 
 def test_non_finite_statistics_are_written_as_null(tmp_path: Path) -> None:

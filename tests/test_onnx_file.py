@@ -68,7 +68,7 @@ def test_schema_file_and_reference_data(softmax_onnx: Path, tmp_path: Path) -> N
     result = bundle_onnx(softmax_onnx, schema_file, name="p", version="1", out_dir=tmp_path / "p",
                          reference_data=reference)
     assert result.manifest.reference["rows"] == 100
-    assert set(result.manifest.files) == {"model.onnx", "reference.bin"}
+    assert set(result.manifest.files) == {"model.onnx", "reference.bin", "multivariate.bin"}
     assert result.manifest.input_schema.features[0].minimum == pytest.approx(reference[:, 0].min())
 
 
