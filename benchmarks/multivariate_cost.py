@@ -69,7 +69,7 @@ def end_to_end(passes: int) -> dict[str, float]:
     load = multivariate.load_multivariate
     for key in ("with", "without"):
         if key == "without":  # the same bundle, its multivariate model withheld from the monitor
-            multivariate.load_multivariate = lambda bundle: None  # type: ignore[assignment]
+            multivariate.load_multivariate = lambda bundle: None
         try:
             runtimes[key] = Runtime(bundle, config=RuntimeConfig(monitoring=MonitoringConfig(
                 db=work / f"{key}.db", window_rows=100_000, background=False)))

@@ -115,6 +115,18 @@ def test_errors_are_the_residual_norm_of_the_standardized_rows() -> None:
     assert np.allclose(model.value_errors([rows[:, j] for j in range(6)]), model.errors(rows))
 
 
+def test_large_blocks_are_cut_below_the_size_openblas_would_thread() -> None:
+    """A threaded product leaves OpenBLAS's workers spinning (µs of CPU per served row): blocks are cut."""
+    model = fit_multivariate(correlated(np.random.default_rng(7), 3000, 0.8, others=28), schema_of(30))
+    assert model is not None
+    d, rest = 30, 30 - model.components
+    chunk = model._chunk
+    assert chunk * d * rest < 65536 * 4 <= (chunk + 1) * d * rest and chunk < 1000
+    block = correlated(np.random.default_rng(8), 1000, 0.8, others=28).astype(np.float32)
+    one_by_one = np.concatenate([model.errors(block[i:i + 1]) for i in range(1000)])
+    assert np.allclose(model.errors(block), one_by_one, rtol=1e-5, atol=1e-6)
+
+
 # ------------------------------------------------------------ the file
 def test_file_round_trip() -> None:
     model = fit_multivariate(correlated(np.random.default_rng(5), 1000, 0.8), schema_of(4))

@@ -58,6 +58,11 @@ _MAGIC = b"ERMV"
 _VERSION = 1
 _HEAD = struct.Struct("<4sBI")  # magic, version, header length; then the JSON header and float64 arrays
 _NORMAL = NormalDist()
+# OpenBLAS runs a float32 product on one thread while rows * inner * outer stays under
+# 65536 * 4 (its SMP_THRESHOLD_MIN times GEMM_MULTITHREAD_THRESHOLD). A threaded call wakes its
+# worker threads, which then spin for a while: measured +2 to +6 µs of process CPU per served
+# row (against ~1.4 µs for the model and all of monitoring), so blocks are cut below it.
+_SINGLE_THREAD_PRODUCT = 65536 * 4
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -96,7 +101,8 @@ class ReconstructionModel:
     """
 
     __slots__ = ("features", "columns", "mean", "scale", "axes", "components", "variance_share", "explained",
-                 "reference", "_shift", "_project", "_bias", "_centre_first", "_all_columns", "_cap")
+                 "reference", "_shift", "_project", "_bias", "_centre_first", "_all_columns", "_cap",
+                 "_chunk")
 
     def __init__(self, *, features: tuple[str, ...], columns: tuple[int, ...], mean: np.ndarray, scale: np.ndarray,
                  axes: np.ndarray, components: int, variance_share: float, explained: float,
@@ -121,6 +127,7 @@ class ReconstructionModel:
         self._centre_first = bool((np.abs(mean) > 1e3 * scale).any())
         self._all_columns = columns == tuple(range(d))
         self._cap = np.float32(min(reference.cap, float(np.finfo(np.float32).max)))
+        self._chunk = max(1, (_SINGLE_THREAD_PRODUCT - 1) // (d * (d - components)))
 
     def errors(self, matrix: np.ndarray) -> np.ndarray:
         """Per-row reconstruction errors (float32) of a float32 block, columns in schema order.
@@ -139,12 +146,11 @@ class ReconstructionModel:
 
     def _own_errors(self, rows: np.ndarray) -> np.ndarray:
         """Errors of a block holding this model's columns only."""
-        if self._centre_first:
-            residual = (rows - self._shift) @ self._project
-        else:
-            residual = rows @ self._project
-            residual -= self._bias
-        errors: np.ndarray = np.einsum("ij,ij->i", residual, residual)
+        n, chunk = rows.shape[0], self._chunk
+        if n <= chunk:
+            errors = self._squared(rows)
+        else:  # each product under the single-thread size
+            errors = np.concatenate([self._squared(rows[a:a + chunk]) for a in range(0, n, chunk)])
         np.sqrt(errors, out=errors)
         if not math.isfinite(float(errors.sum())):  # one sum, not a mask, on the clean path
             bad = np.flatnonzero(~np.isfinite(errors))
@@ -155,6 +161,15 @@ class ReconstructionModel:
             errors[bad] = np.sqrt(np.einsum("ij,ij->i", again, again))
         np.minimum(errors, self._cap, out=errors)
         return errors
+
+    def _squared(self, rows: np.ndarray) -> np.ndarray:
+        if self._centre_first:
+            residual = (rows - self._shift) @ self._project
+        else:
+            residual = rows @ self._project
+            residual -= self._bias
+        squared: np.ndarray = np.einsum("ij,ij->i", residual, residual)
+        return squared
 
     # ----------------------------------------------------------------- bytes
     def to_bytes(self) -> bytes:
