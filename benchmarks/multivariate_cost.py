@@ -6,9 +6,8 @@ fitted by ``converters.multivariate.fit_multivariate`` as export does.
 (a) **Errors**: ``ReconstructionModel.errors`` on a float32 block of 512 rows
     (one float32 subtraction, one product with the discarded axes, a row-wise
     sum of squares).
-(b) **Sketching**: ``Profile.update_matrix`` of the same block with and
-    without the errors as an extra column, at stride 1 and at stride 8 (the
-    default ``sketch_stride``); the difference is what the extra column costs.
+(b) **Window moments**: ``add_errors``, the errors' count, mean, variance and
+    range folded into the window's ``multivariate`` sketch.
 
 (c) **End to end**: ``time.process_time`` around ``predict_batch`` of 512-row
     batches of a scaled logistic regression exported with ``converters.export``,
@@ -101,29 +100,22 @@ def main() -> None:
     assert model is not None
     rng = np.random.default_rng(0)
     block = X[rng.integers(0, len(X), BLOCK)].astype(np.float32)
-    top, latency = rng.random(BLOCK).astype(np.float32), np.full(BLOCK, 5.0)
     outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
     errors = model.errors(block)
     results: dict[str, Any] = {"features": X.shape[1], "components": model.components, "block": BLOCK,
                                "errors_us_per_row": _median_us_per_row(lambda: model.errors(block), args.repeats)}
-    for stride in (1, 8):
-        plain = Profile.for_schema(schema, outputs, stride=stride)
-        joint = Profile.for_schema(schema, outputs, stride=stride, multivariate=True)
-        base = _median_us_per_row(lambda: plain.update_matrix(block.copy(), scores=top, latency=latency),
-                                  args.repeats)
-        extra = _median_us_per_row(lambda: joint.update_matrix(block.copy(), scores=top, latency=latency,
-                                                               multivariate=errors), args.repeats)
-        results[f"sketch_stride{stride}_us_per_row"] = {"without": base, "with": extra, "added": extra - base}
+    profile = Profile.for_schema(schema, outputs, multivariate=True)
+    assert profile.multivariate is not None
+    window = profile.multivariate
+    results["add_errors_us_per_row"] = _median_us_per_row(lambda: multivariate.add_errors(window, errors),
+                                                          args.repeats)
     results["end_to_end_cpu_us_per_row"] = end_to_end(args.passes)
     if args.json:
         print(json.dumps(results, indent=2))
         return
     print(f"{results['features']} features, {results['components']} components kept, blocks of {BLOCK} rows")
     print(f"errors():                 {results['errors_us_per_row']:.4f} µs/row")
-    for stride in (1, 8):
-        entry = results[f"sketch_stride{stride}_us_per_row"]
-        print(f"update_matrix stride {stride}:   {entry['without']:.4f} -> {entry['with']:.4f} µs/row "
-              f"(+{entry['added']:.4f})")
+    print(f"add_errors():             {results['add_errors_us_per_row']:.4f} µs/row")
     entry = results["end_to_end_cpu_us_per_row"]
     print(f"monitored predict_batch CPU: {entry['without']:.3f} -> {entry['with']:.3f} µs/row "
           f"(+{entry['added']:.3f}; model and monitoring together)")

@@ -26,6 +26,7 @@ from edge_runtime.monitoring.drift import DriftStatus, assess_window
 from edge_runtime.monitoring.multivariate import (
     MULTIVARIATE_FILE,
     ReconstructionModel,
+    add_errors,
     critical_error,
     load_multivariate,
     reconstruction_metrics,
@@ -243,7 +244,9 @@ def test_the_live_profile_keeps_errors_as_a_section_of_its_own() -> None:
     outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
     profile = Profile.for_schema(inputs, outputs, stride=4, multivariate=True)
     block = np.random.default_rng(13).normal(size=(1000, 2)).astype(np.float32)
-    profile.update_matrix(block, scores=block[:, 0], multivariate=np.abs(block[:, 1]))
+    profile.update_matrix(block, scores=block[:, 0])
+    assert profile.multivariate is not None
+    add_errors(profile.multivariate, np.abs(block[:, 1]))
     again = Profile.from_bytes(profile.to_bytes())
     assert again.multivariate is not None and again.multivariate.count == 1000
     assert again.multivariate.mean == pytest.approx(float(np.abs(block[:, 1]).mean()), rel=1e-6)
@@ -305,7 +308,9 @@ def test_stationary_windows_through_assess_window_raise_no_alarm() -> None:
     for _ in range(300):
         block = _skewed(rng, 100).astype(np.float32)
         live = Profile.for_schema(inputs, outputs, multivariate=True)
-        live.update_matrix(block, scores=block[:, 0].copy(), multivariate=model.errors(block))
+        live.update_matrix(block, scores=block[:, 0].copy())
+        assert live.multivariate is not None
+        add_errors(live.multivariate, model.errors(block))
         verdict = assess_window(ref_profile, live, DriftPolicy(), multivariate=model).multivariate
         assert verdict is not None and verdict.rows == 100
         statuses.append(verdict.status)

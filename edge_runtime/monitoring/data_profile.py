@@ -65,8 +65,9 @@ class Profile:
     rows : int
         Rows profiled.
     multivariate : NumericSketch or None
-        Per-row PCA reconstruction errors (live windows of a bundle with a
-        multivariate model; see ``monitoring/multivariate.py``).
+        Count, mean and variance of the per-row PCA reconstruction errors (live
+        windows of a bundle with a multivariate model; its quantile sketch stays
+        empty: see ``monitoring/multivariate.py``).
     """
 
     def __init__(self, features: dict[str, NumericSketch | CategoricalSketch],
@@ -86,7 +87,7 @@ class Profile:
     def for_schema(cls, inputs: InputSchema, outputs: OutputSchema, *, k: int = DEFAULT_K,
                    stride: int = 1, multivariate: bool = False) -> Profile:
         """An empty profile shaped for a model's schemas; numeric sketches thin by ``stride``;
-        with ``multivariate``, a sketch of per-row reconstruction errors too."""
+        with ``multivariate``, the moments of per-row reconstruction errors too."""
         features: dict[str, NumericSketch | CategoricalSketch] = {
             f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL else NumericSketch(k, stride)
             for f in inputs.features
@@ -97,12 +98,11 @@ class Profile:
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray, *, scores: np.ndarray | None = None,
-                      latency: np.ndarray | None = None, multivariate: np.ndarray | None = None) -> Profile:
+                      latency: np.ndarray | None = None) -> Profile:
         """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
         ``scores`` (top score or predicted value per row) and ``latency`` (µs per
-        row) and ``multivariate`` (reconstruction error per row), when given,
-        join the same pass. Thinning (when the sketches thin),
+        row), when given, join the same pass. Thinning (when the sketches thin),
         moments and ranges of every column come from one vectorized pass; each
         sketch then only takes its column. Columns holding NaN take the general
         path.
@@ -127,9 +127,8 @@ class Profile:
             assert isinstance(sketch, NumericSketch), "update_matrix takes all-numeric profiles"
             sketches.append(sketch)
         width = len(sketches)
-        extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency),
-                                                         (self.multivariate, multivariate))
-                 if values is not None and sketch is not None]
+        extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency))
+                 if values is not None]
         # One transposed float32 copy: each KLL update takes a writable contiguous row of it.
         columns = np.empty((width + len(extra), n), dtype=np.float32)
         columns[:width] = matrix.T

@@ -49,7 +49,7 @@ from edge_runtime.serving.bundle import Bundle
 from edge_runtime.serving.schema import FeatureKind
 
 __all__ = ["METRIC", "MULTIVARIATE_FILE", "MULTIVARIATE_FORMAT", "ReconstructionModel", "ReferenceErrors",
-           "critical_error", "load_multivariate", "reconstruction_metrics", "skewed_quantile"]
+           "add_errors", "critical_error", "load_multivariate", "reconstruction_metrics", "skewed_quantile"]
 
 MULTIVARIATE_FILE = "multivariate.bin"
 MULTIVARIATE_FORMAT = "edge-runtime multivariate v1 (PCA reconstruction error)"
@@ -258,6 +258,27 @@ def load_multivariate(bundle: Bundle) -> ReconstructionModel | None:
             raise BundleFormatError(f"bundle file '{name}' names feature {feature!r} at position {column}, "
                                     "which is not that numeric feature of the schema")
     return model
+
+
+def add_errors(sketch: NumericSketch, errors: np.ndarray) -> NumericSketch:
+    """Fold a block's per-row errors into a window's sketch: count, mean, variance and range only.
+
+    The verdict needs the window's mean error and its row count, nothing of
+    the errors' quantiles, so the KLL sketch stays empty: no sort, no KLL
+    update, a few µs per block.
+
+    >>> sketch = add_errors(NumericSketch(), np.array([1.0, 2.0, 3.0], dtype=np.float32))
+    >>> sketch.count, sketch.mean, sketch.variance, sketch.kll.is_empty()
+    (3, 2.0, 0.6666666666666666, True)
+    """
+    n = int(errors.size)
+    if n:
+        mean = float(errors.sum(dtype=np.float64)) / n
+        # Squares summed about zero, not the mean: errors are positive with a spread near
+        # their mean, so little cancels, and it saves a pass (the verdict reads the mean).
+        squares = float(np.dot(errors, errors))
+        sketch.add_moments(n, mean, max(squares - n * mean * mean, 0.0), float(errors.min()), float(errors.max()))
+    return sketch
 
 
 # ------------------------------------------------------------------ verdict

@@ -28,7 +28,7 @@ import numpy as np
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
-from edge_runtime.monitoring.multivariate import ReconstructionModel
+from edge_runtime.monitoring.multivariate import ReconstructionModel, add_errors
 from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
@@ -84,8 +84,9 @@ class OpenWindow:
 
     def add_matrix(self, rows: np.ndarray, top: np.ndarray, latency: np.ndarray, bounds: TrainingBounds) -> None:
         """Sketch a block of float32 rows (tensor layout) and count the values outside the training range."""
-        errors = self.multivariate.errors(rows) if self.multivariate is not None else None
-        self.profile.update_matrix(rows, scores=top, latency=latency, multivariate=errors)
+        self.profile.update_matrix(rows, scores=top, latency=latency)
+        if self.multivariate is not None and self.profile.multivariate is not None:
+            add_errors(self.profile.multivariate, self.multivariate.errors(rows))
         # A block inside the training range has nothing to count; otherwise
         # count the offending columns only.
         assert self.profile.block_range is not None
@@ -111,7 +112,7 @@ class OpenWindow:
                 prepared.append(column)
         self.profile.update_columns(prepared)
         if self.multivariate is not None and self.profile.multivariate is not None and rows:
-            self.profile.multivariate.update(self.multivariate.value_errors(prepared))
+            add_errors(self.profile.multivariate, self.multivariate.value_errors(prepared))
         self.profile.scores.update(top)
         self.profile.update_latency(latency)
         self.rows += len(rows)
