@@ -316,3 +316,20 @@ def test_stationary_windows_through_assess_window_raise_no_alarm() -> None:
         statuses.append(verdict.status)
     assert statuses.count(DriftStatus.DRIFT) <= 3
     assert statuses.count(DriftStatus.WARN) <= 15
+
+
+def test_columns_layout_rows_with_gaps_get_their_errors(mixed_bundle: Path, mixed_data: Any, tmp_path: Path) -> None:
+    """A pipeline over a DataFrame (numeric features with NaN, categoricals left out): training rows served back."""
+    entry = read_manifest(mixed_bundle).reference["multivariate"]
+    assert entry["features"] == ["age", "income", "visits"]
+    frame = mixed_data[0]
+    with Runtime(mixed_bundle, db=tmp_path / "m.db", window_rows=200) as rt:
+        rt.predict_batch(frame.iloc[:400])
+        for record in frame.iloc[400:600].to_dict("records"):  # one row at a time: the buffered path
+            rt.predict(record)
+    with MonitoringDatabase(tmp_path / "m.db") as database:
+        windows = database.drift().windows
+    assert [w.rows for w in windows] == [200, 200, 200]
+    for window in windows:
+        assert window.multivariate is not None and window.multivariate.rows == 200
+        assert window.multivariate.status is DriftStatus.OK and math.isfinite(window.multivariate.value)
