@@ -43,7 +43,7 @@ from converters.package import BundleWriter
 from converters.reference import profile_features, reference_profile, target_profile
 from edge_runtime.errors import EdgeRuntimeError, ExportError
 from edge_runtime.monitoring.data_profile import PROFILE_FILE
-from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.monitoring.sketches import REFERENCE_K
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import MODEL_FILE, Manifest, read_manifest
 from edge_runtime.serving.schema import InputSchema, OutputSchema
@@ -94,7 +94,7 @@ class BundleContents:
     target: Any = None
     answer_rows: Any = None
     outputs_from: str = "training data"
-    sketch_k: int = DEFAULT_K
+    sketch_k: int = REFERENCE_K
 
 
 def assemble_bundle(contents: BundleContents, out_dir: str | Path, *, check: ParityCheck,

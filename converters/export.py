@@ -34,7 +34,7 @@ from converters.sklearn import (
     selects_columns,
 )
 from edge_runtime.errors import ExportError, ParityError
-from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.monitoring.sketches import REFERENCE_K
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import MODEL_FILE, Manifest
 from edge_runtime.serving.schema import InputSchema
@@ -69,7 +69,7 @@ def _check_width(model: Any, X: Any, schema: InputSchema) -> None:
 def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
            out_dir: str | Path, X_val: Any = None, parity: ParityPolicy | None = None,
            feature_names: list[str] | None = None, overwrite: bool = False,
-           sketch_k: int = DEFAULT_K, quantize: bool = False) -> ExportResult:
+           sketch_k: int = REFERENCE_K, quantize: bool = False) -> ExportResult:
     """Convert a fitted scikit-learn model to ONNX, check it, and write a bundle.
 
     Parameters

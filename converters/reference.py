@@ -23,8 +23,8 @@ from typing import Any
 import numpy as np
 
 from converters.features import is_dataframe
-from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.monitoring.data_profile import Profile, is_counted
+from edge_runtime.monitoring.sketches import REFERENCE_K
 from edge_runtime.serving.results import BatchResult
 from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
 
@@ -82,8 +82,13 @@ def profile_features(X: Any, schema: InputSchema) -> dict[str, Any]:
 
 
 def reference_profile(X: Any, schema: InputSchema, outputs: OutputSchema, answers: BatchResult | None, *,
-                      k: int = DEFAULT_K) -> Profile:
+                      k: int = REFERENCE_K) -> Profile:
     """Sketch every feature of the training data and the model's answers, for drift detection.
+
+    Numeric features holding few distinct integers (booleans, small counts; see
+    :func:`~edge_runtime.monitoring.data_profile.is_counted`) are counted
+    exactly; the live windows follow the reference. A classifier's class
+    probabilities are sketched too, for score drift.
 
     Parameters
     ----------
@@ -94,7 +99,9 @@ def reference_profile(X: Any, schema: InputSchema, outputs: OutputSchema, answer
         The bundled model's answers on reference rows (held-out rows when the
         user gave them: on training rows, scores are more confident than in use).
     k : int
-        KLL accuracy parameter.
+        KLL accuracy parameter of the numeric sketches: the default
+        (:data:`~edge_runtime.monitoring.sketches.REFERENCE_K`) keeps the
+        reference's own error far below the live windows'.
 
     Examples
     --------
@@ -102,21 +109,27 @@ def reference_profile(X: Any, schema: InputSchema, outputs: OutputSchema, answer
     >>> from edge_runtime.serving.schema import FeatureSpec
     >>> schema = InputSchema(features=(FeatureSpec(name="x"),))
     >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
-    >>> reference_profile(np.array([[1.0], [2.0]]), schema, outputs, None).features["x"].count
+    >>> reference_profile(np.array([[0.5], [2.25]]), schema, outputs, None).features["x"].count
     2
+    >>> reference_profile(np.array([[1.0], [0.0]]), schema, outputs, None).features["x"].counts  # counted
+    {'0': 1, '1': 1}
     """
-    profile = Profile.for_schema(schema, outputs, k=k)
     columns: list[Any] = []
+    counted: list[str] = []
     for i, spec in enumerate(schema.features):
         column = _column(X, i, spec.name)
-        if spec.kind is FeatureKind.NUMERIC:
-            columns.append(np.asarray(column, dtype=np.float32))
+        if spec.kind is not FeatureKind.CATEGORICAL:
+            values = np.asarray(column, dtype=np.float32)
+            columns.append(values)
+            if is_counted(values):
+                counted.append(spec.name)
         else:
             columns.append([None if v is None or v != v else str(v) for v in column.tolist()])
+    profile = Profile.for_schema(schema, outputs, k=k, counted=counted)
     profile.update_columns(columns)
     if answers is not None and len(answers):
         if outputs.task is Task.CLASSIFICATION and answers.scores is not None:
-            profile.update_outputs(answers.labels.tolist(), answers.scores.max(axis=1))
+            profile.update_outputs(answers.labels.tolist(), answers.scores.max(axis=1), answers.scores)
         else:
             profile.update_outputs(None, np.asarray(answers.labels, dtype=np.float32))
     return profile

@@ -555,7 +555,7 @@ class Monitor:
 
     def _open_window(self, seq: int | None = None) -> OpenWindow:
         profile = Profile.for_schema(self.inputs, self.outputs, k=self.config.sketch_k,
-                                     stride=window_stride(self.config))
+                                     stride=window_stride(self.config), like=self.reference)
         return OpenWindow(seq, profile, len(self.inputs.features))
 
     def _profile(self, block: _Block, a: int, b: int) -> None:
@@ -566,10 +566,11 @@ class Monitor:
         if self._classifier:
             window.add_predictions(block.codes[a:b], self._vocabulary)
         top = _top_scores(scores) if self._classifier else scores[:, 0]
+        probabilities = scores if self._classifier else None
         if isinstance(block.rows, np.ndarray):
-            window.add_matrix(block.rows[a:b], top, block.latency[a:b], self._bounds)
+            window.add_matrix(block.rows[a:b], top, block.latency[a:b], self._bounds, probabilities)
         else:
-            window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds)
+            window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds, probabilities)
 
     def _input_hashes(self, block: _Block, chosen: np.ndarray) -> np.ndarray:
         """A 64-bit hash per chosen row (signed), to spot repeated inputs without storing them."""

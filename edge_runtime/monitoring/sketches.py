@@ -40,10 +40,24 @@ import numpy as np
 
 from edge_runtime.errors import BundleFormatError
 
-__all__ = ["DEFAULT_K", "SORT_CHUNK", "CategoricalSketch", "NumericSketch", "block_moments", "sketch_from_bytes",
-           "thin_block"]
+__all__ = ["DEFAULT_K", "REFERENCE_K", "SORT_CHUNK", "CategoricalSketch", "NumericSketch", "block_moments",
+           "sketch_from_bytes", "thin_block"]
 
 DEFAULT_K = 200
+# The reference profile is built once, at export, and compared with every
+# window: at k=1000 its rank error (0.28% at 99%, ~10 KB per feature at 50,000
+# rows) no longer limits how small a shift a window can prove.
+REFERENCE_K = 1000
+# KLL's normalized_rank_error is an a-priori bound at 99% over all ranks and
+# stream lengths. Its per-point standard deviation, measured from 250 to
+# 200,000 values at k=200 and 400, stayed under a fifth of it: the drift
+# thresholds take a quarter.
+_KLL_SD_PER_BOUND = 0.25
+# KLL serialization (Apache DataSketches, all languages): 8 bytes of preamble,
+# then for a sketch of two or more items n, min_k and the level count, the
+# level offsets, min and max, then the retained items level by level.
+_KLL_FULL = struct.Struct("<QHBx")
+_KLL_EMPTY, _KLL_SINGLE = 1, 4  # flag bits
 _NUMERIC_MAGIC = b"ERNS"
 _CATEGORICAL_MAGIC = b"ERCS"
 _VERSION = 1  # categorical sketches
@@ -103,7 +117,7 @@ class NumericSketch:
         self.m2 = 0.0  # sum of squared deviations from the mean (Chan et al. merge)
         # Quantile and CDF answers by query: the reference profile is asked the
         # same questions for every window. Cleared by every change.
-        self._cache: dict[tuple[str, bytes], np.ndarray] = {}
+        self._cache: dict[tuple[str, bytes], Any] = {}
 
     @property
     def k(self) -> int:
@@ -114,6 +128,51 @@ class NumericSketch:
     def variance(self) -> float:
         """Population variance of the values seen (0 when fewer than two)."""
         return self.m2 / self.count if self.count > 1 else 0.0
+
+    @property
+    def rank_sd(self) -> float:
+        """Standard deviation of the sketch's error at one CDF point, in rank units: KLL's
+        (a quarter of its 99% bound; 0 while exact) and the thinning's, added as variances.
+
+        The drift thresholds count it as sampling noise (:mod:`edge_runtime.monitoring.drift`).
+        """
+        kll = float(self.kll.normalized_rank_error(False)) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
+        thin = 2.0 * math.sqrt(self.thin_var) / self.count if self.thin_var and self.count else 0.0
+        return math.sqrt(kll * kll + thin * thin)
+
+    def kll_bytes(self) -> bytes:
+        """The DataSketches serialization of the KLL sketch, kept until the next change."""
+        key = ("bytes", b"")
+        if key not in self._cache:
+            self._cache[key] = bytes(self.kll.serialize())
+        data: bytes = self._cache[key]
+        return data
+
+    def weighted_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """The KLL sketch's retained values and their weights, read from its bytes (not sorted).
+
+        The sketch's CDF at ``x`` is the weight of the values ``<= x`` over the
+        total: computed this way for many points and features at once in numpy,
+        it costs a fraction of one ``get_cdf`` call per feature.
+
+        >>> import numpy as np
+        >>> sketch = NumericSketch().update(np.arange(1000, dtype=np.float32))
+        >>> items, weights = sketch.weighted_items()
+        >>> int(weights.sum()), bool(abs(weights[items <= 249].sum() / 1000 - sketch.cdf([249], inclusive=True)[0]) < 1e-12)
+        (1000, True)
+        """
+        data = self.kll_bytes()
+        flags = data[3]
+        if flags & _KLL_EMPTY:
+            return np.zeros(0, dtype=np.float32), np.zeros(0)
+        if flags & _KLL_SINGLE:
+            return np.frombuffer(data, dtype=np.float32, count=1, offset=8), np.ones(1)
+        n, _, levels_count = _KLL_FULL.unpack_from(data, 8)
+        start = 8 + _KLL_FULL.size
+        levels = np.frombuffer(data, dtype=np.uint32, count=levels_count, offset=start).astype(np.int64)
+        items = np.frombuffer(data, dtype=np.float32, offset=start + 4 * levels_count + 8)  # after min, max
+        sizes = np.diff(np.append(levels, levels[0] + items.size))
+        return items, np.repeat(np.ldexp(1.0, np.arange(levels_count)), sizes)
 
     @property
     def rank_error(self) -> float:
@@ -223,7 +282,7 @@ class NumericSketch:
         """Portable bytes: a versioned header, then the DataSketches KLL serialization."""
         header = _NUMERIC_HEADER.pack(_NUMERIC_MAGIC, _NUMERIC_VERSION, self.k, self.count, self.missing,
                                       self.minimum, self.maximum, self.mean, self.m2, self.stride, self.thin_var)
-        return header + bytes(self.kll.serialize())
+        return header + self.kll_bytes()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NumericSketch:
