@@ -211,7 +211,7 @@ def test_live_cdfs_equal_the_sketches_own_cdf(reference: Profile, rows: int, str
 
 
 def test_ks_threshold_counts_sampling_and_sketch_noise(reference: Profile) -> None:
-    """The documented rule, by hand: c(alpha) * sqrt(1/n + 1/m + 4 (sd_ref^2 + sd_live^2)) + 1/1000."""
+    """The documented rule, by hand: c(alpha) * sqrt(1/n + 1/m + 4 (sd_ref^2 + sd_live^2)) + 1/500."""
     live = _profile(np.random.default_rng(12), 5_000, stride=4, block=512)
     result = assess_window(reference, live, DriftPolicy(ks_warn=0.0, ks_drift=0.0))
     tests = 2 * 3 + 1 + 1 + 1  # KS and PSI for a, b, c; JS for city; JS for the predicted classes, one class score
@@ -223,7 +223,7 @@ def test_ks_threshold_counts_sampling_and_sketch_noise(reference: Profile) -> No
     expected = (-np.log(alpha / 2) / 2) ** 0.5 * spread + GRID_ERROR
     assert result.features["a"].metrics["ks"]["threshold"] == pytest.approx(expected, rel=1e-12)
     # the sketches add little: the reference is near exact at k=1000, the live error is a standard deviation
-    assert 0.001 < result.features["a"].metrics["ks"]["sketch_error"] < 0.006
+    assert 0.002 < result.features["a"].metrics["ks"]["sketch_error"] < 0.008
     assert ref.rank_sd < 0.001 < cur.rank_sd < 0.005
 
 

@@ -193,9 +193,9 @@ class Profile:
             all_lows, all_highs = np.empty(matrix.shape[1], np.float32), np.empty(matrix.shape[1], np.float32)
             for row, (i, _) in enumerate(sketched):
                 all_lows[i], all_highs[i] = lows[row], highs[row]
-            for i, sketch in enumerate(self.features.values()):
-                if isinstance(sketch, CategoricalSketch):
-                    all_lows[i], all_highs[i] = _count_values(sketch, matrix[:, i])
+            for i, feature in enumerate(self.features.values()):
+                if isinstance(feature, CategoricalSketch):
+                    all_lows[i], all_highs[i] = _count_values(feature, matrix[:, i])
             self.block_range = (all_lows, all_highs)
         self.rows += int(n)
         return self

@@ -19,7 +19,7 @@ Every metric has two thresholds, warn and drift, and each is the larger of
   at k=1000 at export (near exact), so a live window's own sampling decides.
 
 Critical values need no scipy: KS uses its asymptotic formula
-``c(a) * sqrt(1/n + 1/m + 4 (sd_ref^2 + sd_live^2))`` plus the 1/1000
+``c(a) * sqrt(1/n + 1/m + 4 (sd_ref^2 + sd_live^2))`` plus the 1/500
 evaluation grid; PSI and the JS divergence follow ``chi2(df) / n_eff`` (and
 ``/ 8 n_eff``) under no drift, with the chi-square quantile by the
 Wilson-Hilferty approximation.
@@ -55,7 +55,7 @@ import numpy as np
 
 from edge_runtime.config import DriftPolicy
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
+from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch, order_keys
 
 __all__ = [
     "DriftPolicy",
@@ -75,8 +75,8 @@ __all__ = [
 
 _NORMAL = NormalDist()
 # KS is evaluated at the reference's quantiles on this rank grid, which adds at
-# most 1/1000 to the distance's error; 1000 steps also hold the PSI deciles.
-_GRID_STEPS = 1000
+# most 1/500 to the distance's error; 500 steps also hold the PSI deciles.
+_GRID_STEPS = 500
 _GRID = np.linspace(0.0, 1.0, _GRID_STEPS + 1)
 GRID_ERROR = 1.0 / _GRID_STEPS
 _PSI_FLOOR = 1e-4  # smallest bin share, so an empty bin does not make PSI infinite
@@ -142,13 +142,15 @@ class _ReferenceGrid:
     """What a reference sketch contributes to every window's KS and PSI, computed once.
 
     ``points`` are the reference's values at the grid's ranks (non-decreasing;
-    ties repeat) and ``cdf`` its inclusive CDF there.
+    ties repeat), ``keys`` their :func:`order_keys` followed by a sentinel above
+    every value, and ``cdf`` the reference's inclusive CDF at the points.
     """
 
-    __slots__ = ("points", "cdf", "seen", "rank_sd")
+    __slots__ = ("points", "keys", "cdf", "seen", "rank_sd")
 
     def __init__(self, reference: NumericSketch) -> None:
         self.points = reference.quantiles(_GRID)
+        self.keys = np.append(order_keys(self.points).astype(np.uint64), np.uint64(_ABOVE))
         distinct, spread = np.unique(self.points, return_inverse=True)
         self.cdf = reference.cdf(distinct, inclusive=True)[spread]
         self.seen = reference.kll.n  # a sketch updated since is computed again
@@ -156,6 +158,11 @@ class _ReferenceGrid:
 
 
 _GRIDS: weakref.WeakKeyDictionary[NumericSketch, _ReferenceGrid] = weakref.WeakKeyDictionary()
+_ABOVE = 0xFFFFFFFF  # above the key of every float32 value, NaN included
+_WIDTH = _GRID_STEPS + 2  # a grid's points and its sentinel
+# The grids of a window's features, one after another (feature f's keys + f << 32), by grid
+# identity: the same reference asks with the same grids window after window.
+_STACKED: dict[tuple[int, ...], tuple[tuple[_ReferenceGrid, ...], np.ndarray, np.ndarray]] = {}
 
 
 def _reference_grid(reference: NumericSketch) -> _ReferenceGrid:
@@ -165,22 +172,40 @@ def _reference_grid(reference: NumericSketch) -> _ReferenceGrid:
     return grid
 
 
+def _stacked(grids: Sequence[_ReferenceGrid]) -> tuple[np.ndarray, np.ndarray]:
+    """The grids' keys one after another (feature f's shifted by ``f << 32``) and their CDFs as rows."""
+    key = tuple(id(g) for g in grids)
+    cached = _STACKED.get(key)
+    if cached is None:
+        if len(_STACKED) > 16:
+            _STACKED.clear()
+        offsets = np.arange(len(grids), dtype=np.uint64)[:, None] << np.uint64(32)
+        cached = _STACKED[key] = (tuple(grids), (np.stack([g.keys for g in grids]) + offsets).ravel(),
+                                  np.stack([g.cdf for g in grids]))
+    return cached[1], cached[2]
+
+
 def _live_cdfs(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]) -> np.ndarray:
     """Each live sketch's inclusive CDF on its reference's grid, one row per feature.
 
-    Read from the sketches' retained values and weights: a value counts at every
-    grid point at or above it, so one ``searchsorted`` per feature and one
-    weighted ``bincount`` for all of them give every CDF (a ``get_cdf`` call
-    per feature cost ~20 µs at 250 points, most of a 30-feature window close).
+    Read from the sketches' retained values: a value of weight ``w`` counts
+    ``w`` at every grid point at or above it. Every feature's values are found
+    on every feature's grid by one ``searchsorted`` over order-preserving
+    integer keys (each feature in its own range), and counted by one weighted
+    ``bincount``: a ``get_cdf`` call per feature cost ~20 µs, most of a
+    30-feature window close.
     """
-    width = _GRID_STEPS + 2  # grid points, then "above the last point"
-    codes, weights = [], []
-    for row, (grid, live) in enumerate(zip(grids, lives)):
-        items, item_weights = live.weighted_items()
-        codes.append(np.searchsorted(grid.points, items, side="left") + row * width)
-        weights.append(item_weights)
-    counts = np.bincount(np.concatenate(codes), weights=np.concatenate(weights), minlength=len(lives) * width)
-    cdf = counts.reshape(len(lives), width)[:, :-1].cumsum(axis=1)
+    retained = [live.retained() for live in lives]
+    items = np.concatenate([values for values, _ in retained])
+    sizes = [len(values) for values, _ in retained]
+    level_sizes = [n for _, levels in retained for n in levels]
+    level_weights = [float(1 << h) for _, levels in retained for h in range(len(levels))]
+    weights = np.repeat(np.array(level_weights), level_sizes)
+    keys = order_keys(items).astype(np.uint64)
+    keys += np.repeat(np.arange(len(lives), dtype=np.uint64), sizes) << np.uint64(32)
+    positions = np.searchsorted(_stacked(grids)[0], keys, side="left")
+    counts = np.bincount(positions, weights=weights, minlength=len(lives) * _WIDTH)
+    cdf = counts.reshape(len(lives), _WIDTH)[:, :-1].cumsum(axis=1)
     totals = np.array([live.kll.n for live in lives], dtype=np.float64)[:, None]
     return np.asarray(cdf / totals)
 
@@ -188,9 +213,9 @@ def _live_cdfs(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]) 
 def ks_distance(reference: NumericSketch, live: NumericSketch) -> float:
     """Largest gap between the two estimated CDFs.
 
-    The gap is read at the reference's quantiles on a 1/1000 rank grid with
+    The gap is read at the reference's quantiles on a 1/500 rank grid with
     inclusive (right-continuous) CDFs: between two neighbouring points the
-    reference CDF moves by at most 1/1000, so the largest gap is missed by at
+    reference CDF moves by at most 1/500, so the largest gap is missed by at
     most :data:`GRID_ERROR`, whatever the live data.
     """
     return float(_ks_and_psi([reference], [live], 10)[0][0])
@@ -215,7 +240,7 @@ def _ks_and_psi(references: Sequence[NumericSketch], lives: Sequence[NumericSket
     if not usable:
         return ks, psis
     grids = [_reference_grid(references[i]) for i in usable]
-    ref_cdf = np.stack([g.cdf for g in grids])
+    ref_cdf = _stacked(grids)[1]
     live_cdf = _live_cdfs(grids, [lives[i] for i in usable])
     ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
     if _GRID_STEPS % bins == 0:  # the edges are grid points
@@ -389,7 +414,7 @@ def _numeric_verdicts(names: Sequence[str], refs: Sequence[NumericSketch], lives
     drift the gap between two empirical CDFs at a point has variance at most
     ``(1/n + 1/m) / 4``, and a sketch adds its own ``rank_sd ** 2``, so the KS
     critical value is ``c(alpha) * sqrt(1/n + 1/m + 4 (sd_ref**2 + sd_live**2))``
-    plus the grid's 1/1000. PSI's chi-square scale takes the same variance as
+    plus the grid's 1/500. PSI's chi-square scale takes the same variance as
     its ``1 / n_eff``. ``sketch_error`` reports what the sketches add to the KS
     drift threshold.
     """

@@ -41,7 +41,7 @@ import numpy as np
 from edge_runtime.errors import BundleFormatError
 
 __all__ = ["DEFAULT_K", "REFERENCE_K", "SORT_CHUNK", "CategoricalSketch", "NumericSketch", "block_moments",
-           "sketch_from_bytes", "thin_block"]
+           "order_keys", "sketch_from_bytes", "thin_block"]
 
 DEFAULT_K = 200
 # The reference profile is built once, at export, and compared with every
@@ -148,12 +148,26 @@ class NumericSketch:
         data: bytes = self._cache[key]
         return data
 
-    def weighted_items(self) -> tuple[np.ndarray, np.ndarray]:
-        """The KLL sketch's retained values and their weights, read from its bytes (not sorted).
+    def retained(self) -> tuple[np.ndarray, list[int]]:
+        """The KLL sketch's retained values (float32, unsorted) and how many sit at each level,
+        read from its bytes: a value at level ``h`` stands for ``2**h`` values."""
+        data = self.kll_bytes()
+        flags = data[3]
+        if flags & _KLL_EMPTY:
+            return np.zeros(0, dtype=np.float32), []
+        if flags & _KLL_SINGLE:
+            return np.frombuffer(data, dtype=np.float32, count=1, offset=8), [1]
+        _, _, levels_count = _KLL_FULL.unpack_from(data, 8)
+        start = 8 + _KLL_FULL.size
+        levels = struct.unpack_from(f"<{levels_count}I", data, start)
+        items = np.frombuffer(data, dtype=np.float32, offset=start + 4 * levels_count + 8)  # after min, max
+        bounds = [*levels, levels[0] + items.size]
+        return items, [bounds[h + 1] - bounds[h] for h in range(levels_count)]
 
-        The sketch's CDF at ``x`` is the weight of the values ``<= x`` over the
-        total: computed this way for many points and features at once in numpy,
-        it costs a fraction of one ``get_cdf`` call per feature.
+    def weighted_items(self) -> tuple[np.ndarray, np.ndarray]:
+        """The KLL sketch's retained values and their weights (not sorted).
+
+        The sketch's CDF at ``x`` is the weight of the values ``<= x`` over the total.
 
         >>> import numpy as np
         >>> sketch = NumericSketch().update(np.arange(1000, dtype=np.float32))
@@ -161,18 +175,8 @@ class NumericSketch:
         >>> int(weights.sum()), bool(abs(weights[items <= 249].sum() / 1000 - sketch.cdf([249], inclusive=True)[0]) < 1e-12)
         (1000, True)
         """
-        data = self.kll_bytes()
-        flags = data[3]
-        if flags & _KLL_EMPTY:
-            return np.zeros(0, dtype=np.float32), np.zeros(0)
-        if flags & _KLL_SINGLE:
-            return np.frombuffer(data, dtype=np.float32, count=1, offset=8), np.ones(1)
-        n, _, levels_count = _KLL_FULL.unpack_from(data, 8)
-        start = 8 + _KLL_FULL.size
-        levels = np.frombuffer(data, dtype=np.uint32, count=levels_count, offset=start).astype(np.int64)
-        items = np.frombuffer(data, dtype=np.float32, offset=start + 4 * levels_count + 8)  # after min, max
-        sizes = np.diff(np.append(levels, levels[0] + items.size))
-        return items, np.repeat(np.ldexp(1.0, np.arange(levels_count)), sizes)
+        items, sizes = self.retained()
+        return items, np.repeat(np.ldexp(1.0, np.arange(len(sizes))), sizes)
 
     @property
     def rank_error(self) -> float:
@@ -259,7 +263,8 @@ class NumericSketch:
         key = ("cdf+" if inclusive else "cdf", query.tobytes())
         if key not in self._cache:
             self._cache[key] = np.asarray(self.kll.get_cdf(query.tolist(), inclusive)[:-1])
-        return self._cache[key]
+        cdf: np.ndarray = self._cache[key]
+        return cdf
 
     def quantiles(self, ranks: Iterable[float]) -> np.ndarray:
         """Estimated values at the given normalized ranks; empty (or nothing kept yet) → NaN."""
@@ -269,7 +274,8 @@ class NumericSketch:
         key = ("quantiles", query.tobytes())
         if key not in self._cache:
             self._cache[key] = np.asarray(self.kll.get_quantiles(query.tolist()), dtype=np.float64)
-        return self._cache[key]
+        values: np.ndarray = self._cache[key]
+        return values
 
     def summary(self) -> dict[str, Any]:
         """JSON-ready statistics."""
@@ -459,6 +465,18 @@ def block_moments(columns: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     about_shift = np.einsum("ij,ij->i", deviations, deviations).astype(np.float64)
     offset = means - shift[:, 0].astype(np.float64)
     return means, np.maximum(about_shift - n * offset * offset, 0.0)
+
+
+def order_keys(values: np.ndarray) -> np.ndarray:
+    """float32 values as uint32 keys in the same order (``-0.0`` as ``0.0``): keys of many
+    features, each shifted into its own range, sort and search in one numpy call.
+
+    >>> order_keys(np.array([-2.0, -0.0, 0.0, 1.5, np.inf], dtype=np.float32)).tolist()
+    [1073741823, 2147483648, 2147483648, 3217031168, 4286578688]
+    """
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
+    # Negative floats order backwards as integers: flip all their bits; set the sign bit of the rest.
+    return bits ^ ((-(bits >> np.uint32(31))).astype(np.uint32) | np.uint32(0x80000000))
 
 
 def sketch_from_bytes(data: bytes) -> NumericSketch | CategoricalSketch:
