@@ -54,7 +54,7 @@ import pandas as pd
 from converters import export
 from converters.features import infer_input_schema
 from converters.reference import reference_profile
-from edge_runtime import InputPolicy, MonitoringConfig, MonitoringDatabase, Runtime, RuntimeConfig
+from edge_runtime import DriftPolicy, InputPolicy, MonitoringConfig, MonitoringDatabase, Runtime, RuntimeConfig
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift, WindowDrift, assess_window
 from edge_runtime.monitoring.sketches import SORT_CHUNK
@@ -178,6 +178,22 @@ def live_window(frame: Any, schema: InputSchema, config: MonitoringConfig) -> Pr
     return window.profile
 
 
+def judge(reference: Profile, live: Profile, policy: DriftPolicy) -> WindowDrift:
+    """:func:`assess_window`, refusing a window where some feature got no verdict.
+
+    ``assess_window`` passes over a feature whose live sketch is not of the
+    reference's kind; that happens here only if the monitor starts building its
+    windows differently from :func:`live_window`, and would silently count as
+    neither hit nor false alarm.
+    """
+    verdicts = assess_window(reference, live, policy)
+    missing = sorted(set(reference.features) - set(verdicts.features))
+    if missing:
+        raise RuntimeError(f"no verdict for {', '.join(missing)}: live_window no longer builds windows the way "
+                           "the monitor does (see Monitor._open_window and OpenWindow)")
+    return verdicts
+
+
 def drifted(verdicts: WindowDrift, *, prediction: bool = True) -> list[str]:
     """Names with a drift verdict in a window (the prediction's included when it has one)."""
     names = [name for name, f in verdicts.features.items() if f.status is DriftStatus.DRIFT]
@@ -289,24 +305,30 @@ def run_grid(grid: GridSet, rng: np.random.Generator, *, trials: int, windows: S
         thresholds: dict[str, list[float]] = {s.feature: [] for s in grid.shifts}
         measured: dict[str, list[float]] = {s.feature: [] for s in grid.shifts}
         used: dict[str, str] = {}
+        deciders: dict[str, dict[str, int]] = {}  # which metric flagged each found shift, and how often
         unshifted_alarms = stationary_alarms = 0
         started = time.perf_counter()
         for _ in range(n_trials):
-            verdicts = assess_window(reference, live_window(grid.draw(rng, rows, True), schema, config), policy)
+            verdicts = judge(reference, live_window(grid.draw(rng, rows, True), schema, config), policy)
             flagged = set(drifted(verdicts, prediction=False))
             for s in grid.shifts:
                 hits[s.feature] += s.feature in flagged
+                if s.feature in flagged:
+                    decided = deciders.setdefault(s.feature, {})
+                    decided[verdicts.features[s.feature].metric] = decided.get(verdicts.features[s.feature].metric,
+                                                                               0) + 1
                 metric, value, threshold = read_metric(verdicts.features[s.feature], s.metric)
                 used[s.feature] = metric
                 thresholds[s.feature].append(threshold)
                 measured[s.feature].append(value)
             unshifted_alarms += bool(flagged - shifted_names)
-            calm = assess_window(reference, live_window(grid.draw(rng, rows, False), schema, config), policy)
+            calm = judge(reference, live_window(grid.draw(rng, rows, False), schema, config), policy)
             stationary_alarms += bool(drifted(calm))
         out["windows"].append({
             "rows": rows, "stride": window_stride(config), "trials": n_trials,
             "detection": {s.feature: {"metric": s.metric, "size": s.size, "kind": kinds[s.feature],
                                       "rate": _rate(hits[s.feature], n_trials), "hits": hits[s.feature],
+                                      "found_by": deciders.get(s.feature, {}),
                                       "measured_metric": used[s.feature],
                                       "median_value": float(np.median(measured[s.feature])),
                                       "median_threshold": float(np.median(thresholds[s.feature]))}
@@ -384,7 +406,7 @@ def run_realistic(rng: np.random.Generator, *, trials: int, windows: Sequence[in
             counts: dict[str, int] = {}
             for trial in range(trials):
                 day = trial % 28 if name == "weekly" else None
-                verdicts = assess_window(reference, live_window(draw(rng, rows, day), schema, config), policy)
+                verdicts = judge(reference, live_window(draw(rng, rows, day), schema, config), policy)
                 flagged = drifted(verdicts)
                 alarms += bool(flagged)
                 flagged_total += len(flagged)
@@ -562,7 +584,11 @@ def run_dataset(name: str, rng: np.random.Generator, workdir: Path, *, windows: 
     shifted = {s.feature: s for s in pop.shifted}
     per_window = []
     hits = misses = false_cells = 0
+    kinds = {f.name: f.kind.value for f in exported.manifest.input_schema.features}
     for w, window in enumerate(report.windows):
+        if set(window.features) != set(kinds):
+            raise RuntimeError(f"{name}: window {window.index} has verdicts for {len(window.features)} of "
+                               f"{len(kinds)} features")
         is_shifted = w >= change
         flagged = [n for n, f in window.features.items() if f.status is DriftStatus.DRIFT]
         found = [n for n in shifted if is_shifted and n in flagged]
@@ -574,8 +600,10 @@ def run_dataset(name: str, rng: np.random.Generator, workdir: Path, *, windows: 
             "false_alarms": false, "prediction": window.prediction.status.value if window.prediction else None,
             "measured": {n: [m, round(v, 4), round(t, 4)] for n in shifted
                          for m, v, t in [read_metric(window.features[n], shifted[n].metric)]},
+            # The metric that decided each shifted feature's verdict (PSI may flag what KS does not).
+            "decided_by": {n: [window.features[n].metric, round(window.features[n].value, 4),
+                               round(window.features[n].threshold, 4)] for n in shifted},
         })
-    kinds = {f.name: f.kind.value for f in exported.manifest.input_schema.features}
     return {"name": name, "title": pop.title, "features": len(kinds), "reference_rows": reference_rows,
             "window_rows": rows, "windows": len(report.windows), "change_at": change,
             "shifts": [{"feature": s.feature, "metric": s.metric, "size": s.size, "kind": kinds[s.feature]}
@@ -633,6 +661,12 @@ def _pct(rate: float) -> str:
     return f"{100 * rate:.0f}%" if rate in (0.0, 1.0) else f"{100 * rate:.1f}%"
 
 
+def _decided(decisive: list[Any], shown: str) -> str:
+    """`` (psi 0.412/0.250)`` when another metric than the one shown decided the verdict."""
+    metric, value, threshold = decisive
+    return "" if metric == shown else f" ({metric} {value:.3f}/{threshold:.3f})"
+
+
 def render(results: dict[str, Any]) -> str:
     """The markdown page (docs/drift-quality.md) from the results."""
     meta = results["meta"]
@@ -651,6 +685,11 @@ def render(results: dict[str, Any]) -> str:
         f"- Seed {meta['seed']}. KLL sketches compact with random coin flips, so the rates vary slightly from",
         "  run to run with the same seed.",
         "",
+        "Reproduce from a checkout with the export extra: `PYTHONPATH=$PWD python benchmarks/drift_quality.py "
+        "--write docs/drift-quality.md` (about 4-5 minutes on the machine above; `--trials N` sets the windows "
+        "per grid cell, `--json FILE` keeps every number). `--quick` runs a subset for CI in under a minute "
+        "of CPU (tested by `tests/test_drift_quality_benchmark.py`).",
+        "",
         "## Trade-off: detection by shift size and window size",
         "",
         f"Each window is drawn fresh against one reference of {meta['reference_rows']:,} rows. The reference",
@@ -660,7 +699,8 @@ def render(results: dict[str, Any]) -> str:
         "by `window_stride`), judged by `assess_window` with the default policy. A shifted feature is *found*",
         "in a window when its verdict is `drift`. *Unshifted alarms*: windows where any of the other features",
         "of the same window has a `drift` verdict. *Stationary*: fresh windows with no shift at all, any",
-        "`drift` verdict among all features.",
+        "`drift` verdict among all features (no model in the grid, so no prediction verdict; the data sets",
+        "below have one).",
         f"Windows of {BIG_WINDOW:,} rows run a tenth of the trials (each costs ten 5,000-row windows).",
         "",
     ]
@@ -682,7 +722,9 @@ def render(results: dict[str, Any]) -> str:
             lines.append(f"| {w['rows']:,} | {w['stride']} | {w['trials']} | {cells} | "
                          f"{_pct(w['unshifted_false_alarms']['rate'])} | {_pct(w['stationary_false_alarms']['rate'])} "
                          f"({w['stationary_false_alarms']['windows']}/{w['trials']}) |")
-        lines += ["", "Median measured distance / median drift threshold of each shifted feature:", "",
+        lines += ["", "Median measured distance / median drift threshold of each shifted feature, in the metric its "
+                  "shift is sized in (KS for a boolean monitored as numeric). A hit may also come from PSI "
+                  "(`found_by` in the JSON).", "",
                   "| window rows | " + " | ".join(grid["windows"][0]["detection"]) + " |",
                   "|" + "---:|" * (1 + len(shifts))]
         for w in grid["windows"]:
@@ -716,7 +758,9 @@ def render(results: dict[str, Any]) -> str:
               "chosen features shift (numeric: a location shift whose KS distance to the source is the size, "
               "solved on 200,000 draws; boolean and categorical: a share of rows moved to the rarest value, the "
               "share whose JS distance is the size). Verdicts are read back with "
-              "`MonitoringDatabase(db).drift()`. The prediction's verdict is shown, not counted.", "",
+              "`MonitoringDatabase(db).drift()`. The prediction's verdict is shown, not counted. *Measured / "
+              "threshold*: each shifted feature's distance and drift threshold in the metric its shift is sized in, "
+              "and in brackets the metric that decided its verdict when another one did.", "",
               "| data set | features | windows x rows | shifted cells found | missed | false-alarm cells | "
               "stationary windows with drift |", "|---|---:|---:|---:|---:|---:|---:|"]
     for d in results["datasets"]:
@@ -731,7 +775,8 @@ def render(results: dict[str, Any]) -> str:
                   "| window | shifted | found | missed | false alarms | prediction | measured / threshold |",
                   "|---:|:-:|---|---|---|---|---|"]
         for w in d["per_window"]:
-            measured = ", ".join(f"{n} {m} {v:.3f}/{t:.3f}" for n, (m, v, t) in w["measured"].items())
+            measured = ", ".join(f"{n} {m} {v:.3f}/{t:.3f}" + _decided(w["decided_by"][n], m)
+                                 for n, (m, v, t) in w["measured"].items())
             lines.append(f"| {w['index']} | {'yes' if w['shifted'] else ''} | {', '.join(w['hits']) or '-'} | "
                          f"{', '.join(w['misses']) or '-'} | {', '.join(w['false_alarms']) or '-'} | "
                          f"{w['prediction']} | {measured} |")
