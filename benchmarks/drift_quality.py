@@ -152,7 +152,7 @@ def reference_of(frame: Any, schema: InputSchema) -> Profile:
     return reference_profile(frame, schema, _OUTPUTS, None)
 
 
-def live_window(frame: Any, schema: InputSchema, config: MonitoringConfig) -> Profile:
+def live_window(frame: Any, schema: InputSchema, config: MonitoringConfig, reference: Profile) -> Profile:
     """One closed window's profile, built as the monitor builds it from a served batch.
 
     The runtime's encoder lays the rows out as the model gets them; the monitor
@@ -163,7 +163,7 @@ def live_window(frame: Any, schema: InputSchema, config: MonitoringConfig) -> Pr
     encoded = InputEncoder(schema, InputPolicy()).encode_batch(frame)
     if encoded.errors:
         raise RuntimeError(f"the encoder refused a benchmark row: {encoded.errors[0]}")
-    profile = Profile.for_schema(schema, _OUTPUTS, k=config.sketch_k, stride=window_stride(config))
+    profile = Profile.for_schema(schema, _OUTPUTS, k=config.sketch_k, stride=window_stride(config), like=reference)
     window = OpenWindow(None, profile, len(schema.features))
     bounds = TrainingBounds.from_schema(schema)
     n = int(encoded.rows.size)
@@ -309,7 +309,7 @@ def run_grid(grid: GridSet, rng: np.random.Generator, *, trials: int, windows: S
         unshifted_alarms = stationary_alarms = 0
         started = time.perf_counter()
         for _ in range(n_trials):
-            verdicts = judge(reference, live_window(grid.draw(rng, rows, True), schema, config), policy)
+            verdicts = judge(reference, live_window(grid.draw(rng, rows, True), schema, config, reference), policy)
             flagged = set(drifted(verdicts, prediction=False))
             for s in grid.shifts:
                 hits[s.feature] += s.feature in flagged
@@ -322,7 +322,7 @@ def run_grid(grid: GridSet, rng: np.random.Generator, *, trials: int, windows: S
                 thresholds[s.feature].append(threshold)
                 measured[s.feature].append(value)
             unshifted_alarms += bool(flagged - shifted_names)
-            calm = judge(reference, live_window(grid.draw(rng, rows, False), schema, config), policy)
+            calm = judge(reference, live_window(grid.draw(rng, rows, False), schema, config, reference), policy)
             stationary_alarms += bool(drifted(calm))
         out["windows"].append({
             "rows": rows, "stride": window_stride(config), "trials": n_trials,
@@ -406,7 +406,7 @@ def run_realistic(rng: np.random.Generator, *, trials: int, windows: Sequence[in
             counts: dict[str, int] = {}
             for trial in range(trials):
                 day = trial % 28 if name == "weekly" else None
-                verdicts = judge(reference, live_window(draw(rng, rows, day), schema, config), policy)
+                verdicts = judge(reference, live_window(draw(rng, rows, day), schema, config, reference), policy)
                 flagged = drifted(verdicts)
                 alarms += bool(flagged)
                 flagged_total += len(flagged)
@@ -805,8 +805,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small subset for CI (< 2 minutes on 2 cores)")
     parser.add_argument("--trials", type=int, default=None,
-                        help="windows per grid cell and per realistic set (default 200, quick 40; "
-                             "a tenth at 50,000 rows)")
+                        help="windows per grid cell (default 200, quick 40; a tenth at 50,000 rows)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--reference-rows", type=int, default=REFERENCE_ROWS)
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
