@@ -805,7 +805,8 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="a small subset for CI (< 2 minutes on 2 cores)")
     parser.add_argument("--trials", type=int, default=None,
-                        help="windows per grid cell (default 200, quick 40; a tenth at 50,000 rows)")
+                        help="windows per grid cell and per realistic set (default 200, quick 40; "
+                             "a tenth at 50,000 rows)")
     parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--reference-rows", type=int, default=REFERENCE_ROWS)
     parser.add_argument("--json", type=Path, help="write the results as JSON here")
