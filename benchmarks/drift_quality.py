@@ -157,7 +157,8 @@ def live_window(frame: Any, schema: InputSchema, config: MonitoringConfig, refer
 
     The runtime's encoder lays the rows out as the model gets them; the monitor
     gives them to its open window (tensor layout: the float32 matrix; columns
-    layout: rows of values). The window thins by ``window_stride``. Blocks of
+    layout: rows of values), shaped like the reference (the features it counts
+    are counted). The window thins by ``window_stride``. Blocks of
     ``SORT_CHUNK`` rows are what the thinning sorts together in any block.
     """
     encoded = InputEncoder(schema, InputPolicy()).encode_batch(frame)
