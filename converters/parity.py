@@ -102,7 +102,8 @@ def check_parity(model: Any, runtime: Runtime, X: Any, policy: ParityPolicy, *,
         # "X has feature names, but ... was fitted without feature names".
         X_served = X_served.to_numpy()
     if runtime.task is Task.CLASSIFICATION:
-        expected_labels = np.asarray(model.predict(X_served))
+        # CatBoost's multiclass predict answers a column, shape (n, 1).
+        expected_labels = np.asarray(model.predict(X_served)).reshape(-1)
         expected = np.asarray(model.predict_proba(X_served), dtype=np.float64)
         got = np.asarray(result.scores, dtype=np.float64)
         diff = np.abs(expected - got).max(axis=1)
