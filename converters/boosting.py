@@ -50,10 +50,11 @@ __all__ = [
 #: The libraries whose models export converts, by top-level module name.
 LIBRARIES = ("xgboost", "lightgbm", "catboost")
 
-#: Converter versions below which a library's models convert wrongly, checked before converting.
-#: onnxmltools reads XGBoost >= 3's base_score, stored as a string array ("[6.27E-1]"), from 1.14 on;
-#: 1.16 is the version checked numerically here against XGBoost 3.2 (binary, multiclass, regression).
-MIN_CONVERTER_VERSIONS = {"xgboost": ("onnxmltools", (1, 16)), "lightgbm": ("onnxmltools", (1, 16))}
+#: Converter versions below which a library's models do not convert, checked before converting.
+#: XGBoost >= 3 stores base_score as a string array ("[6.274165E-1]"): onnxmltools 1.14 fails on it
+#: ("could not convert string to float"); 1.15 and 1.16 match XGBoost 3.2's predictions (binary,
+#: multiclass, regression) to float32 precision, checked here. The export extra pins the same bound.
+MIN_CONVERTER_VERSIONS = {"xgboost": ("onnxmltools", (1, 15)), "lightgbm": ("onnxmltools", (1, 15))}
 
 
 #: onnxmltools adds its nodes without an opset version, so skl2onnx would pick the newest versions
