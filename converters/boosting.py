@@ -85,7 +85,8 @@ def library_of(model: Any) -> str | None:
 def adapt_native(model: Any, feature_names: list[str] | None = None) -> Any:
     """A native ``xgboost.Booster`` or ``lightgbm.Booster`` as a scikit-learn style estimator.
 
-    Anything else is returned unchanged. The estimator predicts what the Booster's own
+    Anything else is returned unchanged (but a CatBoost model read from a pickle gets back
+    its ``n_features_in_``). The estimator predicts what the Booster's own
     ``predict`` does (all its trees: ``xgboost.train`` keeps the trees past
     ``best_iteration``; slice ``booster[: booster.best_iteration + 1]`` to export the best).
 
@@ -102,6 +103,11 @@ def adapt_native(model: Any, feature_names: list[str] | None = None) -> Any:
         The Booster's objective is neither a classification nor a regression one.
     """
     library = type(model).__module__.split(".")[0]
+    if library == "catboost" and hasattr(model, "feature_names_") and model.is_fitted() \
+            and not model.n_features_in_:
+        # CatBoost 1.2 does not restore n_features_in_ when unpickled (it reads 0), and export checks
+        # the training data's width against it: its feature names still say how many there are.
+        model._n_features_in = len(model.feature_names_)
     if type(model).__name__ != "Booster" or library not in ("xgboost", "lightgbm"):
         return model
     if library == "xgboost":

@@ -29,6 +29,7 @@ from typing import Any
 
 from converters.boosting import adapt_native
 from converters.features import EncodedColumn
+from converters.input_names import restore_input_names
 from edge_runtime.errors import ExportError, UnsupportedModelError
 from edge_runtime.serving.results import plain_value
 from edge_runtime.serving.schema import (
@@ -351,6 +352,8 @@ def convert(model: Any, schema: InputSchema, *, target_opset: dict[str, int] | N
         if any(word in message.lower() for word in unsupported):
             raise UnsupportedModelError(f"skl2onnx cannot convert {name}: {message}") from exc
         raise ExportError(f"skl2onnx failed on {name}: {message}") from exc
+    if schema.layout is InputLayout.COLUMNS:
+        restore_input_names(onnx_model, schema.names)  # skl2onnx made "plan type" "plan_type"
     outputs = [o.name for o in onnx_model.graph.output]
     if task is Task.CLASSIFICATION:
         output_schema = OutputSchema(task=task, label_output=outputs[0], score_output=outputs[1],
