@@ -208,7 +208,8 @@ def boosting_rows(quick: bool, timing_rows: int) -> list[Row]:
         ("lightgbm", "LGBMRegressor", "regression",
          lambda: lightgbm.LGBMRegressor(n_estimators=TREES, n_jobs=1, random_state=0, verbose=-1), None, None),
         ("lightgbm", "lightgbm.Booster (binary)", "classification", lambda: None, lgb_booster("binary"),
-         lambda booster: booster.predict),
+         # One thread, as the runtime: OpenMP's default team stalls for milliseconds on a busy machine.
+         lambda booster: lambda row: booster.predict(row, num_threads=1)),
         ("catboost", "CatBoostClassifier", "classification",
          lambda: catboost.CatBoostClassifier(iterations=TREES, thread_count=1, random_seed=0, verbose=0), None, None),
         ("catboost", "CatBoostRegressor", "regression",

@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Collection
 from importlib import metadata
 from typing import Any
 
@@ -152,13 +153,14 @@ def fitted_feature_names(model: Any, X: Any) -> list[str] | None:
     return [n if n in columns else renamed.get(n, n) for n in fitted]
 
 
-def allow_missing(model: Any, schema: InputSchema) -> InputSchema:
+def allow_missing(model: Any, schema: InputSchema, *, encoded: Collection[str] = ()) -> InputSchema:
     """Let every numeric feature be missing (NaN) when the model's library treats NaN as missing.
 
     XGBoost and LightGBM route a missing value down each split's learned default
     branch, and CatBoost (``nan_mode`` "Min" or "Max") as the smallest or largest
     value; the exported graphs do the same. A CatBoost model trained with
-    ``nan_mode="Forbidden"`` keeps the schema inferred from the data.
+    ``nan_mode="Forbidden"`` keeps the schema inferred from the data, and so do
+    the ``encoded`` columns, which a pipeline's encoder consumes before the trees see them.
     """
     library = library_of(model)
     if library is None:
@@ -167,8 +169,8 @@ def allow_missing(model: Any, schema: InputSchema) -> InputSchema:
         params = _final_step(model).get_all_params()
         if params.get("nan_mode", "Min") == "Forbidden":
             return schema
-    features = tuple(dataclasses.replace(f, allows_missing=True) if f.kind is FeatureKind.NUMERIC else f
-                     for f in schema.features)
+    features = tuple(dataclasses.replace(f, allows_missing=True)
+                     if f.kind is FeatureKind.NUMERIC and f.name not in encoded else f for f in schema.features)
     return dataclasses.replace(schema, features=features)
 
 

@@ -124,9 +124,10 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
     X_train = _align_columns(X_train, fitted_names, "training data")
     if feature_names is None and not is_dataframe(X_train) and fitted_names is not None:
         feature_names = fitted_names
+    encoded = encoded_columns(model)
     schema = infer_input_schema(X_train, feature_names=feature_names,
-                                has_column_selection=selects_columns(model), encoded=encoded_columns(model))
-    schema = allow_missing(model, schema)  # NaN is "missing" to XGBoost, LightGBM and CatBoost
+                                has_column_selection=selects_columns(model), encoded=encoded)
+    schema = allow_missing(model, schema, encoded=encoded)  # NaN is "missing" to XGBoost, LightGBM, CatBoost
     _check_width(model, X_train, schema)
     library_versions = prepare_conversion(model)  # registers the boosting libraries' converters
     converted = convert(model, schema, target_opset=TARGET_OPSET if library_versions else None)

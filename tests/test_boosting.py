@@ -14,13 +14,12 @@ import pandas as pd
 import pytest
 from click.testing import CliRunner
 from sklearn.compose import ColumnTransformer
-from sklearn.impute import SimpleImputer
 from sklearn.datasets import load_breast_cancer, load_diabetes, load_iris
+from sklearn.impute import SimpleImputer
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import OneHotEncoder, OrdinalEncoder
 
-from converters import ParityPolicy, export
-from converters import boosting
+from converters import ParityPolicy, boosting, export
 from edge_runtime import Runtime
 from edge_runtime.cli import main
 from edge_runtime.errors import ExportError, ParityError, UnsupportedModelError
@@ -281,6 +280,16 @@ def test_the_workaround_encoding_in_the_pipeline_exports(tmp_path: Path) -> None
     result = export(model, X, y, name="m", version="1", out_dir=tmp_path / "b")
     assert result.parity["label_agreement"] == 1
     _assert_like_native(model, result.path, X.iloc[::11], "binary")
+
+
+def test_a_column_an_encoder_consumes_keeps_the_schema_from_the_data(tmp_path: Path) -> None:
+    """NaN reaches the trees through the other columns; an encoder fitted without it would not pass it on."""
+    X, y = _coded_frame()
+    pre = ColumnTransformer([("codes", OrdinalEncoder(), ["store id"])], remainder="passthrough")
+    model = Pipeline([("pre", pre), ("boost", _model("lightgbm", "binary"))]).fit(X, y)
+    result = export(model, X, y, name="m", version="1", out_dir=tmp_path / "b")
+    allowed = {f.name: f.allows_missing for f in result.manifest.input_schema.features}
+    assert allowed == {"store id": False, "basket €": True}
 
 
 def test_catboost_cat_features_name_the_workaround(tmp_path: Path) -> None:
