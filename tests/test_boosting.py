@@ -309,6 +309,14 @@ def test_xgboost_native_categories_name_the_workaround(tmp_path: Path) -> None:
         export(model, X, y, name="m", version="1", out_dir=tmp_path / "b")
 
 
+def test_xgboost_with_another_missing_value_than_nan_is_one_line(tmp_path: Path) -> None:
+    X, y = _data("binary")
+    model = _model("xgboost", "binary", missing=0.0).fit(X, y)
+    with pytest.raises(ExportError, match=r"^skl2onnx failed on XGBClassifier: Cannot convert a XGBoost model "
+                                          r"where missing values are not nan but 0\.0\.$"):
+        export(model, X, y, name="m", version="1", out_dir=tmp_path / "b")
+
+
 # ------------------------------------------------------------------ parity policy, pin
 def test_parity_below_the_policy_is_refused_with_rows_beyond_tolerance(tmp_path: Path) -> None:
     X, y = _data("regression")
