@@ -211,9 +211,11 @@ def boosting_rows(quick: bool, timing_rows: int) -> list[Row]:
          # One thread, as the runtime: OpenMP's default team stalls for milliseconds on a busy machine.
          lambda booster: lambda row: booster.predict(row, num_threads=1)),
         ("catboost", "CatBoostClassifier", "classification",
-         lambda: catboost.CatBoostClassifier(iterations=TREES, thread_count=1, random_seed=0, verbose=0), None, None),
+         lambda: catboost.CatBoostClassifier(iterations=TREES, thread_count=1, random_seed=0, verbose=0,
+                                             allow_writing_files=False), None, None),
         ("catboost", "CatBoostRegressor", "regression",
-         lambda: catboost.CatBoostRegressor(iterations=TREES, thread_count=1, random_seed=0, verbose=0), None, None),
+         lambda: catboost.CatBoostRegressor(iterations=TREES, thread_count=1, random_seed=0, verbose=0,
+                                            allow_writing_files=False), None, None),
     ]
     for family, name, task, make, fit, native in cases:
         if quick and name not in QUICK:

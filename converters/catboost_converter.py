@@ -12,7 +12,7 @@ Examples
 >>> import numpy as np, catboost
 >>> from converters.catboost_converter import tree_node
 >>> X = np.arange(40.0).reshape(20, 2); y = (X[:, 0] > 18).astype(int)
->>> model = catboost.CatBoostClassifier(iterations=3, verbose=0, thread_count=1).fit(X, y)
+>>> model = catboost.CatBoostClassifier(iterations=3, verbose=0, thread_count=1, allow_writing_files=False).fit(X, y)
 >>> tree_node(model).op_type
 'TreeEnsembleClassifier'
 """
@@ -63,7 +63,11 @@ def _parse_classifier(scope: Any, model: Any, inputs: list[Any], custom_parsers:
     """Declare the label (int64 or string, as the classes are) and the probability tensor."""
     from skl2onnx._parse import _apply_zipmap
     from skl2onnx._supported_operators import _get_sklearn_operator_name
-    from skl2onnx.common.data_types import FloatTensorType, Int64TensorType, StringTensorType
+    from skl2onnx.common.data_types import (
+        FloatTensorType,
+        Int64TensorType,
+        StringTensorType,
+    )
 
     options = scope.get_options(model, {"zipmap": True})
     operator = scope.declare_local_operator(_get_sklearn_operator_name(type(model)), model)

@@ -57,7 +57,8 @@ def _model(library: str, task: str, n: int = 20, **params: Any) -> Any:
         cls = lgb.LGBMRegressor if regression else lgb.LGBMClassifier
         return cls(n_estimators=n, num_leaves=15, n_jobs=1, random_state=0, verbose=-1, **params)
     cls = cb.CatBoostRegressor if regression else cb.CatBoostClassifier
-    return cls(iterations=n, depth=4, thread_count=1, random_seed=0, verbose=0, **params)
+    # allow_writing_files=False: CatBoost would write catboost_info/ into the working directory.
+    return cls(iterations=n, depth=4, thread_count=1, random_seed=0, verbose=0, allow_writing_files=False, **params)
 
 
 def _with_gaps(X: pd.DataFrame, share: float = 0.2, seed: int = 0) -> pd.DataFrame:
