@@ -480,12 +480,14 @@ class InputEncoder:
         raise _value_error(InvalidValueError, spec.name, value, _BOOLEAN_EXPECTED)
 
     def _check_booleans(self, out: np.ndarray, values: Any) -> None:
-        """Raise for a boolean feature whose packed value is neither 0, 1 nor missing (2, 0.5, inf)."""
+        """Raise for a boolean feature given a number other than 0 or 1 (2, 0.5, inf), or NaN the policy refuses.
+
+        The given values are compared, not the packed ones: float32 rounds 1.0000001 to 1.
+        """
         for i in self._booleans:
-            number = out[i]
-            if number != 0.0 and number != 1.0:
-                # NaN (missing: the feature's policy decides), or no boolean that packed as a number.
-                out[i] = self._boolean(self.schema.features[i], values[i])
+            value = values[i]
+            if value != 0 and value != 1:
+                out[i] = self._boolean(self.schema.features[i], value)
 
     def _category(self, spec: FeatureSpec, value: Any) -> str:
         if isinstance(value, (str, int, np.integer, np.str_)) and not isinstance(value, bool):
