@@ -42,10 +42,10 @@ TOP_CATEGORIES = 20
 
 
 def _column(X: Any, index: int, spec: FeatureSpec) -> np.ndarray:
-    column = X[spec.name] if is_dataframe(X) else np.asarray(X)[:, index]
+    column: Any = X[spec.name] if is_dataframe(X) else np.asarray(X)[:, index]
     if spec.kind is FeatureKind.BOOLEAN:
         return boolean_values(column)  # 1.0/0.0, as the model and the monitor see it
-    return np.asarray(column.to_numpy()) if is_dataframe(X) else column
+    return np.asarray(column.to_numpy()) if is_dataframe(X) else np.asarray(column)
 
 
 def profile_features(X: Any, schema: InputSchema) -> dict[str, Any]:
@@ -147,8 +147,8 @@ def target_profile(y: Any, *, classification: bool = False) -> dict[str, Any] | 
         return None
     values = np.asarray(y).reshape(-1)
     if classification:
-        counts = Counter(str(canonical_label(v)) for v in values.tolist())
-        return {"kind": "categorical", "count": int(values.size), "classes": dict(sorted(counts.items()))}
+        by_class = Counter(str(canonical_label(v)) for v in values.tolist())
+        return {"kind": "categorical", "count": int(values.size), "classes": dict(sorted(by_class.items()))}
     if values.dtype.kind in "fc":
         return {"kind": "numeric", "count": int(values.size), "mean": float(np.nanmean(values)),
                 "std": float(np.nanstd(values))}

@@ -55,7 +55,7 @@ from __future__ import annotations
 import math
 import operator
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -409,10 +409,11 @@ class InputEncoder:
     def _boolean_column(self, spec: FeatureSpec, column: np.ndarray,
                         errors: dict[int, SchemaError]) -> np.ndarray:
         if column.dtype.kind == "b":
-            return column.astype(np.float32)
+            return np.asarray(column, dtype=np.float32)
+        suspect: Iterable[int]
         if column.dtype.kind in "iuf":
             # Compared as given, not after a float32 cast that would round 1.0000001 to 1.
-            values = (column == 1).astype(np.float32)
+            values = np.asarray(column == 1, dtype=np.float32)
             suspect = np.flatnonzero((column != 0) & (column != 1)).tolist()
         else:
             values = np.zeros(len(column), dtype=np.float32)
