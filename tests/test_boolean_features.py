@@ -243,3 +243,13 @@ def test_the_monitor_sketches_a_boolean_as_the_zero_or_one_the_model_got(tmp_pat
             if verdict["metric"] == "ks":
                 assert verdict["value"] == pytest.approx(abs(part[name].mean() - X[name][:2000].mean()),
                                                          abs=verdict["metrics"]["ks"]["sketch_error"])
+
+
+def test_benchmark_rows_of_a_boolean_feature_are_ones_and_zeros() -> None:
+    from edge_runtime.bench.rows import reference_rows
+
+    for layout in LAYOUTS:
+        rows = reference_rows(_schema(layout), None, 200, seed=0)
+        flags = [row[1] if layout is InputLayout.TENSOR else row["flag"] for row in rows]
+        assert set(flags) == {0.0, 1.0}
+        assert not InputEncoder(_schema(layout), InputPolicy()).encode_batch(rows).errors
