@@ -192,6 +192,10 @@ MODELS = {
                                    ("flags", "passthrough", ["repaid_before", "has_car"])])),
         ("clf", LogisticRegression(max_iter=1000))]), ["income", "repaid_before", "has_car", "city"],
         InputLayout.COLUMNS),
+    "one-hot-encoded-bool": (lambda: Pipeline([
+        ("pre", ColumnTransformer([("num", StandardScaler(), ["income"]),
+                                   ("bools", OneHotEncoder(), ["repaid_before", "has_car"])])),
+        ("clf", LogisticRegression(max_iter=1000))]), ["income", "repaid_before", "has_car"], InputLayout.COLUMNS),
 }
 
 
