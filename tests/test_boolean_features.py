@@ -19,7 +19,7 @@ from converters import export
 from converters.features import infer_input_schema
 from edge_runtime import InputPolicy, MonitoringDatabase, Runtime
 from edge_runtime.config import NonFinitePolicy
-from edge_runtime.errors import BundleFormatError, InvalidValueError, NonFiniteValueError
+from edge_runtime.errors import BundleFormatError, InvalidValueError, NonFiniteValueError, SchemaError
 from edge_runtime.serving.inputs import InputEncoder
 from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, InputSchema
 
@@ -257,3 +257,50 @@ def test_benchmark_rows_of_a_boolean_feature_are_ones_and_zeros() -> None:
         flags = [row[1] if layout is InputLayout.TENSOR else row["flag"] for row in rows]
         assert set(flags) == {0.0, 1.0}
         assert not InputEncoder(_schema(layout), InputPolicy()).encode_batch(rows).errors
+
+
+# ------------------------------------------------------------------ fuzzed: one answer on every path
+KEPT_WITH_BOOLEANS = sorted((Path(__file__).parent / "data" / "bundles").glob("format-3-*"))
+
+
+def _outcome(call: Any) -> Any:
+    """Probabilities, or the refusal: its class and the feature it names."""
+    try:
+        return call()
+    except SchemaError as exc:
+        return type(exc).__name__, getattr(exc, "feature", None)
+
+
+@pytest.mark.filterwarnings("error::RuntimeWarning")
+@pytest.mark.parametrize("examples", [pytest.param(40, id="fast"),
+                                      pytest.param(1500, id="many", marks=pytest.mark.slow)])
+@pytest.mark.parametrize("path", KEPT_WITH_BOOLEANS, ids=lambda p: p.name)
+def test_any_value_of_a_boolean_gets_one_answer_on_every_path(path: Path, examples: int) -> None:
+    from hypothesis import given
+    from hypothesis import strategies as st
+
+    from tests.test_fuzz_inputs import VALUES, fuzz
+
+    with Runtime(path) as rt:
+        features = rt.manifest.input_schema.features
+        flag = next(f.name for f in features if f.kind is FeatureKind.BOOLEAN)
+        base = {f.name: (f.categories[0] if f.categories else 1.0) for f in features}
+
+        @fuzz(examples)
+        @given(VALUES | st.sampled_from(TRUE_SPELLINGS + FALSE_SPELLINGS + NOT_BOOLEANS))
+        def run(value: Any) -> None:
+            row = {**base, flag: value}
+            single = _outcome(lambda: list(rt.predict(row).scores))
+            positional = _outcome(lambda: list(rt.predict(list(row.values())).scores))
+            batch = rt.predict_batch([row, list(row.values())], on_error="skip")
+            batched = [(type(e).__name__, getattr(e, "feature", None)) for e in batch.errors] or [
+                list(s) for s in batch.scores]
+            missing = value is None or (isinstance(value, (float, np.floating)) and np.isnan(value))
+            if isinstance(single, tuple):
+                assert single == positional and batched == [single, single] and single[1] == flag
+                assert single[0] == ("NonFiniteValueError" if missing else "InvalidValueError")
+            else:
+                assert value in TRUE_SPELLINGS or value in FALSE_SPELLINGS  # 1, "true", Decimal(1)...
+                assert np.allclose(single, positional) and np.allclose(batched, [single, single], atol=1e-6)
+
+        run()
