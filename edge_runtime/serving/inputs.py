@@ -159,7 +159,7 @@ class InputEncoder:
         # warns. Packing a tuple of floats also costs half of numpy's slice assignment.
         self._pack_into: Callable[..., None] = struct.Struct(f"={self.width}f").pack_into
         self._allow_unseen = policy.unseen_category is UnseenCategoryPolicy.ALLOW
-        # Boolean features: their packed value must be 0.0 or 1.0 (or NaN, a missing value).
+        # Boolean features (their positions): a value given for one must be 0 or 1 (or missing).
         self._booleans = tuple(i for i, f in enumerate(schema.features) if f.kind is FeatureKind.BOOLEAN)
 
     # ----------------------------------------------------------------- one row
