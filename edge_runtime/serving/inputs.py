@@ -302,9 +302,9 @@ class InputEncoder:
                 suspect = np.isinf(matrix) & np.isfinite(rows)  # only an overflow is refused
             else:
                 suspect = ~np.isfinite(matrix)
-        booleans = list(self._booleans)
-        if booleans:
+        if self._booleans:
             # Compared as given: a float32 cast would round 1.0000001 to 1.
+            booleans = list(self._booleans)
             given = rows[:, booleans]
             no_boolean = np.zeros(matrix.shape, dtype=bool)
             no_boolean[:, booleans] = (given != 0) & (given != 1)
