@@ -143,3 +143,6 @@ def test_the_cli_the_decision_log_and_the_drift_verdict_agree_on_the_text(export
     for window in windows:  # stationary data: the predicted-class mix matches the reference
         verdict = window.to_dict()["prediction"]
         assert verdict["status"] == "ok", verdict
+    drift = runner.invoke(main, ["drift", "--db", str(db), "--json"])
+    assert drift.exit_code == 0, drift.output
+    assert [w["prediction"]["status"] for w in json.loads(drift.stdout)["windows"]] == ["ok", "ok", "ok"]
