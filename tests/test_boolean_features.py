@@ -126,6 +126,9 @@ def test_numbers_still_work_beside_a_boolean_and_are_named_first() -> None:
         _encode_one(encoder, {"x": "high", "flag": True})
     with pytest.raises(NonFiniteValueError, match="feature 'x': value nan is not finite"):
         _encode_one(encoder, {"x": float("nan"), "flag": "True"})
+    for row in ({"x": "high", "flag": "yes"}, ["high", "yes"]):  # both wrong: the first is named
+        with pytest.raises(InvalidValueError, match="feature 'x': value 'high' is not a number"):
+            _encode_one(encoder, row)
 
 
 # ------------------------------------------------------------------ batches

@@ -512,9 +512,13 @@ class InputEncoder:
         """Fill ``out`` from values that are not all plain numbers (None, numeric strings), or name the bad one."""
         if self._booleans:
             # "True", "false"... are booleans' own spellings, which numpy does not parse.
-            values = list(values)
-            for i in self._booleans:
-                values[i] = self._boolean(self.schema.features[i], values[i])
+            converted = list(values)
+            try:
+                for i in self._booleans:
+                    converted[i] = self._boolean(self.schema.features[i], converted[i])
+            except SchemaError as exc:
+                self._raise_for_values(values, exc)  # names the first feature at fault, in schema order
+            values = converted
         try:
             # float64 holds every float32 value and more: numpy parses the strings and
             # makes None NaN, and packing refuses what float32 cannot hold.
