@@ -134,7 +134,8 @@ def test_numbers_still_work_beside_a_boolean_and_are_named_first() -> None:
 # ------------------------------------------------------------------ batches
 BATCH_ROWS = [[1, True], [2, "false"], [3, "yes"], [4, 1], [5, 2], [6, None], [7, "TRUE"], [8, 0.5]]
 BATCH_ERRORS = [f"row 2: feature 'flag': value 'yes' {EXPECTED}", f"row 4: feature 'flag': value 2 {EXPECTED}",
-                "row 5: feature 'flag': value None is not finite (NaN or infinity is rejected by the input policy)",
+                "row 5: feature 'flag': value None is not finite (NaN or infinity is rejected by the input "
+                "policy)",
                 f"row 7: feature 'flag': value 0.5 {EXPECTED}"]
 
 

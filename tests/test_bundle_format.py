@@ -84,7 +84,8 @@ def test_format_3_serves_its_boolean_feature_from_every_spelling(path: Path) -> 
 def test_format_3_keeps_the_classes_of_a_bool_target() -> None:
     with Runtime(next(p for p in KEPT if p.name == "format-3-tensor")) as rt:
         prediction = rt.predict({"a": 1.0, "b": 1.0, "c": 0.0, "d": "True"})
-        batch = rt.predict_batch([{"a": 1.0, "b": 1.0, "c": 0.0, "d": True}, {"a": -3.0, "b": -1.0, "c": 0.0, "d": 0}])
+        batch = rt.predict_batch([{"a": 1.0, "b": 1.0, "c": 0.0, "d": True},
+                                  {"a": -3.0, "b": -1.0, "c": 0.0, "d": 0}])
     assert rt.classes == (False, True)
     assert prediction.label is True and list(prediction.probabilities) == [False, True]
     assert batch.labels.tolist() == [True, False]
@@ -111,7 +112,8 @@ def test_a_boolean_feature_in_a_format_2_manifest_is_refused(tmp_path: Path) -> 
                                  "(kind 'boolean' comes with format 3), got 'boolean'")
 
 
-def _older_bundle(tmp_path: Path, y: Any, classes: list[Any], reference_labels: dict[str, str]) -> tuple[Path, Any]:
+def _older_bundle(tmp_path: Path, y: Any, classes: list[Any],
+                  reference_labels: dict[str, str]) -> tuple[Path, Any]:
     """A bundle as a format 1 exporter wrote it for target ``y``: its manifest lists ``classes``
     (json.dumps kept 0.0 as 0.0) and its reference counts the graph's labels, renamed by
     ``reference_labels``. Returns the path and rows like the training rows."""

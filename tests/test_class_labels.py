@@ -71,9 +71,9 @@ def exported(request: pytest.FixtureRequest, tmp_path: Path) -> dict[str, Any]:
     joblib.dump(model, tmp_path / "model.joblib")
     X[train].assign(target=y[train]).to_csv(tmp_path / "train.csv", index=False)
     X[live].to_csv(tmp_path / "live.csv", index=False)
-    with open(tmp_path / "live.jsonl", "w") as fh:
-        for record in X[live].to_dict(orient="records"):
-            fh.write(json.dumps({k: v.item() if isinstance(v, np.generic) else v for k, v in record.items()}) + "\n")
+    records = X[live].to_dict(orient="records")
+    (tmp_path / "live.jsonl").write_text("".join(
+        json.dumps({k: v.item() if isinstance(v, np.generic) else v for k, v in r.items()}) + "\n" for r in records))
     result = CliRunner().invoke(main, ["export", str(tmp_path / "model.joblib"), "--train-data",
                                        str(tmp_path / "train.csv"), "--target", "target", "--name", "churn",
                                        "--version", "1", "--out", str(tmp_path / "bundle")])
@@ -97,7 +97,8 @@ def test_the_manifest_and_the_reference_hold_the_canonical_classes(exported: dic
 def test_predictions_carry_the_canonical_label_and_keys(exported: dict[str, Any]) -> None:
     classes, live, model = exported["classes"], exported["live"], exported["model"]
     label_type = type(classes[0])
-    csv_row = next(csv.DictReader(open(exported["tmp"] / "live.csv")))  # every value a string: "True", "41.2"
+    with open(exported["tmp"] / "live.csv") as fh:
+        csv_row = next(csv.DictReader(fh))  # every value a string: "True", "41.2"
     with Runtime(exported["path"]) as rt:
         assert rt.classes == classes
         single = rt.predict(csv_row)

@@ -284,9 +284,10 @@ class Manifest:
         for i, spec in enumerate(input_schema.features):
             since = _KIND_SINCE.get(spec.kind, 1)
             if version < since:
-                raise field_error(f"input_schema.features[{i}].kind",
-                                  f"a kind of format {version} (kind '{spec.kind.value}' comes with format {since})",
-                                  spec.kind.value)
+                raise field_error(
+                    f"input_schema.features[{i}].kind",
+                    f"a kind of format {version} (kind '{spec.kind.value}' comes with format {since})",
+                    spec.kind.value)
         return cls(
             format_version=version,
             name=_string(data.get("name"), "name"),

@@ -39,8 +39,8 @@ edge_runtime.errors.OutOfRangeValueError: feature 'a': value 1e+300 is outside t
 >>> batch.rows.tolist(), [str(e) for e in batch.errors]
 ([0, 2], ["row 1: feature 'b': value inf is not finite (NaN or infinity is rejected by the input policy)"])
 >>> from edge_runtime.serving.schema import FeatureKind
->>> flags = InputEncoder(InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="ok", kind=FeatureKind.BOOLEAN))),
-...                      InputPolicy())
+>>> flags = InputEncoder(InputSchema(features=(FeatureSpec(name="a"),
+...                                              FeatureSpec(name="ok", kind=FeatureKind.BOOLEAN))), InputPolicy())
 >>> flags.fill_tensor_row({"a": 1.5, "ok": "False"}, buf)
 >>> buf
 array([1.5, 0. ], dtype=float32)
