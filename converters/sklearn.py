@@ -31,13 +31,13 @@ from converters.boosting import adapt_native
 from converters.features import EncodedColumn
 from converters.input_names import restore_input_names
 from edge_runtime.errors import ExportError, UnsupportedModelError
-from edge_runtime.serving.results import plain_value
 from edge_runtime.serving.schema import (
     FeatureKind,
     InputLayout,
     InputSchema,
     OutputSchema,
     Task,
+    canonical_classes,
 )
 
 __all__ = [
@@ -357,7 +357,8 @@ def convert(model: Any, schema: InputSchema, *, target_opset: dict[str, int] | N
     outputs = [o.name for o in onnx_model.graph.output]
     if task is Task.CLASSIFICATION:
         output_schema = OutputSchema(task=task, label_output=outputs[0], score_output=outputs[1],
-                                     classes=tuple(plain_value(c) for c in estimator.classes_))
+                                     # 0.0/1.0 become 0/1, as the graph's labels are (docs/serving.md)
+                                     classes=canonical_classes(estimator.classes_))
     else:
         output_schema = OutputSchema(task=task, score_output=outputs[0])
     producer = {

@@ -162,6 +162,9 @@ class Monitor:
         self._labels = LabelCodes(outputs.classes if self._classifier else ())
         self._vocabulary = self._labels.vocabulary
         self._code_of = self._labels.code_of
+        if reference is not None and reference.predictions is not None:
+            # An older bundle's reference may spell its classes otherwise ('0' for False).
+            reference.predictions.counts = self._labels.canonical_counts(reference.predictions.counts)
         self._fill = 0
         self._logged = 0  # buffered rows already in the decision log
         self._profiled = 0  # buffered rows already in the window sketches (a flush may be interrupted)
