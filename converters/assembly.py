@@ -45,10 +45,10 @@ from converters.reference import profile_features, reference_profile, target_pro
 from edge_runtime.errors import EdgeRuntimeError, ExportError
 from edge_runtime.monitoring.data_profile import PROFILE_FILE
 from edge_runtime.monitoring.multivariate import MULTIVARIATE_FILE, MULTIVARIATE_FORMAT
-from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.monitoring.sketches import REFERENCE_K
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import MODEL_FILE, Manifest, read_manifest
-from edge_runtime.serving.schema import InputSchema, OutputSchema
+from edge_runtime.serving.schema import InputSchema, OutputSchema, Task
 
 __all__ = ["BundleContents", "ParityCheck", "VariantsStep", "assemble_bundle"]
 
@@ -96,7 +96,7 @@ class BundleContents:
     target: Any = None
     answer_rows: Any = None
     outputs_from: str = "training data"
-    sketch_k: int = DEFAULT_K
+    sketch_k: int = REFERENCE_K
 
 
 def assemble_bundle(contents: BundleContents, out_dir: str | Path, *, check: ParityCheck,
@@ -130,7 +130,8 @@ def assemble_bundle(contents: BundleContents, out_dir: str | Path, *, check: Par
     reference: dict[str, Any] | None = None
     if contents.reference_rows is not None:
         reference = profile_features(contents.reference_rows, contents.input_schema)
-        reference["target"] = target_profile(contents.target)
+        reference["target"] = target_profile(contents.target,
+                                             classification=contents.output_schema.task is Task.CLASSIFICATION)
     with BundleWriter(out_dir, overwrite=overwrite) as writer:
         writer.add_file(MODEL_FILE, contents.model)
         manifest = writer.write_manifest(dataclasses.replace(manifest, reference=reference))

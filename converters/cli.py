@@ -74,9 +74,10 @@ def _near(name: str, columns: list[str]) -> str:
 def export_command(model_file: Path, train_data: Path, target: str | None, validation_data: Path | None,
                    categorical: tuple[str, ...], dtypes: dict[str, str], name: str, model_version: str,
                    out_dir: Path, min_agreement: float, overwrite: bool, quantize: bool) -> None:
-    """Export a pickled or joblib-saved scikit-learn model to a bundle.
+    """Export a pickled or joblib-saved scikit-learn, XGBoost, LightGBM or CatBoost model to a bundle.
 
-    MODEL_FILE is unpickled: only export files you trust.
+    MODEL_FILE is unpickled: only export files you trust. It holds a fitted
+    estimator or Pipeline, or a native xgboost.Booster or lightgbm.Booster.
 
     A column that the model's OneHotEncoder or OrdinalEncoder consumes is read as
     that encoder was fitted: as strings (a zip code "01000" keeps its leading zero)

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from converters.assembly import BundleContents, assemble_bundle
+from converters.boosting import TARGET_OPSET, adapt_native, allow_missing, fitted_feature_names, prepare_conversion
 from converters.features import infer_input_schema, is_dataframe
 from converters.manifest import ExportResult, check_identity
 from converters.package import BundleWriter
@@ -34,7 +35,7 @@ from converters.sklearn import (
     selects_columns,
 )
 from edge_runtime.errors import ExportError, ParityError
-from edge_runtime.monitoring.sketches import DEFAULT_K
+from edge_runtime.monitoring.sketches import REFERENCE_K
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.bundle import MODEL_FILE, Manifest
 from edge_runtime.serving.schema import InputSchema
@@ -69,7 +70,7 @@ def _check_width(model: Any, X: Any, schema: InputSchema) -> None:
 def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version: str,
            out_dir: str | Path, X_val: Any = None, parity: ParityPolicy | None = None,
            feature_names: list[str] | None = None, overwrite: bool = False,
-           sketch_k: int = DEFAULT_K, quantize: bool = False) -> ExportResult:
+           sketch_k: int = REFERENCE_K, quantize: bool = False) -> ExportResult:
     """Convert a fitted scikit-learn model to ONNX, check it, and write a bundle.
 
     Parameters
@@ -116,17 +117,22 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
         Any other reason the bundle cannot be made.
     """
     check_identity(name, version)
+    model = adapt_native(model, feature_names)  # a native XGBoost/LightGBM Booster
     require_estimator(model)
     policy = parity or ParityPolicy()
-    fitted_names = getattr(model, "feature_names_in_", None)
-    X_train = _align_columns(X_train, None if fitted_names is None else [str(c) for c in fitted_names],
-                             "training data")
-    if feature_names is None and not is_dataframe(X_train) and hasattr(model, "feature_names_in_"):
-        feature_names = [str(c) for c in model.feature_names_in_]
+    fitted_names = fitted_feature_names(model, X_train)  # the user's names, where LightGBM altered them
+    X_train = _align_columns(X_train, fitted_names, "training data")
+    if feature_names is None and not is_dataframe(X_train) and fitted_names is not None:
+        feature_names = fitted_names
+    encoded = encoded_columns(model)
     schema = infer_input_schema(X_train, feature_names=feature_names,
-                                has_column_selection=selects_columns(model), encoded=encoded_columns(model))
+                                has_column_selection=selects_columns(model), encoded=encoded)
+    schema = allow_missing(model, schema, encoded=encoded)  # NaN is "missing" to XGBoost, LightGBM, CatBoost
     _check_width(model, X_train, schema)
-    converted = convert(model, schema)
+    library_versions = prepare_conversion(model)  # registers the boosting libraries' converters
+    converted = convert(model, schema, target_opset=TARGET_OPSET if library_versions else None)
+    if library_versions:
+        converted = dataclasses.replace(converted, producer={**converted.producer, **library_versions})
     if X_val is not None:
         parity_rows, source = _align_columns(X_val, list(schema.names), "validation data"), "validation set"
     else:

@@ -15,6 +15,14 @@ Examples
 ('columns', ['numeric', 'categorical'])
 >>> schema.features[0].allows_missing, schema.features[1].categories
 (True, ('lyon', 'nice'))
+
+A bool column (numpy or pandas bool, pandas' nullable ``boolean``, or a column of
+only True/False and missing values, as pandas reads a CSV's True/False column)
+is a boolean feature, which the model receives as 1.0/0.0:
+
+>>> flags = pd.DataFrame({"age": [30.0, 40.0], "repaid": [True, False]})
+>>> [f.kind.value for f in infer_input_schema(flags).features]
+['numeric', 'boolean']
 """
 
 from __future__ import annotations
@@ -39,6 +47,7 @@ __all__ = [
     "CSV_TYPES",
     "TENSOR_INPUT_NAME",
     "EncodedColumn",
+    "boolean_values",
     "csv_dtypes",
     "csv_header",
     "infer_input_schema",
@@ -86,6 +95,44 @@ def _is_numeric(column: Any) -> bool:
     return bool(is_numeric_dtype(column.dtype) or is_bool_dtype(column.dtype))
 
 
+def _is_boolean(column: Any) -> bool:
+    """A bool dtype, or an object column whose values are all True/False or missing (and one at least is not)."""
+    from pandas.api.types import is_bool_dtype
+
+    if is_bool_dtype(column.dtype):
+        return True
+    if column.dtype != object:
+        return False
+    present = column.dropna().tolist()
+    return bool(present) and all(isinstance(v, (bool, np.bool_)) for v in present)
+
+
+def boolean_values(column: Any) -> np.ndarray:
+    """A boolean column (Series or array) as float64 1.0/0.0, NaN where a value is missing.
+
+    >>> import pandas as pd
+    >>> boolean_values(pd.Series([True, None, False], dtype="boolean")).tolist()
+    [1.0, nan, 0.0]
+    """
+    if hasattr(column, "to_numpy"):
+        try:
+            return np.asarray(column.to_numpy(dtype=np.float64, na_value=np.nan))
+        except (TypeError, ValueError):
+            column = column.to_numpy(dtype=object)
+    array = np.asarray(column)
+    if array.dtype.kind in "biuf":
+        return array.astype(np.float64)
+    return np.array([np.nan if _is_missing(v) else float(v) for v in array.tolist()], dtype=np.float64)
+
+
+def _is_missing(value: Any) -> bool:
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return bool(np.isnan(value))
+    return type(value).__name__ == "NAType"
+
+
 def _numeric_spec(name: str, values: np.ndarray) -> FeatureSpec:
     values = values.astype(np.float64)
     finite = values[np.isfinite(values)]
@@ -120,8 +167,9 @@ def infer_input_schema(X: Any, *, feature_names: list[str] | None = None,
     Returns
     -------
     InputSchema
-        The tensor layout when every column is numeric and nothing selects
-        columns by name; the columns layout otherwise.
+        The tensor layout when no column is categorical and nothing selects
+        columns by name; the columns layout otherwise. Bool columns are boolean
+        features (an array of dtype bool: every column).
 
     Raises
     ------
@@ -137,7 +185,10 @@ def infer_input_schema(X: Any, *, feature_names: list[str] | None = None,
             column = X[name]
             if encoded and str(name) in encoded:
                 _check_encoded(str(name), column, encoded[str(name)])
-            if _is_numeric(column):
+            if _is_boolean(column):
+                specs.append(FeatureSpec(name=str(name), kind=FeatureKind.BOOLEAN,
+                                         allows_missing=bool(column.isna().any())))
+            elif _is_numeric(column):
                 specs.append(_numeric_spec(str(name), column.to_numpy(dtype=np.float64, na_value=np.nan)))
             else:
                 present = column.dropna()
@@ -145,7 +196,7 @@ def infer_input_schema(X: Any, *, feature_names: list[str] | None = None,
                 specs.append(FeatureSpec(name=str(name), kind=FeatureKind.CATEGORICAL,
                                          categories=categories,
                                          allows_missing=bool(len(present) < len(column))))
-        all_numeric = all(s.kind is FeatureKind.NUMERIC for s in specs)
+        all_numeric = all(s.kind is not FeatureKind.CATEGORICAL for s in specs)  # booleans are floats too
         layout = InputLayout.TENSOR if all_numeric and not has_column_selection else InputLayout.COLUMNS
         return InputSchema(features=tuple(specs), layout=layout, tensor_name=TENSOR_INPUT_NAME)
     array = np.asarray(X)
@@ -159,7 +210,10 @@ def infer_input_schema(X: Any, *, feature_names: list[str] | None = None,
     names = feature_names or [f"x{i}" for i in range(array.shape[1])]
     if len(names) != array.shape[1]:
         raise UnsupportedModelError(f"{len(names)} feature names for {array.shape[1]} columns")
-    specs = [_numeric_spec(str(n), array[:, i]) for i, n in enumerate(names)]
+    if array.dtype.kind == "b":
+        specs = [FeatureSpec(name=str(n), kind=FeatureKind.BOOLEAN) for n in names]
+    else:
+        specs = [_numeric_spec(str(n), array[:, i]) for i, n in enumerate(names)]
     return InputSchema(features=tuple(specs), layout=InputLayout.TENSOR, tensor_name=TENSOR_INPUT_NAME)
 
 

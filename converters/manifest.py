@@ -6,8 +6,8 @@ Examples
 >>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
 >>> m = new_manifest(name="m", version="1", input_schema=InputSchema(features=(FeatureSpec(name="x"),)),
 ...                  output_schema=OutputSchema(task=Task.REGRESSION, score_output="y"))
->>> m.format_version, sorted(m.producer)
-(2, ['edge_runtime', 'python'])
+>>> m.format_version, sorted(m.producer)   # always the current format (docs/bundle-format.md)
+(3, ['edge_runtime', 'python'])
 """
 
 from __future__ import annotations

@@ -6,7 +6,8 @@ small schema (a dict or a JSON file) says what its inputs and outputs mean::
     {
       "task": "classification",           # or "regression"
       "classes": ["no", "yes"],            # classifiers
-      "features": ["age", "income"],       # or objects: {"name", "kind", "categories", "min", "max"}
+      "features": ["age", "income"],       # or objects: {"name", "kind", "categories", "min", "max"};
+                                           # kind "numeric", "categorical" or "boolean"
       "score_output": "probabilities",     # optional: found from the graph when omitted
       "label_output": "label"              # optional
     }
@@ -81,7 +82,7 @@ def _features(raw: Any) -> tuple[FeatureSpec, ...]:
 
 def _input_schema(features: tuple[FeatureSpec, ...], session: OnnxSession) -> InputSchema:
     inputs = session.input_names
-    if len(inputs) == 1 and all(f.kind is FeatureKind.NUMERIC for f in features):
+    if len(inputs) == 1 and all(f.kind is not FeatureKind.CATEGORICAL for f in features):
         types = session.input_types()
         if types[inputs[0]] != "tensor(float)":
             raise ExportError(f"input '{inputs[0]}' is {types[inputs[0]]}; edge-runtime feeds tensor(float)")
@@ -157,7 +158,8 @@ def bundle_onnx(onnx_path: str | Path, schema: dict[str, Any] | str | Path, *, n
     features = _features(data.get("features"))
     if reference_data is not None:
         inferred = infer_input_schema(reference_data, feature_names=[f.name for f in features])
-        features = tuple(f if f.kind is FeatureKind.CATEGORICAL else g
+        # A kind the schema declares (categorical, boolean) stands; numeric ranges come from the data.
+        features = tuple(f if f.kind is not FeatureKind.NUMERIC else g
                          for f, g in zip(features, inferred.features))
     input_schema = _input_schema(features, session)
     output_schema = _output_schema(data, session)

@@ -26,6 +26,7 @@ import numpy as np
 
 from converters.features import is_dataframe, to_model_feeds
 from edge_runtime.config import check_float, check_int
+from edge_runtime.errors import UnsupportedModelError
 from edge_runtime.runtime import Runtime
 from edge_runtime.serving.schema import Task
 
@@ -82,6 +83,11 @@ def check_parity(model: Any, runtime: Runtime, X: Any, policy: ParityPolicy, *,
     dict
         The report stored in the manifest; ``passed`` says whether it met
         ``policy.min_agreement``.
+
+    Raises
+    ------
+    UnsupportedModelError
+        A classifier without ``predict_proba`` (nothing to compare the scores with).
     """
     result = runtime.predict_batch(to_model_feeds(X, runtime.manifest.input_schema), on_error="skip")
     served = result.rows
@@ -102,7 +108,12 @@ def check_parity(model: Any, runtime: Runtime, X: Any, policy: ParityPolicy, *,
         # "X has feature names, but ... was fitted without feature names".
         X_served = X_served.to_numpy()
     if runtime.task is Task.CLASSIFICATION:
-        expected_labels = np.asarray(model.predict(X_served))
+        if not hasattr(model, "predict_proba"):
+            raise UnsupportedModelError(
+                f"{type(model).__name__} has no predict_proba, and export compares class probabilities: "
+                "use probability=True (SVC), loss='log_loss' (SGDClassifier) or wrap it in CalibratedClassifierCV")
+        # CatBoost's multiclass predict answers a column, shape (n, 1).
+        expected_labels = np.asarray(model.predict(X_served)).reshape(-1)
         expected = np.asarray(model.predict_proba(X_served), dtype=np.float64)
         got = np.asarray(result.scores, dtype=np.float64)
         diff = np.abs(expected - got).max(axis=1)

@@ -27,15 +27,17 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from converters.boosting import adapt_native
 from converters.features import EncodedColumn
+from converters.input_names import restore_input_names
 from edge_runtime.errors import ExportError, UnsupportedModelError
-from edge_runtime.serving.results import plain_value
 from edge_runtime.serving.schema import (
     FeatureKind,
     InputLayout,
     InputSchema,
     OutputSchema,
     Task,
+    canonical_classes,
 )
 
 __all__ = [
@@ -183,6 +185,7 @@ def load_estimator(path: str | Path) -> Any:
         reason = _one_line(exc)
         raise ExportError(f"'{path}' is not a readable pickle or joblib file "
                           f"({type(exc).__name__}{': ' + reason if reason else ''})") from exc
+    obj = adapt_native(obj)  # a native XGBoost/LightGBM Booster
     if not _is_estimator(obj) or not _is_fitted(obj):
         raise UnsupportedModelError(
             f"'{path}' holds {_a(obj)}, not a fitted scikit-learn estimator{_estimator_inside(obj)}")
@@ -295,7 +298,7 @@ def _versions() -> dict[str, str]:
     return versions
 
 
-def convert(model: Any, schema: InputSchema) -> ConvertedModel:
+def convert(model: Any, schema: InputSchema, *, target_opset: dict[str, int] | None = None) -> ConvertedModel:
     """Convert a fitted scikit-learn estimator or pipeline to ONNX.
 
     Parameters
@@ -304,6 +307,9 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
         A fitted classifier or regressor, or a Pipeline ending in one.
     schema : InputSchema
         From :func:`converters.features.infer_input_schema`.
+    target_opset : dict, optional
+        Opset per domain, for converters registered from other libraries
+        (:func:`converters.boosting.prepare_conversion`); skl2onnx's default otherwise.
 
     Raises
     ------
@@ -333,7 +339,8 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
         raise UnsupportedModelError(f"{name} is not fitted: call fit() before export") from exc
     options = {id(estimator): {"zipmap": False}} if task is Task.CLASSIFICATION else None
     try:
-        onnx_model = to_onnx(model, initial_types=_initial_types(schema), options=options)
+        onnx_model = to_onnx(model, initial_types=_initial_types(schema), options=options,
+                             target_opset=target_opset)
     except Exception as exc:  # skl2onnx raises RuntimeError, TypeError, its own classes...
         message = str(exc)
         if "Expected an int, got a boolean" in message:
@@ -345,10 +352,13 @@ def convert(model: Any, schema: InputSchema) -> ConvertedModel:
         if any(word in message.lower() for word in unsupported):
             raise UnsupportedModelError(f"skl2onnx cannot convert {name}: {message}") from exc
         raise ExportError(f"skl2onnx failed on {name}: {message}") from exc
+    if schema.layout is InputLayout.COLUMNS:
+        restore_input_names(onnx_model, schema.names)  # skl2onnx made "plan type" "plan_type"
     outputs = [o.name for o in onnx_model.graph.output]
     if task is Task.CLASSIFICATION:
         output_schema = OutputSchema(task=task, label_output=outputs[0], score_output=outputs[1],
-                                     classes=tuple(plain_value(c) for c in estimator.classes_))
+                                     # 0.0/1.0 become 0/1, as the graph's labels are (docs/serving.md)
+                                     classes=canonical_classes(estimator.classes_))
     else:
         output_schema = OutputSchema(task=task, score_output=outputs[0])
     producer = {

@@ -161,12 +161,12 @@ class DriftPolicy:
 
     alpha_warn: float = 0.05
     alpha_drift: float = 0.01
-    ks_warn: float = 0.05
-    ks_drift: float = 0.1
+    ks_warn: float = 0.02
+    ks_drift: float = 0.03
     psi_warn: float = 0.1
     psi_drift: float = 0.25
-    js_warn: float = 0.05
-    js_drift: float = 0.1
+    js_warn: float = 0.02
+    js_drift: float = 0.03
     psi_bins: int = 10
     multivariate_warn: float = 0.03
     multivariate_drift: float = 0.05

@@ -25,7 +25,7 @@ def mixed_frame(n: int = 600, seed: int = 0) -> tuple[pd.DataFrame, pd.Series]:
     frame = pd.DataFrame({
         "age": rng.normal(40, 10, n).round(1),
         "income": rng.lognormal(10, 0.5, n).round(2),
-        "visits": rng.integers(0, 20, n),
+        "visits": rng.integers(0, 40, n),  # numeric: more distinct values than counted features have
         "city": rng.choice(["paris", "lyon", "nice"], n),
         "plan": rng.choice(["basic", "pro"], n),
     })

@@ -33,7 +33,11 @@ DEVICE_LAYERS = {
 }
 # What the device must never import, even inside a function: the workstation and fleet
 # code, and the training-side libraries its base install does not have.
-NOT_ON_DEVICE = {"converters", "collector", "sklearn", "skl2onnx", "onnx", "pandas", "joblib", "onnxmltools"}
+NOT_ON_DEVICE = {"converters", "collector", "sklearn", "skl2onnx", "onnx", "pandas", "joblib", "onnxmltools",
+                 "xgboost", "lightgbm", "catboost"}
+# Each boosting library has one converter module, imported only when export is handed its model.
+BOOSTING_CONVERTERS = {"xgboost": "converters.xgboost_converter", "lightgbm": "converters.lightgbm_converter",
+                       "catboost": "converters.catboost_converter"}
 
 
 def module_name(path: Path) -> str:
@@ -107,8 +111,30 @@ def test_only_cli_modules_import_click() -> None:
     assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli"}
 
 
-def test_only_converters_sklearn_imports_skl2onnx() -> None:
-    assert _importers("skl2onnx") == {"converters.sklearn"}
+def test_only_the_converter_modules_import_skl2onnx() -> None:
+    assert _importers("skl2onnx") == {"converters.sklearn", *BOOSTING_CONVERTERS.values()}
+
+
+@pytest.mark.parametrize("library", sorted(BOOSTING_CONVERTERS))
+def test_each_boosting_library_has_one_converter_module(library: str) -> None:
+    assert _importers(library) == {BOOSTING_CONVERTERS[library]}
+
+
+def test_onnxmltools_is_imported_by_the_xgboost_and_lightgbm_converters_only() -> None:
+    assert _importers("onnxmltools") == {BOOSTING_CONVERTERS["xgboost"], BOOSTING_CONVERTERS["lightgbm"]}
+
+
+def test_export_imports_no_boosting_library_until_handed_its_model() -> None:
+    """The libraries are optional: exporting a scikit-learn model never loads one."""
+    import subprocess
+    import sys
+
+    code = ("import sys, tempfile; from sklearn.linear_model import LogisticRegression; import converters; "
+            "m = LogisticRegression().fit([[0.0], [1.0]], [0, 1]); "
+            "converters.export(m, [[0.0], [1.0]], name='m', version='1', out_dir=tempfile.mkdtemp() + '/b'); "
+            "print(sorted(x for x in ('xgboost', 'lightgbm', 'catboost', 'onnxmltools') if x in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=ROOT).stdout
+    assert out.strip().splitlines()[-1] == "[]"
 
 
 # ------------------------------------------------------------------ direction

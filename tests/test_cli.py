@@ -16,6 +16,7 @@ from sklearn.cluster import KMeans
 from edge_runtime import __version__
 from edge_runtime.cli import main
 from edge_runtime.errors import BundleError
+from edge_runtime.serving.bundle import FORMAT_VERSION
 
 
 @pytest.fixture
@@ -93,7 +94,7 @@ def test_bundle_command(runner: CliRunner, tmp_path: Path, cancer_bundle: Path) 
 def test_inspect_text_and_json(runner: CliRunner, cancer_bundle: Path) -> None:
     text = runner.invoke(main, ["inspect", str(cancer_bundle)])
     assert text.exit_code == 0
-    assert text.stdout.startswith("cancer 1.0  (format 2, created ")
+    assert text.stdout.startswith(f"cancer 1.0  (format {FORMAT_VERSION}, created ")
     assert "  [ok] model.onnx" in text.stdout and "parity: passed=True" in text.stdout
     as_json = runner.invoke(main, ["inspect", str(cancer_bundle), "--json"])
     payload = json.loads(as_json.stdout)

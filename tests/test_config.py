@@ -56,7 +56,7 @@ def test_device_example_values() -> None:
     ("[monitoring]\nwindow_rows = 0\n", "'window_rows' parameter of MonitoringConfig must be an int in [1, 1000000000]"),
     ("[monitoring]\nlog_sample_rate = 1.5\n", "'log_sample_rate' parameter of MonitoringConfig must be a float in [0.0, 1.0]"),
     ("[retention]\nmax_bytes = 10\n", "'max_bytes' parameter of RetentionPolicy must be an int in [65536,"),
-    ("[drift]\nks_drift = 0.01\n", "'ks_warn' (0.05) must not exceed 'ks_drift' (0.01)"),
+    ("[drift]\nks_drift = 0.01\n", "'ks_warn' (0.02) must not exceed 'ks_drift' (0.01)"),
     ("[budgets]\nshed_mode = 'drop'\n", "'shed_mode' parameter of BudgetConfig must be one of refuse, defer"),
     ("session = 3\n", "[session] must be a table"),
     ("[session\n", "is not valid TOML"),

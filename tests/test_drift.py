@@ -19,8 +19,8 @@ from edge_runtime.monitoring.drift import (
     ks_distance,
     psi,
 )
-from edge_runtime.monitoring.drift import _ks_and_psi, _numeric_metrics, _numeric_verdicts, _verdict
-from edge_runtime.monitoring.sketches import CategoricalSketch, NumericSketch
+from edge_runtime.monitoring.drift import _live_cdfs, _reference_grid
+from edge_runtime.monitoring.sketches import REFERENCE_K, CategoricalSketch, NumericSketch
 from edge_runtime.serving.schema import (
     FeatureKind,
     FeatureSpec,
@@ -46,21 +46,24 @@ def _rows(rng: np.random.Generator, n: int, *, shift_b: float = 0.0, city_p: lis
     return [a.astype(np.float32), b.astype(np.float32), c.astype(np.float32), city.tolist()]
 
 
-def _profile(rng: np.random.Generator, n: int, *, stride: int = 1, block: int = 1024, **shift) -> Profile:
+def _profile(rng: np.random.Generator, n: int, *, stride: int = 1, block: int = 1024, k: int = 200,
+             **shift) -> Profile:
     """A profile of ``n`` seeded rows, fed in blocks as the monitor feeds its windows."""
-    profile = Profile.for_schema(INPUTS, OUTPUTS, stride=stride)
+    profile = Profile.for_schema(INPUTS, OUTPUTS, stride=stride, k=k)
     columns = _rows(rng, n, **shift)
     scores = 0.5 + np.abs(rng.normal(0, 0.2, n)).clip(0, 0.5)
     labels = (columns[0] > 0).astype(int)
+    positive = np.where(labels == 1, scores, 1 - scores)
     for start in range(0, n, block):
-        profile.update_columns([c[start:start + block] for c in columns])
-        profile.update_outputs(labels[start:start + block].tolist(), scores[start:start + block])
+        part = slice(start, start + block)
+        profile.update_columns([c[part] for c in columns])
+        profile.update_outputs(labels[part].tolist(), scores[part], np.column_stack([1 - positive[part], positive[part]]))
     return profile
 
 
 @pytest.fixture(scope="module")
 def reference() -> Profile:
-    return _profile(np.random.default_rng(123), 20_000)
+    return _profile(np.random.default_rng(123), 20_000, k=REFERENCE_K)  # as export builds it
 
 
 @pytest.mark.parametrize("n, m, shift", [(500, 300, 0.0), (20_000, 5_000, 0.0), (20_000, 5_000, 0.1),
@@ -115,11 +118,13 @@ def test_chi_square_approximation_matches_scipy() -> None:
 def test_no_alarm_on_stationary_streams(reference: Profile, rows: int, stride: int) -> None:
     rng = np.random.default_rng(rows + stride)
     windows = 3 if rows <= 100_000 else 1
+    warned = 0
     for _ in range(windows):
         result = assess_window(reference, _profile(rng, rows, stride=stride), DriftPolicy())
         assert result.drifted == [], {n: f.to_dict() for n, f in result.features.items()}
-        assert result.warned == []
-        assert result.prediction is not None and result.prediction.status is DriftStatus.OK
+        assert result.prediction is not None and not result.prediction.drift
+        warned += bool(result.warned) or result.prediction.status is DriftStatus.WARN
+    assert warned <= 1  # warn is designed for at most 5% of windows
 
 
 @pytest.mark.parametrize("stride", [1, 8])
@@ -141,19 +146,21 @@ def test_categorical_shift_is_detected(reference: Profile) -> None:
 
 
 def test_a_million_rows_do_not_flag_a_trivial_shift(reference: Profile) -> None:
-    """A 0.02 shift of a lognormal(0, 0.5) feature is significant at 1e6 rows but far below the effect floors."""
+    """A 0.02 shift of a lognormal(0, 0.5) feature (KS ~0.018) is significant at 1e6 rows but below the floors."""
     rng = np.random.default_rng(9)
-    result = assess_window(reference, _profile(rng, 1_000_000, shift_b=0.02), DriftPolicy())
-    assert result.drifted == [] and result.warned == []
+    result = assess_window(reference, _profile(rng, 1_000_000, stride=8, block=512, shift_b=0.02), DriftPolicy())
+    assert result.drifted == []
     ks = result.features["b"].metrics["ks"]
-    assert ks["value"] > 0.01  # the shift is visible ...
-    assert ks["threshold"] == 0.1  # ... but the effect floor decides
+    assert ks["value"] > 0.012  # the shift is visible ...
+    # ... but the effect floors decide, raised by what the sketches can add to a measured KS
+    assert ks["threshold"] == pytest.approx(0.03 + ks["sketch_error"], rel=1e-12)
+    assert ks["warn_threshold"] == pytest.approx(0.02 + ks["sketch_error"], rel=1e-12)
 
 
 def test_small_windows_need_bigger_shifts(reference: Profile) -> None:
     rng = np.random.default_rng(10)
     small = assess_window(reference, _profile(rng, 100, shift_b=0.5), DriftPolicy())
-    assert small.features["b"].metrics["ks"]["threshold"] > 0.2  # sample-size aware
+    assert small.features["b"].metrics["ks"]["threshold"] > 0.15  # sample-size aware
     big = assess_window(reference, _profile(rng, 100, shift_b=3.0), DriftPolicy())
     assert "b" in big.drifted
 
@@ -181,7 +188,7 @@ def test_window_summary_and_worst(reference: Profile) -> None:
 
 @pytest.mark.parametrize("kwargs, message", [
     ({"alpha_drift": 0.0}, "'alpha_drift' parameter of DriftPolicy must be a float in (0, 1)"),
-    ({"ks_warn": 0.3}, "'ks_warn' (0.3) must not exceed 'ks_drift' (0.1)"),
+    ({"ks_warn": 0.3}, "'ks_warn' (0.3) must not exceed 'ks_drift' (0.03)"),
     ({"psi_bins": 1}, "'psi_bins' parameter of DriftPolicy must be an int in [2, 100]"),
 ])
 def test_policy_validation(kwargs: dict, message: str) -> None:
@@ -190,28 +197,107 @@ def test_policy_validation(kwargs: dict, message: str) -> None:
     assert message in str(info.value)
 
 
-@pytest.mark.parametrize("stride", [1, 4, 8])
-def test_vectorized_numeric_verdicts_equal_the_per_feature_ones(reference: Profile, stride: int) -> None:
-    """The window close's vectorized verdicts are the per-feature formulas', value for value, on a
-    seeded stream of windows: stationary, shifted by sizes around the thresholds, tiny and empty."""
-    rng = np.random.default_rng(2024)
-    policies = [DriftPolicy(), DriftPolicy(ks_warn=0.0, ks_drift=0.0, psi_warn=0.0, psi_drift=0.0)]
-    statuses = set()
-    for rows, shift in [(5_000, 0.0), (5_000, 0.03), (5_000, 0.08), (5_000, 0.5), (300, 0.2), (20, 0.0),
-                        (1, 0.0), (0, 0.0)]:
-        live = _profile(rng, rows, stride=stride, block=512, shift_b=shift) if rows else Profile.for_schema(
-            INPUTS, OUTPUTS, stride=stride)
-        names = ["a", "b", "c"]
-        refs = [reference.features[n] for n in names]
-        lives = [live.features[n] for n in names]
-        ks, psis = _ks_and_psi(refs, lives, 10)
-        for policy in policies:
-            a_warn, a_drift = policy.alpha_warn / 8, policy.alpha_drift / 8
-            fast = _numeric_verdicts(names, refs, lives, policy, a_warn, a_drift, ks, psis)
-            for i, (name, ref, cur) in enumerate(zip(names, refs, lives)):
-                metrics = _numeric_metrics(ref, cur, policy, a_warn, a_drift, float(ks[i]), float(psis[i]))
-                slow = _verdict(name, "numeric", metrics, cur.count, ref.count)
-                assert fast[i] == slow
-                assert fast[i].to_dict() == slow.to_dict()
-                statuses.add(slow.status)
-    assert statuses == {DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT}
+@pytest.mark.parametrize("rows, stride", [(1, 1), (150, 1), (5_000, 4), (60_000, 8)])
+def test_live_cdfs_equal_the_sketches_own_cdf(reference: Profile, rows: int, stride: int) -> None:
+    """The window close reads every live CDF from the sketches' bytes: the same numbers as ``get_cdf``."""
+    rng = np.random.default_rng(rows)
+    names = ["a", "b", "c"]
+    live = _profile(rng, rows, stride=stride, block=512, shift_b=0.3)
+    grids = [_reference_grid(reference.features[n]) for n in names]
+    fast = _live_cdfs(grids, [live.features[n] for n in names])
+    for row, (grid, name) in enumerate(zip(grids, names)):
+        sketch = live.features[name]
+        assert isinstance(sketch, NumericSketch)
+        distinct, spread = np.unique(grid.points, return_inverse=True)
+        np.testing.assert_allclose(fast[row], sketch.cdf(distinct, inclusive=True)[spread], rtol=0, atol=1e-12)
+
+
+def test_ks_threshold_counts_sampling_and_sketch_noise(reference: Profile) -> None:
+    """The documented rule, by hand: c(alpha) * sqrt(1/n + 1/m + 4 (sd_ref^2 + sd_live^2)) + 1/500."""
+    live = _profile(np.random.default_rng(12), 5_000, stride=4, block=512)
+    result = assess_window(reference, live, DriftPolicy(ks_warn=0.0, ks_drift=0.0))
+    tests = 2 * 3 + 1 + 1 + 1  # KS and PSI for a, b, c; JS for city; JS for the predicted classes, one class score
+    assert list(live.class_scores) == ["1"] and list(reference.class_scores) == ["1"]
+    alpha = 0.01 / tests
+    ref, cur = reference.features["a"], live.features["a"]
+    assert isinstance(ref, NumericSketch) and isinstance(cur, NumericSketch)
+    spread = (1 / ref.count + 1 / cur.count + 4 * (ref.rank_sd ** 2 + cur.rank_sd ** 2)) ** 0.5
+    expected = (-np.log(alpha / 2) / 2) ** 0.5 * spread + GRID_ERROR
+    assert result.features["a"].metrics["ks"]["threshold"] == pytest.approx(expected, rel=1e-12)
+    # the sketches add little: the reference is near exact at k=1000, the live error is a standard deviation
+    assert 0.002 < result.features["a"].metrics["ks"]["sketch_error"] < 0.008
+    assert ref.rank_sd < 0.001 < cur.rank_sd < 0.005
+
+
+def test_a_ks_shift_of_005_is_found_in_nearly_every_5000_row_window(reference: Profile) -> None:
+    """The issue's bar: KS 0.05 at 5,000 rows against 20,000, in >= 95% of windows, 30 features deep."""
+    from statistics import NormalDist
+    delta = 2 * NormalDist().inv_cdf(0.525)  # N(0, 1) against N(delta, 1): KS exactly 0.05
+    names = [f"x{i}" for i in range(30)]
+    inputs = InputSchema(features=tuple(FeatureSpec(name=n) for n in names))
+    outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+    rng = np.random.default_rng(13)
+    ref = Profile.for_schema(inputs, outputs, k=REFERENCE_K)
+    ref.update_matrix(rng.normal(size=(20_000, 30)).astype(np.float32))
+    found = false_alarms = 0
+    windows = 40
+    for _ in range(windows):
+        live = Profile.for_schema(inputs, outputs, stride=4, like=ref)
+        block = rng.normal(size=(5_000, 30)).astype(np.float32)
+        block[:, 0] += delta
+        for start in range(0, 5_000, 512):
+            live.update_matrix(block[start:start + 512])
+        result = assess_window(ref, live, DriftPolicy())
+        found += "x0" in result.drifted
+        false_alarms += any(name != "x0" for name in result.drifted)
+    assert found >= 0.95 * windows and false_alarms <= 1
+
+
+def test_counted_features_are_tested_by_their_counts() -> None:
+    """Booleans and small counts are counted exactly, in the reference and in the windows, and judged by JS."""
+    inputs = InputSchema(features=(FeatureSpec(name="flag"), FeatureSpec(name="visits"), FeatureSpec(name="x")))
+    outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+    rng = np.random.default_rng(14)
+
+    def rows(n: int, p: float) -> np.ndarray:
+        return np.column_stack([rng.random(n) < p, rng.poisson(2.0, n), rng.normal(size=n)]).astype(np.float32)
+
+    ref = Profile.for_schema(inputs, outputs, k=REFERENCE_K, counted=["flag", "visits"])
+    ref.update_matrix(rows(20_000, 0.5))
+    assert isinstance(ref.features["flag"], CategoricalSketch) and set(ref.features["flag"].counts) == {"0", "1"}
+    live = Profile.for_schema(inputs, outputs, stride=4, like=ref)
+    assert [type(s).__name__ for s in live.features.values()] == ["CategoricalSketch", "CategoricalSketch",
+                                                                   "NumericSketch"]
+    shifted = rows(5_000, 0.56)  # JS distance ~0.043 on the flag
+    shifted[:7, 1] = np.nan
+    for start in range(0, 5_000, 512):
+        live.update_matrix(shifted[start:start + 512])
+    assert live.block_range is not None and live.block_range[0].shape == (3,)
+    result = assess_window(ref, live, DriftPolicy())
+    assert result.drifted == ["flag"]
+    flag = result.features["flag"]
+    assert flag.kind == "categorical" and flag.metric == "js" and flag.metrics["chi2"]["p_value"] < 1e-6
+    assert live.features["visits"].missing == 7 and live.features["visits"].total == 4_993
+    again = Profile.from_bytes(live.to_bytes())
+    assert again.features["flag"].counts == live.features["flag"].counts
+
+
+def test_a_class_probability_shift_alarms_even_when_the_class_mix_holds(reference: Profile) -> None:
+    """Score drift: probabilities pushed towards 0.5 without moving the predicted classes."""
+    rng = np.random.default_rng(15)
+    live = _profile(rng, 5_000, stride=4, block=512)
+    calm = assess_window(reference, live, DriftPolicy())
+    assert calm.prediction is not None and calm.prediction.status is DriftStatus.OK
+    assert set(calm.prediction.metrics) == {"js", "chi2", "score_ks", "score_ks:1"}
+    unsure = Profile.for_schema(INPUTS, OUTPUTS, stride=4, like=reference)
+    columns = _rows(rng, 5_000)
+    labels = (columns[0] > 0).astype(int)
+    top = 0.5 + np.abs(rng.normal(0, 0.1, 5_000)).clip(0, 0.5)  # less sure than the reference's 0.2 spread
+    positive = np.where(labels == 1, top, 1 - top)
+    for start in range(0, 5_000, 512):
+        part = slice(start, start + 512)
+        unsure.update_columns([c[part] for c in columns])
+        unsure.update_outputs(labels[part].tolist(), top[part], np.column_stack([1 - positive[part], positive[part]]))
+    result = assess_window(reference, unsure, DriftPolicy())
+    assert result.prediction is not None and result.prediction.drift
+    assert result.prediction.metric == "score_ks:1" and result.prediction.metrics["js"]["value"] < 0.03

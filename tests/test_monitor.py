@@ -280,7 +280,8 @@ def test_thinned_windows_keep_exact_counts_and_catch_a_shift(tmp_path: Path, can
         report = db.drift().windows
     assert [n for n, f in report[0].features.items() if f.status.value != "ok"] == []
     assert "mean radius" in [n for n, f in report[1].features.items() if f.drift]
-    assert report[0].features["mean radius"].metrics["ks"]["sketch_error"] > radius.rank_error
+    # the thinned window's error enters its threshold: more than the grid's, less than the 99% worst case
+    assert 0.001 < report[0].features["mean radius"].metrics["ks"]["sketch_error"] < radius.rank_error
 
 
 def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:

@@ -13,10 +13,12 @@ import tracemalloc
 from pathlib import Path
 from typing import Any
 
+import joblib
 import numpy as np
 import pandas as pd
 import pytest
 from click.testing import CliRunner
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from edge_runtime import MonitoringDatabase
 from edge_runtime.cli import main
@@ -290,3 +292,99 @@ def test_a_closed_output_pipe_prints_the_errors_and_no_traceback(tmp_path: Path,
     assert lines[-1].startswith("Error: the output was closed: rows ")
     assert lines[-1].endswith(" were predicted but may be missing from it, and no later row was read; "
                               "1 of 1024 rows rejected")
+
+
+# ------------------------------------------------------------------ True/False columns
+@pytest.fixture(scope="module")
+def loans(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A bundle exported by the CLI from a training CSV with two True/False columns, one with gaps."""
+    tmp = tmp_path_factory.mktemp("loans")
+    rng = np.random.default_rng(11)
+    n = 1500
+    frame = pd.DataFrame({"amount": rng.normal(10, 3, n).round(2),
+                          "repaid_loan_on_prev_car": rng.random(n) < 0.6,
+                          "insured": np.where(rng.random(n) < 0.1, None, rng.random(n) < 0.5)})
+    frame.to_csv(tmp / "train.csv", index=False)
+    frame = pd.read_csv(tmp / "train.csv")  # what pandas makes of it: bool, and objects with NaN
+    assert frame["repaid_loan_on_prev_car"].dtype == bool and frame["insured"].dtype == object
+    y = (frame["amount"] / 10 + frame["repaid_loan_on_prev_car"] + rng.normal(0, 0.5, n) > 1.6).astype(int)
+    model = HistGradientBoostingClassifier(max_iter=30, random_state=0).fit(frame, y)
+    joblib_path = tmp / "model.joblib"
+    joblib.dump(model, joblib_path)
+    result = CliRunner().invoke(main, ["export", str(joblib_path), "--train-data", str(tmp / "train.csv"),
+                                       "--name", "loans", "--version", "1", "--out", str(tmp / "bundle")])
+    assert result.exit_code == 0, result.output
+    return {"bundle": tmp / "bundle", "model": model, "frame": frame}
+
+
+def test_a_manifest_of_true_false_columns_lists_boolean_features(loans: dict[str, Any]) -> None:
+    features = json.loads((loans["bundle"] / "manifest.json").read_text())["input_schema"]["features"]
+    assert [(f["name"], f["kind"], f["allows_missing"]) for f in features] == [
+        ("amount", "numeric", False), ("repaid_loan_on_prev_car", "boolean", False), ("insured", "boolean", True)]
+
+
+def test_a_csv_of_true_false_columns_is_served_like_scikit_learn(runner: CliRunner, tmp_path: Path,
+                                                                 loans: dict[str, Any]) -> None:
+    frame = loans["frame"].iloc[:400]
+    source = tmp_path / "live.csv"
+    frame.to_csv(source, index=False)  # True, False and empty cells, as the training CSV
+    text = source.read_text()
+    result = _predict(runner, loans["bundle"], source, "--db", str(tmp_path / "m.db"))
+    assert result.exit_code == 0, result.output
+    assert result.stderr == ""
+    served = _csv_rows(result.stdout)
+    assert [int(r["prediction"]) for r in served] == loans["model"].predict(frame).tolist()
+    # Every other spelling gives the same answers.
+    for true, false in (("true", "false"), ("TRUE", "FALSE"), ("1", "0"), ("1.0", "0.0")):
+        spelt = tmp_path / f"{true}.csv"
+        spelt.write_text(text.replace("True", true).replace("False", false))
+        again = _predict(runner, loans["bundle"], spelt)
+        assert again.exit_code == 0 and again.stdout == result.stdout, (true, again.output)
+
+
+def test_bad_true_false_values_are_one_error_line_each(runner: CliRunner, tmp_path: Path,
+                                                       loans: dict[str, Any]) -> None:
+    source = tmp_path / "live.csv"
+    source.write_text("amount,repaid_loan_on_prev_car,insured\n"
+                      "10.5,True,False\n"
+                      "9.0,yes,True\n"
+                      "8.0,False,maybe\n"
+                      "7.5,2,\n"
+                      "6.0,,True\n"
+                      "5.5,false,1\n")
+    result = _predict(runner, loans["bundle"], source)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: row 2: feature 'repaid_loan_on_prev_car': value 'yes' is not a boolean (True/False, true/false "
+        "or 1/0)",
+        "Error: row 3: feature 'insured': value 'maybe' is not a boolean (True/False, true/false or 1/0)",
+        "Error: row 4: feature 'repaid_loan_on_prev_car': value '2' is not a boolean (True/False, true/false "
+        "or 1/0)",
+        "Error: row 5: feature 'repaid_loan_on_prev_car': value None is not finite (NaN or infinity is "
+        "rejected by the input policy)",
+        "Error: 4 of 6 rows rejected; the other rows were written",
+    ]
+    assert [r["row"] for r in _csv_rows(result.stdout)] == ["1", "6"]  # row 4's empty 'insured' is allowed
+
+
+def test_json_lines_take_json_booleans_and_their_spellings(runner: CliRunner, tmp_path: Path,
+                                                           loans: dict[str, Any]) -> None:
+    source = tmp_path / "live.jsonl"
+    rows = [{"amount": 10.5, "repaid_loan_on_prev_car": True, "insured": False},
+            {"amount": 10.5, "repaid_loan_on_prev_car": "True", "insured": 0},
+            {"amount": 10.5, "repaid_loan_on_prev_car": 1, "insured": None},
+            {"amount": 10.5, "repaid_loan_on_prev_car": "no", "insured": True}]
+    source.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    result = _predict(runner, loans["bundle"], source)
+    assert result.exit_code == 1
+    assert result.stderr.splitlines() == [
+        "Error: row 4: feature 'repaid_loan_on_prev_car': value 'no' is not a boolean (True/False, true/false "
+        "or 1/0)",
+        "Error: 1 of 4 rows rejected; the other rows were written",
+    ]
+    answers = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [a["row"] for a in answers] == [1, 2, 3]
+    assert answers[0]["proba_1"] == answers[1]["proba_1"]
+    expected = loans["model"].predict_proba(pd.DataFrame(
+        {"amount": [10.5, 10.5], "repaid_loan_on_prev_car": [True, True], "insured": [False, np.nan]}))[:, 1]
+    assert [answers[0]["proba_1"], answers[2]["proba_1"]] == pytest.approx(expected.tolist(), abs=1e-5)

@@ -66,6 +66,8 @@ def reference_rows(schema: InputSchema, profile: Profile | None, n: int, seed: i
                 columns.append(rng.choice(np.array(spec.categories or ("",), dtype=object), size=n))
         elif isinstance(sketch, NumericSketch) and sketch.count:
             columns.append(sketch.quantiles(np.sort(rng.random(n)))[rng.permutation(n)])
+        elif spec.kind is FeatureKind.BOOLEAN:  # 1.0 or 0.0: a uniform draw in [0, 1] would be refused
+            columns.append(rng.integers(0, 2, n).astype(np.float64))
         else:
             low = spec.minimum if spec.minimum is not None else 0.0
             high = spec.maximum if spec.maximum is not None else 1.0

@@ -43,7 +43,7 @@ def _print_text(check: BundleCheck) -> None:
     click.echo(f"inputs ({m.input_schema.layout.value} layout): {len(m.input_schema.features)} features")
     for f in m.input_schema.features:
         detail = (f"{len(f.categories)} categories" if f.kind.value == "categorical"
-                  else f"range [{f.minimum}, {f.maximum}]")
+                  else "True/False" if f.kind.value == "boolean" else f"range [{f.minimum}, {f.maximum}]")
         click.echo(f"  {f.name}: {f.kind.value}, {detail}" + (", missing allowed" if f.allows_missing else ""))
     click.echo("producer: " + ", ".join(f"{k} {v}" for k, v in m.producer.items() if k != "opset"))
     if m.parity:

@@ -96,6 +96,8 @@ def drift(db: Path, as_json: bool) -> None:
         for name, verdict in w.features.items():
             by_status[verdict.status.value].append(f"{name} ({verdict.metric} {verdict.value:.3f})")
         prediction = w.prediction.status.value if w.prediction else "-"
+        if w.prediction and w.prediction.status.value != "ok":  # name the signal that fired
+            prediction += f" ({w.prediction.metric} {w.prediction.value:.3f})"
         click.echo(f"window {w.index}: {w.rows} rows{' (partial)' if w.partial else ''}; "
                    f"prediction {prediction}")
         if not w.features:

@@ -22,6 +22,7 @@ Examples
 from __future__ import annotations
 
 import json
+import math
 import struct
 from collections import Counter
 from collections.abc import Sequence
@@ -41,7 +42,12 @@ from edge_runtime.monitoring.sketches import (
 from edge_runtime.serving.bundle import Bundle
 from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
 
-__all__ = ["PROFILE_FILE", "Profile", "load_reference"]
+__all__ = ["COUNTED_VALUES", "PROFILE_FILE", "Profile", "is_counted", "load_reference", "value_key"]
+
+# A numeric feature whose reference holds at most this many distinct integer
+# values (booleans, small counts) is monitored by exact counts, as a
+# categorical: no sketch error, and no KS on a handful of ties.
+COUNTED_VALUES = 20
 
 PROFILE_FILE = "reference.bin"
 _MAGIC = b"ERPF"
@@ -64,6 +70,13 @@ class Profile:
         Per-prediction latency in microseconds (live windows only).
     rows : int
         Rows profiled.
+    class_scores : dict of str to NumericSketch
+        Each class's probability, by ``str`` of the class (classifiers; a binary
+        one keeps its positive, second class only). Empty in profiles written
+        before they existed.
+
+    A numeric feature may be held by a :class:`CategoricalSketch`: it is then
+    *counted* (see :data:`COUNTED_VALUES`), each value under :func:`value_key`.
     multivariate : NumericSketch or None
         Count, mean and variance of the per-row PCA reconstruction errors (live
         windows of a bundle with a multivariate model; its quantile sketch stays
@@ -72,12 +85,15 @@ class Profile:
 
     def __init__(self, features: dict[str, NumericSketch | CategoricalSketch],
                  predictions: CategoricalSketch | None, scores: NumericSketch,
-                 latency: NumericSketch, rows: int = 0, multivariate: NumericSketch | None = None) -> None:
+                 latency: NumericSketch, rows: int = 0,
+                 class_scores: dict[str, NumericSketch] | None = None,
+                 multivariate: NumericSketch | None = None) -> None:
         self.features = features
         self.predictions = predictions
         self.scores = scores
         self.latency = latency
         self.rows = rows
+        self.class_scores = class_scores if class_scores is not None else {}
         self.multivariate = multivariate
         # (lows, highs) of the last block given to update_matrix, per feature: the
         # monitor counts out-of-range values only where these leave the training range.
@@ -85,24 +101,52 @@ class Profile:
 
     @classmethod
     def for_schema(cls, inputs: InputSchema, outputs: OutputSchema, *, k: int = DEFAULT_K,
-                   stride: int = 1, multivariate: bool = False) -> Profile:
-        """An empty profile shaped for a model's schemas; numeric sketches thin by ``stride``;
-        with ``multivariate``, the moments of per-row reconstruction errors too."""
+                   stride: int = 1, counted: Sequence[str] = (), like: Profile | None = None,
+                   multivariate: bool = False) -> Profile:
+        """An empty profile shaped for a model's schemas; numeric sketches thin by ``stride``.
+
+        ``counted`` names numeric features to count rather than sketch. A live
+        window is shaped ``like`` its reference: the features it counts are
+        counted, and it sketches the class probabilities the reference has. With
+        ``multivariate``, it keeps the moments of per-row reconstruction errors too.
+        """
+        if like is not None:
+            counted = [name for name, sketch in like.features.items() if isinstance(sketch, CategoricalSketch)]
         features: dict[str, NumericSketch | CategoricalSketch] = {
-            f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL else NumericSketch(k, stride)
+            f.name: CategoricalSketch() if f.kind is FeatureKind.CATEGORICAL or f.name in counted
+            else NumericSketch(k, stride)
             for f in inputs.features
         }
-        predictions = CategoricalSketch() if outputs.task is Task.CLASSIFICATION else None
+        predictions = None
+        class_scores: dict[str, NumericSketch] = {}
+        if outputs.task is Task.CLASSIFICATION:
+            predictions = CategoricalSketch()
+            labels = [str(c) for c in outputs.classes]
+            scored = labels[-1:] if len(labels) == 2 else labels
+            if like is not None:
+                scored = [label for label in scored if label in like.class_scores]
+            class_scores = {label: NumericSketch(k, stride) for label in scored}
         return cls(features, predictions, NumericSketch(k, stride), NumericSketch(k, stride),
-                   multivariate=NumericSketch(k, stride) if multivariate else None)
+                   class_scores=class_scores, multivariate=NumericSketch(k, stride) if multivariate else None)
+
+    def _probability_columns(self, probabilities: np.ndarray) -> list[tuple[NumericSketch, np.ndarray]]:
+        """The class-probability sketches and their columns of ``probabilities`` (rows x classes)."""
+        if not self.class_scores or probabilities.ndim != 2:
+            return []
+        sketches = list(self.class_scores.values())
+        first = probabilities.shape[1] - len(sketches)  # a binary model keeps its last class only
+        if first < 0:
+            return []
+        return [(sketch, probabilities[:, first + j]) for j, sketch in enumerate(sketches)]
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray, *, scores: np.ndarray | None = None,
-                      latency: np.ndarray | None = None) -> Profile:
+                      latency: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Profile:
         """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
-        ``scores`` (top score or predicted value per row) and ``latency`` (µs per
-        row), when given, join the same pass. Thinning (when the sketches thin),
+        ``scores`` (top score or predicted value per row), ``latency`` (µs per
+        row) and ``probabilities`` (rows x classes), when given, join the same
+        pass; counted features are counted. Thinning (when the sketches thin),
         moments and ranges of every column come from one vectorized pass; each
         sketch then only takes its column. Columns holding NaN take the general
         path.
@@ -122,16 +166,19 @@ class Profile:
         n = matrix.shape[0]
         if n == 0:
             return self
-        sketches: list[NumericSketch] = []
-        for sketch in self.features.values():
-            assert isinstance(sketch, NumericSketch), "update_matrix takes all-numeric profiles"
-            sketches.append(sketch)
+        sketched = [(i, sketch) for i, sketch in enumerate(self.features.values()) if isinstance(sketch, NumericSketch)]
+        sketches = [sketch for _, sketch in sketched]
         width = len(sketches)
         extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency))
                  if values is not None]
+        if probabilities is not None:
+            extra += self._probability_columns(probabilities)
         # One transposed float32 copy: each KLL update takes a writable contiguous row of it.
         columns = np.empty((width + len(extra), n), dtype=np.float32)
-        columns[:width] = matrix.T
+        if width == matrix.shape[1]:
+            columns[:width] = matrix.T
+        else:
+            columns[:width] = matrix[:, [i for i, _ in sketched]].T
         for row, (sketch, values) in enumerate(extra, start=width):
             columns[row] = values
             sketches.append(sketch)
@@ -144,26 +191,46 @@ class Profile:
         means, m2s = block_moments(columns)
         for i, sketch in enumerate(sketches):
             if nan_rows is not None and nan_rows[i]:
-                sketch.update(matrix[:, i] if i < width else extra[i - width][1])
+                sketch.update(matrix[:, sketched[i][0]] if i < width else extra[i - width][1])
             else:
                 sketch.add_thinned(kept[i], n=n, thin_var=thin_var, mean=float(means[i]), m2=float(m2s[i]),
                                    low=float(lows[i]), high=float(highs[i]))
-        self.block_range = (lows[:width], highs[:width])
+        if width == matrix.shape[1]:
+            self.block_range = (lows[:width], highs[:width])
+        else:
+            all_lows, all_highs = np.empty(matrix.shape[1], np.float32), np.empty(matrix.shape[1], np.float32)
+            for row, (i, _) in enumerate(sketched):
+                all_lows[i], all_highs[i] = lows[row], highs[row]
+            for i, feature in enumerate(self.features.values()):
+                if isinstance(feature, CategoricalSketch):
+                    all_lows[i], all_highs[i] = _count_values(feature, matrix[:, i])
+            self.block_range = (all_lows, all_highs)
         self.rows += int(n)
         return self
 
     def update_columns(self, columns: Sequence[Any]) -> Profile:
-        """Add rows given as one array or list per feature, in schema order."""
+        """Add rows given as one array or list per feature, in schema order.
+
+        A counted numeric feature's column is a float array (or a list of
+        numbers): its values are counted under :func:`value_key`.
+        """
         for sketch, column in zip(self.features.values(), columns):
-            sketch.update(column)
+            if isinstance(sketch, CategoricalSketch) and isinstance(column, np.ndarray) and column.dtype.kind == "f":
+                _count_values(sketch, column)
+            else:
+                sketch.update(column)
         self.rows += len(columns[0]) if len(columns) else 0
         return self
 
-    def update_outputs(self, labels: Sequence[Any] | None, scores: np.ndarray) -> Profile:
-        """Add the model's answers: labels (classifiers) and top scores or values."""
+    def update_outputs(self, labels: Sequence[Any] | None, scores: np.ndarray,
+                       probabilities: np.ndarray | None = None) -> Profile:
+        """Add the model's answers: labels (classifiers), top scores or values, and class probabilities."""
         if self.predictions is not None and labels is not None:
             self.predictions.update_counts({str(k): n for k, n in Counter(labels).items()})
         self.scores.update(scores)
+        if probabilities is not None:
+            for sketch, column in self._probability_columns(np.asarray(probabilities)):
+                sketch.update(column)
         return self
 
     def update_latency(self, latency_us: np.ndarray) -> Profile:
@@ -179,6 +246,9 @@ class Profile:
             sketch.merge(other.features[name])  # type: ignore[arg-type]
         if self.predictions is not None and other.predictions is not None:
             self.predictions.merge(other.predictions)
+        for label, scores in self.class_scores.items():
+            if label in other.class_scores:
+                scores.merge(other.class_scores[label])
         self.scores.merge(other.scores)
         self.latency.merge(other.latency)
         if self.multivariate is not None and other.multivariate is not None:
@@ -194,8 +264,9 @@ class Profile:
         parts: list[tuple[str, str, NumericSketch | CategoricalSketch | None]] = [
             ("feature", name, sketch) for name, sketch in self.features.items()
         ]
-        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency),
-                  ("multivariate", "", self.multivariate)]  # readers before it ignore an unknown section
+        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency)]
+        parts += [("class_score", label, sketch) for label, sketch in self.class_scores.items()]
+        parts.append(("multivariate", "", self.multivariate))  # readers before it ignore an unknown section
         for section, name, sketch in parts:
             if sketch is None:
                 continue
@@ -223,6 +294,7 @@ class Profile:
             raise BundleFormatError(f"profile header is corrupt: {exc}") from exc
         offset = start + header_length
         features: dict[str, NumericSketch | CategoricalSketch] = {}
+        class_scores: dict[str, NumericSketch] = {}
         found: dict[str, Any] = {}
         for section, name, length in header["entries"]:
             blob = data[offset:offset + length]
@@ -232,16 +304,68 @@ class Profile:
             sketch = sketch_from_bytes(blob)
             if section == "feature":
                 features[name] = sketch
+            elif section == "class_score" and isinstance(sketch, NumericSketch):
+                class_scores[name] = sketch
             else:
                 found[section] = sketch
         if "scores" not in found or "latency" not in found:
             raise BundleFormatError("profile lacks its scores or latency sketch")
         multivariate = found.get("multivariate")
         return cls(features, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]),
-                   multivariate=multivariate if isinstance(multivariate, NumericSketch) else None)
+                   class_scores, multivariate=multivariate if isinstance(multivariate, NumericSketch) else None)
 
     def __repr__(self) -> str:
         return f"Profile(rows={self.rows}, features={len(self.features)})"
+
+
+def value_key(value: float) -> str:
+    """The category a counted numeric value is counted under: an integer's digits, else the float's repr.
+
+    >>> value_key(3.0), value_key(0.5), value_key(True)
+    ('3', '0.5', '1')
+    """
+    number = float(value)
+    return str(int(number)) if number.is_integer() else repr(number)
+
+
+def is_counted(values: np.ndarray) -> bool:
+    """Whether a numeric reference column is counted: at most :data:`COUNTED_VALUES` distinct
+    values, all integers (NaN aside).
+
+    >>> import numpy as np
+    >>> is_counted(np.array([0, 1, 1, np.nan], dtype=np.float32)), is_counted(np.array([0.5, 1.0]))
+    (True, False)
+    """
+    present = values[~np.isnan(values)]
+    if present.size == 0:
+        return False
+    distinct = np.unique(present)
+    return bool(distinct.size <= COUNTED_VALUES and np.all(np.isfinite(distinct))
+                and np.all(distinct == np.round(distinct)))
+
+
+_KEYS: dict[float, str] = {}  # value_key of the few values counted features take
+
+
+def _count_values(sketch: CategoricalSketch, column: np.ndarray) -> tuple[float, float]:
+    """Count one counted feature's float column into its sketch; return its (min, max) (NaN aside)."""
+    values = np.asarray(column, dtype=np.float32)
+    missing = np.isnan(values)
+    present = values[~missing] if missing.any() else values
+    sketch.missing += int(values.size - present.size)
+    if present.size == 0:
+        return math.inf, -math.inf
+    distinct, counts = np.unique(present, return_counts=True)
+    keys = []
+    for value in distinct.tolist():
+        key = _KEYS.get(value)
+        if key is None:
+            if len(_KEYS) > 4096:
+                _KEYS.clear()
+            key = _KEYS[value] = value_key(value)
+        keys.append(key)
+    sketch.update_counts(dict(zip(keys, counts.tolist())))
+    return float(distinct[0]), float(distinct[-1])
 
 
 def load_reference(bundle: Bundle) -> Profile | None:

@@ -2,6 +2,8 @@
 
 The vocabulary starts with the schema's classes, in order, so that classes
 ``0..k-1`` are their own codes; a label the schema did not list gets the next code.
+A label's text is ``str()`` of its canonical value
+(:func:`~edge_runtime.serving.schema.canonical_label`): ``"0"``, ``"False"``, ``"churn"``.
 
 Examples
 --------
@@ -12,6 +14,11 @@ Examples
 ([1, 0, 2], ['no', 'yes', 'maybe'])
 >>> LabelCodes((0, 1)).encode(np.array([1, 1, 0])).tolist()
 [1, 1, 0]
+>>> flags = LabelCodes((False, True))
+>>> flags.encode(np.array([True, False, True])).tolist(), flags.vocabulary
+([1, 0, 1], ['False', 'True'])
+>>> flags.canonical_counts({"0": 7, "1": 3})   # a reference written before labels were canonical
+{'False': 7, 'True': 3}
 """
 
 from __future__ import annotations
@@ -22,6 +29,7 @@ from typing import Any
 import numpy as np
 
 from edge_runtime.serving.results import plain_value
+from edge_runtime.serving.schema import canonical_classes
 
 __all__ = ["LabelCodes"]
 
@@ -43,6 +51,7 @@ class LabelCodes:
     """
 
     def __init__(self, classes: Sequence[Any]) -> None:
+        classes = canonical_classes(classes)
         self.vocabulary: list[str] = [str(c) for c in classes]
         self.code_of: dict[Any, int] = {c: i for i, c in enumerate(classes)}
         numeric = all(isinstance(c, (int, float)) and not isinstance(c, bool) for c in classes)
@@ -50,6 +59,29 @@ class LabelCodes:
         self._order = np.argsort(self._values) if self._values is not None else None
         self._positions = numeric and list(classes) == list(range(len(classes)))
         self._known = len(classes)
+        # Bool classes: the code of False and of True (-1 for one the classes lack).
+        self._bool_codes = (np.array([self.code_of.get(False, -1), self.code_of.get(True, -1)], dtype=np.int32)
+                            if classes and all(isinstance(c, bool) for c in classes) else None)
+
+    def canonical_counts(self, counts: dict[str, int]) -> dict[str, int]:
+        """Label counts keyed as this vocabulary keys them, from counts an older exporter wrote.
+
+        Before labels were canonical, a reference profile counted the graph's labels
+        (``"0"``, ``"1"`` for a bool target) and a runtime counted the manifest's
+        (``"0.0"``, ``"1.0"`` for a float one); either spelling of a class is counted
+        under its canonical text, so that the two sides compare.
+        """
+        aliases: dict[str, str] = {}
+        for label in self.code_of:
+            if isinstance(label, bool):
+                aliases[str(int(label))] = str(label)
+            elif isinstance(label, int):
+                aliases[str(float(label))] = str(label)
+        out: dict[str, int] = {}
+        for key, n in counts.items():
+            canonical = aliases.get(key, key) if key not in self.vocabulary else key
+            out[canonical] = out.get(canonical, 0) + n
+        return out
 
     def add(self, label: Any) -> int:
         """The code of a label the schema's classes did not list (a new one)."""
@@ -69,6 +101,10 @@ class LabelCodes:
             # Classes 0..k-1 (most classifiers): the label is its own code.
             if 0 <= labels.min() and labels.max() < self._known:
                 return labels.astype(np.int32)
+        if self._bool_codes is not None and labels.dtype.kind == "b":
+            codes = self._bool_codes[labels.astype(np.intp)]
+            if labels.size == 0 or codes.min() >= 0:
+                return codes
         values, order = self._values, self._order
         if values is not None and order is not None and labels.dtype.kind in "iuf":
             at = np.minimum(np.searchsorted(values, labels, sorter=order), values.size - 1)

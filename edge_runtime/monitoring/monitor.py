@@ -167,6 +167,9 @@ class Monitor:
         self._labels = LabelCodes(outputs.classes if self._classifier else ())
         self._vocabulary = self._labels.vocabulary
         self._code_of = self._labels.code_of
+        if reference is not None and reference.predictions is not None:
+            # An older bundle's reference may spell its classes otherwise ('0' for False).
+            reference.predictions.counts = self._labels.canonical_counts(reference.predictions.counts)
         self._fill = 0
         self._logged = 0  # buffered rows already in the decision log
         self._profiled = 0  # buffered rows already in the window sketches (a flush may be interrupted)
@@ -560,7 +563,8 @@ class Monitor:
 
     def _open_window(self, seq: int | None = None) -> OpenWindow:
         profile = Profile.for_schema(self.inputs, self.outputs, k=self.config.sketch_k,
-                                     stride=window_stride(self.config), multivariate=self.multivariate is not None)
+                                     stride=window_stride(self.config), like=self.reference,
+                                     multivariate=self.multivariate is not None)
         return OpenWindow(seq, profile, len(self.inputs.features), self.multivariate)
 
     def _profile(self, block: _Block, a: int, b: int) -> None:
@@ -571,10 +575,11 @@ class Monitor:
         if self._classifier:
             window.add_predictions(block.codes[a:b], self._vocabulary)
         top = _top_scores(scores) if self._classifier else scores[:, 0]
+        probabilities = scores if self._classifier else None
         if isinstance(block.rows, np.ndarray):
-            window.add_matrix(block.rows[a:b], top, block.latency[a:b], self._bounds)
+            window.add_matrix(block.rows[a:b], top, block.latency[a:b], self._bounds, probabilities)
         else:
-            window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds)
+            window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds, probabilities)
 
     def _input_hashes(self, block: _Block, chosen: np.ndarray) -> np.ndarray:
         """A 64-bit hash per chosen row (signed), to spot repeated inputs without storing them."""

@@ -29,7 +29,6 @@ from edge_runtime.config import MonitoringConfig
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
 from edge_runtime.monitoring.multivariate import ReconstructionModel, add_errors
-from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
 __all__ = ["LATENCY_RANKS", "OpenWindow", "TrainingBounds", "decode_verdicts", "encode_verdicts", "verdict_rows",
@@ -82,9 +81,10 @@ class OpenWindow:
         assert self.profile.predictions is not None
         self.profile.predictions.update_counts({vocabulary[c]: int(n) for c, n in enumerate(counts) if n})
 
-    def add_matrix(self, rows: np.ndarray, top: np.ndarray, latency: np.ndarray, bounds: TrainingBounds) -> None:
+    def add_matrix(self, rows: np.ndarray, top: np.ndarray, latency: np.ndarray, bounds: TrainingBounds,
+                   probabilities: np.ndarray | None = None) -> None:
         """Sketch a block of float32 rows (tensor layout) and count the values outside the training range."""
-        self.profile.update_matrix(rows, scores=top, latency=latency)
+        self.profile.update_matrix(rows, scores=top, latency=latency, probabilities=probabilities)
         if self.multivariate is not None and self.profile.multivariate is not None:
             add_errors(self.profile.multivariate, self.multivariate.errors(rows))
         # A block inside the training range has nothing to count; otherwise
@@ -97,7 +97,7 @@ class OpenWindow:
         self.rows += rows.shape[0]
 
     def add_value_rows(self, rows: Sequence[Sequence[Any]], top: np.ndarray, latency: np.ndarray,
-                       bounds: TrainingBounds) -> None:
+                       bounds: TrainingBounds, probabilities: np.ndarray | None = None) -> None:
         """Sketch rows of plain values (columns layout); count out-of-range values and unseen categories."""
         prepared: list[Any] = []
         for i, column in enumerate(zip(*rows)):
@@ -113,14 +113,17 @@ class OpenWindow:
         self.profile.update_columns(prepared)
         if self.multivariate is not None and self.profile.multivariate is not None and rows:
             add_errors(self.profile.multivariate, self.multivariate.value_errors(prepared))
-        self.profile.scores.update(top)
+        self.profile.update_outputs(None, top, probabilities)
         self.profile.update_latency(latency)
         self.rows += len(rows)
 
+    def _missing(self) -> list[int]:
+        return [sketch.missing for sketch in self.profile.features.values()]
+
     def quality(self, names: Sequence[str]) -> dict[str, Any]:
         """The window's data-quality counters, per feature and in total."""
-        # Missing values are the numeric sketches' own count (NaN never reaches KLL).
-        missing = [s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values()]
+        # Missing values are the sketches' own count (NaN never reaches KLL).
+        missing = self._missing()
         rejected = self.rejected_features
         return {
             "features": {name: {"missing": m, "out_of_range": o, "unseen": u, "rejected": rejected.get(name, 0)}
@@ -131,7 +134,7 @@ class OpenWindow:
 
     def quality_json(self, names: Sequence[str]) -> str:
         """:meth:`quality` as JSON; the same counters (all zero, mostly) reuse their text."""
-        missing = tuple(s.missing if isinstance(s, NumericSketch) else 0 for s in self.profile.features.values())
+        missing = tuple(self._missing())
         key = (tuple(names), missing, self.out_of_range.tobytes(), self.unseen.tobytes(),
                tuple(self.rejected_features.items()), tuple(self.rejected.items()), self.unlogged)
         text = _QUALITY_TEXT.get(key)

@@ -48,7 +48,7 @@ import rfc8785
 
 from edge_runtime.errors import BundleError, BundleFormatError, BundleIntegrityError
 from edge_runtime.serving.graph import GraphCheck, read_graph, schema_checks
-from edge_runtime.serving.schema import InputSchema, OutputSchema, field_error
+from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, field_error
 
 __all__ = [
     "DIGEST_FILE",
@@ -68,7 +68,10 @@ __all__ = [
     "read_manifest",
 ]
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
+# The first format of each feature kind: an older manifest naming a newer kind was not written by
+# an exporter of that format, and is refused as such.
+_KIND_SINCE = {FeatureKind.BOOLEAN: 3}
 MANIFEST_FILE = "manifest.json"
 DIGEST_FILE = "manifest.sha256"
 MODEL_FILE = "model.onnx"
@@ -277,13 +280,21 @@ class Manifest:
                                   entry.get("file"))
             if not isinstance(entry, (dict, str)):
                 raise field_error(f"variants[{_key(variant)}]", "an object or a note", entry)
+        input_schema = InputSchema.from_dict(data.get("input_schema"))
+        for i, spec in enumerate(input_schema.features):
+            since = _KIND_SINCE.get(spec.kind, 1)
+            if version < since:
+                raise field_error(
+                    f"input_schema.features[{i}].kind",
+                    f"a kind of format {version} (kind '{spec.kind.value}' comes with format {since})",
+                    spec.kind.value)
         return cls(
             format_version=version,
             name=_string(data.get("name"), "name"),
             version=_string(data.get("version"), "version"),
             created_at=created_at,
             files=files,
-            input_schema=InputSchema.from_dict(data.get("input_schema")),
+            input_schema=input_schema,
             output_schema=OutputSchema.from_dict(data.get("output_schema")),
             producer=_report(data.get("producer"), "producer") or {},
             parity=_report(data.get("parity"), "parity"),

@@ -567,7 +567,8 @@ def _check_inputs(inputs: InputSchema, graph: OnnxGraph, add: _Add) -> None:
         if spec.kind is FeatureKind.CATEGORICAL:
             _check_type(add, field + ".kind", column, STRING, "a categorical feature")
         else:
-            _check_type(add, field + ".kind", column, FLOAT, "a numeric feature")
+            # A numeric feature, or a boolean one as 1.0/0.0.
+            _check_type(add, field + ".kind", column, FLOAT, f"a {spec.kind.value} feature")
         width = column.shape[-1] if column.shape else None
         if width is not None and width != 1:
             add(field, CheckStatus.FAILED,

@@ -10,6 +10,11 @@ A finite number too large for float32 (beyond ±3.4028235e38) is refused with
 :class:`~edge_runtime.errors.OutOfRangeValueError` on every path, whatever the
 non-finite policy: the cast would turn it into an infinity the input did not have.
 
+A boolean feature reaches the model as float32 1.0 or 0.0 and accepts True/False,
+true/false, TRUE/FALSE, 1/0 (as numbers or text, ``1.0``/``0.0`` too) and numpy
+bools; anything else is refused naming the feature and the value. A missing value
+(None, NaN, an empty CSV cell) follows the feature's missing policy, as for numbers.
+
 Examples
 --------
 >>> import numpy as np
@@ -33,6 +38,16 @@ edge_runtime.errors.OutOfRangeValueError: feature 'a': value 1e+300 is outside t
 >>> batch = encoder.encode_batch([[1, 2], [3, float("inf")], [5, 6]])
 >>> batch.rows.tolist(), [str(e) for e in batch.errors]
 ([0, 2], ["row 1: feature 'b': value inf is not finite (NaN or infinity is rejected by the input policy)"])
+>>> from edge_runtime.serving.schema import FeatureKind
+>>> flags = InputEncoder(InputSchema(features=(FeatureSpec(name="a"),
+...                                              FeatureSpec(name="ok", kind=FeatureKind.BOOLEAN))), InputPolicy())
+>>> flags.fill_tensor_row({"a": 1.5, "ok": "False"}, buf)
+>>> buf
+array([1.5, 0. ], dtype=float32)
+>>> flags.fill_tensor_row({"a": 1.5, "ok": "yes"}, buf)
+Traceback (most recent call last):
+...
+edge_runtime.errors.InvalidValueError: feature 'ok': value 'yes' is not a boolean (True/False, true/false or 1/0)
 """
 
 from __future__ import annotations
@@ -40,7 +55,7 @@ from __future__ import annotations
 import math
 import operator
 import struct
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -80,6 +95,16 @@ _NARROW_TYPES: frozenset[type] = frozenset({
 
 # Longer values are shown cut short in error messages: a 100 KB CSV field must not fill the terminal.
 _SHOWN_CHARS = 60
+
+# What a boolean feature accepts, and the float32 value the model gets for it. Being a
+# dict, it also matches True, 1, 1.0 and numpy's bools and numbers, which hash and
+# compare equal to 1 (or 0): one lookup serves every type.
+_BOOLEAN_VALUES: dict[Any, float] = {
+    True: 1.0, False: 0.0,
+    "True": 1.0, "true": 1.0, "TRUE": 1.0, "1": 1.0, "1.0": 1.0,
+    "False": 0.0, "false": 0.0, "FALSE": 0.0, "0": 0.0, "0.0": 0.0,
+}
+_BOOLEAN_EXPECTED = "a boolean (True/False, true/false or 1/0)"
 
 
 @dataclass(frozen=True, slots=True)
@@ -134,6 +159,8 @@ class InputEncoder:
         # warns. Packing a tuple of floats also costs half of numpy's slice assignment.
         self._pack_into: Callable[..., None] = struct.Struct(f"={self.width}f").pack_into
         self._allow_unseen = policy.unseen_category is UnseenCategoryPolicy.ALLOW
+        # Boolean features (their positions): a value given for one must be 0 or 1 (or missing).
+        self._booleans = tuple(i for i, f in enumerate(schema.features) if f.kind is FeatureKind.BOOLEAN)
 
     # ----------------------------------------------------------------- one row
     def fill_tensor_row(self, row: Any, out: np.ndarray) -> None:
@@ -158,6 +185,8 @@ class InputEncoder:
                 raise FeatureCountError(self.width, int(array.size))
             if array.dtype.type in _NARROW_TYPES:
                 np.copyto(out, array, casting="unsafe")
+                if self._booleans:
+                    self._check_booleans(out, array)
                 if not self._allow_non_finite:
                     self._check_buffer(out, array)
                 return
@@ -190,6 +219,8 @@ class InputEncoder:
             # None, numeric strings, or a value beyond float32: the slow path names it or converts.
             self._fill_converted(values, out)
             return
+        if self._booleans:
+            self._check_booleans(out, values)
         if not self._allow_non_finite:
             # NaN or an infinity makes the sum non-finite, and no float32 value can
             # make it overflow. sum() of plain floats is the cheapest test (2.5x less
@@ -263,6 +294,7 @@ class InputEncoder:
             matrix = rows.astype(np.float32)
         errors: list[SchemaError] = []
         good = np.arange(matrix.shape[0])
+        suspect: np.ndarray | None = None
         # One reduction over the whole matrix first: the per-row one costs 5x more
         # and is needed only when something is not finite.
         if not np.isfinite(matrix).all():
@@ -270,17 +302,25 @@ class InputEncoder:
                 suspect = np.isinf(matrix) & np.isfinite(rows)  # only an overflow is refused
             else:
                 suspect = ~np.isfinite(matrix)
-            bad_rows = np.flatnonzero(suspect.any(axis=1))
-            if bad_rows.size:
-                keep = np.ones(matrix.shape[0], dtype=bool)
-                for r in bad_rows:
-                    try:
-                        self._check_finite(matrix[r], rows[r])
-                    except SchemaError as exc:
-                        errors.append(exc.with_row(int(r)))
-                        keep[r] = False
-                good = np.flatnonzero(keep)
-                matrix = matrix[keep]
+        if self._booleans:
+            # Compared as given: a float32 cast would round 1.0000001 to 1.
+            booleans = list(self._booleans)
+            given = rows[:, booleans]
+            no_boolean = np.zeros(matrix.shape, dtype=bool)
+            no_boolean[:, booleans] = (given != 0) & (given != 1)
+            suspect = no_boolean if suspect is None else suspect | no_boolean
+        bad_rows = np.flatnonzero(suspect.any(axis=1)) if suspect is not None else None
+        if suspect is not None and bad_rows is not None and bad_rows.size:
+            keep = np.ones(matrix.shape[0], dtype=bool)
+            for r in bad_rows.tolist():
+                try:
+                    for i in np.flatnonzero(suspect[r]).tolist():
+                        self._number(self.schema.features[i], rows[r, i])  # raises what is wrong, if anything
+                except SchemaError as exc:
+                    errors.append(exc.with_row(r))
+                    keep[r] = False
+            good = np.flatnonzero(keep)
+            matrix = matrix[keep]
         return EncodedBatch({self.schema.tensor_name: matrix}, good, errors)
 
     def _dataframe_columns(self, frame: Any) -> list[np.ndarray]:
@@ -322,6 +362,8 @@ class InputEncoder:
         for spec, column in zip(self.schema.features, columns):
             if spec.kind is FeatureKind.CATEGORICAL:
                 encoded.append(self._category_column(spec, column, errors))
+            elif spec.kind is FeatureKind.BOOLEAN:
+                encoded.append(self._boolean_column(spec, column, errors))
             else:
                 encoded.append(self._number_column(spec, column, errors))
         keep = np.ones(n_rows, dtype=bool)
@@ -364,6 +406,27 @@ class InputEncoder:
                 errors[r] = exc.with_row(r)
         return values
 
+    def _boolean_column(self, spec: FeatureSpec, column: np.ndarray,
+                        errors: dict[int, SchemaError]) -> np.ndarray:
+        if column.dtype.kind == "b":
+            return np.asarray(column, dtype=np.float32)
+        suspect: Iterable[int]
+        if column.dtype.kind in "iuf":
+            # Compared as given, not after a float32 cast that would round 1.0000001 to 1.
+            values = np.asarray(column == 1, dtype=np.float32)
+            suspect = np.flatnonzero((column != 0) & (column != 1)).tolist()
+        else:
+            values = np.zeros(len(column), dtype=np.float32)
+            suspect = range(len(column))
+        for r in suspect:
+            if r in errors:
+                continue
+            try:
+                values[r] = self._boolean(spec, column[r])
+            except SchemaError as exc:
+                errors[r] = exc.with_row(r)
+        return values
+
     def _category_column(self, spec: FeatureSpec, column: np.ndarray,
                          errors: dict[int, SchemaError]) -> np.ndarray:
         values = np.empty(len(column), dtype=object)
@@ -381,6 +444,8 @@ class InputEncoder:
     # ------------------------------------------------------------- diagnosis
     def _number(self, spec: FeatureSpec, value: Any) -> float:
         """The value as a float, or the SchemaError that names what is wrong with it."""
+        if spec.kind is FeatureKind.BOOLEAN:
+            return self._boolean(spec, value)
         if value is None:
             number = math.nan
         elif isinstance(value, (complex, np.complexfloating)):
@@ -400,6 +465,30 @@ class InputEncoder:
         elif abs(number) >= _FLOAT32_OVERFLOW:
             raise _value_error(OutOfRangeValueError, spec.name, value)
         return number
+
+    def _boolean(self, spec: FeatureSpec, value: Any) -> float:
+        """A boolean feature's value as 1.0 or 0.0 (NaN when missing), or the SchemaError naming it."""
+        try:
+            number = _BOOLEAN_VALUES.get(value)
+        except TypeError:  # unhashable: a list, a dict
+            number = None
+        if number is not None:
+            return number
+        if _is_missing(value):
+            if not (self._allow_non_finite or spec.allows_missing):
+                raise _value_error(NonFiniteValueError, spec.name, value)
+            return math.nan
+        raise _value_error(InvalidValueError, spec.name, value, _BOOLEAN_EXPECTED)
+
+    def _check_booleans(self, out: np.ndarray, values: Any) -> None:
+        """Raise for a boolean feature given a number other than 0 or 1 (2, 0.5, inf), or NaN the policy refuses.
+
+        The given values are compared, not the packed ones: float32 rounds 1.0000001 to 1.
+        """
+        for i in self._booleans:
+            value = values[i]
+            if value != 0 and value != 1:
+                out[i] = self._boolean(self.schema.features[i], value)
 
     def _category(self, spec: FeatureSpec, value: Any) -> str:
         if isinstance(value, (str, int, np.integer, np.str_)) and not isinstance(value, bool):
@@ -421,6 +510,15 @@ class InputEncoder:
 
     def _fill_converted(self, values: Any, out: np.ndarray) -> None:
         """Fill ``out`` from values that are not all plain numbers (None, numeric strings), or name the bad one."""
+        if self._booleans:
+            # "True", "false"... are booleans' own spellings, which numpy does not parse.
+            converted = list(values)
+            try:
+                for i in self._booleans:
+                    converted[i] = self._boolean(self.schema.features[i], converted[i])
+            except SchemaError as exc:
+                self._raise_for_values(values, exc)  # names the first feature at fault, in schema order
+            values = converted
         try:
             # float64 holds every float32 value and more: numpy parses the strings and
             # makes None NaN, and packing refuses what float32 cannot hold.
@@ -451,6 +549,15 @@ class InputEncoder:
         """Raise for the first non-finite value in ``encoded`` that its input value does not excuse."""
         for i in np.flatnonzero(~np.isfinite(encoded)).tolist():
             self._number(self.schema.features[i], original[i])
+
+
+def _is_missing(value: Any) -> bool:
+    """None, a float NaN, or pandas' NA (known by its type's name: pandas is no device dependency)."""
+    if value is None:
+        return True
+    if isinstance(value, (float, np.floating)):
+        return math.isnan(value)
+    return type(value).__name__ == "NAType"
 
 
 def _row_values(row: Any) -> list[Any]:

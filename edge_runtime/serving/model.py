@@ -68,6 +68,9 @@ class ModelEngine:
         self.output_names = [self.outputs.score_output]
         if self.classifier and self.outputs.label_output:
             self.output_names.insert(0, self.outputs.label_output)
+        # How the graph's labels become the manifest's classes, when their types differ
+        # (set by the warm-up, which sees the label's type): None when they are the same.
+        self._relabel: Any = None
         self.binding: SingleRowBinding | None = None
         # Valid only while ``binding`` is set (tensor layout).
         self.row_buffer: Any = None
@@ -87,7 +90,8 @@ class ModelEngine:
         if not self.classifier:
             return scores.reshape(scores.shape[0], -1)[:, 0], None
         if self.outputs.label_output:
-            return np.asarray(outputs[0]).reshape(-1), scores
+            labels = np.asarray(outputs[0]).reshape(-1)
+            return (labels if self._relabel is None else labels.astype(self._relabel)), scores
         return np.asarray(self.outputs.classes, dtype=object)[scores.argmax(axis=1)], scores
 
     def empty(self) -> tuple[np.ndarray, np.ndarray | None]:
@@ -135,6 +139,8 @@ class ModelEngine:
         except InferenceError as exc:
             # A row the manifest's schema allows does not run: the schema does not fit the graph.
             raise BundleSchemaError(f"the model does not run on a row of the manifest's schema: {exc}") from exc
+        if self.classifier and self.outputs.label_output:
+            self._relabel = _relabel(self.outputs.classes, np.asarray(outputs[0]).dtype)
         width = np.asarray(outputs[-1]).reshape(1, -1).shape[1]
         if self.classifier and width != len(self.outputs.classes):
             raise BundleSchemaError(
@@ -145,8 +151,12 @@ class ModelEngine:
 
     def _bind(self, outputs: list[np.ndarray]) -> None:
         """Bind preallocated buffers, shaped like the warm-up outputs, for single-row calls."""
+        # A label the graph gives in another type than the classes (a bool target's int64)
+        # stays unbound, as a string label does: the single-row path then answers with the
+        # class of the top probability, which is how skl2onnx computes the label.
         numeric = {name: out for name, out in zip(self.output_names, outputs)
-                   if isinstance(out, np.ndarray) and out.dtype.kind in "fiub"}
+                   if isinstance(out, np.ndarray) and out.dtype.kind in "fiub"
+                   and not (name == self.outputs.label_output and self._relabel is not None)}
         if self.outputs.score_output not in numeric:
             return  # unusual graph: keep the general path
         binding = self.session.bind_single_row(self.inputs.tensor_name, len(self.inputs.features), numeric)
@@ -154,6 +164,26 @@ class ModelEngine:
         self.row_buffer = binding.input[0]
         self.scores_buffer = binding.outputs[self.outputs.score_output]
         self.label_buffer = binding.outputs.get(self.outputs.label_output) if self.outputs.label_output else None
+
+
+def _relabel(classes: tuple[Any, ...], label_type: np.dtype[Any]) -> type | None:
+    """The numpy type that turns the graph's labels into the classes' canonical type, or None.
+
+    skl2onnx gives a bool target's labels as int64 (the classes stay ``False``/``True``),
+    and a graph from elsewhere may give an integer class as a float.
+
+    >>> _relabel((False, True), np.dtype("int64")), _relabel((0, 1), np.dtype("float32"))
+    (<class 'numpy.bool'>, <class 'numpy.int64'>)
+    >>> _relabel((0, 1), np.dtype("int64")) is None and _relabel(("a", "b"), np.dtype("O")) is None
+    True
+    """
+    if not classes or label_type.kind not in "iuf":
+        return None
+    if all(isinstance(c, bool) for c in classes):
+        return np.bool_
+    if label_type.kind == "f" and all(isinstance(c, int) for c in classes):
+        return np.int64
+    return None
 
 
 def _midpoint(low: float | None, high: float | None) -> float:

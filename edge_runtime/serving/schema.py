@@ -11,6 +11,15 @@ Examples
 ('x',)
 >>> InputSchema.from_dict(schema.to_dict()) == schema
 True
+
+Class labels are kept in one canonical form (:func:`canonical_label`): an
+integer-valued float is the int it holds, so a target stored as 0.0/1.0 has the
+classes 0 and 1 everywhere (the graph, ``Prediction.label``, the probabilities'
+keys, the monitoring counts).
+
+>>> from edge_runtime.serving.schema import OutputSchema, Task
+>>> OutputSchema(task=Task.CLASSIFICATION, score_output="p", classes=(0.0, 1.0)).classes
+(0, 1)
 """
 
 from __future__ import annotations
@@ -20,9 +29,21 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
+
 from edge_runtime.errors import BundleFormatError
 
-__all__ = ["FeatureKind", "FeatureSpec", "InputLayout", "InputSchema", "OutputSchema", "Task", "field_error"]
+__all__ = [
+    "FeatureKind",
+    "FeatureSpec",
+    "InputLayout",
+    "InputSchema",
+    "OutputSchema",
+    "Task",
+    "canonical_classes",
+    "canonical_label",
+    "field_error",
+]
 
 
 def field_error(where: str, expected: str, value: Any) -> BundleFormatError:
@@ -78,6 +99,39 @@ def _is_label(value: Any) -> bool:
     return isinstance(value, str)
 
 
+def canonical_label(value: Any) -> Any:
+    """A class label in its one canonical form: the training target's type, an integer-valued float as an int.
+
+    Numpy scalars become the Python value they hold. Wherever a label becomes text
+    (JSON keys, ``proba_<label>`` columns, the monitoring counts), it is ``str()``
+    of this value: ``"0"``, ``"True"``, ``"churn"``, ``"0.5"``.
+
+    >>> canonical_label(1.0), canonical_label(True), canonical_label("yes"), canonical_label(0.5)
+    (1, True, 'yes', 0.5)
+    >>> import numpy as np
+    >>> canonical_label(np.float64(-2.0)), canonical_label(np.bool_(False)), canonical_label(np.str_("a"))
+    (-2, False, 'a')
+    """
+    if isinstance(value, np.generic):
+        value = value.item()
+    # The graph holds integer labels as int64: a float beyond it stays a float (and is refused as a label).
+    if isinstance(value, float) and value.is_integer() and -_INT64_LIMIT <= value < _INT64_LIMIT:
+        return int(value)
+    return value
+
+
+def canonical_classes(classes: Any) -> tuple[Any, ...]:
+    """Each class label in its canonical form (:func:`canonical_label`), in the same order.
+
+    >>> canonical_classes([0.0, 1.0, 2.0])
+    (0, 1, 2)
+    """
+    return tuple(canonical_label(c) for c in classes)
+
+
+_INT64_LIMIT = float(1 << 63)
+
+
 def _first_repeat(values: Any) -> Any:
     seen = set()
     for value in values:
@@ -98,6 +152,9 @@ class FeatureKind(str, enum.Enum):
 
     NUMERIC = "numeric"  # fed to the model as float32
     CATEGORICAL = "categorical"  # fed to the model as a string
+    # True/False, fed to the model as float32 1.0/0.0: what scikit-learn made of the
+    # bool column it was trained on, and what skl2onnx's float input expects (format 3).
+    BOOLEAN = "boolean"
 
 
 class InputLayout(str, enum.Enum):
@@ -123,14 +180,24 @@ class FeatureSpec:
     name : str
         Column name in the training data.
     kind : FeatureKind
-        Numeric or categorical.
+        Numeric, categorical or boolean.
     categories : tuple of str
         Categories seen in training (categorical features only).
     minimum, maximum : float or None
-        Range seen in training (numeric features only).
+        Range seen in training (numeric features only). A boolean feature's range
+        is always [0.0, 1.0], the values the model receives; the manifest does not
+        record it.
     allows_missing : bool
         True when the training data had missing values in this feature, so the
         model was built to handle them and NaN passes the default input policy.
+
+    Examples
+    --------
+    >>> spec = FeatureSpec(name="repaid", kind=FeatureKind.BOOLEAN)
+    >>> spec.to_dict()
+    {'name': 'repaid', 'kind': 'boolean', 'allows_missing': False}
+    >>> spec.minimum, spec.maximum, FeatureSpec.from_dict(spec.to_dict()) == spec
+    (0.0, 1.0, True)
     """
 
     name: str
@@ -140,11 +207,18 @@ class FeatureSpec:
     maximum: float | None = None
     allows_missing: bool = False
 
+    def __post_init__(self) -> None:
+        if self.kind is FeatureKind.BOOLEAN:
+            object.__setattr__(self, "minimum", 0.0)
+            object.__setattr__(self, "maximum", 1.0)
+
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
         out: dict[str, Any] = {"name": self.name, "kind": self.kind.value}
         if self.kind is FeatureKind.CATEGORICAL:
             out["categories"] = list(self.categories)
+        elif self.kind is FeatureKind.BOOLEAN:
+            pass  # its range is [0, 1] by definition
         else:
             out["min"] = self.minimum
             out["max"] = self.maximum
@@ -170,8 +244,11 @@ class FeatureSpec:
         allows_missing = data.get("allows_missing", False)
         if not isinstance(allows_missing, bool):
             raise field_error(f"{where}.allows_missing", "true or false", allows_missing)
-        return cls(name=str(name), kind=_enum(FeatureKind, data.get("kind", "numeric"), f"{where}.kind"),
-                   categories=tuple(categories), minimum=minimum, maximum=maximum, allows_missing=allows_missing)
+        kind = _enum(FeatureKind, data.get("kind", "numeric"), f"{where}.kind")
+        if kind is FeatureKind.BOOLEAN and categories:
+            raise field_error(f"{where}.categories", "empty for a boolean feature", categories)
+        return cls(name=str(name), kind=kind, categories=tuple(categories), minimum=minimum, maximum=maximum,
+                   allows_missing=allows_missing)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -237,7 +314,9 @@ class OutputSchema:
     task : Task
         Classification or regression.
     classes : tuple
-        Class labels in the order of the probability columns (classifiers).
+        Class labels in the order of the probability columns (classifiers), each
+        in its canonical form (:func:`canonical_label`; an integer-valued float is
+        stored as the int).
     label_output : str or None
         ONNX output holding the predicted label (classifiers).
     score_output : str
@@ -248,6 +327,11 @@ class OutputSchema:
     score_output: str
     label_output: str | None = None
     classes: tuple[Any, ...] = ()
+
+    def __post_init__(self) -> None:
+        # One representation from export to the monitoring counts, whoever built the
+        # schema: an exporter, or the runtime reading an older manifest that lists 0.0/1.0.
+        object.__setattr__(self, "classes", canonical_classes(self.classes))
 
     def to_dict(self) -> dict[str, Any]:
         """Return a JSON-ready dict."""
