@@ -102,8 +102,9 @@ def main() -> None:
     block = X[rng.integers(0, len(X), BLOCK)].astype(np.float32)
     outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
     errors = model.errors(block)
-    results: dict[str, Any] = {"features": X.shape[1], "components": model.components, "block": BLOCK,
-                               "errors_us_per_row": _median_us_per_row(lambda: model.errors(block), args.repeats)}
+    results: dict[str, Any] = {
+        "features": X.shape[1], "components": model.components, "block": BLOCK,
+        "errors_us_per_row": _median_us_per_row(lambda: model.errors(block), args.repeats)}
     profile = Profile.for_schema(schema, outputs, multivariate=True)
     assert profile.multivariate is not None
     window = profile.multivariate

@@ -455,8 +455,8 @@ class Runtime:
                                            keep_corrupt=self.config.retention.keep_corrupt)
         monitor = Monitor(opened, reference=load_reference(self.bundle), inputs=self._input, outputs=self._output,
                           info=self._primary.info, model_sha256=self._primary.sha256, config=monitoring,
-                          drift=self.config.drift, clock=clock, keep_corrupt=self.config.retention.keep_corrupt,
-                          multivariate=load_multivariate(self.bundle))
+                          drift=self.config.drift, clock=clock,
+                          keep_corrupt=self.config.retention.keep_corrupt, multivariate=load_multivariate(self.bundle))
         if note:
             monitor.add_event("monitoring", "replaced", "warn", note)
         return monitor

@@ -37,7 +37,7 @@ from edge_runtime.serving.schema import FeatureKind, FeatureSpec, InputLayout, I
 
 
 def correlated(rng: np.random.Generator, n: int, rho: float, others: int = 2) -> np.ndarray:
-    """Columns a, b with correlation ``rho`` (standard normal marginals whatever rho), then independent ones."""
+    """Columns a, b with correlation ``rho`` (standard normal marginals whatever rho), then others."""
     a = rng.normal(size=n)
     b = rho * a + math.sqrt(1 - rho * rho) * rng.normal(size=n)
     return np.column_stack([a, b, *(rng.normal(size=n) for _ in range(others))])
@@ -73,7 +73,8 @@ def test_reference_errors_are_out_of_fold_and_match_live_rows() -> None:
     # The reference mean is the live mean within a few of its standard errors.
     assert abs(float(live.mean()) - ref.mean) < 4 * ref.std / math.sqrt(ref.rows)
     assert float(live.std()) == pytest.approx(ref.std, rel=0.05)
-    in_sample = fit_multivariate(correlated(np.random.default_rng(1), 4000, 0.8, others=8), schema_of(10), folds=1)
+    same_rows = correlated(np.random.default_rng(1), 4000, 0.8, others=8)
+    in_sample = fit_multivariate(same_rows, schema_of(10), folds=1)
     assert in_sample is not None and in_sample.reference.mean <= ref.mean
 
 
@@ -81,9 +82,9 @@ def test_fit_leaves_out_categoricals_and_needs_two_numeric_features() -> None:
     rng = np.random.default_rng(2)
     frame = pd.DataFrame({"a": rng.normal(size=300), "city": rng.choice(["x", "y"], 300),
                           "b": rng.normal(size=300)})
-    schema = InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="city", kind=FeatureKind.CATEGORICAL,
-                                                                      categories=("x", "y")),
-                                   FeatureSpec(name="b")), layout=InputLayout.COLUMNS)
+    city = FeatureSpec(name="city", kind=FeatureKind.CATEGORICAL, categories=("x", "y"))
+    schema = InputSchema(features=(FeatureSpec(name="a"), city, FeatureSpec(name="b")),
+                         layout=InputLayout.COLUMNS)
     model = fit_multivariate(frame, schema)
     assert model is not None and model.features == ("a", "b") and model.columns == (0, 2)
     one = InputSchema(features=schema.features[:2], layout=InputLayout.COLUMNS)
@@ -133,7 +134,8 @@ def test_file_round_trip() -> None:
     model = fit_multivariate(correlated(np.random.default_rng(5), 1000, 0.8), schema_of(4))
     assert model is not None
     again = ReconstructionModel.from_bytes(model.to_bytes())
-    assert (again.features, again.columns, again.components) == (model.features, model.columns, model.components)
+    assert (again.features, again.columns) == (model.features, model.columns)
+    assert again.components == model.components
     assert again.reference == model.reference and again.explained == model.explained
     assert np.array_equal(again.axes, model.axes) and np.array_equal(again.scale, model.scale)
     rows = np.random.default_rng(6).normal(size=(64, 4)).astype(np.float32)
@@ -155,7 +157,7 @@ def test_a_bad_file_is_a_bundle_format_error(mangle: Any, message: str) -> None:
 
 
 def _rewrite(bundle: Path, out: Path, name: str, data: bytes) -> Path:
-    """A copy of ``bundle`` with one file replaced, its checksums rewritten (so only the format can refuse it)."""
+    """``bundle`` with one file replaced and its checksums rewritten: only the format can refuse it."""
     manifest = read_manifest(bundle)
     with BundleWriter(out) as writer:
         for file in manifest.files:
@@ -187,7 +189,7 @@ def test_the_bundle_carries_the_model(correlated_bundle: Path) -> None:
 
 def test_a_corrupt_model_file_names_it(correlated_bundle: Path, tmp_path: Path) -> None:
     broken = _rewrite(correlated_bundle, tmp_path / "broken", MULTIVARIATE_FILE, b"ERMV\x01junk")
-    with pytest.raises(BundleFormatError, match="bundle file 'multivariate.bin' is not a readable multivariate"):
+    with pytest.raises(BundleFormatError, match="file 'multivariate.bin' is not a readable multivariate"):
         load_multivariate(load_bundle(broken))
     with pytest.raises(BundleFormatError, match="multivariate.bin"):
         Runtime(broken, db=tmp_path / "m.db")
@@ -265,7 +267,8 @@ def test_readers_ignore_a_section_they_do_not_know() -> None:
     extra = NumericSketch().update([1.0, 2.0]).to_bytes()
     header["entries"].append(["from_the_future", "", len(extra)])
     text = json.dumps(header).encode()
-    again = Profile.from_bytes(head.pack(magic, version, len(text)) + text + data[head.size + length:] + extra)
+    blobs = data[head.size + length:]
+    again = Profile.from_bytes(head.pack(magic, version, len(text)) + text + blobs + extra)
     assert again.features["f0"].count == 5 and again.multivariate is None
 
 
@@ -318,8 +321,9 @@ def test_stationary_windows_through_assess_window_raise_no_alarm() -> None:
     assert statuses.count(DriftStatus.WARN) <= 15
 
 
-def test_columns_layout_rows_with_gaps_get_their_errors(mixed_bundle: Path, mixed_data: Any, tmp_path: Path) -> None:
-    """A pipeline over a DataFrame (numeric features with NaN, categoricals left out): training rows served back."""
+def test_columns_layout_rows_with_gaps_get_their_errors(mixed_bundle: Path, mixed_data: Any,
+                                                        tmp_path: Path) -> None:
+    """A pipeline over a DataFrame (NaN in a numeric feature, categoricals left out), training rows served."""
     entry = read_manifest(mixed_bundle).reference["multivariate"]
     assert entry["features"] == ["age", "income", "visits"]
     frame = mixed_data[0]

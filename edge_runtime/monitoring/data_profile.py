@@ -75,12 +75,13 @@ class Profile:
         one keeps its positive, second class only). Empty in profiles written
         before they existed.
 
-    A numeric feature may be held by a :class:`CategoricalSketch`: it is then
-    *counted* (see :data:`COUNTED_VALUES`), each value under :func:`value_key`.
     multivariate : NumericSketch or None
         Count, mean and variance of the per-row PCA reconstruction errors (live
         windows of a bundle with a multivariate model; its quantile sketch stays
         empty: see ``monitoring/multivariate.py``).
+
+    A numeric feature may be held by a :class:`CategoricalSketch`: it is then
+    *counted* (see :data:`COUNTED_VALUES`), each value under :func:`value_key`.
     """
 
     def __init__(self, features: dict[str, NumericSketch | CategoricalSketch],
@@ -310,9 +311,9 @@ class Profile:
                 found[section] = sketch
         if "scores" not in found or "latency" not in found:
             raise BundleFormatError("profile lacks its scores or latency sketch")
-        multivariate = found.get("multivariate")
+        errors = found.get("multivariate")
         return cls(features, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]),
-                   class_scores, multivariate=multivariate if isinstance(multivariate, NumericSketch) else None)
+                   class_scores, multivariate=errors if isinstance(errors, NumericSketch) else None)
 
     def __repr__(self) -> str:
         return f"Profile(rows={self.rows}, features={len(self.features)})"

@@ -380,7 +380,8 @@ class WindowDrift:
     def summary(self) -> dict[str, Any]:
         """Window-level counts and the worst features."""
         return {"features": len(self.features), "drifted": self.drifted, "warned": self.warned,
-                "worst": self.worst(), "prediction": self.prediction.status.value if self.prediction else None,
+                "worst": self.worst(),
+                "prediction": self.prediction.status.value if self.prediction else None,
                 "multivariate": self.multivariate.status.value if self.multivariate else None}
 
 

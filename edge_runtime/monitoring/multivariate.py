@@ -104,14 +104,15 @@ class ReconstructionModel:
                  "reference", "_shift", "_project", "_bias", "_centre_first", "_all_columns", "_cap",
                  "_chunk")
 
-    def __init__(self, *, features: tuple[str, ...], columns: tuple[int, ...], mean: np.ndarray, scale: np.ndarray,
-                 axes: np.ndarray, components: int, variance_share: float, explained: float,
-                 reference: ReferenceErrors) -> None:
+    def __init__(self, *, features: tuple[str, ...], columns: tuple[int, ...], mean: np.ndarray,
+                 scale: np.ndarray, axes: np.ndarray, components: int, variance_share: float,
+                 explained: float, reference: ReferenceErrors) -> None:
         d = len(features)
         if d < 2 or len(columns) != d or mean.shape != (d,) or scale.shape != (d,) or axes.shape != (d, d):
             raise BundleFormatError(f"multivariate model: inconsistent shapes for {d} features (at least 2)")
         if not 1 <= components < d:
-            raise BundleFormatError(f"multivariate model: 'components' must be in [1, {d - 1}]. Got {components}.")
+            raise BundleFormatError(f"multivariate model: 'components' must be in [1, {d - 1}]. "
+                                    f"Got {components}.")
         self.features, self.columns = features, columns
         self.mean, self.scale, self.axes = mean, scale, axes
         self.components, self.variance_share, self.explained = components, variance_share, explained
@@ -200,7 +201,8 @@ class ReconstructionModel:
         if magic != _MAGIC:
             raise BundleFormatError(f"not a multivariate model (tag {magic!r})")
         if version > _VERSION:
-            raise BundleFormatError(f"multivariate model format {version} is newer than this edge-runtime reads")
+            raise BundleFormatError(f"multivariate model format {version} is newer than this "
+                                    "edge-runtime reads")
         try:
             header = json.loads(data[_HEAD.size:_HEAD.size + length].decode("utf-8"))
             features = tuple(str(f) for f in header["features"])
@@ -214,8 +216,8 @@ class ReconstructionModel:
             errors = ReferenceErrors(rows=int(reference["rows"]), mean=float(reference["mean"]),
                                      std=float(reference["std"]), skewness=float(reference["skewness"]),
                                      cap=math.inf if reference["cap"] is None else float(reference["cap"]))
-            if not errors.cap > 0 or errors.rows < 1 or not (math.isfinite(errors.mean) and math.isfinite(errors.std)
-                                        and math.isfinite(errors.skewness)) or errors.std < 0:
+            finite = all(math.isfinite(v) for v in (errors.mean, errors.std, errors.skewness))
+            if not errors.cap > 0 or errors.rows < 1 or not finite or errors.std < 0:
                 raise ValueError(f"reference errors {errors}")
             if (values[d:2 * d] <= 0).any():
                 raise ValueError("a scale is not positive")
@@ -277,7 +279,8 @@ def add_errors(sketch: NumericSketch, errors: np.ndarray) -> NumericSketch:
         # Squares summed about zero, not the mean: errors are positive with a spread near
         # their mean, so little cancels, and it saves a pass (the verdict reads the mean).
         squares = float(np.dot(errors, errors))
-        sketch.add_moments(n, mean, max(squares - n * mean * mean, 0.0), float(errors.min()), float(errors.max()))
+        sketch.add_moments(n, mean, max(squares - n * mean * mean, 0.0), float(errors.min()),
+                           float(errors.max()))
     return sketch
 
 

@@ -342,7 +342,7 @@ class MonitoringDatabase:
             raise StoreCorruptError(f"monitoring database '{self.path}' is corrupt: {detail}")
 
     def drift(self) -> DriftReport:
-        """Every closed window with the verdict of each feature, of the predictions and of the multivariate signal.
+        """Every closed window with the verdicts of its features, its predictions and the multivariate signal.
 
         Raises
         ------
