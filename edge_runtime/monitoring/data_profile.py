@@ -47,6 +47,7 @@ PROFILE_FILE = "reference.bin"
 _MAGIC = b"ERPF"
 _VERSION = 1
 _HEAD = struct.Struct("<4sBI")  # magic, version, header length
+_ENTRY_TEXT: dict[tuple[tuple[str, ...], bool], list[str]] = {}  # feature list -> each entry's JSON, less its length
 
 
 class Profile:
@@ -180,20 +181,24 @@ class Profile:
     # ----------------------------------------------------------------- bytes
     def to_bytes(self) -> bytes:
         """Portable bytes: a tag, a version, a JSON table of contents, then each sketch's bytes."""
-        blobs: list[bytes] = []
-        entries: list[list[Any]] = []
-        parts: list[tuple[str, str, NumericSketch | CategoricalSketch | None]] = [
-            ("feature", name, sketch) for name, sketch in self.features.items()
-        ]
-        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency)]
-        for section, name, sketch in parts:
-            if sketch is None:
-                continue
-            blob = sketch.to_bytes()
-            entries.append([section, name, len(blob)])
-            blobs.append(blob)
-        header = json.dumps({"rows": self.rows, "entries": entries}).encode("utf-8")
-        return _HEAD.pack(_MAGIC, _VERSION, len(header)) + header + b"".join(blobs)
+        sketches = [*self.features.values(), *((self.predictions,) if self.predictions is not None else ()),
+                    self.scores, self.latency]
+        blobs = [sketch.to_bytes() for sketch in sketches]
+        # The header's JSON is the same from window to window but for the rows and the
+        # lengths: its text is kept per feature list, and only the numbers are written.
+        names = tuple(self.features)
+        parts = _ENTRY_TEXT.get((names, self.predictions is not None))
+        if parts is None:
+            if len(_ENTRY_TEXT) > 64:
+                _ENTRY_TEXT.clear()
+            sections = [("feature", name) for name in names]
+            sections += [("predictions", "")] if self.predictions is not None else []
+            sections += [("scores", ""), ("latency", "")]
+            parts = _ENTRY_TEXT[(names, self.predictions is not None)] = [
+                json.dumps([section, name])[:-1] + ", " for section, name in sections]
+        header = (f'{{"rows": {int(self.rows)}, "entries": ['
+                  + ", ".join(f"{part}{len(blob)}]" for part, blob in zip(parts, blobs)) + "]}").encode("utf-8")
+        return b"".join((_HEAD.pack(_MAGIC, _VERSION, len(header)), header, *blobs))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Profile:

@@ -41,6 +41,7 @@ from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import StoreCorruptError, StoreError
 from edge_runtime.monitoring.decision_log import DecisionBlock
 from edge_runtime.monitoring.store import MonitorStore, corrupt_copies
+from edge_runtime.monitoring.windows import StoredVerdicts
 
 __all__ = ["GuardedStore", "MonitorHealth", "move_aside", "open_store"]
 
@@ -126,7 +127,8 @@ class GuardedStore:
         # The highest ids and window numbers handed out: a fresh database continues above them.
         self._id_high = 0
         self._seq_high = 0
-        self._windows: deque[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = deque()
+        self._windows: deque[tuple[dict[str, Any], list[dict[str, Any]] | StoredVerdicts | None,
+                                   list[dict[str, Any]]]] = deque()
         self._events: deque[tuple[float, str, str, str, str, int | None]] = deque()
 
     # ------------------------------------------------------------ identity
@@ -211,7 +213,7 @@ class GuardedStore:
         self._unlogged += n
         self._unlogged_since_failure += n
 
-    def save_window(self, record: dict[str, Any], results: list[dict[str, Any]],
+    def save_window(self, record: dict[str, Any], results: list[dict[str, Any]] | StoredVerdicts | None,
                     events: list[dict[str, Any]]) -> bool:
         """Write a closed window, or keep it in memory until the database comes back."""
         self._windows.append((record, results, events))
@@ -272,9 +274,10 @@ class GuardedStore:
         """Write the windows and events that waited, oldest first (each removed once written)."""
         while self._windows:
             record, results, events = self._windows[0]
-            if record.get("seq") is None:  # opened while the database failed
-                record["seq"] = store.allocate_window_seq()
+            # A window not numbered yet (opened while the database failed, or never
+            # snapshotted) is numbered in its own write transaction.
             store.save_window(record, results, events, writer=self.writer)
+            self._seq_high = max(self._seq_high, int(record["seq"]) + 1)
             self._windows.popleft()
         while self._events:
             ts, kind, name, status, message, window_seq = self._events[0]

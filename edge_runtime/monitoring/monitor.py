@@ -70,7 +70,7 @@ from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.monitoring.windows import (
     OpenWindow,
     TrainingBounds,
-    verdict_rows,
+    encode_drift,
     window_stride,
 )
 from edge_runtime.monitoring.worker import DeferredWorker
@@ -585,16 +585,17 @@ class Monitor:
         window = self._window
         drift = assess_window(self.reference, window.profile, self.policy) if self.reference else None
         self.last_drift = drift
-        results, events = verdict_rows(drift, now)
+        verdicts, events = encode_drift(drift, now)
         record = {
-            "seq": self._window_seq(), "model": self.info.name, "version": self.info.version,
+            # Not numbered yet (no snapshot was written): the save numbers it, in its own transaction.
+            "seq": window.seq, "model": self.info.name, "version": self.info.version,
             "model_sha256": self.model_sha256, "opened_at": window.opened_at, "closed_at": now,
             "rows": window.rows, "rejected": sum(window.rejected.values()),
             "quality": window.quality_json(self._names), "latency": window.latency(),
             "summary": drift.summary() if drift else {"reference": False},
             "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }
-        self._db.save_window(record, results, events)
+        self._db.save_window(record, verdicts, events)
         self._window = self._open_window()
 
 

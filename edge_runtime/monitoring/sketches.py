@@ -221,9 +221,11 @@ class NumericSketch:
 
     def to_bytes(self) -> bytes:
         """Portable bytes: a versioned header, then the DataSketches KLL serialization."""
-        header = _NUMERIC_HEADER.pack(_NUMERIC_MAGIC, _NUMERIC_VERSION, self.k, self.count, self.missing,
-                                      self.minimum, self.maximum, self.mean, self.m2, self.stride, self.thin_var)
-        return header + bytes(self.kll.serialize())
+        kll = self.kll
+        # serialize() returns bytes already: no copy besides the join.
+        return _NUMERIC_HEADER.pack(_NUMERIC_MAGIC, _NUMERIC_VERSION, kll.k, self.count, self.missing,
+                                    self.minimum, self.maximum, self.mean, self.m2, self.stride,
+                                    self.thin_var) + kll.serialize()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NumericSketch:

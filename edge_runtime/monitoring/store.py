@@ -51,7 +51,7 @@ from edge_runtime.monitoring.decision_log import (
     expand_block,
 )
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, INSERT_VERDICTS, migrations
-from edge_runtime.monitoring.windows import decode_verdicts, encode_verdicts
+from edge_runtime.monitoring.windows import StoredVerdicts, decode_verdicts, encode_verdicts
 
 __all__ = ["MonitorStore", "corrupt_copies", "store_error"]
 
@@ -362,8 +362,12 @@ class MonitorStore:
     def allocate_window_seq(self) -> int:
         """The sequence number of a new window (never reused)."""
         with self._errors("number a window"), self._write_transaction():
-            seq = int(self.db.execute("SELECT value FROM counters WHERE name = 'next_window_seq'").fetchone()[0])
-            self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_window_seq'", [seq + 1])
+            return self._take_window_seq()
+
+    def _take_window_seq(self) -> int:
+        """Take the next window number; inside a write transaction."""
+        seq = int(self.db.conn.execute("SELECT value FROM counters WHERE name = 'next_window_seq'").fetchone()[0])
+        self.db.conn.execute("UPDATE counters SET value = ? WHERE name = 'next_window_seq'", [seq + 1])
         return seq
 
     # --------------------------------------------------------------- writes
@@ -447,22 +451,27 @@ class MonitorStore:
         rows = self.open_windows()
         return rows[0] if rows else None
 
-    def save_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]],
+    def save_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]] | StoredVerdicts | None,
                     events: Sequence[dict[str, Any]], *, writer: int = 1) -> None:
-        """Persist a closed window with its drift results and events, in one transaction.
+        """Persist a closed window with its drift results (rows, or encoded) and events, in one transaction.
 
-        The writer's open-window snapshot is cleared in the same transaction.
+        The writer's open-window snapshot is cleared in the same transaction. A window
+        without a number (``seq`` None) is numbered in that transaction too, and the
+        number is written back into ``window``: a close then commits once, not twice.
         """
         record = dict(window, writer=writer)
         for key in ("quality", "latency", "summary", "budget"):
             value = record.get(key)
             record[key] = value if isinstance(value, str) else json.dumps(value)  # a str is JSON already
-        verdicts = encode_verdicts(drift) if drift else None
+        verdicts = ((drift.layout, drift.codes, drift.numbers) if isinstance(drift, StoredVerdicts)
+                    else encode_verdicts(drift) if drift else None)
         with self._errors("make room for a window"):
             self._reserve(len(record.get("profile") or b"") + sum(len(part) for part in verdicts or ())
                           + len(record["quality"]) + _ROW_OVERHEAD * (len(events) + 2) + 4096)
-        seq = window["seq"]
         with self._errors("write a window"), self._write_transaction():
+            seq = record["seq"]
+            if seq is None:
+                seq = record["seq"] = self._take_window_seq()
             # Raw SQL: sqlite-utils' insert() inspects the table on every call.
             columns = list(record)
             self.db.conn.execute(f"INSERT OR REPLACE INTO windows ({', '.join(columns)}) "
@@ -476,6 +485,7 @@ class MonitorStore:
                     "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
                     [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
             self.db.conn.execute("DELETE FROM current_window WHERE id = ?", [writer])
+        window["seq"] = seq
 
     def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None, *,
                   ts: float | None = None) -> None:
