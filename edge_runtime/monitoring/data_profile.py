@@ -34,6 +34,7 @@ from edge_runtime.monitoring.sketches import (
     DEFAULT_K,
     CategoricalSketch,
     NumericSketch,
+    add_thinned_blocks,
     block_moments,
     sketch_from_bytes,
     thin_block,
@@ -92,13 +93,18 @@ class Profile:
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray, *, scores: np.ndarray | None = None,
-                      latency: np.ndarray | None = None) -> Profile:
+                      latency: np.ndarray | None = None,
+                      more: Sequence[tuple[NumericSketch, np.ndarray]] = ()) -> Profile:
         """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
-        ``scores`` (top score or predicted value per row) and ``latency`` (µs per
-        row), when given, join the same pass. Thinning (when the sketches thin),
-        moments and ranges of every column come from one vectorized pass; each
-        sketch then only takes its column. Columns holding NaN take the general
+        ``scores`` (top score or predicted value per row), ``latency`` (µs per
+        row) and ``more`` (further per-row columns, each with the sketch that
+        takes it), when given, join the same pass. The block is copied once,
+        transposed (one row per sketch); each row is sorted in chunks and
+        thinned (when the sketches thin), and its range and moments come from
+        the sorted copy.
+        The sketches then take their rows with one vectorized merge of the
+        moments and one KLL update each. Columns holding NaN take the general
         path.
 
         Examples
@@ -109,39 +115,51 @@ class Profile:
         >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
         >>> profile = Profile.for_schema(inputs, outputs, stride=4)
         >>> block = np.random.default_rng(1).normal(size=(1000, 2)).astype(np.float32)
+        >>> block[3, 1] = np.nan
         >>> _ = profile.update_matrix(block, scores=block[:, 0] * 2, latency=np.full(1000, 7.0))
         >>> profile.features["a"].count, profile.features["a"].kll.n, profile.scores.count, profile.latency.mean
         (1000, 250, 1000, 7.0)
+        >>> profile.features["b"].count, profile.features["b"].missing
+        (999, 1)
         """
-        n = matrix.shape[0]
+        n, width = matrix.shape
         if n == 0:
             return self
         sketches: list[NumericSketch] = []
         for sketch in self.features.values():
             assert isinstance(sketch, NumericSketch), "update_matrix takes all-numeric profiles"
             sketches.append(sketch)
-        width = len(sketches)
+        # Per-row columns besides the features: each a sketch and its values, one row of the block.
         extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency))
                  if values is not None]
-        # One transposed float32 copy: each KLL update takes a writable contiguous row of it.
+        extra += more
         columns = np.empty((width + len(extra), n), dtype=np.float32)
         columns[:width] = matrix.T
         for row, (sketch, values) in enumerate(extra, start=width):
             columns[row] = values
             sketches.append(sketch)
-        nan_rows = np.asarray(np.isnan(columns).any(axis=1)) if np.isnan(columns).any() else None
-        stride = sketches[0].stride if sketches else 1
+        stride = sketches[0].stride
         if any(sketch.stride != stride for sketch in sketches):
             raise ValueError("update_matrix needs one stride for all its sketches")
-        # NaN sorts last in the thinning; rows holding any go the general way below.
         kept, thin_var, lows, highs = thin_block(columns, stride)
-        means, m2s = block_moments(columns)
-        for i, sketch in enumerate(sketches):
-            if nan_rows is not None and nan_rows[i]:
-                sketch.update(matrix[:, i] if i < width else extra[i - width][1])
-            else:
-                sketch.add_thinned(kept[i], n=n, thin_var=thin_var, mean=float(means[i]), m2=float(m2s[i]),
-                                   low=float(lows[i]), high=float(highs[i]))
+        fast_lows, fast_highs = lows, highs
+        # NaN sorts last (and max() passes it on): a column holding one has a NaN high.
+        nan_rows = np.isnan(highs)
+        if nan_rows.any():
+            # The general path counts the missing values; the column's range stays
+            # unbounded here, so the monitor checks it value by value.
+            for i in np.flatnonzero(nan_rows).tolist():
+                sketches[i].update(columns[i])
+            clean = np.flatnonzero(~nan_rows)
+            columns, kept, fast_lows, fast_highs = columns[clean], kept[clean], lows[clean], highs[clean]
+            sketches = [sketches[i] for i in clean.tolist()]
+            lows, highs = np.where(nan_rows, -np.inf, lows), np.where(nan_rows, np.inf, highs)
+        if sketches:
+            # The sorted columns are a scratch copy, unless they are what the KLL sketches
+            # take (stride 1): then the moments leave them be.
+            means, m2s = block_moments(columns, in_place=kept is not columns)
+            add_thinned_blocks(sketches, kept, n=n, thin_var=thin_var, means=means, m2s=m2s, lows=fast_lows,
+                               highs=fast_highs)
         self.block_range = (lows[:width], highs[:width])
         self.rows += int(n)
         return self
