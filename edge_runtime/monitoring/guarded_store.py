@@ -201,7 +201,12 @@ class GuardedStore:
             if model_id is None:
                 raise _Skipped()
             written = dataclasses.replace(block, model_id=model_id) if block is not None else None
-            store.append_decisions(written, features, snapshot, writer=self.writer)
+            # Windows waiting (closed just before, or while the database failed) ride along.
+            pending = list(self._windows)
+            store.append_decisions(written, features, snapshot, writer=self.writer, windows=pending)
+            self._written_windows(len(pending))
+            if snapshot is not None and snapshot.get("seq") is not None:  # numbered in that write, maybe
+                self._seq_high = max(self._seq_high, int(snapshot["seq"]) + 1)
 
         done: bool = self._attempt(write, default=False, result=True)
         if not done and block is not None:
@@ -214,13 +219,25 @@ class GuardedStore:
         self._unlogged_since_failure += n
 
     def save_window(self, record: dict[str, Any], results: list[dict[str, Any]] | StoredVerdicts | None,
-                    events: list[dict[str, Any]]) -> bool:
-        """Write a closed window, or keep it in memory until the database comes back."""
+                    events: list[dict[str, Any]], *, defer: bool = False) -> bool:
+        """Write a closed window, or keep it in memory until the database comes back.
+
+        With ``defer`` it waits for the next :meth:`append_decisions` (which the
+        caller is about to make), and is written in its transaction; False then.
+        """
         self._windows.append((record, results, events))
         while len(self._windows) > _PENDING_WINDOWS:
             self._windows.popleft()
             self._lost_windows += 1
+        if defer:
+            return False
         return bool(self._attempt(self._write_pending, default=False, result=True))
+
+    def _written_windows(self, n: int) -> None:
+        """The ``n`` oldest waiting windows were written: drop them, and keep their numbers' high mark."""
+        for _ in range(n):
+            record, _, _ = self._windows.popleft()
+            self._seq_high = max(self._seq_high, int(record["seq"]) + 1)
 
     def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None) -> None:
         """Record an event now, or keep it until the database comes back."""
@@ -277,8 +294,7 @@ class GuardedStore:
             # A window not numbered yet (opened while the database failed, or never
             # snapshotted) is numbered in its own write transaction.
             store.save_window(record, results, events, writer=self.writer)
-            self._seq_high = max(self._seq_high, int(record["seq"]) + 1)
-            self._windows.popleft()
+            self._written_windows(1)
         while self._events:
             ts, kind, name, status, message, window_seq = self._events[0]
             store.add_event(kind, name, status, message, window_seq, ts=ts)

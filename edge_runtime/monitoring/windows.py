@@ -276,20 +276,30 @@ def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts 
     """
     if drift is None:
         return None, []
+    # The layout's key, flat: per verdict its name, kind and metric count, then
+    # each metric's name, key count and keys (built while the numbers are read).
     key: list[Any] = []
+    push = key.extend
     codes = bytearray()
     numbers: list[float] = []
     add = numbers.extend
     events: list[dict[str, Any]] = []
-    for verdict in [*drift.features.values(), *([drift.prediction] if drift.prediction else [])]:
+    verdicts = list(drift.features.values())
+    if drift.prediction is not None:
+        verdicts.append(drift.prediction)
+    for verdict in verdicts:
         metrics = verdict.metrics
         add((verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows, verdict.reference_rows))
-        for entry in metrics.values():
+        push((verdict.name, verdict.kind, len(metrics)))
+        chosen = 255
+        for i, (metric, entry) in enumerate(metrics.items()):
             add(entry.values())
-        key.append((verdict.name, verdict.kind, *[(metric, *entry) for metric, entry in metrics.items()]))
+            push((metric, len(entry)))
+            push(entry)
+            if metric == verdict.metric:
+                chosen = i
         status = verdict.status
-        codes.append(_STATUS_CODE[status.value])
-        codes.append(list(metrics).index(verdict.metric) if verdict.metric in metrics else 255)
+        codes += bytes((_STATUS_CODE[status.value], chosen))
         if status is not DriftStatus.OK:
             limit = verdict.threshold if verdict.drift else verdict.warn_threshold
             events.append({"ts": now, "kind": "drift", "name": verdict.name, "status": status.value,
@@ -301,7 +311,8 @@ def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts 
         if len(_LAYOUTS) > 64:
             _LAYOUTS.clear()
         layout = _LAYOUTS[layout_key] = json.dumps(
-            [[name, kind, [[metric, list(keys)] for metric, *keys in shape]] for name, kind, *shape in key])
+            [[verdict.name, verdict.kind, [[metric, list(entry)] for metric, entry in verdict.metrics.items()]]
+             for verdict in verdicts])
     return StoredVerdicts(layout, bytes(codes), array("d", numbers).tobytes()), events
 
 
