@@ -461,10 +461,12 @@ class Monitor:
                         "quality": window.quality_json(self._names), "latency": window.latency(),
                         "budget": self._budget()}
             self._snapshot_due = now + self._flush_every
-        chosen = self._chosen(len(block) - start)
+        picked = self._chosen(len(block) - start)
         decisions, features = None, []
-        if chosen is not None and chosen.size:
-            chosen += start
+        if picked is not None and picked.size:
+            # Every row (the default): slices, not copies by index.
+            every = picked.size == len(block) - start
+            chosen: Any = slice(start, len(block)) if every else picked + start
             decisions = DecisionBlock(
                 ids=block.ids[chosen], ts=block.times[chosen], model_id=-1,  # the guard sets the database's
                 latency_us=block.latency[chosen],
@@ -474,7 +476,7 @@ class Monitor:
                 hashes=self._input_hashes(block, chosen))
             if self.config.log_features:
                 features = [(int(block.ids[i]), json.dumps(dict(zip(self._names, self._row_values(block, i)))))
-                            for i in chosen.tolist()]
+                            for i in (range(start, len(block)) if every else chosen.tolist())]
         if not self._db.append_decisions(decisions, self._model, features, snapshot) and decisions is not None:
             window.unlogged += len(decisions)
         if snapshot is not None and window.seq is None:
@@ -575,11 +577,12 @@ class Monitor:
         else:
             window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds)
 
-    def _input_hashes(self, block: _Block, chosen: np.ndarray) -> np.ndarray:
+    def _input_hashes(self, block: _Block, chosen: slice | np.ndarray) -> np.ndarray:
         """A 64-bit hash per chosen row (signed), to spot repeated inputs without storing them."""
         if isinstance(block.rows, np.ndarray):
-            return hash_matrix(block.rows if chosen.size == len(block) else block.rows[chosen])
-        return np.array([hash_values(self._row_values(block, i)) for i in chosen.tolist()], dtype=np.int64)
+            return hash_matrix(block.rows[chosen])
+        positions = range(len(block))[chosen] if isinstance(chosen, slice) else chosen.tolist()
+        return np.array([hash_values(self._row_values(block, i)) for i in positions], dtype=np.int64)
 
     def _row_values(self, block: _Block, i: int) -> list[Any]:
         row = block.rows[i]
