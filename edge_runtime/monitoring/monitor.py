@@ -449,7 +449,7 @@ class Monitor:
     def _log(self, block: _Block, start: int, now: float, *, force_snapshot: bool = False) -> None:
         """Write the block's decisions from ``start`` on, with the open-window snapshot, in one transaction."""
         window = self._window
-        snapshot = None
+        snapshot: dict[str, Any] | None = None
         if force_snapshot or now >= self._snapshot_due:
             # For readers in other processes; at most once per flush_ms, as its JSON
             # costs more than a block of decisions. Rows waiting in the buffer for
@@ -480,7 +480,8 @@ class Monitor:
         if not self._db.append_decisions(decisions, self._model, features, snapshot) and decisions is not None:
             window.unlogged += len(decisions)
         if snapshot is not None and window.seq is None:
-            window.seq = snapshot["seq"]  # None still when the snapshot was not written
+            seq = snapshot["seq"]  # None still when the snapshot was not written
+            window.seq = seq
         self._flush_deadline = now + self._flush_every
         self._since_retention += len(block) - start
         if self._since_retention >= _RETENTION_EVERY:

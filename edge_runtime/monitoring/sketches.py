@@ -226,9 +226,10 @@ class NumericSketch:
         """Portable bytes: a versioned header, then the DataSketches KLL serialization."""
         kll = self.kll
         # serialize() returns bytes already: no copy besides the join.
+        body: bytes = kll.serialize()
         return _NUMERIC_HEADER.pack(_NUMERIC_MAGIC, _NUMERIC_VERSION, kll.k, self.count, self.missing,
                                     self.minimum, self.maximum, self.mean, self.m2, self.stride,
-                                    self.thin_var) + kll.serialize()
+                                    self.thin_var) + body
 
     @classmethod
     def from_bytes(cls, data: bytes) -> NumericSketch:

@@ -51,7 +51,11 @@ from edge_runtime.monitoring.decision_log import (
     expand_block,
 )
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, INSERT_VERDICTS, migrations
-from edge_runtime.monitoring.windows import StoredVerdicts, decode_verdicts, encode_verdicts
+from edge_runtime.monitoring.windows import (
+    StoredVerdicts,
+    decode_verdicts,
+    encode_verdicts,
+)
 
 __all__ = ["MonitorStore", "corrupt_copies", "store_error"]
 
