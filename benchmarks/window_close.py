@@ -6,15 +6,13 @@ logistic regression and a 100-tree random forest exported as
 
 (a) **Window close**, by phase: the drift assessment (``assess_window``), the
     stored verdicts and events (``encode_drift``), the record (quality,
-    latency, summary), the profile's bytes (``Profile.to_bytes``), queueing
-    the window (``GuardedStore.save_window``), the next window's empty
-    sketches, and the window's SQLite write: it rides in the transaction of
-    the decisions logged next (numbered there), so ``window_write`` is that
-    transaction's time less the median of those that carry no window. The
-    phases are timed in a copy of ``Monitor._close_window``, by the wall and
-    the thread CPU clock on alternate closes; the median over many closes of
-    5,000-row windows, with and without the assessment (``drift.py`` is
-    costed on its own).
+    latency, summary), the profile's bytes (``Profile.to_bytes``), the SQLite
+    write (``GuardedStore.save_window``, which numbers the window in the same
+    transaction) and the next window's empty sketches. The phases are timed
+    in a copy of ``Monitor._close_window``, by the wall and the thread CPU
+    clock on alternate closes; the median over many closes of 5,000-row
+    windows, with and without the assessment (``drift.py`` is costed on its
+    own).
 (b) **CPU per row** of monitoring: ``time.process_time`` around
     ``predict_batch`` of 512-row batches, inline (``background = false``), at
     100,000-row windows, minus the same without monitoring, per row.
@@ -57,16 +55,11 @@ from edge_runtime.monitoring.drift import assess_window  # noqa: E402
 from edge_runtime.monitoring.monitor import Monitor
 from edge_runtime.monitoring.windows import encode_drift  # noqa: E402
 
-PHASES = ("assess", "verdicts", "record", "profile_bytes", "save_window", "next_window", "window_write")
+PHASES = ("assess", "verdicts", "record", "profile_bytes", "save_window", "next_window")
 
 
-def _timed_close(monitor: Any, now: float, partial: bool, defer: bool, clock: Callable[[], int]) -> dict[str, int]:
-    """``Monitor._close_window`` with a timer around each phase (kept in step with it).
-
-    With ``defer`` (as the monitor closes a full window) ``save_window`` only
-    queues the window: it is written in the transaction of the decisions
-    logged next, whose extra time :func:`window_close` adds as ``window_write``.
-    """
+def _timed_close(monitor: Any, now: float, partial: bool, clock: Callable[[], int]) -> dict[str, int]:
+    """``Monitor._close_window`` with a timer around each phase (kept in step with it)."""
     window = monitor._window
     t = [clock()]
     drift = assess_window(monitor.reference, window.profile, monitor.policy)
@@ -84,11 +77,11 @@ def _timed_close(monitor: Any, now: float, partial: bool, defer: bool, clock: Ca
     t.append(clock())
     record["profile"] = window.profile.to_bytes()
     t.append(clock())
-    monitor._db.save_window(record, verdicts, events, defer=defer)
+    monitor._db.save_window(record, verdicts, events)
     t.append(clock())
     monitor._window = monitor._open_window()
     t.append(clock())
-    return {phase: t[i + 1] - t[i] for i, phase in enumerate(PHASES[:-1])}
+    return {phase: t[i + 1] - t[i] for i, phase in enumerate(PHASES)}
 
 
 def window_close(bundle: Path, X: np.ndarray, work: Path, closes: int) -> dict[str, Any]:
@@ -103,44 +96,23 @@ def window_close(bundle: Path, X: np.ndarray, work: Path, closes: int) -> dict[s
     config = RuntimeConfig(monitoring=MonitoringConfig(db=work / "close.db", window_rows=5000, background=False))
     clocks = {"wall": time.perf_counter_ns, "cpu": time.thread_time_ns}
     seen: dict[str, list[dict[str, int]]] = {name: [] for name in clocks}
-    plain_writes: dict[str, list[int]] = {name: [] for name in clocks}  # log writes carrying no window
     sizes: list[int] = []
     with Runtime(bundle, config=config) as rt:
         monitor = rt.monitor
         assert isinstance(monitor, Monitor)
-        guard = monitor._db
-        append = guard.append_decisions
-        last = ["wall"]
 
-        def close(*, partial: bool, now: float, defer: bool = False) -> None:
-            last[0] = name = ("wall", "cpu")[sum(map(len, seen.values())) % 2]
-            seen[name].append(_timed_close(monitor, now, partial, defer, clocks[name]))
-
-        def timed_append(*args: Any, **kwargs: Any) -> bool:
-            name = last[0]
-            carries = bool(guard._windows)
-            start = clocks[name]()
-            done = append(*args, **kwargs)
-            spent = clocks[name]() - start
-            if carries:
-                seen[name][-1]["_write"] = spent
-            else:
-                plain_writes[name].append(spent)
-            return done
+        def close(*, partial: bool, now: float) -> None:
+            name = ("wall", "cpu")[sum(map(len, seen.values())) % 2]
+            seen[name].append(_timed_close(monitor, now, partial, clocks[name]))
 
         # The monitor closes its windows itself, through this timed copy.
         monitor._close_window = close  # type: ignore[method-assign]
-        guard.append_decisions = timed_append  # type: ignore[method-assign]
         for _ in range(2 * closes + 10):
             for batch in batches:
                 rt.predict_batch(batch)
         store = monitor.store
         assert store is not None
         sizes = [len(w.get("profile") or b"") for w in store.windows(3, with_profile=True)]
-    for name, runs in seen.items():
-        typical = float(np.median(plain_writes[name])) if plain_writes[name] else 0.0
-        for times in runs:
-            times["window_write"] = int(times.pop("_write", typical) - typical)
     out: dict[str, Any] = {"closes": closes, "window_rows": 5000,
                            "profile_bytes": int(np.median(sizes)) if sizes else 0}
     for name, runs in seen.items():

@@ -219,18 +219,13 @@ class GuardedStore:
         self._unlogged_since_failure += n
 
     def save_window(self, record: dict[str, Any], results: list[dict[str, Any]] | StoredVerdicts | None,
-                    events: list[dict[str, Any]], *, defer: bool = False) -> bool:
-        """Write a closed window, or keep it in memory until the database comes back.
-
-        With ``defer`` it waits for the next :meth:`append_decisions` (which the
-        caller is about to make), and is written in its transaction; False then.
-        """
+                    events: list[dict[str, Any]]) -> bool:
+        """Write a closed window, or keep it in memory until the database comes back (then it is
+        written with the next decisions, or by itself)."""
         self._windows.append((record, results, events))
         while len(self._windows) > _PENDING_WINDOWS:
             self._windows.popleft()
             self._lost_windows += 1
-        if defer:
-            return False
         return bool(self._attempt(self._write_pending, default=False, result=True))
 
     def _written_windows(self, n: int) -> None:

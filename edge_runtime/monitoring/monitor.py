@@ -440,8 +440,7 @@ class Monitor:
         take = min(len(block) - start, self.config.window_rows - self._window.rows)
         self._profile(block, start, start + take)
         if self._window.rows >= self.config.window_rows:
-            # Every caller logs the block next: the window rides in that transaction.
-            self._close_window(partial=False, now=float(block.times[start + take - 1]), defer=True)
+            self._close_window(partial=False, now=float(block.times[start + take - 1]))
         return start + take
 
     def _window_due(self, now: float) -> bool:
@@ -452,7 +451,7 @@ class Monitor:
 
     def _close_if_due(self, now: float) -> None:
         if self._window_due(now):
-            self._close_window(partial=False, now=now, defer=True)  # _drain logs next
+            self._close_window(partial=False, now=now)
 
     def _log(self, block: _Block, start: int, now: float, *, force_snapshot: bool = False) -> None:
         """Write the block's decisions from ``start`` on, with the open-window snapshot, in one transaction."""
@@ -597,12 +596,8 @@ class Monitor:
         row = block.rows[i]
         return row.tolist() if isinstance(row, np.ndarray) else [_json_value(v) for v in row]
 
-    def _close_window(self, *, partial: bool, now: float, defer: bool = False) -> None:
-        """Assess and save the open window, and open the next one.
-
-        ``defer``: the caller logs decisions next, and the window is written in
-        that transaction (one commit for both).
-        """
+    def _close_window(self, *, partial: bool, now: float) -> None:
+        """Assess and save the open window (numbered in its write's transaction), and open the next one."""
         window = self._window
         drift = assess_window(self.reference, window.profile, self.policy) if self.reference else None
         self.last_drift = drift
@@ -616,7 +611,7 @@ class Monitor:
             "summary": drift.summary() if drift else {"reference": False},
             "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }
-        self._db.save_window(record, verdicts, events, defer=defer)
+        self._db.save_window(record, verdicts, events)
         self._window = self._open_window()
 
 

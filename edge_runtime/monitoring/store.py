@@ -395,9 +395,8 @@ class MonitorStore:
         again replaces it.
 
         The log never holds more than ``max_rows`` decisions: the oldest blocks go in
-        the same transaction, before the new one is inserted. A window closed just
-        before the block's decisions are logged rides in their transaction: a
-        transaction costs ~0.1 ms (its lock and its commit) whatever it holds.
+        the same transaction, before the new one is inserted. Windows that waited
+        (the database failed when they closed) ride in the same transaction.
         Windows and a snapshot without a number (``seq`` None) are numbered in
         the transaction, in that order, and their dicts get the numbers.
         """
