@@ -252,8 +252,9 @@ class MonitoringConfig:
         KLL accuracy parameter of the live sketches.
     sketch_stride : int
         Largest thinning of the live numeric sketches: each block of rows (a
-        full buffer of ``flush_rows``, or a larger batch) is sorted per feature
-        in chunks of 512 and every stride-th value goes to the KLL sketch.
+        full buffer of 4,096 rows or ``flush_rows``, or a batch that is a block
+        of its own) is sorted per feature in chunks of up to 1,024 and every
+        stride-th value goes to the KLL sketch.
         Counts, missing, range, mean and variance stay exact; the thinning's
         rank error is added to the sketch error of the drift thresholds. A
         window thins by ``min(sketch_stride, floor(sqrt(window_rows / 300)))``

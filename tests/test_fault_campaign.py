@@ -41,7 +41,9 @@ CHILD = textwrap.dedent("""
     bundle, db, scenario = sys.argv[1], sys.argv[2], sys.argv[3]
     rows = load_breast_cancer().data
     monitoring = dict(db=db, flush_rows=256, flush_ms=60_000, window_rows=1000)
-    retention = RetentionPolicy()
+    # The other scenarios must never delete a flushed decision: their row bound is far above
+    # what their trials write (the default 1,000,000 rows was within 1% of it for batches).
+    retention = RetentionPolicy(max_rows=100_000_000)
     if scenario == "windows":
         monitoring["window_rows"] = 50
     if scenario == "retention":

@@ -286,21 +286,42 @@ def test_thinned_windows_keep_exact_counts_and_catch_a_shift(tmp_path: Path, can
 
 def test_timed_flushes_log_but_sketch_whole_buffers(tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
     """Slow traffic: each timed flush writes the log; the sketches wait for a full buffer."""
+    from edge_runtime.monitoring.monitor import SKETCH_ROWS
+
     clock = FakeClock()
     rows = cancer_data[0].to_numpy()
     rt = Runtime(cancer_bundle, config=_config(tmp_path, window_rows=10_000, flush_rows=64, flush_ms=1000),
                  clock=clock)
     assert rt.monitor is not None
-    for i in range(100):
+    for i in range(SKETCH_ROWS + 36):
         clock.now += 1.5  # every call is past the flush deadline
-        rt.predict(rows[i])
-        assert rt.monitor.store.decision_count() == i + 1  # logged at once
-    assert rt.monitor.sketched_rows == 64 and rt.monitor.buffered_rows == 36  # one full buffer sketched
-    assert rt.monitor.store.current_window()["rows"] == 100
+        rt.predict(rows[i % len(rows)])
+        if i < 100:
+            assert rt.monitor.store.decision_count() == i + 1  # logged at once
+    # One full buffer (SKETCH_ROWS rows, the log's flush_rows notwithstanding) sketched.
+    assert rt.monitor.sketched_rows == SKETCH_ROWS and rt.monitor.buffered_rows == 36
+    assert rt.monitor.store.decision_count() == SKETCH_ROWS + 36
+    assert rt.monitor.store.current_window()["rows"] == SKETCH_ROWS + 36
     rt.close()
     store = MonitorStore(tmp_path / "m.db")
-    assert [(w["rows"], w["partial"]) for w in store.windows()] == [(100, 1)]
+    assert [(w["rows"], w["partial"]) for w in store.windows()] == [(SKETCH_ROWS + 36, 1)]
     store.close()
+
+
+def test_every_flush_rows_rows_are_logged_before_the_sketch_buffer_fills(tmp_path: Path, cancer_bundle: Path,
+                                                                         cancer_data: Any) -> None:
+    """A crash loses at most flush_rows decisions, though the sketches take SKETCH_ROWS rows at a time."""
+    clock = FakeClock()  # never moves: no timed flush
+    rows = cancer_data[0].to_numpy()
+    rt = Runtime(cancer_bundle, config=_config(tmp_path, window_rows=10_000, flush_rows=64, flush_ms=1000),
+                 clock=clock)
+    assert rt.monitor is not None
+    for i in range(100):
+        rt.predict(rows[i])
+    assert rt.monitor.store.decision_count() == 64 and rt.monitor.sketched_rows == 0
+    rt.predict_batch(rows[100:160])
+    assert rt.monitor.store.decision_count() == 160 and rt.monitor.sketched_rows == 0
+    rt.close()
 
 
 def _cancer_monitor(tmp_path: Path, cancer_bundle: Path, **config: Any) -> Any:

@@ -35,6 +35,7 @@ from edge_runtime.monitoring.sketches import (
     DEFAULT_K,
     CategoricalSketch,
     NumericSketch,
+    add_thinned_blocks,
     block_moments,
     sketch_from_bytes,
     thin_block,
@@ -53,6 +54,7 @@ PROFILE_FILE = "reference.bin"
 _MAGIC = b"ERPF"
 _VERSION = 1
 _HEAD = struct.Struct("<4sBI")  # magic, version, header length
+_ENTRY_TEXT: dict[tuple[tuple[str, str], ...], list[str]] = {}  # section list -> each entry's JSON, less its length
 
 
 class Profile:
@@ -142,14 +144,19 @@ class Profile:
 
     # ---------------------------------------------------------------- update
     def update_matrix(self, matrix: np.ndarray, *, scores: np.ndarray | None = None,
-                      latency: np.ndarray | None = None, probabilities: np.ndarray | None = None) -> Profile:
+                      latency: np.ndarray | None = None, probabilities: np.ndarray | None = None,
+                      more: Sequence[tuple[NumericSketch, np.ndarray]] = ()) -> Profile:
         """Add rows of an all-numeric float32 matrix, columns in schema order (one block).
 
         ``scores`` (top score or predicted value per row), ``latency`` (µs per
-        row) and ``probabilities`` (rows x classes), when given, join the same
-        pass; counted features are counted. Thinning (when the sketches thin),
-        moments and ranges of every column come from one vectorized pass; each
-        sketch then only takes its column. Columns holding NaN take the general
+        row), ``probabilities`` (rows x classes) and ``more`` (further per-row
+        columns, each with the sketch that takes it), when given, join the same
+        pass; counted features are counted. The block is copied once,
+        transposed (one row per sketch); each row is sorted in chunks and
+        thinned (when the sketches thin), and its range and moments come from
+        the sorted copy.
+        The sketches then take their rows with one vectorized merge of the
+        moments and one KLL update each. Columns holding NaN take the general
         path.
 
         Examples
@@ -160,46 +167,59 @@ class Profile:
         >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
         >>> profile = Profile.for_schema(inputs, outputs, stride=4)
         >>> block = np.random.default_rng(1).normal(size=(1000, 2)).astype(np.float32)
+        >>> block[3, 1] = np.nan
         >>> _ = profile.update_matrix(block, scores=block[:, 0] * 2, latency=np.full(1000, 7.0))
         >>> profile.features["a"].count, profile.features["a"].kll.n, profile.scores.count, profile.latency.mean
         (1000, 250, 1000, 7.0)
+        >>> profile.features["b"].count, profile.features["b"].missing
+        (999, 1)
         """
-        n = matrix.shape[0]
+        n, width = matrix.shape
         if n == 0:
             return self
         sketched = [(i, sketch) for i, sketch in enumerate(self.features.values()) if isinstance(sketch, NumericSketch)]
         sketches = [sketch for _, sketch in sketched]
-        width = len(sketches)
+        numeric = len(sketches)  # the rest are counted
+        # Per-row columns besides the features: each a sketch and its values, one row of the block.
         extra = [(sketch, values) for sketch, values in ((self.scores, scores), (self.latency, latency))
                  if values is not None]
         if probabilities is not None:
             extra += self._probability_columns(probabilities)
-        # One transposed float32 copy: each KLL update takes a writable contiguous row of it.
-        columns = np.empty((width + len(extra), n), dtype=np.float32)
-        if width == matrix.shape[1]:
-            columns[:width] = matrix.T
+        extra += more
+        columns = np.empty((numeric + len(extra), n), dtype=np.float32)
+        if numeric == width:
+            columns[:numeric] = matrix.T
         else:
-            columns[:width] = matrix[:, [i for i, _ in sketched]].T
-        for row, (sketch, values) in enumerate(extra, start=width):
+            columns[:numeric] = matrix[:, [i for i, _ in sketched]].T
+        for row, (sketch, values) in enumerate(extra, start=numeric):
             columns[row] = values
             sketches.append(sketch)
-        nan_rows = np.asarray(np.isnan(columns).any(axis=1)) if np.isnan(columns).any() else None
-        stride = sketches[0].stride if sketches else 1
+        stride = sketches[0].stride
         if any(sketch.stride != stride for sketch in sketches):
             raise ValueError("update_matrix needs one stride for all its sketches")
-        # NaN sorts last in the thinning; rows holding any go the general way below.
         kept, thin_var, lows, highs = thin_block(columns, stride)
-        means, m2s = block_moments(columns)
-        for i, sketch in enumerate(sketches):
-            if nan_rows is not None and nan_rows[i]:
-                sketch.update(matrix[:, sketched[i][0]] if i < width else extra[i - width][1])
-            else:
-                sketch.add_thinned(kept[i], n=n, thin_var=thin_var, mean=float(means[i]), m2=float(m2s[i]),
-                                   low=float(lows[i]), high=float(highs[i]))
-        if width == matrix.shape[1]:
+        fast_lows, fast_highs = lows, highs
+        # NaN sorts last (and max() passes it on): a column holding one has a NaN high.
+        nan_rows = np.isnan(highs)
+        if nan_rows.any():
+            # The general path counts the missing values; the column's range stays
+            # unbounded here, so the monitor checks it value by value.
+            for i in np.flatnonzero(nan_rows).tolist():
+                sketches[i].update(columns[i])
+            clean = np.flatnonzero(~nan_rows)
+            columns, kept, fast_lows, fast_highs = columns[clean], kept[clean], lows[clean], highs[clean]
+            sketches = [sketches[i] for i in clean.tolist()]
+            lows, highs = np.where(nan_rows, -np.inf, lows), np.where(nan_rows, np.inf, highs)
+        if sketches:
+            # The sorted columns are a scratch copy, unless they are what the KLL sketches
+            # take (stride 1): then the moments leave them be.
+            means, m2s = block_moments(columns, in_place=kept is not columns)
+            add_thinned_blocks(sketches, kept, n=n, thin_var=thin_var, means=means, m2s=m2s, lows=fast_lows,
+                               highs=fast_highs)
+        if numeric == width:
             self.block_range = (lows[:width], highs[:width])
         else:
-            all_lows, all_highs = np.empty(matrix.shape[1], np.float32), np.empty(matrix.shape[1], np.float32)
+            all_lows, all_highs = np.empty(width, np.float64), np.empty(width, np.float64)
             for row, (i, _) in enumerate(sketched):
                 all_lows[i], all_highs[i] = lows[row], highs[row]
             for i, feature in enumerate(self.features.values()):
@@ -260,22 +280,26 @@ class Profile:
     # ----------------------------------------------------------------- bytes
     def to_bytes(self) -> bytes:
         """Portable bytes: a tag, a version, a JSON table of contents, then each sketch's bytes."""
-        blobs: list[bytes] = []
-        entries: list[list[Any]] = []
-        parts: list[tuple[str, str, NumericSketch | CategoricalSketch | None]] = [
-            ("feature", name, sketch) for name, sketch in self.features.items()
-        ]
-        parts += [("predictions", "", self.predictions), ("scores", "", self.scores), ("latency", "", self.latency)]
-        parts += [("class_score", label, sketch) for label, sketch in self.class_scores.items()]
-        parts.append(("multivariate", "", self.multivariate))  # readers before it ignore an unknown section
-        for section, name, sketch in parts:
-            if sketch is None:
-                continue
-            blob = sketch.to_bytes()
-            entries.append([section, name, len(blob)])
-            blobs.append(blob)
-        header = json.dumps({"rows": self.rows, "entries": entries}).encode("utf-8")
-        return _HEAD.pack(_MAGIC, _VERSION, len(header)) + header + b"".join(blobs)
+        sections: list[tuple[str, str, NumericSketch | CategoricalSketch]] = [
+            ("feature", name, sketch) for name, sketch in self.features.items()]
+        if self.predictions is not None:
+            sections.append(("predictions", "", self.predictions))
+        sections += [("scores", "", self.scores), ("latency", "", self.latency)]
+        sections += [("class_score", label, sketch) for label, sketch in self.class_scores.items()]
+        if self.multivariate is not None:  # readers before it ignore an unknown section
+            sections.append(("multivariate", "", self.multivariate))
+        blobs = [sketch.to_bytes() for _, _, sketch in sections]
+        # The header's JSON is the same from window to window but for the rows and the
+        # lengths: its text is kept per section list, and only the numbers are written.
+        key = tuple((section, name) for section, name, _ in sections)
+        parts = _ENTRY_TEXT.get(key)
+        if parts is None:
+            if len(_ENTRY_TEXT) > 64:
+                _ENTRY_TEXT.clear()
+            parts = _ENTRY_TEXT[key] = [json.dumps([section, name])[:-1] + ", " for section, name in key]
+        header = (f'{{"rows": {int(self.rows)}, "entries": ['
+                  + ", ".join(f"{part}{len(blob)}]" for part, blob in zip(parts, blobs)) + "]}").encode("utf-8")
+        return b"".join((_HEAD.pack(_MAGIC, _VERSION, len(header)), header, *blobs))
 
     @classmethod
     def from_bytes(cls, data: bytes) -> Profile:

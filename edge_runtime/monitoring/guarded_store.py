@@ -41,6 +41,7 @@ from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import StoreCorruptError, StoreError
 from edge_runtime.monitoring.decision_log import DecisionBlock
 from edge_runtime.monitoring.store import MonitorStore, corrupt_copies
+from edge_runtime.monitoring.windows import StoredVerdicts
 
 __all__ = ["GuardedStore", "MonitorHealth", "move_aside", "open_store"]
 
@@ -126,7 +127,8 @@ class GuardedStore:
         # The highest ids and window numbers handed out: a fresh database continues above them.
         self._id_high = 0
         self._seq_high = 0
-        self._windows: deque[tuple[dict[str, Any], list[dict[str, Any]], list[dict[str, Any]]]] = deque()
+        self._windows: deque[tuple[dict[str, Any], list[dict[str, Any]] | StoredVerdicts | None,
+                                   list[dict[str, Any]]]] = deque()
         self._events: deque[tuple[float, str, str, str, str, int | None]] = deque()
 
     # ------------------------------------------------------------ identity
@@ -199,7 +201,12 @@ class GuardedStore:
             if model_id is None:
                 raise _Skipped()
             written = dataclasses.replace(block, model_id=model_id) if block is not None else None
-            store.append_decisions(written, features, snapshot, writer=self.writer)
+            # Windows waiting (closed just before, or while the database failed) ride along.
+            pending = list(self._windows)
+            store.append_decisions(written, features, snapshot, writer=self.writer, windows=pending)
+            self._written_windows(len(pending))
+            if snapshot is not None and snapshot.get("seq") is not None:  # numbered in that write, maybe
+                self._seq_high = max(self._seq_high, int(snapshot["seq"]) + 1)
 
         done: bool = self._attempt(write, default=False, result=True)
         if not done and block is not None:
@@ -211,14 +218,21 @@ class GuardedStore:
         self._unlogged += n
         self._unlogged_since_failure += n
 
-    def save_window(self, record: dict[str, Any], results: list[dict[str, Any]],
+    def save_window(self, record: dict[str, Any], results: list[dict[str, Any]] | StoredVerdicts | None,
                     events: list[dict[str, Any]]) -> bool:
-        """Write a closed window, or keep it in memory until the database comes back."""
+        """Write a closed window, or keep it in memory until the database comes back (then it is
+        written with the next decisions, or by itself)."""
         self._windows.append((record, results, events))
         while len(self._windows) > _PENDING_WINDOWS:
             self._windows.popleft()
             self._lost_windows += 1
         return bool(self._attempt(self._write_pending, default=False, result=True))
+
+    def _written_windows(self, n: int) -> None:
+        """The ``n`` oldest waiting windows were written: drop them, and keep their numbers' high mark."""
+        for _ in range(n):
+            record, _, _ = self._windows.popleft()
+            self._seq_high = max(self._seq_high, int(record["seq"]) + 1)
 
     def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None) -> None:
         """Record an event now, or keep it until the database comes back."""
@@ -272,10 +286,10 @@ class GuardedStore:
         """Write the windows and events that waited, oldest first (each removed once written)."""
         while self._windows:
             record, results, events = self._windows[0]
-            if record.get("seq") is None:  # opened while the database failed
-                record["seq"] = store.allocate_window_seq()
+            # A window not numbered yet (opened while the database failed, or never
+            # snapshotted) is numbered in its own write transaction.
             store.save_window(record, results, events, writer=self.writer)
-            self._windows.popleft()
+            self._written_windows(1)
         while self._events:
             ts, kind, name, status, message, window_seq = self._events[0]
             store.add_event(kind, name, status, message, window_seq, ts=ts)

@@ -1,14 +1,17 @@
 """Live monitoring: windows of sketches, drift against the reference, and the decision log.
 
 The per-prediction cost is a few array stores into preallocated buffers. The
-work happens in blocks: every ``flush_ms`` milliseconds the buffered decisions
-go to the decision log (one columnar row, one transaction); every
-``flush_rows`` rows (or when a window must close, or on :meth:`Monitor.flush`)
-the buffer also updates the window's sketches and data-quality counters, and
+work happens in blocks: every ``flush_rows`` rows or ``flush_ms`` milliseconds
+the buffered decisions go to the decision log (one columnar row, one
+transaction); when the buffer is full (``SKETCH_ROWS`` rows, at least
+``flush_rows``), or when a window must close, or on :meth:`Monitor.flush`, the
+buffer also updates the window's sketches and data-quality counters, and
 closes the window when it is full (computing its drift against the
 reference). A batch larger than the buffer is one block by itself. Sketching
-waits for full buffers because the sketches thin each block (``sketch_stride``)
-and their error grows with the number of blocks, not rows.
+waits for full buffers because a block has a fixed cost (a few hundred µs of
+calls for 30 features, a third of the work at 1,024 rows) and the sketches
+thin each block (``sketch_stride``), their error growing with the number of
+blocks, not rows.
 
 Single rows are monitored inline: a background writer gave them worse latency
 tails here (the GIL). With ``background`` on, a batch of ``BACKGROUND_ROWS``
@@ -71,7 +74,7 @@ from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.monitoring.windows import (
     OpenWindow,
     TrainingBounds,
-    verdict_rows,
+    encode_drift,
     window_stride,
 )
 from edge_runtime.monitoring.worker import DeferredWorker
@@ -83,15 +86,17 @@ from edge_runtime.serving.schema import (
     Task,
 )
 
-__all__ = ["BACKGROUND_ROWS", "Monitor"]
+__all__ = ["BACKGROUND_ROWS", "SKETCH_ROWS", "Monitor"]
 
-_ID_RANGE = 4096  # request ids reserved from the database at a time
+SKETCH_ROWS = 4096  # rows buffered for one sketch update (the decisions are logged every flush_rows)
+_SKETCH_BYTES = 1 << 21  # ... unless the buffer would take more than this for wide rows
+_ID_RANGE = 65536  # request ids reserved from the database at a time (a transaction each: ~0.02 µs a row at 4,096)
 BACKGROUND_ROWS = 256  # batches this large are blocks of their own, on the worker when ``background`` is on
 _PROBE_EVERY = 64  # batches kept inline between two tries of the worker
 _WORKER_DEPTH = 4  # batches queued for the worker at most: a slow one (a window closing) is caught up later
 
 LATENCY_RANKS = (0.5, 0.9, 0.99)
-_RETENTION_EVERY = 4096  # rows between retention passes (a pass is a few queries)
+_RETENTION_EVERY = 65536  # rows between age and window-count passes (a transaction each; the row bound is kept at every write)
 
 
 @dataclass(slots=True)
@@ -152,7 +157,9 @@ class Monitor:
         self._tensor = inputs.layout is InputLayout.TENSOR
         self._classifier = outputs.task is Task.CLASSIFICATION
         width = len(inputs.features)
-        self._capacity = config.flush_rows
+        # The buffer holds SKETCH_ROWS rows (fewer for wide rows, never fewer than flush_rows):
+        # the log gets every flush_rows of them, the sketches the full buffer.
+        self._capacity = max(config.flush_rows, min(SKETCH_ROWS, _SKETCH_BYTES // (4 * max(width, 1))))
         self._rows = np.zeros((self._capacity, width), dtype=np.float32) if self._tensor else None
         self._values: list[Sequence[Any]] = []
         n_scores = len(outputs.classes) if self._classifier else 1
@@ -178,6 +185,7 @@ class Monitor:
         self._next_id = self._id_limit = 0
         self._take_ids(_ID_RANGE)
         self._flush_every = config.flush_ms / 1000.0
+        self._flush_rows = config.flush_rows
         self._flush_deadline = clock() + self._flush_every
         self._snapshot_due = 0.0
         self._log_credit = 0.0
@@ -261,7 +269,7 @@ class Monitor:
             if self._fill == self._capacity:
                 self._wait()
                 self._drain()
-            elif now >= self._flush_deadline:
+            elif now >= self._flush_deadline or self._fill - self._logged >= self._flush_rows:
                 self._wait()
                 self._write_log(now)
             return request_id
@@ -322,7 +330,7 @@ class Monitor:
                 self._fill = b
                 if self._fill == self._capacity:
                     self._drain()
-                elif now >= self._flush_deadline:
+                elif now >= self._flush_deadline or self._fill - self._logged >= self._flush_rows:
                     self._write_log(now)
                 return ids
             if self._fill:
@@ -420,7 +428,7 @@ class Monitor:
         self._values = []
 
     def _write_log(self, now: float) -> None:
-        """The timed flush: log the buffered decisions, keep their rows for the sketches."""
+        """The timed flush (or every flush_rows rows): log the buffered decisions, keep their rows for the sketches."""
         window = self._window
         if window.opened_at is None and self._fill > self._profiled:
             window.opened_at = float(self._times[self._profiled])  # its first row, though not sketched yet
@@ -456,21 +464,24 @@ class Monitor:
     def _log(self, block: _Block, start: int, now: float, *, force_snapshot: bool = False) -> None:
         """Write the block's decisions from ``start`` on, with the open-window snapshot, in one transaction."""
         window = self._window
-        snapshot = None
+        snapshot: dict[str, Any] | None = None
         if force_snapshot or now >= self._snapshot_due:
             # For readers in other processes; at most once per flush_ms, as its JSON
             # costs more than a block of decisions. Rows waiting in the buffer for
             # the sketches count in the open window already.
-            snapshot = {"seq": self._window_seq(), "opened_at": window.opened_at, "updated_at": now,
+            # Numbered in the write (after a window closed just before): numbers follow the windows' order.
+            snapshot = {"seq": window.seq, "opened_at": window.opened_at, "updated_at": now,
                         "rows": window.rows + self._fill - self._profiled,
                         "rejected": sum(window.rejected.values()),
                         "quality": window.quality_json(self._names), "latency": window.latency(),
                         "budget": self._budget()}
             self._snapshot_due = now + self._flush_every
-        chosen = self._chosen(len(block) - start)
+        picked = self._chosen(len(block) - start)
         decisions, features = None, []
-        if chosen is not None and chosen.size:
-            chosen += start
+        if picked is not None and picked.size:
+            # Every row (the default): slices, not copies by index.
+            every = picked.size == len(block) - start
+            chosen: Any = slice(start, len(block)) if every else picked + start
             decisions = DecisionBlock(
                 ids=block.ids[chosen], ts=block.times[chosen], model_id=-1,  # the guard sets the database's
                 latency_us=block.latency[chosen],
@@ -480,9 +491,12 @@ class Monitor:
                 hashes=self._input_hashes(block, chosen))
             if self.config.log_features:
                 features = [(int(block.ids[i]), json.dumps(dict(zip(self._names, self._row_values(block, i)))))
-                            for i in chosen.tolist()]
+                            for i in (range(start, len(block)) if every else chosen.tolist())]
         if not self._db.append_decisions(decisions, self._model, features, snapshot) and decisions is not None:
             window.unlogged += len(decisions)
+        if snapshot is not None and window.seq is None:
+            seq = snapshot["seq"]  # None still when the snapshot was not written
+            window.seq = seq
         self._flush_deadline = now + self._flush_every
         self._since_retention += len(block) - start
         if self._since_retention >= _RETENTION_EVERY:
@@ -581,31 +595,34 @@ class Monitor:
         else:
             window.add_value_rows(block.rows[a:b], top, block.latency[a:b], self._bounds, probabilities)
 
-    def _input_hashes(self, block: _Block, chosen: np.ndarray) -> np.ndarray:
+    def _input_hashes(self, block: _Block, chosen: slice | np.ndarray) -> np.ndarray:
         """A 64-bit hash per chosen row (signed), to spot repeated inputs without storing them."""
         if isinstance(block.rows, np.ndarray):
-            return hash_matrix(block.rows if chosen.size == len(block) else block.rows[chosen])
-        return np.array([hash_values(self._row_values(block, i)) for i in chosen.tolist()], dtype=np.int64)
+            return hash_matrix(block.rows[chosen])
+        positions = range(len(block))[chosen] if isinstance(chosen, slice) else chosen.tolist()
+        return np.array([hash_values(self._row_values(block, i)) for i in positions], dtype=np.int64)
 
     def _row_values(self, block: _Block, i: int) -> list[Any]:
         row = block.rows[i]
         return row.tolist() if isinstance(row, np.ndarray) else [_json_value(v) for v in row]
 
     def _close_window(self, *, partial: bool, now: float) -> None:
+        """Assess and save the open window (numbered in its write's transaction), and open the next one."""
         window = self._window
         drift = (assess_window(self.reference, window.profile, self.policy, multivariate=self.multivariate)
                  if self.reference else None)
         self.last_drift = drift
-        results, events = verdict_rows(drift, now)
+        verdicts, events = encode_drift(drift, now)
         record = {
-            "seq": self._window_seq(), "model": self.info.name, "version": self.info.version,
+            # Not numbered yet (no snapshot was written): the save numbers it, in its own transaction.
+            "seq": window.seq, "model": self.info.name, "version": self.info.version,
             "model_sha256": self.model_sha256, "opened_at": window.opened_at, "closed_at": now,
             "rows": window.rows, "rejected": sum(window.rejected.values()),
             "quality": window.quality_json(self._names), "latency": window.latency(),
             "summary": drift.summary() if drift else {"reference": False},
             "profile": window.profile.to_bytes(), "partial": int(partial), "budget": self._budget(),
         }
-        self._db.save_window(record, results, events)
+        self._db.save_window(record, verdicts, events)
         self._window = self._open_window()
 
 

@@ -51,7 +51,11 @@ from edge_runtime.monitoring.decision_log import (
     expand_block,
 )
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, INSERT_VERDICTS, migrations
-from edge_runtime.monitoring.windows import decode_verdicts, encode_verdicts
+from edge_runtime.monitoring.windows import (
+    StoredVerdicts,
+    decode_verdicts,
+    encode_verdicts,
+)
 
 __all__ = ["MonitorStore", "corrupt_copies", "store_error"]
 
@@ -60,6 +64,8 @@ _SNAPSHOT_COLUMNS = ("id", "writer", "seq", "opened_at", "updated_at", "rows", "
                      "budget")
 _REPLACE_SNAPSHOT = (f"INSERT OR REPLACE INTO current_window ({', '.join(_SNAPSHOT_COLUMNS)}) "
                      f"VALUES ({', '.join('?' * len(_SNAPSHOT_COLUMNS))})")
+_LOGGED_LESS_AGAIN = ("SELECT (SELECT value FROM counters WHERE name = 'logged_rows') - "
+                      "COALESCE((SELECT rows FROM decision_blocks WHERE first_id = ?), 0)")
 _HIGH_WATER = 0.9  # make room when a write would take the files past this share of the budget
 _LOW_WATER = 0.75  # ... by deleting down to about this share
 _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blobs and JSON
@@ -362,8 +368,12 @@ class MonitorStore:
     def allocate_window_seq(self) -> int:
         """The sequence number of a new window (never reused)."""
         with self._errors("number a window"), self._write_transaction():
-            seq = int(self.db.execute("SELECT value FROM counters WHERE name = 'next_window_seq'").fetchone()[0])
-            self.db.execute("UPDATE counters SET value = ? WHERE name = 'next_window_seq'", [seq + 1])
+            return self._take_window_seq()
+
+    def _take_window_seq(self) -> int:
+        """Take the next window number; inside a write transaction."""
+        seq = int(self.db.conn.execute("SELECT value FROM counters WHERE name = 'next_window_seq'").fetchone()[0])
+        self.db.conn.execute("UPDATE counters SET value = ? WHERE name = 'next_window_seq'", [seq + 1])
         return seq
 
     # --------------------------------------------------------------- writes
@@ -377,19 +387,30 @@ class MonitorStore:
         return int(row[0])
 
     def append_decisions(self, block: DecisionBlock | None, features: Sequence[tuple[int, str]] = (),
-                         snapshot: dict[str, Any] | None = None, *, writer: int = 1) -> None:
-        """Insert a block of decisions, their raw features if any, and the writer's open-window
-        snapshot, in one transaction. Writing the same block again replaces it.
+                         snapshot: dict[str, Any] | None = None, *, writer: int = 1,
+                         windows: Sequence[tuple[dict[str, Any], Sequence[dict[str, Any]] | StoredVerdicts | None,
+                                                 Sequence[dict[str, Any]]]] = ()) -> None:
+        """Insert closed windows (as :meth:`save_window`), a block of decisions, their raw features
+        if any, and the writer's open-window snapshot, in one transaction. Writing the same block
+        again replaces it.
 
         The log never holds more than ``max_rows`` decisions: the oldest blocks go in
-        the same transaction, before the new one is inserted.
+        the same transaction, before the new one is inserted. Windows that waited
+        (the database failed when they closed) ride in the same transaction.
+        Windows and a snapshot without a number (``seq`` None) are numbered in
+        the transaction, in that order, and their dicts get the numbers.
         """
-        if (block is None or not len(block)) and snapshot is None:
+        if (block is None or not len(block)) and snapshot is None and not windows:
             return
         n = len(block) if block is not None else 0
-        with self._errors("write decisions"):
-            self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096)
+        prepared = [(*self._prepare_window(window, drift), events) for window, drift, events in windows]
+        action = "write decisions" if n or snapshot is not None else "write a window"
+        with self._errors(action):
+            self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096
+                          + sum(size + _ROW_OVERHEAD * len(events) for _, _, size, events in prepared))
             with self._write_transaction():
+                seqs = [self._insert_window(record, verdicts, events, writer)
+                        for record, verdicts, _, events in prepared]
                 if block is not None and n > self.retention.max_rows:
                     # One block larger than the whole log: only its newest decisions fit.
                     block = block.newest(self.retention.max_rows)
@@ -398,22 +419,27 @@ class MonitorStore:
                     n = len(block)
                 if block is not None and n:
                     # A block written again (an interrupted flush re-run) replaces itself.
-                    again = self.db.execute("SELECT rows FROM decision_blocks WHERE first_id = ?",
-                                            [int(block.ids[0])]).fetchone()
-                    logged = self._counter("logged_rows") - (again[0] if again else 0)
+                    # One query for both: the log's row count, less the rows written before.
+                    logged = int(self.db.conn.execute(_LOGGED_LESS_AGAIN, [int(block.ids[0])]).fetchone()[0])
                     if logged + n > self.retention.max_rows:
                         logged -= self._delete_oldest_decisions(logged + n - self.retention.max_rows)
                     self.db.conn.execute(INSERT_BLOCK, block.record())
-                    self._set_counter("logged_rows", logged + n)
+                    self.db.conn.execute("UPDATE counters SET value = ? WHERE name = 'logged_rows'", [logged + n])
                 if features:
                     self.db.conn.executemany(_INSERT_FEATURES, features)
                 if snapshot is not None:
                     record = dict(snapshot, id=writer, writer=writer)
+                    if record.get("seq") is None:  # numbered after the windows written above
+                        record["seq"] = self._take_window_seq()
                     for key in ("quality", "latency", "budget"):
                         value = record.get(key)
                         record[key] = value if isinstance(value, str) else json.dumps(value)  # a str is JSON
                     # Raw SQL: sqlite-utils' insert() inspects the table on every call (~0.3 ms).
                     self.db.conn.execute(_REPLACE_SNAPSHOT, [record.get(c) for c in _SNAPSHOT_COLUMNS])
+            for (window, _, _), seq in zip(windows, seqs):  # numbered once committed
+                window["seq"] = seq
+            if snapshot is not None:
+                snapshot["seq"] = record["seq"]
 
     def _counter(self, name: str) -> int:
         return int(self.db.execute("SELECT value FROM counters WHERE name = ?", [name]).fetchone()[0])
@@ -447,35 +473,50 @@ class MonitorStore:
         rows = self.open_windows()
         return rows[0] if rows else None
 
-    def save_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]],
+    def save_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]] | StoredVerdicts | None,
                     events: Sequence[dict[str, Any]], *, writer: int = 1) -> None:
-        """Persist a closed window with its drift results and events, in one transaction.
+        """Persist a closed window with its drift results (rows, or encoded) and events, in one transaction.
 
-        The writer's open-window snapshot is cleared in the same transaction.
+        The writer's open-window snapshot is cleared in the same transaction. A window
+        without a number (``seq`` None) is numbered in that transaction too, and the
+        number is written back into ``window``: a close then commits once, not twice.
         """
-        record = dict(window, writer=writer)
+        self.append_decisions(None, windows=[(window, drift, events)], writer=writer)
+
+    def _prepare_window(self, window: dict[str, Any], drift: Sequence[dict[str, Any]] | StoredVerdicts | None
+                        ) -> tuple[dict[str, Any], tuple[str, bytes, bytes] | None, int]:
+        """A window's row with its JSON columns as text, its stored verdicts, and about how many bytes they take."""
+        record = dict(window)
         for key in ("quality", "latency", "summary", "budget"):
             value = record.get(key)
             record[key] = value if isinstance(value, str) else json.dumps(value)  # a str is JSON already
-        verdicts = encode_verdicts(drift) if drift else None
-        with self._errors("make room for a window"):
-            self._reserve(len(record.get("profile") or b"") + sum(len(part) for part in verdicts or ())
-                          + len(record["quality"]) + _ROW_OVERHEAD * (len(events) + 2) + 4096)
-        seq = window["seq"]
-        with self._errors("write a window"), self._write_transaction():
-            # Raw SQL: sqlite-utils' insert() inspects the table on every call.
-            columns = list(record)
-            self.db.conn.execute(f"INSERT OR REPLACE INTO windows ({', '.join(columns)}) "
-                                 f"VALUES ({', '.join('?' * len(columns))})", [record[c] for c in columns])
-            if verdicts is not None:
-                self.db.conn.execute(INSERT_VERDICTS, [seq, *verdicts])
-            else:  # a window saved again without verdicts has none
-                self.db.conn.execute("DELETE FROM window_verdicts WHERE window_seq = ?", [seq])
-            if events:
-                self.db.conn.executemany(
-                    "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
-            self.db.conn.execute("DELETE FROM current_window WHERE id = ?", [writer])
+        verdicts = ((drift.layout, drift.codes, drift.numbers) if isinstance(drift, StoredVerdicts)
+                    else encode_verdicts(drift) if drift else None)
+        size = (len(record.get("profile") or b"") + sum(len(part) for part in verdicts or ())
+                + len(record["quality"]) + _ROW_OVERHEAD * 2)
+        return record, verdicts, size
+
+    def _insert_window(self, record: dict[str, Any], verdicts: tuple[str, bytes, bytes] | None,
+                       events: Sequence[dict[str, Any]], writer: int) -> int:
+        """Write a prepared window, its verdicts and events; inside a write transaction. Returns its number."""
+        record["writer"] = writer
+        seq = record["seq"]
+        if seq is None:
+            seq = record["seq"] = self._take_window_seq()
+        # Raw SQL: sqlite-utils' insert() inspects the table on every call.
+        columns = list(record)
+        self.db.conn.execute(f"INSERT OR REPLACE INTO windows ({', '.join(columns)}) "
+                             f"VALUES ({', '.join('?' * len(columns))})", [record[c] for c in columns])
+        if verdicts is not None:
+            self.db.conn.execute(INSERT_VERDICTS, [seq, *verdicts])
+        else:  # a window saved again without verdicts has none
+            self.db.conn.execute("DELETE FROM window_verdicts WHERE window_seq = ?", [seq])
+        if events:
+            self.db.conn.executemany(
+                "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
+                [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
+        self.db.conn.execute("DELETE FROM current_window WHERE id = ?", [writer])
+        return int(seq)
 
     def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None, *,
                   ts: float | None = None) -> None:

@@ -31,8 +31,8 @@ from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
 from edge_runtime.monitoring.multivariate import ReconstructionModel, add_errors
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
-__all__ = ["LATENCY_RANKS", "OpenWindow", "TrainingBounds", "decode_verdicts", "encode_verdicts", "verdict_rows",
-           "window_stride"]
+__all__ = ["LATENCY_RANKS", "OpenWindow", "StoredVerdicts", "TrainingBounds", "decode_verdicts", "encode_drift",
+           "encode_verdicts", "verdict_rows", "window_stride"]
 
 LATENCY_RANKS = (0.5, 0.9, 0.99)
 _QUALITY_TEXT: dict[Any, str] = {}  # quality counters -> their JSON (a few per process)
@@ -258,6 +258,73 @@ def encode_verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, bytes, bytes]:
             [[name, kind, [[m, list(keys)] for m, keys in metrics]] if metrics is not None else [name, kind, None, metric]
              for name, kind, metrics, metric in layout_key])
     return layout, bytes(codes), array("d", numbers).tobytes()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredVerdicts:
+    """A window's verdicts as stored (:func:`encode_verdicts`): the layout JSON, the codes and the numbers."""
+
+    layout: str
+    codes: bytes
+    numbers: bytes
+
+
+def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts | None, list[dict[str, Any]]]:
+    """A closed window's verdicts, stored as :func:`encode_verdicts` stores :func:`verdict_rows`, and the events.
+
+    The window close's path: one pass over the verdicts, no row dicts. The bytes
+    are those of ``encode_verdicts(verdict_rows(drift, now)[0])``.
+
+    >>> from edge_runtime.monitoring.drift import FeatureDrift, WindowDrift, DriftStatus
+    >>> verdict = FeatureDrift(name="x", kind="numeric", status=DriftStatus.WARN, metric="ks", value=0.2,
+    ...                        threshold=0.3, warn_threshold=0.1, rows=5, reference_rows=9,
+    ...                        metrics={"ks": {"value": 0.2, "warn_threshold": 0.1, "threshold": 0.3}})
+    >>> drift = WindowDrift(features={"x": verdict}, prediction=None)
+    >>> stored, events = encode_drift(drift, 1.0)
+    >>> rows, _ = verdict_rows(drift, 1.0)
+    >>> (stored.layout, stored.codes, stored.numbers) == encode_verdicts(rows), events == verdict_rows(drift, 1.0)[1]
+    (True, True)
+    """
+    if drift is None:
+        return None, []
+    # The layout's key, flat: per verdict its name, kind and metric count, then
+    # each metric's name, key count and keys (built while the numbers are read).
+    key: list[Any] = []
+    push = key.extend
+    codes = bytearray()
+    numbers: list[float] = []
+    add = numbers.extend
+    events: list[dict[str, Any]] = []
+    verdicts = list(drift.features.values())
+    if drift.prediction is not None:
+        verdicts.append(drift.prediction)
+    for verdict in verdicts:
+        metrics = verdict.metrics
+        add((verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows, verdict.reference_rows))
+        push((verdict.name, verdict.kind, len(metrics)))
+        chosen = 255
+        for i, (metric, entry) in enumerate(metrics.items()):
+            add(entry.values())
+            push((metric, len(entry)))
+            push(entry)
+            if metric == verdict.metric:
+                chosen = i
+        status = verdict.status
+        codes += bytes((_STATUS_CODE[status.value], chosen))
+        if status is not DriftStatus.OK:
+            limit = verdict.threshold if verdict.drift else verdict.warn_threshold
+            events.append({"ts": now, "kind": "drift", "name": verdict.name, "status": status.value,
+                           "message": f"{verdict.name}: {verdict.metric} {verdict.value:.4f} "
+                                      f"> {limit:.4f} over {verdict.rows} rows"})
+    layout_key = ("drift", *key)
+    layout = _LAYOUTS.get(layout_key)
+    if layout is None:
+        if len(_LAYOUTS) > 64:
+            _LAYOUTS.clear()
+        layout = _LAYOUTS[layout_key] = json.dumps(
+            [[verdict.name, verdict.kind, [[metric, list(entry)] for metric, entry in verdict.metrics.items()]]
+             for verdict in verdicts])
+    return StoredVerdicts(layout, bytes(codes), array("d", numbers).tobytes()), events
 
 
 def decode_verdicts(layout: str, codes: bytes, numbers: bytes) -> list[dict[str, Any]]:
