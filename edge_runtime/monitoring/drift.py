@@ -361,6 +361,12 @@ class WindowDrift:
     prediction: FeatureDrift | None
     multivariate: FeatureDrift | None = None  # the PCA reconstruction error, when the bundle has its model
 
+    def verdicts(self) -> list[FeatureDrift]:
+        """Every verdict of the window, as stored: the features', then the prediction's and the multivariate one."""
+        out = list(self.features.values())
+        out += [v for v in (self.prediction, self.multivariate) if v is not None]
+        return out
+
     @property
     def drifted(self) -> list[str]:
         """Names of the features with status drift."""

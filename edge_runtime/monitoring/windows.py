@@ -179,8 +179,7 @@ def verdict_rows(drift: WindowDrift | None, now: float) -> tuple[list[dict[str, 
     events: list[dict[str, Any]] = []
     if drift is None:
         return results, events
-    for verdict in [*drift.features.values(), *([drift.prediction] if drift.prediction else []),
-                    *([drift.multivariate] if drift.multivariate else [])]:
+    for verdict in drift.verdicts():
         results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
                         "metric": verdict.metric, "value": verdict.value, "threshold": _finite(verdict.threshold),
                         "warn_threshold": _finite(verdict.warn_threshold), "verdict": verdict})
@@ -295,9 +294,7 @@ def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts 
     numbers: list[float] = []
     add = numbers.extend
     events: list[dict[str, Any]] = []
-    verdicts = list(drift.features.values())
-    if drift.prediction is not None:
-        verdicts.append(drift.prediction)
+    verdicts = drift.verdicts()
     for verdict in verdicts:
         metrics = verdict.metrics
         add((verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows, verdict.reference_rows))
