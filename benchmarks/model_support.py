@@ -40,6 +40,7 @@ from sklearn.model_selection import train_test_split
 from sklearn.utils import all_estimators
 
 from converters import export
+from converters.boosting import library_version
 from edge_runtime import Runtime
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -248,7 +249,10 @@ def _versions() -> str:
         try:
             found.append(f"{package} {metadata.version(package)}")
         except metadata.PackageNotFoundError:
-            found.append(f"{package} (not installed)")
+            try:  # a model library installed under another distribution name (xgboost-cpu)
+                found.append(f"{package} {library_version(package)}")
+            except ImportError:
+                found.append(f"{package} (not installed)")
     return ", ".join(found)
 
 

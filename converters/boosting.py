@@ -28,6 +28,7 @@ True
 from __future__ import annotations
 
 import dataclasses
+import importlib
 from collections.abc import Collection
 from importlib import metadata
 from typing import Any
@@ -45,6 +46,7 @@ __all__ = [
     "check_converter_versions",
     "fitted_feature_names",
     "library_of",
+    "library_version",
     "prepare_conversion",
 ]
 
@@ -186,6 +188,12 @@ def _version(package: str) -> tuple[int, ...] | None:
     return tuple(parts)
 
 
+def library_version(library: str) -> str:
+    """The model library's version from the module itself: its distribution may be named
+    otherwise (``xgboost-cpu`` installs ``xgboost``)."""
+    return str(importlib.import_module(library).__version__)
+
+
 def check_converter_versions(library: str) -> dict[str, str]:
     """Raise unless the converter for ``library`` is installed at a version known to convert it right.
 
@@ -205,7 +213,7 @@ def check_converter_versions(library: str) -> dict[str, str]:
     >>> sorted(check_converter_versions("xgboost"))
     ['onnxmltools', 'xgboost']
     """
-    versions = {library: metadata.version(library)}
+    versions = {library: library_version(library)}
     if library not in MIN_CONVERTER_VERSIONS:
         return versions
     package, minimum = MIN_CONVERTER_VERSIONS[library]
@@ -216,7 +224,7 @@ def check_converter_versions(library: str) -> dict[str, str]:
                           f"pip install 'edge-runtime[export]' (or pip install '{package}>={wanted}')")
     if found < minimum:
         raise ExportError(f"{package} {metadata.version(package)} converts {library} "
-                          f"{metadata.version(library)} models wrongly (base_score, feature names); "
+                          f"{versions[library]} models wrongly (base_score, feature names); "
                           f"install '{package}>={wanted}' (the export extra pins it)")
     versions[package] = metadata.version(package)
     return versions
