@@ -178,7 +178,10 @@ def _print_demo(report: DemoReport, keep: bool) -> None:
                             for name, e in w["drift"].items()) or "none"
         click.echo(f"    window {w['index']} ({w['rows']} {w['stream']}): drifted: {drifted}; "
                    f"warn: {', '.join(w['warn']) or 'none'}; ok: {w['ok']} features; prediction: {w['prediction']}")
-    click.echo(f"  decision log and windows: {report.database}" + ("" if keep else " (temporary)")
-               + "; see `edge-runtime drift --db ...`")
+    if keep:
+        click.echo(f"  decision log and windows: {report.database}; see `edge-runtime drift --db {report.database}`")
+    else:  # the temporary directory is gone once the demo returns: say how to keep it
+        click.echo("  decision log and windows: removed with the temporary directory; `edge-runtime demo --out DIR` "
+                   "keeps them for `edge-runtime drift --db DIR/monitor.db`")
 
 

@@ -32,6 +32,7 @@ from converters.sklearn import (
     convert,
     encoded_columns,
     require_estimator,
+    require_fitted,
     selects_columns,
 )
 from edge_runtime.errors import ExportError, ParityError
@@ -119,6 +120,7 @@ def export(model: Any, X_train: Any, y_train: Any = None, *, name: str, version:
     check_identity(name, version)
     model = adapt_native(model, feature_names)  # a native XGBoost/LightGBM Booster
     require_estimator(model)
+    require_fitted(model)
     policy = parity or ParityPolicy()
     fitted_names = fitted_feature_names(model, X_train)  # the user's names, where LightGBM altered them
     X_train = _align_columns(X_train, fitted_names, "training data")

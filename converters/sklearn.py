@@ -47,6 +47,7 @@ __all__ = [
     "final_estimator",
     "load_estimator",
     "require_estimator",
+    "require_fitted",
     "selects_columns",
 ]
 
@@ -143,6 +144,19 @@ def require_estimator(model: Any) -> None:
     if not _is_estimator(model):
         raise UnsupportedModelError(
             f"export needs a fitted scikit-learn classifier or regressor, got {_a(model)}{_estimator_inside(model)}")
+
+
+def require_fitted(model: Any) -> None:
+    """Raise unless ``model`` is fitted, before anything asks it for what fitting makes.
+
+    Raises
+    ------
+    UnsupportedModelError
+        An unfitted estimator (XGBoost, LightGBM and CatBoost would otherwise raise
+        their own errors on the first question).
+    """
+    if not _is_fitted(model):
+        raise UnsupportedModelError(f"{type(model).__name__} is not fitted: call fit() before export")
 
 
 def load_estimator(path: str | Path) -> Any:
@@ -349,9 +363,11 @@ def convert(model: Any, schema: InputSchema, *, target_opset: dict[str, int] | N
                 "incompatibility; install 'protobuf<7' (the export extra pins it)"
             ) from exc
         unsupported = ("shape calculator", "converter", "not supported", "unable to find")
+        # One line: skl2onnx's messages run to a dozen lines of advice; the cause keeps them.
+        first = message.strip().splitlines()[0] if message.strip() else type(exc).__name__
         if any(word in message.lower() for word in unsupported):
-            raise UnsupportedModelError(f"skl2onnx cannot convert {name}: {message}") from exc
-        raise ExportError(f"skl2onnx failed on {name}: {message}") from exc
+            raise UnsupportedModelError(f"skl2onnx cannot convert {name}: {first}") from exc
+        raise ExportError(f"skl2onnx failed on {name}: {first}") from exc
     if schema.layout is InputLayout.COLUMNS:
         restore_input_names(onnx_model, schema.names)  # skl2onnx made "plan type" "plan_type"
     outputs = [o.name for o in onnx_model.graph.output]

@@ -382,3 +382,13 @@ def test_cli_export_then_predict_gives_the_native_labels(library: str, kind: str
     else:
         native = model.predict(X)
     assert [int(r["prediction"]) for r in rows] == np.asarray(native).reshape(-1).tolist()
+
+
+@pytest.mark.parametrize("make", [lambda: xgb.XGBClassifier(), lambda: lgb.LGBMClassifier(),
+                                  lambda: cb.CatBoostClassifier(verbose=0)])
+def test_an_unfitted_boosting_model_is_refused_in_one_line_from_python(make: Any, tmp_path: Path) -> None:
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    with pytest.raises(UnsupportedModelError) as info:
+        export(make(), X, (X[:, 0] > 0).astype(int), name="m", version="1", out_dir=tmp_path / "b")
+    assert str(info.value) == f"{type(make()).__name__} is not fitted: call fit() before export"
+    assert not (tmp_path / "b").exists()

@@ -316,3 +316,13 @@ def test_bad_identity_and_policy(tmp_path: Path) -> None:
         export(model, X, y, name="", version="1", out_dir=tmp_path / "b")
     with pytest.raises(ConfigError, match="'atol' parameter of ParityPolicy"):
         ParityPolicy(atol=-1)
+
+
+def test_a_model_skl2onnx_cannot_convert_is_one_line(tmp_path: Path) -> None:
+    from sklearn.dummy import DummyClassifier
+    X = np.random.default_rng(0).normal(size=(50, 3))
+    y = (X[:, 0] > 0).astype(int)
+    with pytest.raises(UnsupportedModelError) as info:
+        export(DummyClassifier().fit(X, y), X, y, name="m", version="1", out_dir=tmp_path / "b")
+    assert "\n" not in str(info.value)  # skl2onnx's own advice runs to a dozen lines: the cause keeps it
+    assert str(info.value).startswith("skl2onnx cannot convert DummyClassifier: Unable to find a shape calculator")

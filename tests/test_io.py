@@ -108,7 +108,8 @@ def test_match_columns_hints_only_close_names() -> None:
 
 
 def test_an_empty_input_has_no_rows() -> None:
-    assert _read(b"", features=FEATURES) == []
+    with pytest.raises(InputFormatError, match="the CSV input is empty: it has no header row"):
+        _read(b"", features=FEATURES)  # not even a header: a truncated file, not zero rows
     assert _read(b"age,income,city\n", features=FEATURES) == []
     assert _read(b"", "jsonl", features=FEATURES) == []
 

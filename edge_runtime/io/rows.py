@@ -97,7 +97,7 @@ def read_rows(stream: IO[Any], fmt: str, *, features: Sequence[str] | None = Non
         The CSV header lacks a feature, repeats one, or has a column that is no
         feature (every name is listed, with near-name hints).
     InputFormatError
-        Unknown format or encoding, or a header that cannot be decoded.
+        Unknown format or encoding, a header that cannot be decoded, or a CSV with no header at all.
 
     Notes
     -----
@@ -142,6 +142,8 @@ class RowReader:
             problem = lines.decode_problem()
             lines.start_record()
             if header is None:
+                if features is not None:  # a zero-byte file: a truncated export, most likely
+                    raise InputFormatError("the CSV input is empty: it has no header row naming the features")
                 self._rows = iter(())
                 return
             if problem:

@@ -36,6 +36,10 @@ def onnxruntime_version() -> str:
 
 def _session_options(config: SessionConfig) -> ort.SessionOptions:
     options = ort.SessionOptions()
+    # Errors only: converters declare some output shapes loosely ({-1, 2} for a {N, 1}
+    # answer), and onnxruntime then prints a coloured warning on every run to stderr,
+    # which breaks a CLI's one-line errors and a device's logs; failures still raise.
+    options.log_severity_level = 3
     options.intra_op_num_threads = config.intra_op_threads
     options.inter_op_num_threads = config.inter_op_threads
     options.execution_mode = (
