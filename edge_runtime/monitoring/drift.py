@@ -534,8 +534,15 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     WindowDrift
     """
     names = [n for n in live.features if n in reference.features]
-    numeric = [n for n in names
-               if isinstance(reference.features[n], NumericSketch) and isinstance(live.features[n], NumericSketch)]
+    numeric: list[str] = []
+    refs: list[NumericSketch] = []  # every numeric comparison, in one vectorized pass below
+    lives: list[NumericSketch] = []
+    for n in names:
+        ref_sketch, live_sketch = reference.features[n], live.features[n]
+        if isinstance(ref_sketch, NumericSketch) and isinstance(live_sketch, NumericSketch):
+            numeric.append(n)
+            refs.append(ref_sketch)
+            lives.append(live_sketch)
     counted = [n for n in names if isinstance(reference.features[n], CategoricalSketch)
                and isinstance(live.features[n], CategoricalSketch)]
     classifier = reference.predictions is not None and live.predictions is not None
@@ -545,14 +552,12 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     pca = multivariate if live.multivariate is not None else None
     tests += 1 if pca is not None else 0
     a_warn, a_drift = policy.alpha_warn / max(tests, 1), policy.alpha_drift / max(tests, 1)
-    # Every numeric comparison in one vectorized pass: features, class scores, the top score or value.
-    refs = [reference.features[n] for n in numeric] + [reference.class_scores[c] for c in classes]
-    lives = [live.features[n] for n in numeric] + [live.class_scores[c] for c in classes]
-    refs.append(reference.scores)
-    lives.append(live.scores)
-    ks_values, psi_values = _ks_and_psi(refs, lives, policy.psi_bins)  # type: ignore[arg-type]
+    # After the features: the class scores, then the top score or predicted value.
+    refs += [reference.class_scores[c] for c in classes] + [reference.scores]
+    lives += [live.class_scores[c] for c in classes] + [live.scores]
+    ks_values, psi_values = _ks_and_psi(refs, lives, policy.psi_bins)
     width = len(numeric)
-    results = dict(zip(numeric, _numeric_verdicts(numeric, refs[:width], lives[:width], policy,  # type: ignore[arg-type]
+    results = dict(zip(numeric, _numeric_verdicts(numeric, refs[:width], lives[:width], policy,
                                                   a_warn, a_drift, ks_values[:width], psi_values[:width])))
     for name in counted:
         ref_counts, live_counts = reference.features[name], live.features[name]
@@ -565,7 +570,7 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
         assert reference.predictions is not None and live.predictions is not None
         metrics = _categorical_metrics(reference.predictions, live.predictions, policy, a_warn, a_drift)
         metrics["score_ks"] = {"value": float(ks_values[-1])}  # the top probability's: reported, not judged
-        scored = _numeric_verdicts(classes, refs[width:-1], lives[width:-1], policy,  # type: ignore[arg-type]
+        scored = _numeric_verdicts(classes, refs[width:-1], lives[width:-1], policy,
                                    a_warn, a_drift, ks_values[width:-1], psi_values[width:-1])
         for label, verdict in zip(classes, scored):
             ks = verdict.metrics["ks"]
