@@ -165,7 +165,7 @@ def _assessment_costing(us: float | None) -> Iterator[None]:
         return
     import edge_runtime.monitoring.monitor as monitor_module
 
-    real = monitor_module.assess_window
+    real = vars(monitor_module)["assess_window"]  # the name the monitor calls, patched where it looks
     first: list[Any] = []
 
     def stand_in(*args: Any) -> Any:
@@ -176,11 +176,11 @@ def _assessment_costing(us: float | None) -> Iterator[None]:
             pass
         return first[0]
 
-    monitor_module.assess_window = stand_in  # type: ignore[assignment]
+    setattr(monitor_module, "assess_window", stand_in)
     try:
         yield
     finally:
-        monitor_module.assess_window = real
+        setattr(monitor_module, "assess_window", real)
 
 
 def rf_throughput(bundle: Path, X: np.ndarray, work: Path, passes: int, assess_us: float | None = None
