@@ -301,3 +301,13 @@ def test_a_class_probability_shift_alarms_even_when_the_class_mix_holds(referenc
     result = assess_window(reference, unsure, DriftPolicy())
     assert result.prediction is not None and result.prediction.drift
     assert result.prediction.metric == "score_ks:1" and result.prediction.metrics["js"]["value"] < 0.03
+
+
+def test_a_profile_of_counted_features_only_takes_a_matrix() -> None:
+    inputs = InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="b")))
+    profile = Profile.for_schema(inputs, OutputSchema(task=Task.REGRESSION, score_output="y"), counted=["a", "b"])
+    profile.update_matrix(np.array([[0, 1], [1, 1], [np.nan, 0]], dtype=np.float32))
+    a, b = profile.features["a"], profile.features["b"]
+    assert isinstance(a, CategoricalSketch) and isinstance(b, CategoricalSketch)
+    assert (a.counts, a.missing, b.counts) == ({"0": 1, "1": 1}, 1, {"1": 2, "0": 1})
+    assert profile.block_range is not None and profile.block_range[1].tolist() == [1.0, 1.0]

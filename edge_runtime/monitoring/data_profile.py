@@ -194,7 +194,7 @@ class Profile:
         for row, (sketch, values) in enumerate(extra, start=numeric):
             columns[row] = values
             sketches.append(sketch)
-        stride = sketches[0].stride
+        stride = sketches[0].stride if sketches else 1  # none: every feature counted, no extra column
         if any(sketch.stride != stride for sketch in sketches):
             raise ValueError("update_matrix needs one stride for all its sketches")
         kept, thin_var, lows, highs = thin_block(columns, stride)
