@@ -41,7 +41,7 @@ from edge_runtime.monitoring.sketches import (
     thin_block,
 )
 from edge_runtime.serving.bundle import Bundle
-from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task
+from edge_runtime.serving.schema import FeatureKind, InputSchema, OutputSchema, Task, canonical_label
 
 __all__ = ["COUNTED_VALUES", "PROFILE_FILE", "Profile", "is_counted", "load_reference", "value_key"]
 
@@ -344,13 +344,13 @@ class Profile:
 
 
 def value_key(value: float) -> str:
-    """The category a counted numeric value is counted under: an integer's digits, else the float's repr.
+    """The category a counted numeric value is counted under: the text of the number, as a class label's
+    (:func:`~edge_runtime.serving.schema.canonical_label`: an integer-valued float is the int).
 
     >>> value_key(3.0), value_key(0.5), value_key(True)
     ('3', '0.5', '1')
     """
-    number = float(value)
-    return str(int(number)) if number.is_integer() else repr(number)
+    return str(canonical_label(float(value)))
 
 
 def is_counted(values: np.ndarray) -> bool:

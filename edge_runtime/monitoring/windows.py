@@ -32,7 +32,7 @@ from edge_runtime.monitoring.multivariate import ReconstructionModel, add_errors
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
 __all__ = ["LATENCY_RANKS", "OpenWindow", "StoredVerdicts", "TrainingBounds", "decode_verdicts", "encode_drift",
-           "encode_verdicts", "verdict_rows", "window_stride"]
+           "encode_verdicts", "window_stride"]
 
 LATENCY_RANKS = (0.5, 0.9, 0.99)
 _QUALITY_TEXT: dict[Any, str] = {}  # quality counters -> their JSON (a few per process)
@@ -169,28 +169,6 @@ def window_stride(config: MonitoringConfig) -> int:
     return max(1, min(config.sketch_stride, math.isqrt(config.window_rows // 300)))
 
 
-def verdict_rows(drift: WindowDrift | None, now: float) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
-    """A closed window's verdicts as drift rows, and an event for each warn or drift.
-
-    Each row carries its :class:`FeatureDrift` under ``verdict``; its JSON
-    ``details`` are not built here (:func:`encode_verdicts` reads the verdict).
-    """
-    results: list[dict[str, Any]] = []
-    events: list[dict[str, Any]] = []
-    if drift is None:
-        return results, events
-    for verdict in drift.verdicts():
-        results.append({"name": verdict.name, "kind": verdict.kind, "status": verdict.status.value,
-                        "metric": verdict.metric, "value": verdict.value, "threshold": _finite(verdict.threshold),
-                        "warn_threshold": _finite(verdict.warn_threshold), "verdict": verdict})
-        if verdict.status is not DriftStatus.OK:
-            limit = verdict.threshold if verdict.drift else verdict.warn_threshold
-            events.append({"ts": now, "kind": "drift", "name": verdict.name, "status": verdict.status.value,
-                           "message": f"{verdict.name}: {verdict.metric} {verdict.value:.4f} "
-                                      f"> {limit:.4f} over {verdict.rows} rows"})
-    return results, events
-
-
 # ----------------------------------------------------------- stored verdicts
 # A window's verdicts are stored as one record: a JSON layout (each row's name,
 # kind and metrics' keys: the same from window to window, so encoded once and
@@ -211,8 +189,9 @@ def _unbounded(value: float | None) -> float:
 
 
 def encode_verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, bytes, bytes]:
-    """Drift rows (from :func:`verdict_rows`, or with ``details`` in the JSON shape of
-    ``FeatureDrift.to_dict``) as ``(layout, codes, numbers)``; :func:`decode_verdicts` reads them back.
+    """Drift rows (with ``details`` in the JSON shape of ``FeatureDrift.to_dict``, or only their own
+    columns, as earlier schemas stored them) as ``(layout, codes, numbers)``; :func:`decode_verdicts`
+    reads them back. A closing window's verdicts take :func:`encode_drift` instead.
 
     >>> rows = [{"name": "x", "kind": "numeric", "status": "warn", "metric": "ks", "value": 0.2,
     ...          "threshold": None, "warn_threshold": 0.1,
@@ -226,25 +205,18 @@ def encode_verdicts(rows: Sequence[dict[str, Any]]) -> tuple[str, bytes, bytes]:
     codes = bytearray()
     numbers: list[float] = []
     for row in rows:
-        verdict = row.get("verdict")
-        if verdict is not None:  # infinity, never None, in a verdict's own numbers
-            metrics = verdict.metrics
-            numbers += (verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows, verdict.reference_rows)
-            for entry in metrics.values():
-                numbers += entry.values()
-        else:
-            details = row.get("details") or {}
-            metrics = details.get("metrics")
-            if metrics is None:  # no details: the row's own columns
-                key.append((row["name"], row["kind"], None, row.get("metric")))
-                codes += bytes((_STATUS_CODE[row["status"]], 0))
-                numbers += (row["value"], _unbounded(row.get("threshold")), _unbounded(row.get("warn_threshold")), 0, 0)
-                continue
-            numbers += (details["value"], _unbounded(details.get("threshold")),
-                        _unbounded(details.get("warn_threshold")), details.get("rows", 0),
-                        details.get("reference_rows", 0))
-            for entry in metrics.values():
-                numbers += [_unbounded(v) for v in entry.values()]
+        details = row.get("details") or {}
+        metrics = details.get("metrics")
+        if metrics is None:  # no details: the row's own columns
+            key.append((row["name"], row["kind"], None, row.get("metric")))
+            codes += bytes((_STATUS_CODE[row["status"]], 0))
+            numbers += (row["value"], _unbounded(row.get("threshold")), _unbounded(row.get("warn_threshold")), 0, 0)
+            continue
+        numbers += (details["value"], _unbounded(details.get("threshold")),
+                    _unbounded(details.get("warn_threshold")), details.get("rows", 0),
+                    details.get("reference_rows", 0))
+        for entry in metrics.values():
+            numbers += [_unbounded(v) for v in entry.values()]
         names = tuple(metrics)
         key.append((row["name"], row["kind"], tuple((m, tuple(metrics[m])) for m in names), None))
         codes += bytes((_STATUS_CODE[row["status"]], names.index(row["metric"]) if row["metric"] in names else 255))
@@ -269,10 +241,10 @@ class StoredVerdicts:
 
 
 def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts | None, list[dict[str, Any]]]:
-    """A closed window's verdicts, stored as :func:`encode_verdicts` stores :func:`verdict_rows`, and the events.
+    """A closed window's verdicts in the stored form of :func:`encode_verdicts`, and an event for each
+    warn or drift.
 
-    The window close's path: one pass over the verdicts, no row dicts. The bytes
-    are those of ``encode_verdicts(verdict_rows(drift, now)[0])``.
+    The window close's path: one pass over the verdicts, no row dicts.
 
     >>> from edge_runtime.monitoring.drift import FeatureDrift, WindowDrift, DriftStatus
     >>> verdict = FeatureDrift(name="x", kind="numeric", status=DriftStatus.WARN, metric="ks", value=0.2,
@@ -280,9 +252,13 @@ def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts 
     ...                        metrics={"ks": {"value": 0.2, "warn_threshold": 0.1, "threshold": 0.3}})
     >>> drift = WindowDrift(features={"x": verdict}, prediction=None)
     >>> stored, events = encode_drift(drift, 1.0)
-    >>> rows, _ = verdict_rows(drift, 1.0)
-    >>> (stored.layout, stored.codes, stored.numbers) == encode_verdicts(rows), events == verdict_rows(drift, 1.0)[1]
-    (True, True)
+    >>> [row["details"] for row in decode_verdicts(stored.layout, stored.codes, stored.numbers)] == [verdict.to_dict()]
+    True
+    >>> events[0]["message"]
+    'x: ks 0.2000 > 0.1000 over 5 rows'
+    >>> stored.layout == encode_verdicts([{**verdict.to_dict(), "name": "x", "kind": "numeric",
+    ...                                    "details": verdict.to_dict()}])[0]  # one layout for both writers
+    True
     """
     if drift is None:
         return None, []
