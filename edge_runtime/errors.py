@@ -17,6 +17,7 @@ built-in for the same situation, the class inherits that too::
     │   ├── InvalidValueError               a non-numeric value in a numeric feature
     │   ├── NonFiniteValueError             NaN or infinity where the policy rejects it
     │   ├── OutOfRangeValueError            a number the model's float32 input cannot hold
+    │   ├── NonFiniteOutputError            the model answered NaN or infinity for the row
     │   └── UnseenCategoryError             a category never seen in training
     ├── InputFormatError (ValueError)       an input file cannot be parsed
     │   └── ColumnMismatchError             a file's columns do not match the model's features
@@ -58,6 +59,7 @@ __all__ = [
     "InputFormatError",
     "InvalidValueError",
     "MissingFeatureError",
+    "NonFiniteOutputError",
     "NonFiniteValueError",
     "OutOfRangeValueError",
     "OverloadError",
@@ -189,6 +191,23 @@ class OutOfRangeValueError(SchemaError):
         self.value = value
         super().__init__(f"feature '{feature}': value {value!r} is outside the float32 range the model "
                          "reads (±3.4e38)")
+
+
+class NonFiniteOutputError(SchemaError):
+    """The model answered NaN or infinity for a row whose values it cannot compute with.
+
+    Values within float32's range can still overflow inside the model (a linear
+    model's dot product past 3.4e38): the answer would be meaningless, so the row
+    is refused like any other bad row. ``feature`` and ``value`` name the row's
+    value of largest magnitude, the likely cause.
+    """
+
+    def __init__(self, feature: str, value: Any, output: str) -> None:
+        self.feature = feature
+        self.value = value
+        shown = f"{value:.7g}" if isinstance(value, float) else repr(value)
+        super().__init__(f"the model's output is not finite ({output}) for this row; its largest value, "
+                         f"feature '{feature}' = {shown}, is likely beyond what the model computes in float32")
 
 
 class UnseenCategoryError(SchemaError):

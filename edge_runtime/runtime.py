@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import collections
 import dataclasses
+import math
 import threading
 import time
 import warnings
@@ -40,6 +41,7 @@ from edge_runtime.config import RuntimeConfig, load_config
 from edge_runtime.errors import (
     ConfigError,
     EdgeRuntimeError,
+    NonFiniteOutputError,
     OverloadError,
     SchemaError,
     StoreError,
@@ -251,6 +253,9 @@ class Runtime:
         binding.run()
         if self._classifier:
             scores = slot.scores[0].copy()
+            # One dot product (~0.5 µs) finds a NaN or infinity anywhere in the scores.
+            if not math.isfinite(scores.dot(scores)) and not np.isfinite(scores).all():
+                self._refuse_output({self._input.tensor_name: slot.row}, 0, scores)
             if slot.label is not None:
                 label = slot.label[0].item()
             else:
@@ -260,6 +265,8 @@ class Runtime:
             observed: Any = scores
         else:
             label = slot.scores.flat[0].item()
+            if not math.isfinite(label):
+                self._refuse_output({self._input.tensor_name: slot.row}, 0, label)
             scores = None
             observed = label
         latency = (time.perf_counter_ns() - start) / 1e3
@@ -311,6 +318,12 @@ class Runtime:
         engine = self._engine
         self.monitor.overlap()  # the previous batch's monitoring runs beside this model call
         labels, scores = engine.run(encoded.feeds) if encoded.rows.size else engine.empty()
+        if encoded.rows.size:
+            answered = np.isfinite(scores).all(axis=1) if scores is not None else _finite_values(labels)
+            if not answered.all():
+                encoded, labels, scores = self._drop_unanswered(encoded, labels, scores, answered)
+                if on_error == "raise":
+                    raise encoded.errors[0]
         latency = (time.perf_counter_ns() - start) / 1e3
         request_ids = None
         if encoded.rows.size:
@@ -387,12 +400,46 @@ class Runtime:
         labels, scores = engine.run(feeds)
         label = labels[0].item() if isinstance(labels[0], np.generic) else labels[0]
         row_scores = scores[0] if scores is not None else None
+        if not (_finite_values(labels) if scores is None else np.isfinite(scores)).all():
+            self._refuse_output(feeds, 0, label if row_scores is None else row_scores)
         latency = (time.perf_counter_ns() - start) / 1e3
         served = feeds if self._input.layout is InputLayout.COLUMNS else feeds[self._input.tensor_name][0]
         request_id = self.monitor.observe(served, row_scores if row_scores is not None else label, label, latency)
         if self.governor is not None:
             self.governor.record(latency)
         return Prediction(label, row_scores, engine.info, latency, request_id)
+
+    def _output_error(self, feeds: dict[str, np.ndarray], index: int, output: Any) -> NonFiniteOutputError:
+        """The error for row ``index`` of ``feeds``, whose model output was not finite."""
+        names = self.feature_names
+        if self._input.layout is InputLayout.COLUMNS:
+            values = [(name, feeds[name][index].reshape(-1)[0]) for name in names if name in feeds]
+        else:
+            values = list(zip(names, feeds[self._input.tensor_name][index].reshape(-1).tolist()))
+        numbers = [(name, float(v)) for name, v in values if isinstance(v, (int, float, np.number))]
+        name, value = max(numbers, key=lambda item: abs(item[1]) if math.isfinite(item[1]) else -1.0,
+                          default=(names[0], None))
+        flat = np.asarray(output, dtype=float).reshape(-1)
+        text = str(flat[0]) if flat.size == 1 else np.array2string(flat[:4], precision=4)
+        return NonFiniteOutputError(name, value, text)
+
+    def _refuse_output(self, feeds: dict[str, np.ndarray], index: int, output: Any) -> None:
+        error = self._output_error(feeds, index, output)
+        self.monitor.observe_rejected(error)
+        raise error
+
+    def _drop_unanswered(self, encoded: EncodedBatch, labels: np.ndarray, scores: np.ndarray | None,
+                         answered: np.ndarray) -> tuple[EncodedBatch, np.ndarray, np.ndarray | None]:
+        """Move the rows whose output is not finite from the answers to the errors (with their row numbers)."""
+        errors = list(encoded.errors)
+        for i in np.flatnonzero(~answered).tolist():
+            error = self._output_error(encoded.feeds, i, scores[i] if scores is not None else labels[i])
+            errors.append(error.with_row(int(encoded.rows[i])))
+            self.monitor.observe_rejected(error)
+        errors.sort(key=lambda e: e.row if e.row is not None else -1)
+        feeds = {name: array[answered] for name, array in encoded.feeds.items()}
+        kept = EncodedBatch(feeds=feeds, rows=encoded.rows[answered], errors=errors)
+        return kept, labels[answered], scores[answered] if scores is not None else None
 
     def _shed(self, start: int) -> Prediction:
         self._ensure_open()
@@ -460,6 +507,13 @@ class Runtime:
         if note:
             monitor.add_event("monitoring", "replaced", "warn", note)
         return monitor
+
+
+def _finite_values(values: np.ndarray) -> np.ndarray:
+    """Which of a regressor's values (or a classifier's labels, always finite) are finite."""
+    if values.dtype.kind == "f":
+        return np.isfinite(values)
+    return np.ones(values.shape[0], dtype=bool)
 
 
 def _row_count(rows: Any) -> int:

@@ -211,7 +211,7 @@ def test_public_surface() -> None:
         "DriftPolicy", "DriftReport", "DriftStatus", "EdgeRuntimeError", "ExportError", "FeatureCountError",
         "FeatureDrift", "InferenceError", "InputFormatError", "InputPolicy", "InvalidValueError", "Manifest",
         "MissingFeatureError", "ModelInfo", "MonitorHealth", "MonitoringConfig", "MonitoringDatabase",
-        "NonFiniteValueError", "OutOfRangeValueError", "OverloadError", "ParityError", "Prediction",
+        "NonFiniteOutputError", "NonFiniteValueError", "OutOfRangeValueError", "OverloadError", "ParityError", "Prediction",
         "RetentionPolicy", "Runtime", "RuntimeConfig", "SchemaError", "SessionConfig", "StatusReport",
         "StoreBusyError", "StoreCorruptError", "StoreError", "StoreFullError", "UnknownFeatureError",
         "UnseenCategoryError", "UnsupportedModelError", "WindowReport", "__version__", "inspect_bundle",

@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from edge_runtime import Runtime, RuntimeConfig, SessionConfig
-from edge_runtime.errors import ConfigError, EdgeRuntimeError
+from edge_runtime.errors import ConfigError, EdgeRuntimeError, NonFiniteOutputError, SchemaError
 from edge_runtime.serving.schema import Task
 
 
@@ -156,3 +156,39 @@ def test_closed_runtime_refuses_calls(cancer_bundle: Path, cancer_data: Any) -> 
         rt.predict(cancer_data[0].iloc[0].to_numpy())
     with pytest.raises(EdgeRuntimeError, match="closed"):
         rt.predict_batch(cancer_data[0].iloc[:2].to_numpy())
+
+
+# Finite inputs the model cannot compute with: a standardized value past float32's
+# range overflows to infinity, and a linear model's inf - inf is NaN.
+HUGE = 3.0e38
+
+
+def test_a_row_the_model_cannot_compute_is_refused_not_answered_with_nan(cancer_bundle: Path, cancer_data: Any,
+                                                                        tmp_path: Path) -> None:
+    X, _ = cancer_data
+    good = X.iloc[:3].to_numpy()
+    huge = np.full(30, HUGE)
+    with Runtime(cancer_bundle, db=tmp_path / "m.db", window_rows=3) as rt:
+        with pytest.raises(NonFiniteOutputError) as caught:
+            rt.predict(huge)
+        assert isinstance(caught.value, SchemaError)
+        assert caught.value.value == pytest.approx(HUGE, rel=1e-6)
+        assert str(caught.value).startswith("the model's output is not finite ([nan nan]) for this row; "
+                                            "its largest value, feature '")
+        with pytest.raises(NonFiniteOutputError, match=r"^row 1: the model's output is not finite"):
+            rt.predict_batch(np.vstack([good[0], huge, good[1]]))
+        result = rt.predict_batch(np.vstack([good[0], huge, good[1], good[2]]), on_error="skip")
+        assert result.rows.tolist() == [0, 2, 3] and [e.row for e in result.errors] == [1]
+        assert np.isfinite(result.scores).all() and result.request_ids is not None and len(result.request_ids) == 3
+        rt.flush()
+        window = rt.monitor.store.windows(1)[0]
+    # Good rows served and logged; the refused ones counted as rejected.
+    assert window["rows"] == 3 and window["rejected"] == 3
+
+
+def test_a_regressor_refuses_rows_it_overflows_on(regression_bundle: Path) -> None:
+    with Runtime(regression_bundle) as rt:
+        with pytest.raises(NonFiniteOutputError, match=r"^the model's output is not finite \((nan|inf|-inf)\)"):
+            rt.predict(np.full(10, HUGE))
+        result = rt.predict_batch(np.vstack([np.zeros(10), np.full(10, HUGE)]), on_error="skip")
+        assert result.rows.tolist() == [0] and result.errors[0].row == 1
