@@ -25,6 +25,9 @@ built-in for the same situation, the class inherits that too::
     │   ├── StoreBusyError                  another writer held the lock past the timeout
     │   ├── StoreFullError                  the disk (or the database's size limit) is full
     │   └── StoreCorruptError               the file is not a sound SQLite database
+    ├── SyncError                           reporting upstream failed
+    │   ├── PayloadError (ValueError)       a sync message is malformed, truncated or oversized
+    │   └── SignatureError                  a bad or missing signature, or an unknown device
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
     ├── OverloadError                       refused to keep a budget (load shedding)
     └── ExportError                         a model cannot be turned into a bundle
@@ -69,6 +72,9 @@ __all__ = [
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
+    "SignatureError",
+    "SyncError",
+    "PayloadError",
     "UnknownFeatureError",
     "UnseenCategoryError",
     "UnsupportedModelError",
@@ -244,6 +250,18 @@ class StoreFullError(StoreError):
 
 class StoreCorruptError(StoreError):
     """The database file is damaged or is not a SQLite database."""
+
+
+class SyncError(EdgeRuntimeError):
+    """Syncing window summaries upstream failed."""
+
+
+class PayloadError(SyncError, ValueError):
+    """A sync message is malformed, truncated, oversized or of an unsupported version."""
+
+
+class SignatureError(SyncError):
+    """A sync message's signature is bad or missing, or its device is unknown."""
 
 
 class InferenceError(EdgeRuntimeError, RuntimeError):

@@ -169,7 +169,8 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
     store = MonitorStore(path, RetentionPolicy(max_age_days=0))
     assert [m.name for m in migrations.applied(store.db)] == ["m001_initial", "m002_partial_windows",
                                                               "m003_budget_state", "m004_decision_blocks",
-                                                              "m005_several_writers", "m006_window_verdicts"]
+                                                              "m005_several_writers", "m006_window_verdicts",
+                                                              "m007_sync_outbox"]
     assert store.next_window_seq() == 1 and len(store.database_id) == 36  # counters from the old rows
     assert store.db["windows"].columns_dict["partial"] is int
     assert store.windows()[0]["partial"] == 0 and store.windows()[0]["budget"] is None

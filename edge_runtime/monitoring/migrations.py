@@ -159,3 +159,34 @@ def m006_window_verdicts(db: Database) -> None:
     if rows:
         db.execute(INSERT_VERDICTS, [current, *encode_verdicts(rows)])
     db.table("drift").drop()
+
+
+@migrations()
+def m007_sync_outbox(db: Database) -> None:
+    # Report upstream (issue 11). Each closed window gets an outbox row in the transaction that
+    # writes it: a plain row (seq_first = seq_last, no document) is read from its window when
+    # synced. A merged row (retention merged never-attempted windows under outbox pressure)
+    # carries its own document and profile, as its windows are gone. ``attempts`` 0 means never
+    # sent: only such rows may be merged (the collector may hold one that was tried).
+    db.table("outbox").create({
+        "seq_first": int, "seq_last": int, "windows": int, "created_at": float, "bytes": int,
+        "model_sha256": str, "attempts": int, "last_attempt_at": float, "model": str, "version": str,
+        "document": str, "profile": bytes,
+    }, pk="seq_first", defaults={"windows": 1, "attempts": 0}, not_null={"seq_last", "windows", "attempts"})
+    # Rows the collector refused for good (4xx but authentication): kept to be shown, never re-sent.
+    db.table("outbox_dead").create({
+        "id": int, "seq_first": int, "seq_last": int, "windows": int, "dead_at": float, "status": int,
+        "detail": str, "attempts": int,
+    }, pk="id")
+    # Windows that will never reach the collector, by reason (cumulative; reported upstream).
+    db.table("sync_losses").create({"reason": str, "windows": int, "updated_at": float}, pk="reason")
+    # One row: the device id once a sync enrolled this database, and how the last runs went.
+    db.table("sync_state").create({
+        "id": int, "device_id": str, "enrolled_at": float, "last_attempt_at": float, "last_success_at": float,
+        "last_error": str, "last_error_at": float, "consecutive_failures": int, "windows_sent": int,
+        "bytes_sent": int, "next_attempt_at": float,
+    }, pk="id")
+    db.execute("INSERT INTO sync_state (id, consecutive_failures, windows_sent, bytes_sent) VALUES (1, 0, 0, 0)")
+    # One sync loop per database: whoever holds an unexpired lease syncs; the others wait.
+    db.table("sync_lease").create({"name": str, "holder": str, "pid": int, "host": str, "taken_at": float,
+                                   "expires_at": float}, pk="name")

@@ -40,6 +40,7 @@ from sqlite_utils import Database
 
 from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import (
+    EdgeRuntimeError,
     StoreBusyError,
     StoreCorruptError,
     StoreError,
@@ -51,13 +52,14 @@ from edge_runtime.monitoring.decision_log import (
     expand_block,
 )
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, INSERT_VERDICTS, migrations
+from edge_runtime.monitoring.window_merge import merge_documents, merge_profiles, profile_strides
 from edge_runtime.monitoring.windows import (
     StoredVerdicts,
     decode_verdicts,
     encode_verdicts,
 )
 
-__all__ = ["MonitorStore", "corrupt_copies", "store_error"]
+__all__ = ["MERGE_GROUP", "OUTBOX_LOW_WATER", "OUTBOX_SHARE", "MonitorStore", "corrupt_copies", "store_error"]
 
 _INSERT_FEATURES = "INSERT OR REPLACE INTO decision_features (request_id, features) VALUES (?, ?)"
 _SNAPSHOT_COLUMNS = ("id", "writer", "seq", "opened_at", "updated_at", "rows", "rejected", "quality", "latency",
@@ -72,6 +74,18 @@ _ROW_OVERHEAD = 160  # bytes a window, drift or event row takes besides its blob
 _BLOCK_OVERHEAD = 200  # bytes a block row takes besides its arrays
 _DECISION_BYTES = 32  # bytes per decision in a block: ts 8, latency 4, prediction 4, score 4, hash 8, slack
 _DEFAULT_LOCK_TIMEOUT = 1.0  # seconds a writer waits for another's lock before StoreBusyError
+# The sync outbox (windows not yet acknowledged by the collector, once the database is enrolled)
+# may take this share of the byte budget; past it, the oldest never-sent windows are merged,
+# MERGE_GROUP at a time, down to OUTBOX_LOW_WATER; what cannot be merged goes, counted as lost.
+OUTBOX_SHARE = 0.5
+OUTBOX_LOW_WATER = 0.4
+MERGE_GROUP = 4
+# A window saved again keeps its row's attempts: the collector may hold it already.
+_INSERT_OUTBOX = ("INSERT INTO outbox (seq_first, seq_last, created_at, bytes, model_sha256) VALUES (?, ?, ?, ?, ?) "
+                  "ON CONFLICT (seq_first) DO UPDATE SET bytes = excluded.bytes")
+_OUTBOX_ROW_BYTES = 100  # an outbox row besides the window it points to
+_WINDOW_DOCUMENT_COLUMNS = ("model", "version", "model_sha256", "opened_at", "closed_at", "rows", "rejected",
+                            "partial", "quality", "latency", "budget")
 
 # SQLite's primary result codes (the low byte of sqlite_errorcode), for the error classes.
 _SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_FULL, _SQLITE_NOTADB = 5, 6, 11, 13, 26
@@ -297,6 +311,19 @@ class MonitorStore:
         except sqlite3.Error as exc:
             raise store_error(exc, self.path, action) from exc
 
+    @contextlib.contextmanager
+    def transaction(self, action: str) -> Iterator[sqlite3.Connection]:
+        """A write transaction (``BEGIN IMMEDIATE``) on the connection, for the sync outbox's SQL;
+        sqlite3 errors come out as StoreError subclasses naming ``action``."""
+        with self._errors(action), self._write_transaction():
+            yield self.db.conn
+
+    @contextlib.contextmanager
+    def reading(self, action: str) -> Iterator[sqlite3.Connection]:
+        """The connection, for reads; sqlite3 errors come out as StoreError subclasses naming ``action``."""
+        with self._errors(action):
+            yield self.db.conn
+
     def vanished(self) -> bool:
         """True when the file was deleted or replaced since it was opened (writes would go nowhere)."""
         try:
@@ -409,8 +436,8 @@ class MonitorStore:
             self._reserve(sum(len(f) for _, f in features) + _DECISION_BYTES * n + _BLOCK_OVERHEAD + 4096
                           + sum(size + _ROW_OVERHEAD * len(events) for _, _, size, events in prepared))
             with self._write_transaction():
-                seqs = [self._insert_window(record, verdicts, events, writer)
-                        for record, verdicts, _, events in prepared]
+                seqs = [self._insert_window(record, verdicts, events, writer, size)
+                        for record, verdicts, size, events in prepared]
                 if block is not None and n > self.retention.max_rows:
                     # One block larger than the whole log: only its newest decisions fit.
                     block = block.newest(self.retention.max_rows)
@@ -497,8 +524,9 @@ class MonitorStore:
         return record, verdicts, size
 
     def _insert_window(self, record: dict[str, Any], verdicts: tuple[str, bytes, bytes] | None,
-                       events: Sequence[dict[str, Any]], writer: int) -> int:
-        """Write a prepared window, its verdicts and events; inside a write transaction. Returns its number."""
+                       events: Sequence[dict[str, Any]], writer: int, size: int) -> int:
+        """Write a prepared window, its verdicts, events and outbox row; inside a write transaction.
+        Returns its number."""
         record["writer"] = writer
         seq = record["seq"]
         if seq is None:
@@ -516,6 +544,10 @@ class MonitorStore:
                 "INSERT INTO events (ts, window_seq, kind, name, status, message) VALUES (?, ?, ?, ?, ?, ?)",
                 [(e["ts"], seq, e["kind"], e["name"], e["status"], e["message"]) for e in events])
         self.db.conn.execute("DELETE FROM current_window WHERE id = ?", [writer])
+        # The sync outbox's row, in the window's own transaction (one crash never splits them).
+        # Nothing is encoded here: the payload is built from the window when it is sent.
+        self.db.conn.execute(_INSERT_OUTBOX, [seq, seq, self.clock(), size + _OUTBOX_ROW_BYTES,
+                                              record.get("model_sha256")])
         return int(seq)
 
     def add_event(self, kind: str, name: str, status: str, message: str, window_seq: int | None = None, *,
@@ -629,10 +661,14 @@ class MonitorStore:
         The row bound is kept exactly at every write (:meth:`append_decisions`); here
         decisions go a whole block at a time once its newest decision is past the age
         bound, and windows beyond ``max_windows`` or the age bound go with their
-        verdicts and events.
+        verdicts and events. Once the database is enrolled for sync, a window still in
+        the outbox stays, and an outbox past its share of ``max_bytes`` is merged
+        (:data:`OUTBOX_SHARE`).
         """
         policy = self.retention
         deleted = 0
+        with self._errors("enforce retention"):
+            self._relieve_outbox()
         with self._errors("enforce retention"), self._write_transaction():
             if policy.max_age_days > 0:
                 cutoff = self.clock() - policy.max_age_days * 86400
@@ -660,7 +696,16 @@ class MonitorStore:
         self._set_counter("logged_rows", max(0, self._counter("logged_rows") - deleted))
         return deleted
 
-    def _delete_windows(self, where: str, params: list[Any]) -> None:
+    def _delete_windows(self, where: str, params: list[Any], *, unsent: bool = False) -> None:
+        """Delete the windows matching ``where`` with their verdicts and events.
+
+        Once the database is enrolled for sync, a window still in the outbox stays
+        (``unsent`` deletes it anyway: merged into a coarser outbox row). Before,
+        outbox rows go with their windows.
+        """
+        enrolled = self._enrolled()
+        if enrolled and not unsent:
+            where = f"({where}) AND seq NOT IN (SELECT seq_first FROM outbox)"
         seqs = [r[0] for r in self.db.execute(f"SELECT seq FROM windows WHERE {where}", params)]
         if not seqs:
             return
@@ -668,6 +713,137 @@ class MonitorStore:
         self.db.execute(f"DELETE FROM window_verdicts WHERE window_seq IN ({marks})", seqs)
         self.db.execute(f"DELETE FROM events WHERE window_seq IN ({marks})", seqs)
         self.db.execute(f"DELETE FROM windows WHERE seq IN ({marks})", seqs)
+        if not enrolled:
+            self.db.execute(f"DELETE FROM outbox WHERE seq_first IN ({marks})", seqs)
+
+    def _enrolled(self) -> bool:
+        """True once a sync run enrolled the database (its windows are then kept until sent)."""
+        row = self.db.execute("SELECT enrolled_at FROM sync_state WHERE id = 1").fetchone()
+        return row is not None and row[0] is not None
+
+    # ---------------------------------------------------------------- outbox
+    def window_document(self, seq_first: int) -> tuple[dict[str, Any], bytes]:
+        """The document (see :mod:`edge_runtime.monitoring.window_merge`) and profile bytes of an outbox row.
+
+        A plain row's are read from its window; a merged row carries its own.
+
+        Raises
+        ------
+        StoreError
+            No such outbox row, or its window is gone.
+        """
+        with self._errors("read an outbox window"):
+            return self._window_document(seq_first)
+
+    def _window_document(self, seq_first: int) -> tuple[dict[str, Any], bytes]:
+        row = self.db.conn.execute("SELECT document, profile FROM outbox WHERE seq_first = ?", [seq_first]).fetchone()
+        if row is None:
+            raise StoreError(f"monitoring database '{self.path}': window {seq_first} is not in the outbox")
+        if row[0] is not None:
+            return json.loads(row[0]), bytes(row[1] or b"")
+        window = self.db.conn.execute(f"SELECT {', '.join(_WINDOW_DOCUMENT_COLUMNS)}, profile FROM windows "
+                                      "WHERE seq = ?", [seq_first]).fetchone()
+        if window is None:
+            raise StoreError(f"monitoring database '{self.path}': window {seq_first} of the outbox is gone")
+        document = dict(zip(_WINDOW_DOCUMENT_COLUMNS, window))
+        for key in ("quality", "latency", "budget"):
+            document[key] = json.loads(document[key]) if document[key] else None
+        document["partial"] = bool(document["partial"])
+        stored = self.db.conn.execute("SELECT layout, codes, numbers FROM window_verdicts WHERE window_seq = ?",
+                                      [seq_first]).fetchone()
+        document["verdicts"] = decode_verdicts(*stored) if stored is not None else []
+        return document, bytes(window[-1] or b"")
+
+    def count_loss(self, reason: str, windows: int) -> None:
+        """Add ``windows`` windows lost for ``reason``; inside a write transaction."""
+        self.db.conn.execute("INSERT INTO sync_losses (reason, windows, updated_at) VALUES (?, ?, ?) "
+                             "ON CONFLICT (reason) DO UPDATE SET windows = windows + excluded.windows, "
+                             "updated_at = excluded.updated_at", [reason, windows, self.clock()])
+
+    def _outbox_bytes(self) -> int:
+        return int(self.db.conn.execute("SELECT COALESCE(SUM(bytes), 0) FROM outbox").fetchone()[0])
+
+    def _relieve_outbox(self) -> None:
+        """Keep an enrolled outbox within :data:`OUTBOX_SHARE` of the byte budget.
+
+        Past it, the oldest never-attempted rows are merged (:data:`MERGE_GROUP` at a
+        time) down to :data:`OUTBOX_LOW_WATER`; if that is not enough, the oldest rows
+        go, counted as lost (``outbox_full``), down to the share.
+        """
+        budget = self.retention.max_bytes - self._corrupt_copies_bytes
+        if not self._enrolled() or self._outbox_bytes() <= OUTBOX_SHARE * budget:
+            return
+        for _ in range(10_000):  # bounded: each round merges a group or stops
+            if self._outbox_bytes() <= OUTBOX_LOW_WATER * budget:
+                return
+            with self._write_transaction():
+                if not self._merge_oldest_group():
+                    break
+        with self._write_transaction():
+            while self._outbox_bytes() > OUTBOX_SHARE * budget:
+                row = self.db.conn.execute("SELECT seq_first, windows FROM outbox ORDER BY seq_first "
+                                           "LIMIT 1").fetchone()
+                if row is None:
+                    break
+                self.db.conn.execute("DELETE FROM outbox WHERE seq_first = ?", [row[0]])
+                self.count_loss("outbox_full", int(row[1]))
+
+    def _merge_oldest_group(self) -> bool:
+        """Merge the oldest run of never-attempted outbox rows that can merge; inside a write transaction.
+
+        A run: consecutive sequence numbers (no window between them that is not in the
+        run: the collector may hold it), one model, one thinning stride, never
+        attempted. Returns False when there is none.
+        """
+        rows = self.db.conn.execute("SELECT seq_first, seq_last, windows, attempts, model_sha256 FROM outbox "
+                                    "ORDER BY seq_first").fetchall()
+        run: list[tuple[int, int, int, dict[str, Any], bytes]] = []
+        run_strides: frozenset[int] = frozenset()
+        for seq_first, seq_last, windows, attempts, sha in rows:
+            if attempts:
+                if len(run) >= 2:
+                    break
+                run = []
+                continue
+            if run and (seq_first != run[-1][1] + 1 or sha != run[-1][3]["model_sha256"]):
+                if len(run) >= 2:
+                    break
+                run = []
+            try:
+                document, profile = self._window_document(seq_first)
+                strides = profile_strides(merge_profiles([profile]))
+            except (ValueError, EdgeRuntimeError):
+                if len(run) >= 2:
+                    break
+                run = []  # unreadable: left for the sync run to report
+                continue
+            if run and strides != run_strides:
+                if len(run) >= 2:
+                    break
+                run = []
+            if not run:
+                run_strides = strides
+            run.append((seq_first, seq_last, windows, document, profile))
+            if len(run) == MERGE_GROUP:
+                break
+        if len(run) < 2:
+            return False
+        merged_profile = merge_profiles([entry[4] for entry in run])
+        document = merge_documents([entry[3] for entry in run], merged_profile)
+        profile_bytes = merged_profile.to_bytes()
+        text = json.dumps(document)
+        first, last = run[0][0], run[-1][1]
+        seqs = [entry[0] for entry in run]
+        marks = ", ".join("?" * len(seqs))
+        self.db.conn.execute(f"DELETE FROM outbox WHERE seq_first IN ({marks})", seqs)
+        self._delete_windows(f"seq IN ({marks})", seqs, unsent=True)
+        self.db.conn.execute(
+            "INSERT INTO outbox (seq_first, seq_last, windows, created_at, bytes, model_sha256, model, version, "
+            "document, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            [first, last, sum(entry[2] for entry in run), self.clock(),
+             len(profile_bytes) + len(text) + _OUTBOX_ROW_BYTES + _ROW_OVERHEAD, document["model_sha256"],
+             document["model"], document["version"], text, profile_bytes])
+        return True
 
     def _used_bytes(self) -> int:
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]
@@ -698,12 +874,15 @@ class MonitorStore:
     def _shrink_to(self, target: float) -> int:
         """Delete the oldest rows, decisions or windows (whichever are older), until ``target`` bytes are used."""
         deleted = 0
+        self._relieve_outbox()
         for _ in range(200):  # each round frees a chunk; bounded in case nothing more can go
             if self._used_bytes() <= target:
                 break
             with self._write_transaction():  # reads inside: another writer may be deleting too
+                # Windows still in an enrolled outbox are not the retention's to delete.
+                kept = " WHERE seq NOT IN (SELECT seq_first FROM outbox)" if self._enrolled() else ""
                 oldest_decision = self.db.execute("SELECT MIN(ts_first) FROM decision_blocks").fetchone()[0]
-                oldest_window = self.db.execute("SELECT MIN(closed_at) FROM windows").fetchone()[0]
+                oldest_window = self.db.execute(f"SELECT MIN(closed_at) FROM windows{kept}").fetchone()[0]
                 if oldest_decision is not None and (oldest_window is None or oldest_decision <= oldest_window):
                     blocks = self.db.execute("SELECT COUNT(*) FROM decision_blocks").fetchone()[0]
                     cut = max(1, blocks // 10)
@@ -711,7 +890,7 @@ class MonitorStore:
                                             "LIMIT 1 OFFSET ?", [cut - 1]).fetchone()[0]
                     deleted += self._delete_decisions_before(first + 1)
                 elif oldest_window is not None:
-                    first = self.db.execute("SELECT MIN(seq) FROM windows").fetchone()[0]
+                    first = self.db.execute(f"SELECT MIN(seq) FROM windows{kept}").fetchone()[0]
                     self._delete_windows("seq <= ?", [first])
                 else:
                     break

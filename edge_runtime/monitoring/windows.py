@@ -32,7 +32,7 @@ from edge_runtime.monitoring.multivariate import ReconstructionModel, add_errors
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
 __all__ = ["LATENCY_RANKS", "OpenWindow", "StoredVerdicts", "TrainingBounds", "decode_verdicts", "encode_drift",
-           "encode_verdicts", "window_stride"]
+           "encode_verdicts", "latency_summary", "window_stride"]
 
 LATENCY_RANKS = (0.5, 0.9, 0.99)
 _QUALITY_TEXT: dict[Any, str] = {}  # quality counters -> their JSON (a few per process)
@@ -145,12 +145,17 @@ class OpenWindow:
         return text
 
     def latency(self) -> dict[str, float] | None:
-        sketch = self.profile.latency
-        if sketch.kll.is_empty():
-            return None
-        p50, p90, p99 = sketch.quantiles(LATENCY_RANKS)
-        return {"p50_us": float(p50), "p90_us": float(p90), "p99_us": float(p99), "max_us": sketch.maximum,
-                "mean_us": sketch.mean}
+        return latency_summary(self.profile)
+
+
+def latency_summary(profile: Profile) -> dict[str, float] | None:
+    """A profile's latency percentiles, maximum and mean in microseconds; None when it has none."""
+    sketch = profile.latency
+    if sketch.kll.is_empty():
+        return None
+    p50, p90, p99 = sketch.quantiles(LATENCY_RANKS)
+    return {"p50_us": float(p50), "p90_us": float(p90), "p99_us": float(p99), "max_us": sketch.maximum,
+            "mean_us": sketch.mean}
 
 
 def window_stride(config: MonitoringConfig) -> int:
