@@ -18,7 +18,9 @@ from __future__ import annotations
 
 import enum
 import math
+import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -34,8 +36,10 @@ __all__ = [
     "RetentionPolicy",
     "RuntimeConfig",
     "SessionConfig",
+    "SyncSettings",
     "UnseenCategoryPolicy",
     "check_choice",
+    "check_device_id",
     "check_float",
     "check_int",
     "config_from_dict",
@@ -375,6 +379,87 @@ class BudgetConfig:
         return bool(self.latency_ms or self.cpu_share or self.rss_mb)
 
 
+_SYNC_SCHEMES = ("http", "https", "mqtt", "mqtts")
+# A device id travels in URLs, MQTT topics and file names: no separators, no wildcards.
+_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
+
+
+def check_device_id(owner: str, value: Any) -> None:
+    """Raise ConfigError unless ``value`` is a device id: 1-128 letters, digits, '.', '_' or '-'."""
+    if not isinstance(value, str) or not _DEVICE_ID.fullmatch(value):
+        raise ConfigError(f"The 'device_id' parameter of {owner} must be 1-128 letters, digits, '.', '_' or '-', "
+                          f"starting with a letter or digit. Got {value!r} instead.")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SyncSettings:
+    """Reporting closed windows upstream to a fleet collector (``[sync]``; docs/sync.md).
+
+    Parameters
+    ----------
+    url : str
+        The collector: ``https://host:port`` (or ``http://`` on a trusted network);
+        ``mqtt://`` and ``mqtts://`` name a broker, for the MQTT transport.
+    device_id : str
+        This device's id, as registered on the collector and recorded in the key file.
+    key_file : Path
+        The device's private key (PEM, mode 0600), made by ``edge-runtime device init``.
+    enabled : bool
+        Whether long-running commands (``predict`` streaming) sync in the background.
+    interval_s : float
+        Seconds between runs while the collector answers.
+    ca_file : Path or None
+        CA certificates that the collector's certificate must chain to (default: the system's).
+    max_bytes_per_run : int
+        Bytes on the wire one run may send (0: no cap); the first message of a run always goes.
+    max_message_bytes : int
+        Largest message; a bigger window is split into parts (MQTT brokers cap at 128 KiB).
+    timeout_s : float
+        Seconds to wait for the collector's answer to one message.
+    backoff_base_s, backoff_max_s : float
+        After n failed runs in a row the next waits a random time in
+        [0, min(backoff_max_s, backoff_base_s * 2**n)] (full jitter).
+    """
+
+    url: str
+    device_id: str
+    key_file: Path
+    enabled: bool = True
+    interval_s: float = 60.0
+    ca_file: Path | None = None
+    max_bytes_per_run: int = 0
+    max_message_bytes: int = 131072
+    timeout_s: float = 10.0
+    backoff_base_s: float = 1.0
+    backoff_max_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        parsed = urllib.parse.urlsplit(self.url) if isinstance(self.url, str) else None
+        if parsed is None or parsed.scheme not in _SYNC_SCHEMES or not parsed.hostname:
+            raise ConfigError(f"The 'url' parameter of SyncSettings must be an {', '.join(_SYNC_SCHEMES)} URL "
+                              f"with a host. Got {self.url!r} instead.")
+        check_device_id("SyncSettings", self.device_id)
+        if not isinstance(self.enabled, bool):
+            raise ConfigError(f"The 'enabled' parameter of SyncSettings must be a bool. Got {self.enabled!r} instead.")
+        check_float("SyncSettings", "interval_s", self.interval_s, 0.001, 7 * 86400.0)
+        check_int("SyncSettings", "max_bytes_per_run", self.max_bytes_per_run, 0, 10**15)
+        check_int("SyncSettings", "max_message_bytes", self.max_message_bytes, 4096, 64 * 1024 * 1024)
+        check_float("SyncSettings", "timeout_s", self.timeout_s, 0.001, 3600.0)
+        check_float("SyncSettings", "backoff_base_s", self.backoff_base_s, 0.0, 86400.0)
+        check_float("SyncSettings", "backoff_max_s", self.backoff_max_s, 0.0, 7 * 86400.0)
+        if self.backoff_base_s > self.backoff_max_s:
+            raise ConfigError(f"SyncSettings: 'backoff_base_s' ({self.backoff_base_s}) must not exceed "
+                              f"'backoff_max_s' ({self.backoff_max_s})")
+        for name in ("key_file", "ca_file"):
+            value = getattr(self, name)
+            if value is not None and not isinstance(value, Path):
+                if not isinstance(value, str) or not value:
+                    raise ConfigError(f"The '{name}' parameter of SyncSettings must be a path. Got {value!r} instead.")
+                object.__setattr__(self, name, Path(value))
+        if self.key_file is None:
+            raise ConfigError("The 'key_file' parameter of SyncSettings must be a path. Got None instead.")
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RuntimeConfig:
     """Everything a device needs to serve one bundle.
@@ -389,6 +474,8 @@ class RuntimeConfig:
     retention : RetentionPolicy
     drift : DriftPolicy
     budgets : BudgetConfig
+    sync : SyncSettings or None
+        Reporting upstream; None without a ``[sync]`` table.
     """
 
     bundle: Path | None = None
@@ -398,6 +485,7 @@ class RuntimeConfig:
     retention: RetentionPolicy = field(default_factory=RetentionPolicy)
     drift: DriftPolicy = field(default_factory=DriftPolicy)
     budgets: BudgetConfig = field(default_factory=BudgetConfig)
+    sync: SyncSettings | None = None
 
 
 def _section(owner: type, data: Any, where: str) -> Any:
@@ -421,12 +509,12 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
     Parameters
     ----------
     data : dict
-        Tables ``bundle``, ``session``, ``inputs``, ``monitoring``, ``retention``
-        and ``drift``; all optional.
+        Tables ``bundle``, ``session``, ``inputs``, ``monitoring``, ``retention``,
+        ``drift``, ``budgets`` and ``sync``; all optional.
     base_dir : Path, optional
         Directory that a relative ``bundle.path`` or ``monitoring.db`` is resolved against.
     """
-    known_tables = {"bundle", "session", "inputs", "monitoring", "retention", "drift", "budgets"}
+    known_tables = {"bundle", "session", "inputs", "monitoring", "retention", "drift", "budgets", "sync"}
     for key in data:
         if key not in known_tables:
             raise ConfigError(
@@ -442,6 +530,15 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
             bundle_path = base_dir / bundle_path
     monitoring = _with_path(data.get("monitoring", {}), "db", base_dir)
     budgets = _with_path(data.get("budgets", {}), "fallback_bundle", base_dir)
+    sync = None
+    if "sync" in data:
+        table = _with_path(_with_path(data["sync"], "key_file", base_dir), "ca_file", base_dir)
+        if isinstance(table, dict):
+            missing = [key for key in ("url", "device_id", "key_file") if key not in table]
+            if missing:
+                raise ConfigError(f"[sync] lacks {', '.join(repr(k) for k in missing)}; it needs 'url', "
+                                  "'device_id' and 'key_file'")
+        sync = _section(SyncSettings, table, "sync")
     return RuntimeConfig(
         bundle=bundle_path,
         session=_section(SessionConfig, data.get("session", {}), "session"),
@@ -450,6 +547,7 @@ def config_from_dict(data: dict[str, Any], *, base_dir: Path | None = None) -> R
         retention=_section(RetentionPolicy, data.get("retention", {}), "retention"),
         drift=_section(DriftPolicy, data.get("drift", {}), "drift"),
         budgets=_section(BudgetConfig, budgets, "budgets"),
+        sync=sync,
     )
 
 
