@@ -25,11 +25,11 @@ built-in for the same situation, the class inherits that too::
     │   ├── StoreBusyError                  another writer held the lock past the timeout
     │   ├── StoreFullError                  the disk (or the database's size limit) is full
     │   └── StoreCorruptError               the file is not a sound SQLite database
-    ├── SyncError                           reporting upstream failed
-    │   ├── PayloadError (ValueError)       a sync message is malformed, truncated or oversized
-    │   └── SignatureError                  a bad or missing signature, or an unknown device
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
     ├── OverloadError                       refused to keep a budget (load shedding)
+    ├── SyncError                           summaries cannot be sent upstream or accepted
+    │   ├── PayloadError (ValueError)       a malformed, truncated, oversized or unknown-version message
+    │   └── SignatureError                  a missing or wrong signature, or an unknown device
     └── ExportError                         a model cannot be turned into a bundle
         ├── UnsupportedModelError (TypeError)
         └── ParityError                     the ONNX model disagrees with the original
@@ -67,14 +67,14 @@ __all__ = [
     "OutOfRangeValueError",
     "OverloadError",
     "ParityError",
+    "PayloadError",
     "SchemaError",
+    "SignatureError",
     "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
-    "SignatureError",
     "SyncError",
-    "PayloadError",
     "UnknownFeatureError",
     "UnseenCategoryError",
     "UnsupportedModelError",
@@ -252,18 +252,6 @@ class StoreCorruptError(StoreError):
     """The database file is damaged or is not a SQLite database."""
 
 
-class SyncError(EdgeRuntimeError):
-    """Syncing window summaries upstream failed."""
-
-
-class PayloadError(SyncError, ValueError):
-    """A sync message is malformed, truncated, oversized or of an unsupported version."""
-
-
-class SignatureError(SyncError):
-    """A sync message's signature is bad or missing, or its device is unknown."""
-
-
 class InferenceError(EdgeRuntimeError, RuntimeError):
     """onnxruntime raised while running the model."""
 
@@ -280,6 +268,29 @@ class OverloadError(EdgeRuntimeError):
     def __init__(self, cause: str) -> None:
         self.cause = cause
         super().__init__(f"request refused to keep the budget ({cause}); retry later")
+
+
+class SyncError(EdgeRuntimeError):
+    """Window summaries cannot be sent upstream, or a collector cannot accept them."""
+
+
+class PayloadError(SyncError, ValueError):
+    """A sync message is malformed, truncated, oversized or of a version this code does not read.
+
+    Attributes
+    ----------
+    reason : str
+        ``"malformed"``, ``"truncated"``, ``"oversized"`` or ``"version"``: what a
+        collector counts rejections by, and how it answers (400, 413, 422).
+    """
+
+    def __init__(self, message: str, *, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SignatureError(SyncError):
+    """A sync message's signature is missing or wrong, or its device is not registered."""
 
 
 class ExportError(EdgeRuntimeError):

@@ -1,3 +1,6 @@
-"""Reporting upstream: the outbox, device keys, the wire format, transports and the sync loop."""
+"""Reporting upstream: device keys, the wire format, the outbox and the sync loop.
+
+Needs the ``sync`` extra (``cryptography`` for Ed25519): ``pip install 'edge-runtime[sync]'``.
+"""
 
 __all__: list[str] = []
