@@ -11,44 +11,16 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pytest
 
 from edge_runtime.config import RetentionPolicy
 from edge_runtime.errors import SyncError
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.store import MERGE_GROUP, OUTBOX_SHARE, MonitorStore
-from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
 from edge_runtime.sync.outbox import Outbox
+from tests.sync_helpers import FakeClock, window
 
 ROOT = Path(__file__).parent.parent
-_INPUTS = InputSchema(features=tuple(FeatureSpec(name=f"x{i}") for i in range(4)))
-_OUTPUTS = OutputSchema(task=Task.REGRESSION, score_output="y")
-
-
-class FakeClock:
-    def __init__(self, start: float = 1_700_000_000.0) -> None:
-        self.now = start
-
-    def __call__(self) -> float:
-        return self.now
-
-
-def profile_bytes(rows: int, seed: int, stride: int = 1) -> bytes:
-    rng = np.random.default_rng(seed)
-    profile = Profile.for_schema(_INPUTS, _OUTPUTS, stride=stride)
-    profile.update_matrix(rng.normal(size=(rows, 4)).astype(np.float32), scores=rng.normal(size=rows),
-                          latency=rng.uniform(5, 50, size=rows))
-    return profile.to_bytes()
-
-
-def window(rows: int = 2000, seed: int = 0, stride: int = 1, closed_at: float = 1_700_000_000.0,
-           sha: str = "ab" * 32) -> dict[str, Any]:
-    return {"seq": None, "model": "m", "version": "1", "model_sha256": sha, "opened_at": closed_at - 60,
-            "closed_at": closed_at, "rows": rows, "rejected": 1,
-            "quality": {"features": {"x0": {"missing": 1, "out_of_range": 2}}, "rejected": {"nan": 1}, "unlogged": 0},
-            "latency": {"p50_us": 1.0}, "summary": None, "profile": profile_bytes(rows, seed, stride), "partial": 0,
-            "budget": {"level": "normal", "seq": seed}}
 
 
 def verdict_rows(status: str) -> list[dict[str, Any]]:

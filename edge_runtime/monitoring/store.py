@@ -183,6 +183,10 @@ def store_error(exc: sqlite3.Error, path: Path, action: str) -> StoreError:
 
 
 
+class _WindowGone(LookupError):
+    """An outbox row, or the window it points to, is not in the database."""
+
+
 class MonitorStore:
     """The SQLite file of one device.
 
@@ -722,29 +726,28 @@ class MonitorStore:
         return row is not None and row[0] is not None
 
     # ---------------------------------------------------------------- outbox
-    def window_document(self, seq_first: int) -> tuple[dict[str, Any], bytes]:
-        """The document (see :mod:`edge_runtime.monitoring.window_merge`) and profile bytes of an outbox row.
+    def window_document(self, seq_first: int) -> tuple[dict[str, Any], bytes] | None:
+        """The document (see :mod:`edge_runtime.monitoring.window_merge`) and profile bytes of an outbox row;
+        None when the row or its window is gone.
 
         A plain row's are read from its window; a merged row carries its own.
-
-        Raises
-        ------
-        StoreError
-            No such outbox row, or its window is gone.
         """
         with self._errors("read an outbox window"):
-            return self._window_document(seq_first)
+            try:
+                return self._window_document(seq_first)
+            except _WindowGone:
+                return None
 
     def _window_document(self, seq_first: int) -> tuple[dict[str, Any], bytes]:
         row = self.db.conn.execute("SELECT document, profile FROM outbox WHERE seq_first = ?", [seq_first]).fetchone()
         if row is None:
-            raise StoreError(f"monitoring database '{self.path}': window {seq_first} is not in the outbox")
+            raise _WindowGone(seq_first)
         if row[0] is not None:
             return json.loads(row[0]), bytes(row[1] or b"")
         window = self.db.conn.execute(f"SELECT {', '.join(_WINDOW_DOCUMENT_COLUMNS)}, profile FROM windows "
                                       "WHERE seq = ?", [seq_first]).fetchone()
         if window is None:
-            raise StoreError(f"monitoring database '{self.path}': window {seq_first} of the outbox is gone")
+            raise _WindowGone(seq_first)
         document = dict(zip(_WINDOW_DOCUMENT_COLUMNS, window))
         for key in ("quality", "latency", "budget"):
             document[key] = json.loads(document[key]) if document[key] else None
@@ -812,7 +815,7 @@ class MonitorStore:
             try:
                 document, profile = self._window_document(seq_first)
                 strides = profile_strides(merge_profiles([profile]))
-            except (ValueError, EdgeRuntimeError):
+            except (_WindowGone, ValueError, EdgeRuntimeError):
                 if len(run) >= 2:
                     break
                 run = []  # unreadable: left for the sync run to report

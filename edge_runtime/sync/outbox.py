@@ -155,8 +155,9 @@ class Outbox:
             rows = db.execute(f"SELECT {_ENTRY_COLUMNS} FROM outbox ORDER BY seq_first LIMIT ?", [limit]).fetchall()
         return [OutboxEntry(*row) for row in rows]
 
-    def document(self, entry: OutboxEntry) -> tuple[dict[str, Any], bytes]:
-        """The entry's document and profile bytes (read from its window, or carried when merged)."""
+    def document(self, entry: OutboxEntry) -> tuple[dict[str, Any], bytes] | None:
+        """The entry's document and profile bytes (read from its window, or carried when merged);
+        None when its window is gone."""
         return self.store.window_document(entry.seq_first)
 
     def mark_attempted(self, entry: OutboxEntry) -> None:
@@ -234,6 +235,11 @@ class Outbox:
                        [error[:2000], self.store.clock(), next_attempt_at])
             return int(db.execute("SELECT consecutive_failures FROM sync_state WHERE id = 1").fetchone()[0])
 
+    def consecutive_failures(self) -> int:
+        """Failed runs in a row, as recorded."""
+        with self.store.reading("read the sync state") as db:
+            return int(db.execute("SELECT consecutive_failures FROM sync_state WHERE id = 1").fetchone()[0] or 0)
+
     def status(self, recent_dead_letters: int = 10) -> SyncStatus:
         """The outbox, the last runs, losses and dead letters, as of now."""
         with self.store.reading("read the sync status") as db:
@@ -261,12 +267,14 @@ class Outbox:
         """Take (or renew) the database's sync lease for ``ttl_s`` seconds; False while another holds it.
 
         Several processes contend safely: the check and the write happen in one
-        ``BEGIN IMMEDIATE`` transaction. A holder that died loses the lease when it expires.
+        ``BEGIN IMMEDIATE`` transaction. A holder that died loses the lease when it
+        expires, or at once when it was a process of this host that no longer exists.
         """
         with self.store.transaction("take the sync lease") as db:
             now = self.store.clock()
-            row = db.execute("SELECT holder, expires_at FROM sync_lease WHERE name = ?", [_LEASE]).fetchone()
-            if row is not None and row[0] != holder and row[1] > now:
+            row = db.execute("SELECT holder, expires_at, pid, host FROM sync_lease WHERE name = ?",
+                             [_LEASE]).fetchone()
+            if row is not None and row[0] != holder and row[1] > now and not _died(row[2], row[3]):
                 return False
             db.execute("INSERT OR REPLACE INTO sync_lease (name, holder, pid, host, taken_at, expires_at) "
                        "VALUES (?, ?, ?, ?, ?, ?)", [_LEASE, holder, os.getpid(), socket.gethostname(), now,
@@ -284,3 +292,15 @@ class Outbox:
             row = db.execute("SELECT holder, expires_at FROM sync_lease WHERE name = ?", [_LEASE]).fetchone()
         return str(row[0]) if row is not None and row[1] > self.store.clock() else None
 
+
+def _died(pid: int | None, host: str | None) -> bool:
+    """True when a lease holder was a process of this host that no longer runs (killed, crashed)."""
+    if pid is None or host != socket.gethostname() or pid == os.getpid():
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists, as another user's
+    return False

@@ -1,0 +1,149 @@
+"""What the device-side sync tests share: real windows, and a stand-in collector on 127.0.0.1.
+
+The stand-in is a small stdlib HTTP server that answers as the spec says (200 /
+400 / 401 / 422 / 500, or slowly) and reads every message with the real
+``payload.read_message``, ``Message.verify`` and ``assemble``: the tests check
+real signed bytes. The real collector is built elsewhere; this is only its
+stand-in for the device's tests.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections import Counter
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+
+import numpy as np
+
+from edge_runtime.errors import PayloadError, SignatureError
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
+
+_INPUTS = InputSchema(features=tuple(FeatureSpec(name=f"x{i}") for i in range(4)))
+_OUTPUTS = OutputSchema(task=Task.REGRESSION, score_output="y")
+
+
+class FakeClock:
+    def __init__(self, start: float = 1_700_000_000.0) -> None:
+        self.now = start
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def profile_bytes(rows: int, seed: int, stride: int = 1) -> bytes:
+    rng = np.random.default_rng(seed)
+    profile = Profile.for_schema(_INPUTS, _OUTPUTS, stride=stride)
+    profile.update_matrix(rng.normal(size=(rows, 4)).astype(np.float32), scores=rng.normal(size=rows),
+                          latency=rng.uniform(5, 50, size=rows))
+    return profile.to_bytes()
+
+
+def window(rows: int = 2000, seed: int = 0, stride: int = 1, closed_at: float = 1_700_000_000.0,
+           sha: str = "ab" * 32) -> dict[str, Any]:
+    """A closed window's record as the monitor saves it, with a real profile."""
+    return {"seq": None, "model": "m", "version": "1", "model_sha256": sha, "opened_at": closed_at - 60,
+            "closed_at": closed_at, "rows": rows, "rejected": 1,
+            "quality": {"features": {"x0": {"missing": 1, "out_of_range": 2}}, "rejected": {"nan": 1}, "unlogged": 0},
+            "latency": {"p50_us": 1.0}, "summary": None, "profile": profile_bytes(rows, seed, stride), "partial": 0,
+            "budget": {"level": "normal", "seq": seed}}
+
+
+class CollectorStandIn:
+    """A stand-in collector: verifies, assembles and counts what it receives.
+
+    Attributes
+    ----------
+    mode : str
+        ``ok``; ``500``, ``401`` (every message answered so); ``slow`` (waits ``slow_s`` first).
+    reject_seqs : set of int
+        Windows (by seq_first) answered 422, as an unsupported payload would be.
+    stored : dict
+        Each window's summary by idempotency key, stored once.
+    arrivals : Counter
+        How many times each window arrived complete (a re-sent one counts twice).
+    """
+
+    def __init__(self, public_text: str) -> None:
+        self.public_text = public_text
+        self.mode = "ok"
+        self.slow_s = 2.0
+        self.reject_seqs: set[int] = set()
+        self.stored: dict[tuple[str, str, str, int], Any] = {}
+        self.arrivals: Counter[tuple[str, str, str, int]] = Counter()
+        self.requests = 0
+        self._parts: dict[tuple[Any, ...], dict[int, Any]] = {}
+        self._lock = threading.Lock()
+        standin = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def do_POST(self) -> None:  # noqa: N802 - http.server's name
+                data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+                status, answer = standin.receive(self.path, self.headers.get("Content-Type", ""), data)
+                body = json.dumps(answer).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.daemon_threads = True
+        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self._thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def receive(self, path: str, content_type: str, data: bytes) -> tuple[int, dict[str, str]]:
+        from edge_runtime.sync.payload import assemble, read_message
+
+        with self._lock:
+            self.requests += 1
+            mode = self.mode
+        if mode == "slow":
+            time.sleep(self.slow_s)
+        if mode == "500":
+            return 500, {"status": "error", "detail": "collector store unavailable"}
+        if path != "/v1/windows" or content_type != "application/vnd.edge-runtime.sync":
+            return 400, {"status": "malformed", "detail": f"wrong path or type {path} {content_type}"}
+        try:
+            message = read_message(data)
+            message.verify(self.public_text)
+        except PayloadError as exc:
+            return 400, {"status": "malformed", "detail": str(exc)}
+        except SignatureError as exc:
+            return 401, {"status": "unauthorized", "detail": str(exc)}
+        if mode == "401":
+            return 401, {"status": "unauthorized", "detail": "unknown device"}
+        header = message.header
+        if header["seq_first"] in self.reject_seqs:
+            return 422, {"status": "unsupported", "detail": "unknown fields"}
+        with self._lock:
+            parts = self._parts.setdefault((message.key, header["document_sha256"]), {})
+            parts[header["part"]] = message
+            if len(parts) < header["parts"]:
+                return 200, {"status": "part-stored", "detail": ""}
+            del self._parts[(message.key, header["document_sha256"])]
+            summary = assemble(list(parts.values()))
+            self.arrivals[summary.key] += 1
+            if summary.key in self.stored:
+                return 200, {"status": "duplicate", "detail": ""}
+            self.stored[summary.key] = summary
+            return 200, {"status": "stored", "detail": ""}
+
+    def seqs(self) -> list[tuple[int, int]]:
+        """The (seq_first, seq_last) of every stored window, in order."""
+        with self._lock:
+            return sorted((s.seq_first, s.seq_last) for s in self.stored.values())
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
