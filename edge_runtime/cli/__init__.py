@@ -1,7 +1,7 @@
 """The ``edge-runtime`` command line: parse, call the public API, format.
 
 Device commands live here, one module per concern (``inspect``, ``predict``,
-``monitoring``, ``bench``). The workstation's commands (``export``, ``bundle``, ``demo``) come from
+``monitoring``, ``bench``, ``sync``). The workstation's commands (``export``, ``bundle``, ``demo``) come from
 ``converters`` through an entry point, and exist only where the export extra is
 installed (see :mod:`edge_runtime.cli.extensions`).
 """
@@ -18,6 +18,7 @@ from edge_runtime.cli.extensions import ExtensibleGroup
 from edge_runtime.cli.inspect import inspect
 from edge_runtime.cli.monitoring import drift, log_command, status
 from edge_runtime.cli.predict import predict
+from edge_runtime.cli.sync import device, sync
 from edge_runtime.version import __version__
 
 __all__ = ["main"]
@@ -39,7 +40,7 @@ def _one_line_warning(message: Warning | str, category: type[Warning], *args: ob
     click.echo(f"Warning: {text}", err=True)
 
 
-for _command in (inspect, predict, status, drift, log_command, bench):
+for _command in (inspect, predict, status, drift, log_command, bench, device, sync):
     main.add_command(_command)
 
 

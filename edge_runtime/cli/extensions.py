@@ -16,7 +16,7 @@ from typing import Any
 
 import click
 
-__all__ = ["ENTRY_POINT_GROUP", "EXTRA_COMMANDS", "ExtensibleGroup"]
+__all__ = ["ENTRY_POINT_GROUP", "EXTRA_COMMANDS", "ExtensibleGroup", "extra_missing"]
 
 ENTRY_POINT_GROUP = "edge_runtime.commands"
 # Commands that optional parts add, and the pip extra that brings each part.
@@ -28,13 +28,18 @@ def _entry_points() -> dict[str, metadata.EntryPoint]:
     return {ep.name: ep for ep in metadata.entry_points(group=ENTRY_POINT_GROUP)}
 
 
+def extra_missing(name: str, extra: str, cause: BaseException | None) -> click.ClickException:
+    """The one-line error of a command whose extra is not installed, naming the install line."""
+    missing = f" ({cause})" if cause is not None else ""
+    return click.ClickException(f"'edge-runtime {name}' needs the {extra} extra, which is not "
+                                f"installed{missing}: pip install 'edge-runtime[{extra}]'")
+
+
 def _needs_extra(name: str, extra: str, cause: BaseException | None) -> click.Command:
     """A stand-in for a command whose extra is missing: it fails with the install line."""
-    missing = f" ({cause})" if cause is not None else ""
 
     def refuse(**_: Any) -> None:
-        raise click.ClickException(f"'edge-runtime {name}' needs the {extra} extra, which is not "
-                                   f"installed{missing}: pip install 'edge-runtime[{extra}]'")
+        raise extra_missing(name, extra, cause)
 
     return click.Command(name, callback=refuse, help=f"(needs: pip install 'edge-runtime[{extra}]')",
                          context_settings={"ignore_unknown_options": True, "allow_extra_args": True},

@@ -24,6 +24,7 @@ from edge_runtime.io.columns import shown_name
 from edge_runtime.io.rows import FORMATS, PredictionWriter, batched, read_rows
 from edge_runtime.io.scoring import RowErrorTally, score_chunk
 from edge_runtime.runtime import Runtime
+from edge_runtime.sync.background import start_background_sync
 
 __all__ = ["predict"]
 
@@ -59,7 +60,8 @@ def predict(bundle: Path, input_file: Any, fmt: str | None, encoding: str, outpu
     a byte the --encoding cannot decode, an oversized field) are reported on
     standard error by row number (1 = first data row), the first 20 as they come,
     then a count; the other rows are served and the exit status is 1. With --db
-    (or [monitoring] db in the config) every prediction is monitored and logged.
+    (or [monitoring] db in the config) every prediction is monitored and logged;
+    a [sync] table in the config sends the closed windows upstream meanwhile.
     SIGTERM or Ctrl-C stops after the batch in hand is written, so every logged
     decision is in the output, and prints the summary (exit status 128 + signal).
     """
@@ -69,6 +71,8 @@ def predict(bundle: Path, input_file: Any, fmt: str | None, encoding: str, outpu
     with _SignalsBetweenBatches() as signals:
         with signals.held(stop=False):
             runtime = Runtime(bundle, config=config, db=db, window_rows=window_rows)
+            # [sync] enabled: closed windows go upstream from a background thread meanwhile.
+            background = start_background_sync(runtime.config)
         try:
             signals.stop_if_received()
             reader = read_rows(input_file, fmt, features=runtime.feature_names, drop=drop,
@@ -102,6 +106,8 @@ def predict(bundle: Path, input_file: Any, fmt: str | None, encoding: str, outpu
         finally:
             with signals.held(stop=False):
                 runtime.close()
+                if background is not None:
+                    background.close()
     if tally.count:
         _report_omitted(tally)
         raise click.ClickException(f"{tally.count} of {total} rows rejected; the other rows were written")

@@ -50,7 +50,7 @@ from edge_runtime.sync.payload import WindowSummary, boot_id, encode_window
 from edge_runtime.sync.transport import Delivery, SendResult, Transport
 
 __all__ = ["SyncLoop", "SyncRun", "SyncSettings", "backoff_delay", "load_device_key", "open_transport",
-           "summary_for", "sync_once"]
+           "settings_with", "summary_for", "sync_once"]
 
 _log = logging.getLogger("edge_runtime.sync")
 _BATCH = 32  # outbox entries read at a time
@@ -92,6 +92,26 @@ class SyncRun:
     def failed(self) -> bool:
         """True when the collector could not be reached or refused this device (back off)."""
         return self.stopped in ("auth", "retry")
+
+
+def settings_with(base: SyncSettings | None, **given: object) -> SyncSettings:
+    """Sync settings from a config's ``[sync]`` (``base``, may be None) with the values ``given``
+    (those not None) in its place: the command line over the config file.
+
+    Raises
+    ------
+    ConfigError
+        The URL, device id or key file is in neither, or a value is out of range.
+    """
+    values: dict[str, object] = {}
+    if base is not None:
+        values = {name: getattr(base, name) for name in base.__dataclass_fields__}
+    values.update({name: value for name, value in given.items() if value is not None})
+    missing = [name for name in ("url", "device_id", "key_file") if values.get(name) is None]
+    if missing:
+        flags = ", ".join("--" + name.replace("_", "-") for name in missing)
+        raise ConfigError(f"sync needs {flags} (or the same keys in the [sync] table of --config)")
+    return SyncSettings(**values)  # type: ignore[arg-type]
 
 
 def backoff_delay(failures: int, base_s: float, max_s: float, rng: random.Random) -> float:
@@ -266,6 +286,10 @@ class SyncLoop:
         The backoff's jitter; seed it for repeatable delays.
     sleep : callable, optional
         ``sleep(seconds) -> bool``: wait, True when asked to stop. Default: waits on :meth:`stop`.
+    create : bool
+        Create the database when missing (False: StoreError instead).
+    on_run : callable, optional
+        Called with each :class:`SyncRun` (a command prints it).
 
     Raises
     ------
@@ -276,7 +300,8 @@ class SyncLoop:
     def __init__(self, db: str | Path, settings: SyncSettings, *, retention: RetentionPolicy | None = None,
                  transport: Transport | None = None, key: DeviceKey | None = None,
                  clock: Callable[[], float] = time.time, rng: random.Random | None = None,
-                 sleep: Callable[[float], bool] | None = None, create: bool = True) -> None:
+                 sleep: Callable[[float], bool] | None = None, create: bool = True,
+                 on_run: Callable[[SyncRun], None] | None = None) -> None:
         self.settings = settings
         self.key = key if key is not None else load_device_key(settings)
         if self.key.device_id != settings.device_id:
@@ -292,6 +317,7 @@ class SyncLoop:
         self._next_delay = settings.interval_s
         self._failures_unrecorded = 0
         self.last_run: SyncRun | None = None
+        self._on_run = on_run
 
     def run_once(self) -> SyncRun:
         """One run; a failure to reach the collector is recorded (with the time of the next try)
@@ -302,6 +328,8 @@ class SyncLoop:
         else:
             self._next_delay = self.settings.interval_s
         self.last_run = run
+        if self._on_run is not None:
+            self._on_run(run)
         return run
 
     def _fail(self, error: str) -> float:
