@@ -115,6 +115,23 @@ edge-runtime bundle model.onnx --schema schema.json --name pets --version 0.3 \\
 ```
 
 The schema file is described in [export](export.md#bring-your-own-onnx).""",
+    "device": """\
+```bash
+edge-runtime device init --id kiosk-7 --key-file /etc/edge-runtime/device.key
+```
+
+Needs the `sync` extra (`pip install 'edge-runtime[sync]'`: `cryptography`). Enrolling a
+device, step by step: [sync](sync.md).""",
+    "sync": """\
+```bash
+edge-runtime sync --db monitor.db --url https://collector.example:8443 --device-id kiosk-7 \\
+    --key-file /etc/edge-runtime/device.key [--once] [--ca-file ca.pem] [--max-bytes-per-run 1000000]
+edge-runtime sync status --db monitor.db [--json]
+```
+
+`sync` needs the `sync` extra; `sync status` does not. The outbox, retention under
+sync, losses and a systemd timer: [sync](sync.md); the wire format:
+[sync protocol](sync-protocol.md).""",
     "demo": """\
 ```bash
 edge-runtime demo [--out DIR]
@@ -260,6 +277,9 @@ def _section(name: str, command: click.Command, root: click.Context) -> list[str
              "```", usage, "```", "", *_params_table(command, ctx), ""]
     if name in NOTES:
         lines += [NOTES[name], ""]
+    if isinstance(command, click.Group):  # its subcommands (`sync status`, `device init`) follow it
+        for sub_name, sub in command.commands.items():
+            lines += _section(f"{name} {sub_name}", sub, ctx)
     return lines
 
 
