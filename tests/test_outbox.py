@@ -107,7 +107,9 @@ def test_outbox_past_its_share_merges_the_oldest_never_attempted_windows(tmp_pat
     assert entries[0].seq_first == 0 and entries[0].seq_last == 0 and entries[0].attempts == 1
     merged = [e for e in entries if e.seq_last > e.seq_first]
     assert merged and all(e.windows == e.seq_last - e.seq_first + 1 for e in entries)
-    assert max(e.windows for e in merged) >= MERGE_GROUP  # merged again once merged
+    assert max(e.windows for e in merged) >= MERGE_GROUP ** 2  # merged again once merged ...
+    sizes = [e.windows for e in entries[1:]]
+    assert sizes == sorted(sizes, reverse=True) and sizes[0] < len(rows_by_seq) / 2  # ... in tiers, oldest coarsest
     # Every window is in the outbox exactly once (or counted lost): ranges do not overlap.
     covered = [s for e in entries for s in range(e.seq_first, e.seq_last + 1)]
     assert len(covered) == len(set(covered))

@@ -172,6 +172,7 @@ def test_migrates_an_older_database_in_place(tmp_path: Path) -> None:
                                                               "m005_several_writers", "m006_window_verdicts",
                                                               "m007_sync_outbox"]
     assert store.next_window_seq() == 1 and len(store.database_id) == 36  # counters from the old rows
+    assert [row[0] for row in store.db.execute("SELECT seq_first FROM outbox")] == [0]  # to be sent too
     assert store.db["windows"].columns_dict["partial"] is int
     assert store.windows()[0]["partial"] == 0 and store.windows()[0]["budget"] is None
     moved = store.tail(10)  # the old per-row log, now in blocks (one per model)

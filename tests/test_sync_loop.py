@@ -24,7 +24,7 @@ from edge_runtime.sync.loop import SyncLoop, backoff_delay, load_device_key, syn
 from edge_runtime.sync.outbox import Outbox
 from edge_runtime.sync.transport import Delivery
 from edge_runtime.sync.http_transport import HttpTransport
-from tests.sync_helpers import CollectorStandIn, window
+from tests.sync_helpers import CollectorStandIn, self_signed_certificate, window
 
 ROOT = Path(__file__).parent.parent
 
@@ -194,6 +194,24 @@ def test_a_slow_collector_times_out_and_the_window_is_never_merged_after(
     assert run.stopped == "retry" and "no answer" in (run.error or "") or "timed out" in (run.error or "")
     assert [e.attempts for e in loop.outbox.pending()] == [1, 0]  # tried: the collector may hold it
     loop.close()
+
+
+def test_https_checks_the_collector_certificate_against_the_ca_file(tmp_path: Path,
+                                                                   device_key: tuple[DeviceKey, Path]) -> None:
+    cert, cert_key = self_signed_certificate(tmp_path)
+    collector = CollectorStandIn(device_key[0].public_text, tls=(cert, cert_key))
+    try:
+        db = tmp_path / "m.db"
+        close_windows(db, 2)
+        unchecked = SyncLoop(db, settings_for(collector, device_key[1]), rng=random.Random(0))
+        run = unchecked.run_once()  # the system's CAs do not know this certificate: refused
+        assert run.stopped == "auth" and "certificate check failed" in (run.error or "") and collector.stored == {}
+        unchecked.close()
+        loop = SyncLoop(db, settings_for(collector, device_key[1], ca_file=cert), rng=random.Random(0))
+        assert loop.run_once().sent_windows == 2 and collector.seqs() == [(0, 0), (1, 1)]
+        loop.close()
+    finally:
+        collector.close()
 
 
 def test_http_transport_maps_refused_connections_to_retry() -> None:

@@ -173,6 +173,11 @@ def m007_sync_outbox(db: Database) -> None:
         "model_sha256": str, "attempts": int, "last_attempt_at": float, "model": str, "version": str,
         "document": str, "profile": bytes,
     }, pk="seq_first", defaults={"windows": 1, "attempts": 0}, not_null={"seq_last", "windows", "attempts"})
+    # Windows closed before this migration wait to be sent too (they follow normal retention
+    # until a first sync run enrolls the database). 420: the row overheads the store counts.
+    db.execute("INSERT INTO outbox (seq_first, seq_last, created_at, bytes, model_sha256) "
+               "SELECT seq, seq, closed_at, COALESCE(length(profile), 0) + COALESCE(length(quality), 0) + 420, "
+               "model_sha256 FROM windows")
     # Rows the collector refused for good (4xx but authentication): kept to be shown, never re-sent.
     db.table("outbox_dead").create({
         "id": int, "seq_first": int, "seq_last": int, "windows": int, "dead_at": float, "status": int,

@@ -220,6 +220,7 @@ class MonitorStore:
         elif self.path.exists() and self.path.stat().st_size > 0:
             _check_writable_target(self.path)
         self._read_only = read_only
+        self._stride_cache: dict[int, frozenset[int] | None] = {}  # outbox rows' strides (merging)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -792,61 +793,68 @@ class MonitorStore:
                 self.count_loss("outbox_full", int(row[1]))
 
     def _merge_oldest_group(self) -> bool:
-        """Merge the oldest run of never-attempted outbox rows that can merge; inside a write transaction.
+        """Merge the oldest group of never-attempted outbox rows that can merge; inside a write transaction.
 
-        A run: consecutive sequence numbers (no window between them that is not in the
-        run: the collector may hold it), one model, one thinning stride, never
-        attempted. Returns False when there is none.
+        A group: consecutive sequence numbers (no window between them that is not in
+        it: the collector may hold it), one model, one thinning stride, never
+        attempted, and rows standing for as many windows each, so that windows
+        coarsen in tiers (1, 4, 16, ... windows) rather than the oldest row growing
+        without end. The oldest full group of :data:`MERGE_GROUP` rows goes first,
+        else the oldest run of two or more. Returns False when there is none.
         """
         rows = self.db.conn.execute("SELECT seq_first, seq_last, windows, attempts, model_sha256 FROM outbox "
                                     "ORDER BY seq_first").fetchall()
-        run: list[tuple[int, int, int, dict[str, Any], bytes]] = []
-        run_strides: frozenset[int] = frozenset()
+        strides = {seq: self._stride_cache[seq] for seq, *_ in rows if seq in self._stride_cache}
+        self._stride_cache = strides  # only rows still in the outbox
+        group: list[tuple[Any, ...]] = []
+        fallback: list[tuple[Any, ...]] = []
+        run: list[tuple[Any, ...]] = []
         for seq_first, seq_last, windows, attempts, sha in rows:
-            if attempts:
-                if len(run) >= 2:
-                    break
-                run = []
-                continue
-            if run and (seq_first != run[-1][1] + 1 or sha != run[-1][3]["model_sha256"]):
-                if len(run) >= 2:
-                    break
-                run = []
-            try:
-                document, profile = self._window_document(seq_first)
-                strides = profile_strides(merge_profiles([profile]))
-            except (_WindowGone, ValueError, EdgeRuntimeError):
-                if len(run) >= 2:
-                    break
-                run = []  # unreadable: left for the sync run to report
-                continue
-            if run and strides != run_strides:
-                if len(run) >= 2:
-                    break
-                run = []
-            if not run:
-                run_strides = strides
-            run.append((seq_first, seq_last, windows, document, profile))
+            kind = None if attempts else self._strides_of(seq_first)
+            entry = (seq_first, seq_last, windows, sha, kind)
+            last = run[-1] if run else None
+            if (last is not None and kind is not None and seq_first == last[1] + 1
+                    and (sha, windows, kind) == (last[3], last[2], last[4])):
+                run.append(entry)
+            else:
+                if len(run) >= 2 and not fallback:
+                    fallback = run
+                run = [entry] if kind is not None else []
             if len(run) == MERGE_GROUP:
+                group = run
                 break
-        if len(run) < 2:
+        if not group:
+            group = fallback or (run if len(run) >= 2 else [])
+        if not group:
             return False
-        merged_profile = merge_profiles([entry[4] for entry in run])
-        document = merge_documents([entry[3] for entry in run], merged_profile)
+        stored = [self._window_document(entry[0]) for entry in group]
+        merged_profile = merge_profiles([profile for _, profile in stored])
+        document = merge_documents([doc for doc, _ in stored], merged_profile)
         profile_bytes = merged_profile.to_bytes()
         text = json.dumps(document)
-        first, last = run[0][0], run[-1][1]
-        seqs = [entry[0] for entry in run]
+        seqs = [entry[0] for entry in group]
         marks = ", ".join("?" * len(seqs))
         self.db.conn.execute(f"DELETE FROM outbox WHERE seq_first IN ({marks})", seqs)
         self._delete_windows(f"seq IN ({marks})", seqs, unsent=True)
         self.db.conn.execute(
             "INSERT INTO outbox (seq_first, seq_last, windows, created_at, bytes, model_sha256, model, version, "
             "document, profile) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            [first, last, sum(entry[2] for entry in run), self.clock(),
+            [group[0][0], group[-1][1], sum(entry[2] for entry in group), self.clock(),
              len(profile_bytes) + len(text) + _OUTBOX_ROW_BYTES + _ROW_OVERHEAD, document["model_sha256"],
              document["model"], document["version"], text, profile_bytes])
         return True
+
+    def _strides_of(self, seq_first: int) -> frozenset[int] | None:
+        """The thinning strides of an outbox row's profile (cached: decoded once); None when unreadable."""
+        if seq_first not in self._stride_cache:
+            row = self.db.conn.execute("SELECT COALESCE(o.profile, w.profile) FROM outbox o LEFT JOIN windows w "
+                                       "ON w.seq = o.seq_first WHERE o.seq_first = ?", [seq_first]).fetchone()
+            try:
+                kind = profile_strides(merge_profiles([bytes(row[0])])) if row and row[0] else None
+            except (ValueError, EdgeRuntimeError):
+                kind = None  # unreadable: never merged, left for the sync run to report
+            self._stride_cache[seq_first] = kind
+        return self._stride_cache[seq_first]
 
     def _used_bytes(self) -> int:
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]

@@ -24,8 +24,9 @@ Examples
 --------
 >>> from edge_runtime.sync.loop import backoff_delay
 >>> import random
->>> [round(backoff_delay(n, 1.0, 30.0, random.Random(0)), 2) for n in (1, 2, 5, 10)]
-[1.69, 1.52, 13.07, 7.65]
+>>> rng = random.Random(0)  # after 1, 2, 5 and 10 failed runs: at most 2, 4, 30 and 30 s
+>>> [round(backoff_delay(n, 1.0, 30.0, rng), 2) for n in (1, 2, 5, 10)]
+[1.69, 3.03, 12.62, 7.77]
 """
 
 from __future__ import annotations
