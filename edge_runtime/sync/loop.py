@@ -323,6 +323,10 @@ class SyncLoop:
     def run_once(self) -> SyncRun:
         """One run; a failure to reach the collector is recorded (with the time of the next try)
         and returned in the run, not raised."""
+        if self.store.vanished():  # the runtime moved a corrupt database aside and started a new one
+            self.store.close()
+            self.store = MonitorStore(self.store.path, self.store.retention, clock=self.store.clock)
+            self.outbox = Outbox(self.store)
         run = sync_once(self.outbox, self.transport, self.key, self.settings, holder=self.holder)
         if run.failed:
             self._next_delay = self._fail(run.error or str(run.stopped))
