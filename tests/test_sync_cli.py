@@ -133,6 +133,9 @@ def test_sync_errors_are_one_line(tmp_path: Path, runner: CliRunner, key_file: P
     no_key = runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1",
                                   "--key-file", str(tmp_path / "nokey"), "--once"])
     assert no_key.exit_code == 1 and no_key.output.startswith("Error: cannot read the key file")
+    mqtt = runner.invoke(main, ["sync", "--db", str(db), "--url", "mqtt://broker:1883", "--device-id", "dev-1",
+                                "--key-file", str(key_file), "--once"])
+    assert mqtt.output == "Error: no transport for mqtt:// URLs in this install (HTTP and HTTPS are built in)\n"
     status = runner.invoke(main, ["sync", "status", "--db", str(tmp_path / "none.db")])
     assert (status.exit_code, status.output) == (1, f"Error: monitoring database '{tmp_path / 'none.db'}' does not "
                                                     "exist\n")
@@ -152,6 +155,21 @@ def test_sync_takes_its_settings_from_the_config(tmp_path: Path, runner: CliRunn
     config.write_text('[sync]\nurl = "http://x"\n')
     result = runner.invoke(main, ["sync", "--config", str(config), "--db", str(tmp_path / "m.db"), "--once"])
     assert result.output == "Error: [sync] lacks 'device_id', 'key_file'; it needs 'url', 'device_id' and 'key_file'\n"
+
+
+def test_sync_never_takes_serving_down(tmp_path: Path, runner: CliRunner, cancer_bundle: Path,
+                                      cancer_data: Any) -> None:
+    X, _ = cancer_data
+    source = tmp_path / "rows.csv"
+    X.head(20).to_csv(source, index=False)
+    config = tmp_path / "device.toml"
+    config.write_text('[monitoring]\ndb = "m.db"\nwindow_rows = 5\n\n[sync]\nurl = "http://127.0.0.1:9"\n'
+                      'device_id = "dev-1"\nkey_file = "missing.key"\n')
+    result = runner.invoke(main, ["predict", str(cancer_bundle), "--input", str(source), "--config", str(config)])
+    assert result.exit_code == 0
+    assert result.stderr == (f"Warning: sync is off for this run: cannot read the key file "
+                             f"'{tmp_path / 'missing.key'}': No such file or directory\n")
+    assert len(result.stdout.splitlines()) == 21  # every row served
 
 
 def test_a_missing_sync_extra_is_named(tmp_path: Path) -> None:
