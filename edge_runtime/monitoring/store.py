@@ -80,6 +80,7 @@ _DEFAULT_LOCK_TIMEOUT = 1.0  # seconds a writer waits for another's lock before 
 OUTBOX_SHARE = 0.5
 OUTBOX_LOW_WATER = 0.4
 MERGE_GROUP = 4
+_MERGES_PER_CALL = 32
 # A window saved again keeps its row's attempts: the collector may hold it already.
 _INSERT_OUTBOX = ("INSERT INTO outbox (seq_first, seq_last, created_at, bytes, model_sha256) VALUES (?, ?, ?, ?, ?) "
                   "ON CONFLICT (seq_first) DO UPDATE SET bytes = excluded.bytes")
@@ -777,12 +778,16 @@ class MonitorStore:
         budget = self.retention.max_bytes - self._corrupt_copies_bytes
         if not self._enrolled() or self._outbox_bytes() <= OUTBOX_SHARE * budget:
             return
-        for _ in range(10_000):  # bounded: each round merges a group or stops
+        # Bounded per call (this runs in a writer's path, before a write): each merge takes
+        # a few ms, and each frees about three windows, more than a write adds.
+        for _ in range(_MERGES_PER_CALL):
             if self._outbox_bytes() <= OUTBOX_LOW_WATER * budget:
                 return
             with self._write_transaction():
                 if not self._merge_oldest_group():
                     break
+        else:
+            return  # more merging at the next call: nothing is lost while some can merge
         with self._write_transaction():
             while self._outbox_bytes() > OUTBOX_SHARE * budget:
                 row = self.db.conn.execute("SELECT seq_first, windows FROM outbox ORDER BY seq_first "
