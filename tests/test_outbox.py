@@ -176,6 +176,9 @@ def test_the_lease_is_held_by_one_holder_until_released_or_expired(tmp_path: Pat
     assert not outbox.take_lease("b", 30) and outbox.lease_holder() == "a"
     clock.now += 11  # expired: a died
     assert outbox.lease_holder() is None and outbox.take_lease("b", 30)
+    assert not outbox.renew_lease("a", 30) and outbox.renew_lease("b", 60)  # a lost it; b holds until +60
+    clock.now += 45
+    assert outbox.lease_holder() == "b"
     outbox.release_lease("a")  # not a's to give up
     assert outbox.lease_holder() == "b"
     outbox.release_lease("b")

@@ -243,7 +243,7 @@ def sync_once(outbox: Outbox, transport: Transport, key: DeviceKey, settings: Sy
                     stopped = "auth" if result.outcome is Delivery.AUTH else "retry"
                     error = result.detail
                     break
-                if not outbox.take_lease(holder, ttl):  # renewed after each entry; lost if it expired
+                if not outbox.renew_lease(holder, ttl):  # after each entry; lost if it expired and was taken
                     stopped = "lease"
                     break
     finally:

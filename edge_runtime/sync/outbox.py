@@ -281,6 +281,13 @@ class Outbox:
                                                      now + ttl_s])
             return True
 
+    def renew_lease(self, holder: str, ttl_s: float) -> bool:
+        """Extend ``holder``'s lease by ``ttl_s`` seconds from now; False when it lost the lease
+        (it expired and another process took it)."""
+        with self.store.transaction("renew the sync lease") as db:
+            return bool(db.execute("UPDATE sync_lease SET expires_at = ? WHERE name = ? AND holder = ?",
+                                   [self.store.clock() + ttl_s, _LEASE, holder]).rowcount)
+
     def release_lease(self, holder: str) -> None:
         """Give the lease up, if ``holder`` has it."""
         with self.store.transaction("release the sync lease") as db:
