@@ -103,7 +103,7 @@ def test_sync_once_against_a_failing_collector_exits_1_and_keeps_the_windows(
                                               "collector store unavailable; 2 windows wait in the outbox")
     shown = runner.invoke(main, ["sync", "status", "--db", str(db)]).output
     assert "outbox: 2 windows waiting" in shown
-    assert "HTTP 500 error: collector store unavailable (1 failed runs in a row, next try 20" in shown
+    assert "HTTP 500 error: collector store unavailable (1 failed run in a row, next try 20" in shown
     collector.mode = "ok"
     collector.reject_seqs = {0}
     assert runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1",

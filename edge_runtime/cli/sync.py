@@ -168,7 +168,8 @@ def _print_status(status: SyncStatus) -> None:
     else:
         state = "recovered since"
         if status.consecutive_failures:
-            state = f"{status.consecutive_failures} failed runs in a row"
+            n = status.consecutive_failures
+            state = f"{n} failed run{'s' if n != 1 else ''} in a row"
             if status.next_attempt_at is not None:
                 state += f", next try {_when(status.next_attempt_at)}"
         click.echo(f"last error: {_when(status.last_error_at)}: {status.last_error} ({state})")

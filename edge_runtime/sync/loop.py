@@ -70,7 +70,7 @@ class SyncRun:
     dead_letters : int
         Entries the collector refused for good.
     bytes_sent : int
-        Message bytes acknowledged.
+        Message bytes acknowledged (the byte cap also counts those refused or unanswered).
     remaining : int
         Windows still in the outbox after the run.
     stopped : str or None
@@ -200,7 +200,7 @@ def sync_once(outbox: Outbox, transport: Transport, key: DeviceKey, settings: Sy
     if not outbox.take_lease(holder, ttl):
         return SyncRun(leased=False, remaining=outbox.depth())
     boot = boot_id()
-    sent_windows = sent_entries = dead = sent_bytes = 0
+    sent_windows = sent_entries = dead = sent_bytes = wire_bytes = 0
     stopped: str | None = None
     error: str | None = None
     try:
@@ -224,12 +224,13 @@ def sync_once(outbox: Outbox, transport: Transport, key: DeviceKey, settings: Sy
                     outbox.drop(entry, "unencodable")
                     continue
                 size = sum(len(m) for m in messages)
-                if settings.max_bytes_per_run and sent_bytes + size > settings.max_bytes_per_run and (
+                if settings.max_bytes_per_run and wire_bytes + size > settings.max_bytes_per_run and (
                         sent_entries or dead):
                     stopped = "budget"
                     break
                 outbox.mark_attempted(entry)
                 result = _send_all(transport, messages)
+                wire_bytes += size
                 if result.outcome is Delivery.SENT:
                     outbox.mark_sent(entry, size)
                     sent_windows += entry.windows
@@ -238,7 +239,6 @@ def sync_once(outbox: Outbox, transport: Transport, key: DeviceKey, settings: Sy
                 elif result.outcome is Delivery.PERMANENT:
                     outbox.dead_letter(entry, result.status, result.detail)
                     dead += 1
-                    sent_bytes += size
                 else:
                     stopped = "auth" if result.outcome is Delivery.AUTH else "retry"
                     error = result.detail
