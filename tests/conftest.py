@@ -110,3 +110,7 @@ def copy_bundle(tmp_path: Path):
         return target
 
     return _copy
+
+
+# Real servers (PostgreSQL, ...): started once per session on a free loopback port.
+from tests.servers import postgres_server  # noqa: E402, F401
