@@ -54,8 +54,10 @@ def open_store(url: str) -> FleetStore:
 
         return SQLiteFleetStore(rest[1:])
     if scheme in ("postgresql", "postgres"):
-        from collector.stores.postgres_store import PostgresFleetStore
-
+        try:
+            from collector.stores.postgres_store import PostgresFleetStore
+        except ImportError as exc:
+            raise ConfigError(f"a PostgreSQL store needs psycopg ({exc}): pip install 'edge-runtime[collector]'") from exc
         return PostgresFleetStore(url)
     raise ConfigError(f"store URL '{url}' has an unknown scheme '{scheme}'; use sqlite:///PATH or "
                       "postgresql://USER@HOST:PORT/DB")

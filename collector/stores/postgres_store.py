@@ -170,7 +170,8 @@ class PostgresFleetStore:
     """
 
     def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
-        self.url = url
+        self._dsn = url
+        self.url = _redacted(url)  # shown in messages and logs; the password stays in _dsn
         self._connect_timeout = connect_timeout
         self._lock = threading.RLock()
         self._conn: psycopg.Connection[Any] | None = None
@@ -192,10 +193,10 @@ class PostgresFleetStore:
     def _connection(self) -> psycopg.Connection[Any]:
         if self._conn is None or self._conn.closed or self._conn.broken:
             try:
-                self._conn = psycopg.connect(self.url, autocommit=True,
+                self._conn = psycopg.connect(self._dsn, autocommit=True,
                                              connect_timeout=max(1, int(self._connect_timeout)))
             except psycopg.Error as exc:
-                raise FleetStoreError(f"cannot connect to fleet store '{_redacted(self.url)}': {exc}") from exc
+                raise FleetStoreError(f"cannot connect to fleet store '{self.url}': {exc}") from exc
         return self._conn
 
     @contextmanager
@@ -206,7 +207,7 @@ class PostgresFleetStore:
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
-                raise FleetStoreError(f"fleet store '{_redacted(self.url)}': {exc}") from exc
+                raise FleetStoreError(f"fleet store '{self.url}': {exc}") from exc
 
     def _read(self, query: str, args: tuple[Any, ...], convert: Callable[[Any], _T]) -> list[_T]:
         with self._transaction() as cur:
