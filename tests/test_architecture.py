@@ -25,7 +25,7 @@ DEVICE_LAYERS = {
     "config": 1, "testing": 1,
     "serving": 2,
     "monitoring": 3, "budgets": 3,
-    "runtime": 4,
+    "runtime": 4, "sync": 4,
     "io": 5,
     "bench": 6,
     "cli": 7,
