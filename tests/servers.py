@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PostgresServer", "free_port", "missing_server", "postgres_server"]
+__all__ = ["PostgresServer", "fleet_store_url", "free_port", "missing_server", "postgres_server"]
 
 
 def free_port() -> int:
@@ -115,3 +115,12 @@ def postgres_server() -> Iterator[PostgresServer]:
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def fleet_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """An empty fleet store of each kind: a SQLite file, and a fresh database on the session's PostgreSQL."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/fleet.db"
+    server: PostgresServer = request.getfixturevalue("postgres_server")
+    return server.new_database()

@@ -6,7 +6,6 @@ import math
 import threading
 from collections.abc import Iterator
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
@@ -21,17 +20,13 @@ from collector.stores import (
     open_store,
 )
 from edge_runtime.errors import ConfigError
-from tests.servers import PostgresServer
 
 KEY = "ed25519:" + "A" * 43 + "="
 
 
-@pytest.fixture(params=["sqlite", "postgresql"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/fleet.db"
-    server: PostgresServer = request.getfixturevalue("postgres_server")
-    return server.new_database()
+@pytest.fixture
+def store_url(fleet_store_url: str) -> str:
+    return fleet_store_url
 
 
 @pytest.fixture
