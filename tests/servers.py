@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["PostgresServer", "fleet_store_url", "free_port", "missing_server", "postgres_server"]
+__all__ = ["CollectorProcess", "PostgresServer", "fleet_store_url", "free_port", "missing_server", "postgres_server"]
 
 
 def free_port() -> int:
@@ -124,3 +124,57 @@ def fleet_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
         return f"sqlite:///{tmp_path}/fleet.db"
     server: PostgresServer = request.getfixturevalue("postgres_server")
     return server.new_database()
+
+
+class CollectorProcess:
+    """``edge-runtime collector serve`` in a child process on a free loopback port."""
+
+    def __init__(self, store_url: str, *extra: str, port: int | None = None, log: Path | None = None) -> None:
+        import sys
+
+        self.store_url = store_url
+        self.port = port or free_port()
+        self.scheme = "https" if "--tls-cert" in extra else "http"
+        self.args = [sys.executable, "-m", "edge_runtime", "collector", "serve", "--store", store_url,
+                     "--port", str(self.port), *extra]
+        self.log = log or Path(tempfile.mkstemp(prefix="collector-", suffix=".log")[1])
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"{self.scheme}://127.0.0.1:{self.port}"
+
+    def start(self, timeout: float = 60.0, ssl_context: object = None) -> CollectorProcess:
+        import time
+        import urllib.error
+        import urllib.request
+
+        with open(self.log, "ab") as log:
+            self.process = subprocess.Popen(self.args, stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"the collector exited with {self.process.returncode}: {self.log.read_text()}")
+            try:
+                with urllib.request.urlopen(self.url + "/healthz", timeout=2,
+                                            context=ssl_context) as answer:  # type: ignore[arg-type]
+                    if answer.status == 200:
+                        return self
+            except (urllib.error.URLError, ConnectionError, OSError):
+                time.sleep(0.1)
+        self.kill()
+        raise RuntimeError(f"the collector did not answer /healthz within {timeout} s: {self.log.read_text()}")
+
+    def kill(self) -> None:
+        """SIGKILL, as a crash would."""
+        if self.process is not None and self.process.poll() is None:
+            os.kill(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
