@@ -247,3 +247,35 @@ def test_retention_drops_stale_parts(store: FleetStore) -> None:
 def test_retention_settings_are_checked() -> None:
     with pytest.raises(ConfigError, match="'max_windows' parameter of FleetRetention must be an int >= 1"):
         FleetRetention(max_windows=0)
+
+
+# ------------------------------------------------------------------ PostgreSQL partitioning (docs/fleet.md)
+def test_the_documented_time_partitioning_keeps_the_store_working(postgres_server: object) -> None:
+    """docs/fleet.md's SQL turns windows into monthly partitions; the store then works unchanged."""
+    import re
+    from pathlib import Path
+
+    import psycopg
+
+    doc = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    sql = re.search(r"<!-- partitioning-sql[^>]*-->\n```sql\n(.*?)```", doc, re.S)
+    assert sql is not None
+    url = postgres_server.new_database()  # type: ignore[attr-defined]
+    store = open_store(url)
+    november, december, old = 1793491200.0 + 86400, 1796083200.0 + 86400, 1.0e9
+    store.insert_window(window(1, closed_at=november, received_at=1.0))
+    store.insert_window(window(2, closed_at=old, received_at=2.0))
+    store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.group(1).encode())
+    store = open_store(url)
+    assert not store.insert_window(window(1, closed_at=november))  # still a duplicate
+    assert store.insert_window(window(3, closed_at=december, received_at=3.0))
+    assert store.insert_window(window(4, closed_at=november, received_at=4.0))
+    assert [w.seq_first for w in store.windows()] == [2, 1, 4, 3]
+    assert store.enforce_retention(FleetRetention(max_windows=3), now=10.0) == 1  # seq 1, received first
+    assert [w.seq_first for w in store.windows()] == [2, 4, 3]
+    store.close()
+    with psycopg.connect(url) as conn:
+        counts = dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM windows GROUP BY 1").fetchall())
+    assert counts == {"windows_default": 1, "windows_2026_11": 1, "windows_2026_12": 1}

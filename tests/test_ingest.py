@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import json
 import random
 import struct
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -215,3 +217,17 @@ def test_a_corrupt_document_in_signed_parts_is_refused(ingestor: Ingestor, store
     [message] = device.messages(1, closed_at=T0, sent_at=T0, profile=b"not a profile")
     assert rejected(ingestor, message) == ("malformed", 400)
     assert store.window_count() == 0
+
+
+def test_the_kept_version_1_example_is_ingested(store: FleetStore, clock: FakeClock) -> None:
+    """Every released protocol version stays readable by the collector (tests/data/sync/)."""
+    kept = Path(__file__).parent / "data" / "sync"
+    facts = json.loads((kept / "v1.json").read_text())
+    store.add_device(facts["device_id"], facts["public_key"], now=0.0)
+    ingestor = Ingestor(store, clock=clock)
+    statuses = [ingestor.ingest((kept / f"v1-part{i}.bin").read_bytes()).status for i in reversed(range(facts["parts"]))]
+    assert statuses == ["part-stored"] * (facts["parts"] - 1) + ["stored"]
+    (window,) = store.windows()
+    assert (window.device_id, window.database_id, window.seq_first, window.rows, window.model_sha256) == (
+        facts["device_id"], facts["database_id"], facts["seq_first"], facts["rows"], facts["model_sha256"])
+    assert len(window.verdicts) == facts["verdicts"]
