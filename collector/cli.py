@@ -12,11 +12,15 @@ from pathlib import Path
 
 import click
 
-from collector.registry import register_bundle, register_device
-from collector.server import ServerConfig, serve
-from collector.stores import FleetRetention, open_store
-from edge_runtime.cli.options import library_errors
-from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES
+from collector.extra import require_collector_extra
+
+require_collector_extra()  # before anything that needs it: the ImportError is what the CLI reports
+
+from collector.registry import register_bundle, register_device  # noqa: E402
+from collector.server import ServerConfig, serve  # noqa: E402
+from collector.stores import FleetRetention, open_store  # noqa: E402
+from edge_runtime.cli.options import library_errors  # noqa: E402
+from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES  # noqa: E402
 
 __all__ = ["collector_command"]
 
