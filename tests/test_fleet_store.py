@@ -279,3 +279,23 @@ def test_the_documented_time_partitioning_keeps_the_store_working(postgres_serve
     with psycopg.connect(url) as conn:
         counts = dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM windows GROUP BY 1").fetchall())
     assert counts == {"windows_default": 1, "windows_2026_11": 1, "windows_2026_12": 1}
+
+
+def test_a_postgresql_store_reconnects_after_losing_its_connection(postgres_server: object) -> None:
+    """A dropped connection (server restart, failover) fails one call (HTTP 503: the device
+    retries), and the next call connects again."""
+    import psycopg
+
+    from collector.errors import FleetStoreError
+
+    url = postgres_server.new_database()  # type: ignore[attr-defined]
+    store = open_store(url)
+    store.insert_window(window(1))
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(FleetStoreError):
+        store.insert_window(window(2))
+    assert store.insert_window(window(2))
+    assert store.window_count() == 2
+    store.close()
