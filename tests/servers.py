@@ -21,7 +21,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CollectorProcess", "PostgresServer", "fleet_store_url", "free_port", "missing_server", "postgres_server"]
+__all__ = ["CollectorProcess", "PostgresServer", "fleet_store_url", "free_port", "missing_server", "postgres_server", "start_postgres"]
 
 
 def free_port() -> int:
@@ -65,8 +65,16 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its existing data directory (after :meth:`halt`)."""
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o",
                   f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off", "-w", "start")
+
+    def halt(self) -> None:
+        """Stop the server and keep its data, as a database outage would."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     @property
     def url(self) -> str:
@@ -94,9 +102,8 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL cluster for the session; each test asks it for a fresh database."""
+def start_postgres() -> PostgresServer:
+    """A new PostgreSQL cluster, started (the caller stops it); fails or skips when PostgreSQL is missing."""
     bindir = _postgres_bin()
     if bindir is None:
         missing_server("PostgreSQL (Debian package 'postgresql')")
@@ -111,6 +118,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     except subprocess.CalledProcessError as exc:
         server.stop()
         pytest.fail(f"PostgreSQL did not start: {exc.stderr or exc.stdout}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session; each test asks it for a fresh database."""
+    server = start_postgres()
     try:
         yield server
     finally:
