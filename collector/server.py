@@ -60,7 +60,8 @@ class ServerConfig:
     max_message_bytes : int
         The largest body accepted.
     retention : FleetRetention or None
-        What the store keeps, enforced at start and every ``retention_interval_seconds``.
+        What the store keeps, enforced at start and every ``retention_interval_seconds``
+        (None: every window; stale parts of split windows are dropped all the same).
     """
 
     store_url: str
@@ -90,7 +91,12 @@ def _answer(status: str, detail: str, code: int, **extra: object) -> JSONRespons
 def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                retention: FleetRetention | None = None, retention_interval_seconds: float = 300.0,
                clock: Callable[[], float] = time.time) -> Starlette:
-    """The ASGI app over an open store (the caller closes the store)."""
+    """The ASGI app over an open store (the caller closes the store).
+
+    Retention runs at start and every ``retention_interval_seconds``; without a policy,
+    the windows are all kept and only parts whose other parts never came are dropped.
+    """
+    policy = retention if retention is not None else FleetRetention()
     ingestor = Ingestor(store, max_message_bytes=max_message_bytes, clock=clock)
     metrics = CollectorMetrics(store, clock=clock)
 
@@ -141,14 +147,13 @@ def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAG
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(enforce_retention(retention)) if retention is not None else None
+        task = asyncio.create_task(enforce_retention(policy))
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return Starlette(routes=[
         Route("/v1/windows", post_window, methods=["POST"]),

@@ -323,3 +323,24 @@ def test_the_collector_answers_503_while_its_database_is_down(device: SimulatedD
         if collector is not None:
             collector.stop()
         server.stop()
+
+
+def test_serve_enforces_retention_at_start(sqlite_url: str, device: SimulatedDevice, tmp_path: Path) -> None:
+    collector = CollectorProcess(sqlite_url, log=tmp_path / "collector.log").start()
+    try:
+        now = time.time()
+        for seq in range(1, 6):
+            [message] = device.messages(seq, closed_at=now - 10 + seq, sent_at=now)
+            assert post(collector.url, message)[1]["status"] == "stored"
+    finally:
+        collector.stop()
+    collector = CollectorProcess(sqlite_url, "--max-windows", "3", log=tmp_path / "collector.log").start()
+    try:
+        deadline = time.monotonic() + 60
+        store = open_store(sqlite_url)
+        while store.window_count() > 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [w.seq_first for w in store.windows()] == [3, 4, 5]
+        store.close()
+    finally:
+        collector.stop()
