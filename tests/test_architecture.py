@@ -44,7 +44,7 @@ COLLECTOR_LAYERS = {
     "errors": 0,
     "stores": 1,
     "registry": 2, "ingest": 2, "fleet_drift": 2, "fleet_status": 2,
-    "metrics": 3,
+    "metrics": 3, "mqtt_subscriber": 3,
     "server": 4,
     "cli": 5,
     "__init__": 6, "__main__": 7,
@@ -123,6 +123,10 @@ def test_only_the_postgresql_fleet_store_imports_psycopg() -> None:
 
 def test_only_the_collector_server_imports_the_web_stack() -> None:
     assert _importers("starlette") | _importers("uvicorn") == {"collector.server"}
+
+
+def test_only_the_collector_subscriber_imports_paho_on_the_fleet_side() -> None:
+    assert {m for m in _importers("paho") if m.startswith("collector")} == {"collector.mqtt_subscriber"}
 
 
 def test_only_the_collector_metrics_import_prometheus_client() -> None:

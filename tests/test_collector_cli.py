@@ -109,3 +109,8 @@ def test_the_collector_command_names_its_extra_when_it_is_missing() -> None:
     missing = " (missing starlette, uvicorn, prometheus-client, cryptography)" if registered else ""
     assert result.stderr == (f"Error: 'edge-runtime collector' needs the collector extra, which is not installed"
                              f"{missing}: pip install 'edge-runtime[collector]'\n")
+
+
+def test_serve_refuses_a_bad_mqtt_url(store_url: str) -> None:
+    assert run("serve", "--store", store_url, "--mqtt", "http://broker:1883") == (
+        1, "Error: MQTT URL 'http://broker:1883' is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]\n")
