@@ -141,6 +141,17 @@ def fleet_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
+def _collector_command() -> list[str]:
+    """``edge-runtime collector`` through its entry point when the project is installed (CI's
+    ``pip install -e``), else ``python -m collector`` (a checkout run in place)."""
+    import sys
+    from importlib import metadata
+
+    if any(ep.name == "collector" for ep in metadata.entry_points(group="edge_runtime.commands")):
+        return [sys.executable, "-m", "edge_runtime", "collector"]
+    return [sys.executable, "-m", "collector"]
+
+
 class CollectorProcess:
     """``edge-runtime collector serve`` in a child process on a free loopback port."""
 
@@ -150,8 +161,7 @@ class CollectorProcess:
         self.store_url = store_url
         self.port = port or free_port()
         self.scheme = "https" if "--tls-cert" in extra else "http"
-        self.args = [sys.executable, "-m", "edge_runtime", "collector", "serve", "--store", store_url,
-                     "--port", str(self.port), *extra]
+        self.args = [*_collector_command(), "serve", "--store", store_url, "--port", str(self.port), *extra]
         self.log = log or Path(tempfile.mkstemp(prefix="collector-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -299,3 +299,14 @@ def test_a_postgresql_store_reconnects_after_losing_its_connection(postgres_serv
     assert store.insert_window(window(2))
     assert store.window_count() == 2
     store.close()
+
+
+def test_a_missing_server_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.servers import missing_server
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL is missing, and CI must run every server test"):
+        missing_server("PostgreSQL")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        missing_server("PostgreSQL")
