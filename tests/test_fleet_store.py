@@ -310,3 +310,18 @@ def test_a_missing_server_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest
     monkeypatch.delenv("CI")
     with pytest.raises(pytest.skip.Exception):
         missing_server("PostgreSQL")
+
+
+def test_windows_are_read_page_by_page_in_one_total_order(store: FleetStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.stores import postgres_store, sqlite_store
+
+    for module in (sqlite_store, postgres_store):
+        monkeypatch.setattr(module, "_PAGE", 2)
+    written = [window(seq, device=device, database=database, closed_at=float(seq % 3))
+               for seq in range(1, 8) for device in ("b", "a") for database in ("db-2", "db-1")]
+    for w in written:
+        store.insert_window(w)
+    expected = sorted((w.corrected_closed_at, w.device_id, w.database_id, w.model_sha256, w.seq_first) for w in written)
+    assert [(w.corrected_closed_at, w.device_id, w.database_id, w.model_sha256, w.seq_first)
+            for w in store.windows()] == expected
+    assert len(list(store.windows(device_id="a", since=1.0))) == 10
