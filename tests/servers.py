@@ -156,8 +156,6 @@ class CollectorProcess:
     """``edge-runtime collector serve`` in a child process on a free loopback port."""
 
     def __init__(self, store_url: str, *extra: str, port: int | None = None, log: Path | None = None) -> None:
-        import sys
-
         self.store_url = store_url
         self.port = port or free_port()
         self.scheme = "https" if "--tls-cert" in extra else "http"
