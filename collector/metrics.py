@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, disable_created_metrics, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
@@ -58,6 +58,8 @@ class CollectorMetrics:
     """
 
     def __init__(self, store: FleetStore, *, clock: Callable[[], float] = time.time) -> None:
+        # The *_created series double every counter for no use here (a process-wide switch).
+        disable_created_metrics()
         self.registry = CollectorRegistry()
         self._windows = Counter("edge_runtime_collector_windows_ingested",
                                 "Messages ingested by this process, by outcome (stored, duplicate, part-stored).",
