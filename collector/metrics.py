@@ -59,7 +59,7 @@ class CollectorMetrics:
 
     def __init__(self, store: FleetStore, *, clock: Callable[[], float] = time.time) -> None:
         # The *_created series double every counter for no use here (a process-wide switch).
-        disable_created_metrics()
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # prometheus_client leaves it unannotated
         self.registry = CollectorRegistry()
         self._windows = Counter("edge_runtime_collector_windows_ingested",
                                 "Messages ingested by this process, by outcome (stored, duplicate, part-stored).",
