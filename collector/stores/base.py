@@ -1,0 +1,313 @@
+"""What a fleet store keeps, and the one interface every store implements.
+
+The collector's stores (SQLite by default, PostgreSQL for fleets larger than one
+machine) implement :class:`FleetStore`. Ingest writes through it; the fleet views
+(``collector.fleet_drift``, ``collector.fleet_status``) read through it, so a view
+never knows which database holds the windows.
+
+All times are seconds since the epoch (floats). ``opened_at``/``closed_at`` are the
+*device's* wall clock, which may be wrong by a year; ``corrected_closed_at`` and
+``received_at`` are on the collector's clock, and time filters use the corrected time.
+
+The idempotency key of a window is ``(device_id, database_id, model_sha256, seq_first)``
+(:class:`WindowKey`): a store holds each key once, whichever process wrote it first.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+__all__ = [
+    "ClockOffset",
+    "DeviceRecord",
+    "FleetRetention",
+    "FleetStore",
+    "ModelRecord",
+    "PendingPart",
+    "StoredWindow",
+    "WindowKey",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class WindowKey:
+    """The idempotency key of a window: a re-sent window with this key changes nothing."""
+
+    device_id: str
+    database_id: str
+    model_sha256: str
+    seq_first: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredWindow:
+    """One window summary as the collector keeps it.
+
+    Attributes
+    ----------
+    device_id, database_id, model_sha256, seq_first
+        The idempotency key (:attr:`key`).
+    model_name, model_version
+        As the device reported them (the model may be unknown to the collector).
+    seq_last
+        Equal to ``seq_first`` for a plain window; the end of the range for a merged one.
+    opened_at, closed_at
+        The device's wall clock.
+    corrected_closed_at
+        ``closed_at`` moved onto the collector's clock with the boot's estimated offset.
+    received_at
+        The collector's clock when the window was complete (its last part arrived).
+    rows, rejected, partial
+        Rows scored and rejected in the window; ``partial`` when the window was cut short.
+    quality, latency, budget, verdicts
+        The window's JSON documents (``verdicts`` as ``decode_verdicts`` gives them).
+    profile
+        ``edge_runtime.monitoring.data_profile.Profile.to_bytes()``.
+    losses
+        Windows lost so far on the device's database, by reason (cumulative).
+    outbox_depth
+        Windows waiting on the device when this one was sent.
+    boot_id
+        The device boot the window was sent from.
+    drift_count
+        Verdicts whose status is ``"drift"``.
+    """
+
+    device_id: str
+    database_id: str
+    model_sha256: str
+    seq_first: int
+    model_name: str
+    model_version: str
+    seq_last: int
+    opened_at: float
+    closed_at: float
+    corrected_closed_at: float
+    received_at: float
+    rows: int
+    rejected: int
+    partial: bool
+    quality: dict[str, Any]
+    latency: dict[str, Any] | None
+    budget: dict[str, Any] | None
+    verdicts: list[dict[str, Any]]
+    profile: bytes
+    losses: dict[str, int]
+    outbox_depth: int
+    boot_id: str
+    drift_count: int
+
+    @property
+    def key(self) -> WindowKey:
+        """The window's idempotency key."""
+        return WindowKey(self.device_id, self.database_id, self.model_sha256, self.seq_first)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceRecord:
+    """A registered device. A removed device keeps its row (and windows) but is refused."""
+
+    device_id: str
+    public_key: str  # "ed25519:<base64 of the 32 raw bytes>"
+    added_at: float
+    last_seen: float | None  # collector clock of its last accepted message; None before the first
+    removed: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ModelRecord:
+    """A bundle registered with ``collector add-model``: what fleet drift judges against."""
+
+    sha256: str
+    name: str
+    version: str
+    reference_profile: bytes  # the bundle's reference Profile bytes (empty when it has none)
+    manifest: dict[str, Any] = field(default_factory=dict)  # the bundle manifest (schema, drift policy)
+    added_at: float = 0.0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingPart:
+    """One message of a window split into several, held until all its parts arrived."""
+
+    key: WindowKey
+    document_sha256: str
+    part: int
+    parts: int
+    message: bytes  # the whole signed message, as received
+    received_at: float
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockOffset:
+    """The estimated clock of one device boot.
+
+    Attributes
+    ----------
+    offset
+        Collector time minus the device's monotonic clock, estimated as the minimum of
+        ``received_at - sent_mono`` over the boot's messages: the network only ever adds
+        delay, and the monotonic clock never steps, unlike a wall clock fixed by NTP.
+    skew
+        The device's wall clock minus collector time at its latest message
+        (``sent_wall - (sent_mono + offset)``): positive when the device runs ahead.
+    samples
+        Messages the estimate was made from.
+    """
+
+    device_id: str
+    boot_id: str
+    offset: float
+    skew: float
+    samples: int
+    updated_at: float
+
+    def correct(self, device_time: float, *, sent_wall: float, sent_mono: float) -> float:
+        """``device_time`` (device wall clock) on the collector's clock.
+
+        The time elapsed on the device's wall clock between ``device_time`` and the send is
+        carried onto the monotonic clock of the send, then moved by the boot's offset.
+        """
+        return device_time - sent_wall + sent_mono + self.offset
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetRetention:
+    """How much a fleet store keeps; ``None`` keeps everything along that axis.
+
+    Parameters
+    ----------
+    max_age_seconds
+        Windows received longer ago than this are deleted.
+    max_windows
+        Only the most recently received windows up to this count are kept.
+    pending_max_age_seconds
+        Parts of a window whose other parts never came are dropped after this long.
+    """
+
+    max_age_seconds: float | None = None
+    max_windows: int | None = None
+    pending_max_age_seconds: float = 7 * 86400.0
+
+    def __post_init__(self) -> None:
+        from edge_runtime.errors import ConfigError
+
+        if self.max_age_seconds is not None and not self.max_age_seconds > 0:
+            raise ConfigError(f"The 'max_age_seconds' parameter of FleetRetention must be a number in (0, inf) "
+                              f"or None. Got {self.max_age_seconds!r} instead.")
+        if self.max_windows is not None and self.max_windows < 1:
+            raise ConfigError(f"The 'max_windows' parameter of FleetRetention must be an int >= 1 or None. "
+                              f"Got {self.max_windows!r} instead.")
+        if not self.pending_max_age_seconds > 0:
+            raise ConfigError(f"The 'pending_max_age_seconds' parameter of FleetRetention must be a number in "
+                              f"(0, inf). Got {self.pending_max_age_seconds!r} instead.")
+
+
+@runtime_checkable
+class FleetStore(Protocol):
+    """The interface of a fleet store (``collector.stores.open_store(url)`` gives one).
+
+    Writes are safe from several threads and, for PostgreSQL, from several processes:
+    deduplication is the database's unique constraint, never a read-then-write.
+    """
+
+    url: str
+
+    # ---------------------------------------------------------------- devices
+    def add_device(self, device_id: str, public_key: str, *, now: float) -> DeviceRecord:
+        """Register a device, or give a removed one back its place (with this key)."""
+        ...
+
+    def remove_device(self, device_id: str) -> None:
+        """Refuse the device from now on; its windows stay. Raises ``UnknownDeviceError``."""
+        ...
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        """The device's record (removed or not), or None when it was never added."""
+        ...
+
+    def devices(self) -> list[DeviceRecord]:
+        """Every device ever added, removed ones included, by id."""
+        ...
+
+    def touch_device(self, device_id: str, seen_at: float) -> None:
+        """Move ``last_seen`` forward to ``seen_at`` (never back)."""
+        ...
+
+    # ---------------------------------------------------------------- models
+    def add_model(self, model: ModelRecord) -> None:
+        """Register a bundle's model, replacing an earlier record of the same sha256."""
+        ...
+
+    def model(self, sha256: str) -> ModelRecord | None:
+        """The model registered with this sha256, or None."""
+        ...
+
+    def models(self) -> list[ModelRecord]:
+        """Every registered model, by name then version."""
+        ...
+
+    # ---------------------------------------------------------------- windows
+    def insert_window(self, window: StoredWindow) -> bool:
+        """Store a window; False (and nothing written) when its key is already held.
+
+        Also deletes the pending parts of that key, in the same transaction.
+        """
+        ...
+
+    def has_window(self, key: WindowKey) -> bool:
+        """Whether a window with this key is stored."""
+        ...
+
+    def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
+                *, device_id: str | None = None) -> Iterator[StoredWindow]:
+        """Stored windows, by ``corrected_closed_at``, then device, database, model and ``seq_first``.
+
+        ``since`` (inclusive) and ``until`` (exclusive) bound ``corrected_closed_at``. The
+        windows are read page by page as the iterator is consumed, so a scan of the whole
+        store holds only a page in memory.
+        """
+        ...
+
+    def window_count(self, device_id: str | None = None) -> int:
+        """How many windows are stored (for one device, when given)."""
+        ...
+
+    # ---------------------------------------------------------------- parts
+    def add_part(self, part: PendingPart) -> list[PendingPart]:
+        """Hold one part; return every held part of its document, by part number.
+
+        Adding a part twice keeps one copy. Concurrent writers of the same document
+        are serialized, so the writer of the last missing part sees them all.
+        """
+        ...
+
+    # ---------------------------------------------------------------- clocks
+    def observe_clock(self, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
+                      received_at: float) -> ClockOffset:
+        """Fold one message's clocks into its boot's estimate and return the estimate."""
+        ...
+
+    def clock_offsets(self, device_id: str | None = None) -> list[ClockOffset]:
+        """Every boot's estimate (of one device, when given), latest updated last."""
+        ...
+
+    # ---------------------------------------------------------------- rejections
+    def count_rejection(self, reason: str, device_id: str | None = None) -> None:
+        """Add one to the counter of ``reason`` (a short slug such as ``"bad-signature"``)."""
+        ...
+
+    def rejections(self) -> Mapping[str, int]:
+        """Rejections so far, by reason."""
+        ...
+
+    # ---------------------------------------------------------------- upkeep
+    def enforce_retention(self, policy: FleetRetention, *, now: float) -> int:
+        """Delete what ``policy`` no longer keeps; return how many windows went."""
+        ...
+
+    def close(self) -> None:
+        """Release the connection(s)."""
+        ...
