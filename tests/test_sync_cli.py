@@ -230,3 +230,42 @@ def test_sync_runs_until_sigterm(tmp_path: Path, key_file: Path, collector: Coll
     child.send_signal(signal.SIGTERM)
     assert child.wait(timeout=30) == 0
     assert child.stderr is not None and "sent 2 windows" in child.stderr.read()
+
+
+@pytest.mark.slow
+def test_a_device_syncs_through_the_real_collector_stopped_then_started(tmp_path: Path, runner: CliRunner,
+                                                                       key_file: Path) -> None:
+    """The real `edge-runtime collector serve` (not the stand-in): down for three windows, then up."""
+    from collector.stores import open_store
+    from tests.servers import CollectorProcess
+
+    store_url = f"sqlite:///{tmp_path}/fleet.db"
+    fleet = open_store(store_url)
+    fleet.add_device("dev-1", DeviceKey.load(key_file).public_text, now=time.time())
+    fleet.close()
+    collector = CollectorProcess(store_url, log=tmp_path / "collector.log")
+    db = make_db(tmp_path / "m.db", 3)
+    args = ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1", "--key-file", str(key_file),
+            "--once"]
+    down = runner.invoke(main, args)
+    assert down.exit_code == 1 and "cannot reach" in down.output and "3 windows wait in the outbox" in down.output
+    store = MonitorStore(db)
+    for i in range(3, 5):
+        store.save_window(window(rows=300, seed=i, closed_at=time.time()), None, [])
+    store.close()
+    collector.start()
+    try:
+        up = runner.invoke(main, [*args[:-1], "--max-bytes-per-run", "1", "--once"])  # one window a run
+        assert up.exit_code == 0 and "sent 1 windows" in up.output
+        assert runner.invoke(main, args).output.startswith("sent 4 windows")
+        assert runner.invoke(main, args).output.startswith("sent 0 windows")
+    finally:
+        collector.stop()
+    fleet = open_store(store_url)
+    try:
+        stored = list(fleet.windows())
+        assert sorted((w.seq_first, w.seq_last) for w in stored) == [(s, s) for s in range(5)]
+        assert {w.device_id for w in stored} == {"dev-1"} and {w.rows for w in stored} == {300}
+        assert fleet.window_count("dev-1") == 5
+    finally:
+        fleet.close()
