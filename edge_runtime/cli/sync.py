@@ -98,13 +98,15 @@ def sync(ctx: click.Context, db: Path | None, url: str | None, device_id: str | 
         raise extra_missing("sync", "sync", exc) from exc
     settings = settings_with(runtime_config.sync, url=url, device_id=device_id, key_file=key_file,
                              interval_s=interval, ca_file=ca_file, max_bytes_per_run=max_bytes_per_run)
-    loop = SyncLoop(db, settings, retention=runtime_config.retention, create=False, on_run=_report_run)
+    loop = SyncLoop(db, settings, retention=runtime_config.retention, create=False,
+                    on_run=_report_run if once else _report_busy_run)
     try:
         if once:
             run = loop.run_once()
             if run.failed:
+                waiting = "1 window waits" if run.remaining == 1 else f"{run.remaining} windows wait"
                 raise click.ClickException(f"the collector did not take the windows: {run.error}; "
-                                           f"{run.remaining} windows wait in the outbox")
+                                           f"{waiting} in the outbox")
             return
         _stop_on_signals(loop.stop)
         loop.run()
@@ -112,11 +114,15 @@ def sync(ctx: click.Context, db: Path | None, url: str | None, device_id: str | 
         loop.close()
 
 
+def _windows(n: int) -> str:
+    return "1 window" if n == 1 else f"{n} windows"
+
+
 def _report_run(run: SyncRun) -> None:
     if not run.leased:
-        click.echo(f"another sync loop holds this database's lease; {run.remaining} windows wait", err=True)
+        click.echo(f"another sync loop holds this database's lease; {_windows(run.remaining)} wait", err=True)
         return
-    line = f"sent {run.sent_windows} windows ({run.bytes_sent} bytes), {run.remaining} waiting"
+    line = f"sent {_windows(run.sent_windows)} ({run.bytes_sent} bytes), {run.remaining} waiting"
     if run.dead_letters:
         line += f", {run.dead_letters} refused for good (dead letters)"
     if run.stopped == "budget":
@@ -124,6 +130,13 @@ def _report_run(run: SyncRun) -> None:
     elif run.failed:
         line += f"; stopped: {run.error}"
     click.echo(line, err=True)
+
+
+def _report_busy_run(run: SyncRun) -> None:
+    """A long-running sync reports the runs that did something or failed, not the idle ones."""
+    if run.leased and not (run.sent_windows or run.dead_letters or run.stopped):
+        return
+    _report_run(run)
 
 
 def _stop_on_signals(stop: Any) -> None:
@@ -160,7 +173,7 @@ def _print_status(status: SyncStatus) -> None:
     else:
         click.echo(f"device: {status.device_id} (enrolled {_when(status.enrolled_at)})")
     oldest = f", oldest window {status.oldest_seq}" if status.oldest_seq is not None else ""
-    click.echo(f"outbox: {status.outbox_windows} windows waiting in {status.outbox_entries} entries "
+    click.echo(f"outbox: {_windows(status.outbox_windows)} waiting in {status.outbox_entries} entries "
                f"({status.outbox_bytes / 1e3:.1f} kB){oldest}")
     click.echo(f"last success: {_when(status.last_success_at)}")
     if status.last_error is None:
@@ -173,7 +186,7 @@ def _print_status(status: SyncStatus) -> None:
             if status.next_attempt_at is not None:
                 state += f", next try {_when(status.next_attempt_at)}"
         click.echo(f"last error: {_when(status.last_error_at)}: {status.last_error} ({state})")
-    click.echo(f"sent: {status.windows_sent} windows, {status.bytes_sent / 1e3:.1f} kB")
+    click.echo(f"sent: {_windows(status.windows_sent)}, {status.bytes_sent / 1e3:.1f} kB")
     lost = ", ".join(f"{reason} {n}" for reason, n in status.losses.items())
     click.echo(f"lost: {lost or 'none'}")
     click.echo(f"dead letters: {status.dead_letters}")
