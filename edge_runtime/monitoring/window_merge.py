@@ -88,8 +88,8 @@ def merge_documents(documents: Sequence[dict[str, Any]], profile: Profile | None
     """
     first, last = documents[0], documents[-1]
     merged = dict(last)
-    merged["opened_at"] = min(d["opened_at"] for d in documents if d.get("opened_at") is not None) \
-        if any(d.get("opened_at") is not None for d in documents) else first.get("opened_at")
+    opened = [d["opened_at"] for d in documents if d.get("opened_at") is not None]
+    merged["opened_at"] = min(opened) if opened else None
     merged["closed_at"] = max(d["closed_at"] for d in documents)
     merged["rows"] = sum(int(d["rows"] or 0) for d in documents)
     merged["rejected"] = sum(int(d["rejected"] or 0) for d in documents)
