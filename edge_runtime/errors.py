@@ -27,6 +27,9 @@ built-in for the same situation, the class inherits that too::
     │   └── StoreCorruptError               the file is not a sound SQLite database
     ├── InferenceError (RuntimeError)       onnxruntime failed while running
     ├── OverloadError                       refused to keep a budget (load shedding)
+    ├── SyncError                           summaries cannot be sent upstream or accepted
+    │   ├── PayloadError (ValueError)       a malformed, truncated, oversized or unknown-version message
+    │   └── SignatureError                  a missing or wrong signature, or an unknown device
     └── ExportError                         a model cannot be turned into a bundle
         ├── UnsupportedModelError (TypeError)
         └── ParityError                     the ONNX model disagrees with the original
@@ -64,11 +67,14 @@ __all__ = [
     "OutOfRangeValueError",
     "OverloadError",
     "ParityError",
+    "PayloadError",
     "SchemaError",
+    "SignatureError",
     "StoreBusyError",
     "StoreCorruptError",
     "StoreError",
     "StoreFullError",
+    "SyncError",
     "UnknownFeatureError",
     "UnseenCategoryError",
     "UnsupportedModelError",
@@ -262,6 +268,29 @@ class OverloadError(EdgeRuntimeError):
     def __init__(self, cause: str) -> None:
         self.cause = cause
         super().__init__(f"request refused to keep the budget ({cause}); retry later")
+
+
+class SyncError(EdgeRuntimeError):
+    """Window summaries cannot be sent upstream, or a collector cannot accept them."""
+
+
+class PayloadError(SyncError, ValueError):
+    """A sync message is malformed, truncated, oversized or of a version this code does not read.
+
+    Attributes
+    ----------
+    reason : str
+        ``"malformed"``, ``"truncated"``, ``"oversized"`` or ``"version"``: what a
+        collector counts rejections by, and how it answers (400, 413, 422).
+    """
+
+    def __init__(self, message: str, *, reason: str = "malformed") -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class SignatureError(SyncError):
+    """A sync message's signature is missing or wrong, or its device is not registered."""
 
 
 class ExportError(EdgeRuntimeError):

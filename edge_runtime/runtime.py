@@ -512,7 +512,8 @@ class Runtime:
 def _finite_values(values: np.ndarray) -> np.ndarray:
     """Which of a regressor's values (or a classifier's labels, always finite) are finite."""
     if values.dtype.kind == "f":
-        return np.isfinite(values)
+        finite: np.ndarray = np.isfinite(values)
+        return finite
     return np.ones(values.shape[0], dtype=bool)
 
 

@@ -115,6 +115,16 @@ edge-runtime bundle model.onnx --schema schema.json --name pets --version 0.3 \\
 ```
 
 The schema file is described in [export](export.md#bring-your-own-onnx).""",
+    "collector": """\
+```bash
+edge-runtime collector add-device kiosk-1 --public-key ed25519:... --store sqlite:///fleet.db
+edge-runtime collector add-model bundles/churn --store sqlite:///fleet.db
+edge-runtime collector serve --store postgresql://collector@db:5432/fleet --host 0.0.0.0 \\
+    --tls-cert cert.pem --tls-key key.pem [--max-age-days 90]
+```
+
+What is stored, refused and counted, the metrics and the stores: [fleet](fleet.md). The
+HTTP answers are in the [sync protocol](sync-protocol.md#http-the-default-transport).""",
     "demo": """\
 ```bash
 edge-runtime demo [--out DIR]
@@ -253,13 +263,19 @@ def _help_paragraphs(command: click.Command) -> list[str]:
     return [p.replace("\b ", "") for p in paragraphs]
 
 
-def _section(name: str, command: click.Command, root: click.Context) -> list[str]:
-    ctx = click.Context(command, info_name=name, parent=root)
+def _section(name: str, command: click.Command, root: click.Context, level: int = 3) -> list[str]:
+    """A command's section; a group's subcommands follow as sections one level down."""
+    ctx = click.Context(command, info_name=name.rpartition(" ")[2], parent=root)
     usage = " ".join([PROG, name, *command.collect_usage_pieces(ctx)])
-    lines = [f"### `{PROG} {name}`", "", *(p + "\n" for p in _help_paragraphs(command)),
+    lines = [f"{'#' * level} `{PROG} {name}`", "", *(p + "\n" for p in _help_paragraphs(command)),
              "```", usage, "```", "", *_params_table(command, ctx), ""]
     if name in NOTES:
         lines += [NOTES[name], ""]
+    if isinstance(command, click.Group):
+        for sub in command.list_commands(ctx):
+            subcommand = command.get_command(ctx, sub)
+            if subcommand is not None and not subcommand.hidden:
+                lines += _section(f"{name} {sub}", subcommand, ctx, level + 1)
     return lines
 
 

@@ -110,3 +110,27 @@ def copy_bundle(tmp_path: Path):
         return target
 
     return _copy
+
+
+@pytest.fixture(scope="session")
+def monitored_window(cancer_bundle: Path, cancer_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A real closed 200-row window of the 30-feature cancer model (profile and verdicts), as stored."""
+    from edge_runtime import Runtime
+    from edge_runtime.monitoring.store import MonitorStore
+
+    X, _ = cancer_data
+    db = tmp_path_factory.mktemp("window") / "m.db"
+    with Runtime(cancer_bundle, db=db, window_rows=200) as rt:
+        rt.predict_batch(X.iloc[:200].to_numpy())
+    store = MonitorStore(db, read_only=True)
+    try:
+        row = store.windows(with_profile=True)[0]
+        row["verdicts"] = [{k: v for k, v in r.items() if k != "window_seq"} for r in store.drift_results(row["seq"])]
+        row["database_id"] = store.database_id
+    finally:
+        store.close()
+    return row
+
+
+# Real servers (PostgreSQL, ...): started once per session on a free loopback port.
+from tests.servers import fleet_store_url, postgres_server  # noqa: E402, F401

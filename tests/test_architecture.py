@@ -15,7 +15,7 @@ import pytest
 import edge_runtime
 
 ROOT = Path(__file__).parent.parent
-PACKAGES = ("edge_runtime", "converters")
+PACKAGES = ("edge_runtime", "converters", "collector")
 FILES = sorted(p for package in PACKAGES for p in (ROOT / package).rglob("*.py"))
 
 # The device package's layers, lowest first: a module imports only from lower layers,
@@ -25,7 +25,7 @@ DEVICE_LAYERS = {
     "config": 1, "testing": 1,
     "serving": 2,
     "monitoring": 3, "budgets": 3,
-    "runtime": 4,
+    "runtime": 4, "sync": 4,
     "io": 5,
     "bench": 6,
     "cli": 7,
@@ -38,6 +38,17 @@ NOT_ON_DEVICE = {"converters", "collector", "sklearn", "skl2onnx", "onnx", "pand
 # Each boosting library has one converter module, imported only when export is handed its model.
 BOOSTING_CONVERTERS = {"xgboost": "converters.xgboost_converter", "lightgbm": "converters.lightgbm_converter",
                        "catboost": "converters.catboost_converter"}
+# The fleet server's layers, lowest first (a group not listed, such as a fleet view, sits
+# with ingest; a command-line module on top).
+COLLECTOR_LAYERS = {
+    "errors": 0,
+    "stores": 1,
+    "registry": 2, "ingest": 2, "fleet_drift": 2, "fleet_status": 2,
+    "metrics": 3,
+    "server": 4,
+    "cli": 5,
+    "__init__": 6, "__main__": 7,
+}
 
 
 def module_name(path: Path) -> str:
@@ -103,12 +114,24 @@ def test_only_resources_imports_psutil() -> None:
 
 def test_only_the_store_and_its_migrations_talk_sql() -> None:
     assert _importers("sqlite3") | _importers("sqlite_utils") == {
-        "edge_runtime.monitoring.store", "edge_runtime.monitoring.migrations"}
+        "edge_runtime.monitoring.store", "edge_runtime.monitoring.migrations", "collector.stores.sqlite_store"}
+
+
+def test_only_the_postgresql_fleet_store_imports_psycopg() -> None:
+    assert _importers("psycopg") == {"collector.stores.postgres_store"}
+
+
+def test_only_the_collector_server_imports_the_web_stack() -> None:
+    assert _importers("starlette") | _importers("uvicorn") == {"collector.server"}
+
+
+def test_only_the_collector_metrics_import_prometheus_client() -> None:
+    assert _importers("prometheus_client") == {"collector.metrics"}
 
 
 def test_only_cli_modules_import_click() -> None:
     users = _importers("click")
-    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli"}
+    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli", "collector.cli"}
 
 
 def test_only_the_converter_modules_import_skl2onnx() -> None:
@@ -157,16 +180,55 @@ def test_device_layers_point_down(module: str) -> None:
 
 def test_the_library_never_imports_its_command_line() -> None:
     for module, names in GRAPH.items():
-        if not module.startswith(("edge_runtime.cli", "converters.cli", "edge_runtime.__main__")):
-            assert not {n for n in names if n.startswith("edge_runtime.cli") or n == "converters.cli"}, module
+        if not module.startswith(("edge_runtime.cli", "converters.cli", "collector.cli", "edge_runtime.__main__")):
+            assert not {n for n in names if n.startswith("edge_runtime.cli") or n in ("converters.cli",
+                                                                                       "collector.cli")}, module
     assert _importers("converters.cli") == set()  # reached through its entry point only
+    assert _importers("collector.cli") == set()
 
 
-def test_converters_use_no_device_command_but_the_shared_options() -> None:
+def test_converters_and_the_collector_use_no_device_command_but_the_shared_options() -> None:
     for module, names in GRAPH.items():
-        if module.startswith("converters"):
+        if module.startswith(("converters", "collector")):
             cli = {n for n in names if n.startswith("edge_runtime.cli")}
             assert cli <= {"edge_runtime.cli.options"}, f"{module} imports {cli}"
+
+
+def _collector_group(module: str) -> str:
+    parts = module.split(".")
+    return "__init__" if len(parts) == 1 else parts[1]
+
+
+def _collector_layer(group: str) -> int:
+    return COLLECTOR_LAYERS.get(group, COLLECTOR_LAYERS["cli"] if group.endswith("cli") else COLLECTOR_LAYERS["ingest"])
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m.startswith("collector")])
+def test_collector_layers_point_down(module: str) -> None:
+    own = _collector_layer(_collector_group(module))
+    for target in _own(GRAPH[module]):
+        if not target.startswith("collector") or _collector_group(target) == _collector_group(module):
+            continue
+        layer = _collector_layer(_collector_group(target))
+        assert layer < own, f"{module} (layer {own}) imports {target} (layer {layer})"
+
+
+def test_the_collector_never_reaches_the_workstation_or_the_model_session() -> None:
+    """The fleet server reads the device's portable formats (payload, keys, profiles, bundles'
+    manifests) and never runs a model: no chain of its own imports reaches onnxruntime's session.
+    (Importing any ``edge_runtime`` module still runs ``edge_runtime/__init__``, which loads the
+    runtime for its public names: the collector installs the device's base dependencies.)"""
+    for module in (m for m in MODULES if m.startswith("collector")):
+        seen, todo = set(), [module]
+        while todo:
+            current = todo.pop()
+            for target in _own(GRAPH[current]):
+                if target not in seen:
+                    seen.add(target)
+                    todo.append(target)
+        assert not {t for t in seen if t.startswith("converters")}, module
+        assert "edge_runtime.serving.session" not in seen, module
+        assert not {n.split(".")[0] for n in GRAPH[module]} & {"converters", "onnxruntime", "sklearn", "pandas"}
 
 
 def test_no_import_cycles() -> None:

@@ -65,10 +65,17 @@ def test_cli_doc_mentions_every_command_and_long_option() -> None:
         if name not in sections:
             missing.append(f"command '{name}'")
             continue
-        for param in command.params:
-            for opt in [*param.opts, *getattr(param, "secondary_opts", [])]:
-                if opt.startswith("--") and f"`{opt}`" not in sections[name]:
-                    missing.append(f"'{name} {opt}'")
+        # A group's subcommands are documented inside its section, each with its options.
+        subcommands = {name: command}
+        if isinstance(command, click.Group):
+            subcommands.update({f"{name} {sub}": command.commands[sub] for sub in command.commands})
+        for full, sub in subcommands.items():
+            if full != name and f"`edge-runtime {full}`" not in sections[name]:
+                missing.append(f"command '{full}'")
+            for param in sub.params:
+                for opt in [*param.opts, *getattr(param, "secondary_opts", [])]:
+                    if opt.startswith("--") and f"`{opt}`" not in sections[name]:
+                        missing.append(f"'{full} {opt}'")
     assert not missing, f"docs/cli.md lacks {', '.join(missing)}: run python scripts/cli_reference.py"
 
 

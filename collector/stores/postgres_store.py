@@ -1,0 +1,361 @@
+"""The fleet store for fleets larger than one machine: PostgreSQL through psycopg 3.
+
+Several collector processes run stateless in front of one database. Nothing is
+decided by a read-then-write: a window is stored by ``INSERT ... ON CONFLICT DO
+NOTHING`` against the UNIQUE constraint on its idempotency key, so two collectors
+receiving the same window store it once. The parts of a split window are gathered
+under a transaction-scoped advisory lock on their key, so the process that receives
+the last missing part sees every other one.
+
+Each store holds one connection (a collector process is one store); a broken
+connection is replaced on the next call.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any, TypeVar
+
+import psycopg
+
+from collector.errors import FleetStoreError, UnknownDeviceError
+from collector.stores.base import (
+    ClockOffset,
+    DeviceRecord,
+    FleetRetention,
+    ModelRecord,
+    PendingPart,
+    StoredWindow,
+    WindowKey,
+)
+from collector.stores.rows import (
+    CLOCK_COLUMNS,
+    DEVICE_COLUMNS,
+    MODEL_COLUMNS,
+    PART_COLUMNS,
+    WINDOW_COLUMNS,
+    clock_from_row,
+    device_from_row,
+    model_from_row,
+    model_to_row,
+    part_from_row,
+    part_to_row,
+    window_from_row,
+    window_to_row,
+)
+
+__all__ = ["PostgresFleetStore"]
+
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+# pg_advisory_xact_lock key under which the schema is created: two processes starting
+# at once would otherwise race on CREATE TABLE IF NOT EXISTS (a duplicate pg_type row).
+_SCHEMA_LOCK = 0x65646765  # "edge"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS collector_schema (version INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    added_at DOUBLE PRECISION NOT NULL,
+    last_seen DOUBLE PRECISION,
+    removed BOOLEAN NOT NULL DEFAULT FALSE
+);
+CREATE TABLE IF NOT EXISTS models (
+    sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reference_profile BYTEA NOT NULL,
+    manifest TEXT NOT NULL,
+    added_at DOUBLE PRECISION NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+    id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    seq_first BIGINT NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    seq_last BIGINT NOT NULL,
+    opened_at DOUBLE PRECISION NOT NULL,
+    closed_at DOUBLE PRECISION NOT NULL,
+    corrected_closed_at DOUBLE PRECISION NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    "rows" BIGINT NOT NULL,
+    rejected BIGINT NOT NULL,
+    partial BOOLEAN NOT NULL,
+    quality TEXT NOT NULL,
+    latency TEXT,
+    budget TEXT,
+    verdicts TEXT NOT NULL,
+    profile BYTEA NOT NULL,
+    losses TEXT NOT NULL,
+    outbox_depth BIGINT NOT NULL,
+    boot_id TEXT NOT NULL,
+    drift_count INTEGER NOT NULL,
+    CONSTRAINT windows_idempotency_key UNIQUE (device_id, database_id, model_sha256, seq_first)
+);
+CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at);
+CREATE INDEX IF NOT EXISTS windows_by_model ON windows (model_sha256, corrected_closed_at);
+CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device_id, corrected_closed_at);
+CREATE INDEX IF NOT EXISTS windows_by_arrival ON windows (received_at);
+CREATE TABLE IF NOT EXISTS pending_parts (
+    device_id TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    seq_first BIGINT NOT NULL,
+    document_sha256 TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    parts INTEGER NOT NULL,
+    message BYTEA NOT NULL,
+    received_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (device_id, database_id, model_sha256, seq_first, document_sha256, part)
+);
+CREATE TABLE IF NOT EXISTS clock_offsets (
+    device_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    clock_offset DOUBLE PRECISION NOT NULL,
+    skew DOUBLE PRECISION NOT NULL,
+    samples BIGINT NOT NULL,
+    updated_at DOUBLE PRECISION NOT NULL,
+    PRIMARY KEY (device_id, boot_id)
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    reason TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    count BIGINT NOT NULL,
+    PRIMARY KEY (reason, device_id)
+);
+"""
+
+
+def _columns(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+def _marks(names: tuple[str, ...]) -> str:
+    return ", ".join(["%s"] * len(names))
+
+
+_WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
+_KEY_WHERE = "device_id = %s AND database_id = %s AND model_sha256 = %s AND seq_first = %s"
+
+
+def _key_args(key: WindowKey) -> tuple[Any, ...]:
+    return (key.device_id, key.database_id, key.model_sha256, key.seq_first)
+
+
+def _redacted(url: str) -> str:
+    """The URL without its password, for messages."""
+    head, at, tail = url.rpartition("@")
+    if not at or ":" not in head.split("//", 1)[-1]:
+        return url
+    scheme, _, user_password = head.partition("//")
+    return f"{scheme}//{user_password.split(':', 1)[0]}:***@{tail}"
+
+
+class PostgresFleetStore:
+    """A :class:`~collector.stores.base.FleetStore` in a PostgreSQL database.
+
+    Parameters
+    ----------
+    url : str
+        A libpq connection URL, ``postgresql://user@host:port/dbname``. The tables are
+        created when absent.
+    connect_timeout : float
+        Seconds to wait for the server when connecting.
+    """
+
+    def __init__(self, url: str, *, connect_timeout: float = 10.0) -> None:
+        self._dsn = url
+        self.url = _redacted(url)  # shown in messages and logs; the password stays in _dsn
+        self._connect_timeout = connect_timeout
+        self._lock = threading.RLock()
+        self._conn: psycopg.Connection[Any] | None = None
+        with self._transaction() as cur:
+            cur.execute("SELECT pg_advisory_xact_lock(%s)", (_SCHEMA_LOCK,))
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    cur.execute(statement)
+            cur.execute("SELECT max(version) FROM collector_schema")
+            row = cur.fetchone()
+            version = row[0] if row else None
+            if version is None:
+                cur.execute("INSERT INTO collector_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif version > SCHEMA_VERSION:
+                raise FleetStoreError(f"fleet store '{_redacted(url)}' has schema version {version}; this "
+                                      f"collector knows up to {SCHEMA_VERSION}")
+
+    # ---------------------------------------------------------------- plumbing
+    def _connection(self) -> psycopg.Connection[Any]:
+        if self._conn is None or self._conn.closed or self._conn.broken:
+            try:
+                self._conn = psycopg.connect(self._dsn, autocommit=True,
+                                             connect_timeout=max(1, int(self._connect_timeout)))
+            except psycopg.Error as exc:
+                raise FleetStoreError(f"cannot connect to fleet store '{self.url}': {exc}") from exc
+        return self._conn
+
+    @contextmanager
+    def _transaction(self) -> Iterator[psycopg.Cursor[Any]]:
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction(), conn.cursor() as cur:
+                    yield cur
+            except psycopg.Error as exc:
+                raise FleetStoreError(f"fleet store '{self.url}': {exc}") from exc
+
+    def _read(self, query: str, args: tuple[Any, ...], convert: Callable[[Any], _T]) -> list[_T]:
+        with self._transaction() as cur:
+            cur.execute(query, args)
+            return [convert(row) for row in cur.fetchall()]
+
+    # ---------------------------------------------------------------- devices
+    def add_device(self, device_id: str, public_key: str, *, now: float) -> DeviceRecord:
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO devices (device_id, public_key, added_at, last_seen, removed) "
+                        "VALUES (%s, %s, %s, NULL, FALSE) ON CONFLICT (device_id) DO UPDATE SET "
+                        "public_key = excluded.public_key, removed = FALSE", (device_id, public_key, now))
+        record = self.device(device_id)
+        assert record is not None
+        return record
+
+    def remove_device(self, device_id: str) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE devices SET removed = TRUE WHERE device_id = %s", (device_id,))
+            if cur.rowcount == 0:
+                raise UnknownDeviceError(device_id)
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        found = self._read(f"SELECT {_columns(DEVICE_COLUMNS)} FROM devices WHERE device_id = %s", (device_id,),
+                           device_from_row)
+        return found[0] if found else None
+
+    def devices(self) -> list[DeviceRecord]:
+        return self._read(f"SELECT {_columns(DEVICE_COLUMNS)} FROM devices ORDER BY device_id", (), device_from_row)
+
+    def touch_device(self, device_id: str, seen_at: float) -> None:
+        with self._transaction() as cur:
+            cur.execute("UPDATE devices SET last_seen = greatest(last_seen, %s) WHERE device_id = %s",
+                        (seen_at, device_id))
+
+    # ---------------------------------------------------------------- models
+    def add_model(self, model: ModelRecord) -> None:
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in MODEL_COLUMNS[1:])
+        with self._transaction() as cur:
+            cur.execute(f"INSERT INTO models ({_columns(MODEL_COLUMNS)}) VALUES ({_marks(MODEL_COLUMNS)}) "
+                        f"ON CONFLICT (sha256) DO UPDATE SET {updates}", model_to_row(model))
+
+    def model(self, sha256: str) -> ModelRecord | None:
+        found = self._read(f"SELECT {_columns(MODEL_COLUMNS)} FROM models WHERE sha256 = %s", (sha256,),
+                           model_from_row)
+        return found[0] if found else None
+
+    def models(self) -> list[ModelRecord]:
+        return self._read(f"SELECT {_columns(MODEL_COLUMNS)} FROM models ORDER BY name, version, sha256", (),
+                          model_from_row)
+
+    # ---------------------------------------------------------------- windows
+    def insert_window(self, window: StoredWindow) -> bool:
+        with self._transaction() as cur:
+            cur.execute(f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({_marks(WINDOW_COLUMNS)}) "
+                        "ON CONFLICT ON CONSTRAINT windows_idempotency_key DO NOTHING", window_to_row(window))
+            stored = cur.rowcount == 1
+            cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+        return stored
+
+    def has_window(self, key: WindowKey) -> bool:
+        return bool(self._read(f"SELECT 1 FROM windows WHERE {_KEY_WHERE}", _key_args(key), lambda row: row))
+
+    def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
+                *, device_id: str | None = None) -> Iterator[StoredWindow]:
+        where, args = [], []
+        for clause, value in (("model_sha256 = %s", model_sha256), ("corrected_closed_at >= %s", since),
+                              ("corrected_closed_at < %s", until), ("device_id = %s", device_id)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = _WINDOW_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        query += " ORDER BY corrected_closed_at, device_id, seq_first"
+        return iter(self._read(query, tuple(args), window_from_row))
+
+    def window_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return self._read("SELECT count(*) FROM windows", (), lambda row: int(row[0]))[0]
+        return self._read("SELECT count(*) FROM windows WHERE device_id = %s", (device_id,),
+                          lambda row: int(row[0]))[0]
+
+    # ---------------------------------------------------------------- parts
+    def add_part(self, part: PendingPart) -> list[PendingPart]:
+        key = part.key
+        with self._transaction() as cur:
+            # Serializes the writers of one document: under READ COMMITTED, two processes each
+            # inserting a different last part would otherwise both see the set incomplete.
+            cur.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))",
+                        ("\x1f".join(map(str, (*_key_args(key), part.document_sha256))),))
+            cur.execute(f"INSERT INTO pending_parts ({_columns(PART_COLUMNS)}) VALUES ({_marks(PART_COLUMNS)}) "
+                        "ON CONFLICT DO NOTHING", part_to_row(part))
+            cur.execute(f"SELECT {_columns(PART_COLUMNS)} FROM pending_parts WHERE {_KEY_WHERE} "
+                        "AND document_sha256 = %s ORDER BY part", (*_key_args(key), part.document_sha256))
+            rows = cur.fetchall()
+        return [part_from_row(row) for row in rows]
+
+    # ---------------------------------------------------------------- clocks
+    def observe_clock(self, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
+                      received_at: float) -> ClockOffset:
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO clock_offsets AS c (device_id, boot_id, clock_offset, skew, samples, updated_at) "
+                        "VALUES (%s, %s, %s, 0, 1, %s) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
+                        "clock_offset = least(c.clock_offset, excluded.clock_offset), samples = c.samples + 1, "
+                        "updated_at = greatest(c.updated_at, excluded.updated_at)",
+                        (device_id, boot_id, received_at - sent_mono, received_at))
+            cur.execute(f"UPDATE clock_offsets SET skew = %s - (%s + clock_offset) WHERE device_id = %s "
+                        f"AND boot_id = %s RETURNING {_columns(CLOCK_COLUMNS)}",
+                        (sent_wall, sent_mono, device_id, boot_id))
+            row = cur.fetchone()
+        assert row is not None  # the INSERT above made the row
+        return clock_from_row(row)
+
+    def clock_offsets(self, device_id: str | None = None) -> list[ClockOffset]:
+        query = f"SELECT {_columns(CLOCK_COLUMNS)} FROM clock_offsets"
+        args: tuple[Any, ...] = ()
+        if device_id is not None:
+            query += " WHERE device_id = %s"
+            args = (device_id,)
+        return self._read(query + " ORDER BY updated_at, device_id, boot_id", args, clock_from_row)
+
+    # ---------------------------------------------------------------- rejections
+    def count_rejection(self, reason: str, device_id: str | None = None) -> None:
+        with self._transaction() as cur:
+            cur.execute("INSERT INTO rejections AS r (reason, device_id, count) VALUES (%s, %s, 1) "
+                        "ON CONFLICT (reason, device_id) DO UPDATE SET count = r.count + 1",
+                        (reason, device_id or ""))
+
+    def rejections(self) -> Mapping[str, int]:
+        rows = self._read("SELECT reason, sum(count) FROM rejections GROUP BY reason ORDER BY reason", (),
+                          lambda row: (str(row[0]), int(row[1])))
+        return dict(rows)
+
+    # ---------------------------------------------------------------- upkeep
+    def enforce_retention(self, policy: FleetRetention, *, now: float) -> int:
+        deleted = 0
+        with self._transaction() as cur:
+            if policy.max_age_seconds is not None:
+                cur.execute("DELETE FROM windows WHERE received_at < %s", (now - policy.max_age_seconds,))
+                deleted += cur.rowcount
+            if policy.max_windows is not None:
+                cur.execute("DELETE FROM windows WHERE id <= (SELECT id FROM windows ORDER BY id DESC "
+                            "LIMIT 1 OFFSET %s)", (policy.max_windows,))
+                deleted += cur.rowcount
+            cur.execute("DELETE FROM pending_parts WHERE received_at < %s", (now - policy.pending_max_age_seconds,))
+        return deleted
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.close()
+                self._conn = None

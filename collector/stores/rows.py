@@ -1,0 +1,95 @@
+"""The column layout both SQL stores share, and the conversion of a window to and from a row.
+
+JSON documents are stored as text written by :func:`json.dumps` (NaN survives, key
+order is kept), so a window reads back equal to the one written, on either database.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from collector.stores.base import ClockOffset, DeviceRecord, ModelRecord, PendingPart, StoredWindow, WindowKey
+
+__all__ = ["CLOCK_COLUMNS", "DEVICE_COLUMNS", "MODEL_COLUMNS", "PART_COLUMNS", "WINDOW_COLUMNS", "clock_from_row",
+           "device_from_row", "model_from_row", "model_to_row", "part_from_row", "part_to_row", "window_from_row",
+           "window_to_row"]
+
+WINDOW_COLUMNS = (
+    "device_id", "database_id", "model_sha256", "seq_first", "model_name", "model_version", "seq_last",
+    "opened_at", "closed_at", "corrected_closed_at", "received_at", "rows", "rejected", "partial",
+    "quality", "latency", "budget", "verdicts", "profile", "losses", "outbox_depth", "boot_id", "drift_count",
+)
+_JSON = {"quality", "latency", "budget", "verdicts", "losses"}
+DEVICE_COLUMNS = ("device_id", "public_key", "added_at", "last_seen", "removed")
+MODEL_COLUMNS = ("sha256", "name", "version", "reference_profile", "manifest", "added_at")
+PART_COLUMNS = ("device_id", "database_id", "model_sha256", "seq_first", "document_sha256", "part", "parts",
+                "message", "received_at")
+CLOCK_COLUMNS = ("device_id", "boot_id", "clock_offset", "skew", "samples", "updated_at")
+
+
+def _dump(value: Any) -> str | None:
+    return None if value is None else json.dumps(value, separators=(",", ":"))
+
+
+def window_to_row(window: StoredWindow) -> tuple[Any, ...]:
+    values = []
+    for name in WINDOW_COLUMNS:
+        value = getattr(window, name)
+        if name in _JSON:
+            value = _dump(value)
+        elif name == "partial":
+            value = bool(value)
+        elif name == "profile":
+            value = bytes(value)
+        values.append(value)
+    return tuple(values)
+
+
+def window_from_row(row: Sequence[Any]) -> StoredWindow:
+    fields: dict[str, Any] = {}
+    for name, value in zip(WINDOW_COLUMNS, row):
+        if name in _JSON:
+            value = None if value is None else json.loads(value)
+        elif name == "partial":
+            value = bool(value)
+        elif name == "profile":
+            value = bytes(value)
+        fields[name] = value
+    return StoredWindow(**fields)
+
+
+def device_from_row(row: Sequence[Any]) -> DeviceRecord:
+    device_id, public_key, added_at, last_seen, removed = row
+    return DeviceRecord(device_id=device_id, public_key=public_key, added_at=added_at, last_seen=last_seen,
+                        removed=bool(removed))
+
+
+def model_to_row(model: ModelRecord) -> tuple[Any, ...]:
+    return (model.sha256, model.name, model.version, bytes(model.reference_profile), _dump(model.manifest),
+            model.added_at)
+
+
+def model_from_row(row: Sequence[Any]) -> ModelRecord:
+    sha256, name, version, profile, manifest, added_at = row
+    return ModelRecord(sha256=sha256, name=name, version=version, reference_profile=bytes(profile),
+                       manifest=json.loads(manifest), added_at=added_at)
+
+
+def part_to_row(part: PendingPart) -> tuple[Any, ...]:
+    key = part.key
+    return (key.device_id, key.database_id, key.model_sha256, key.seq_first, part.document_sha256, part.part,
+            part.parts, bytes(part.message), part.received_at)
+
+
+def part_from_row(row: Sequence[Any]) -> PendingPart:
+    device_id, database_id, model_sha256, seq_first, document_sha256, number, parts, message, received_at = row
+    return PendingPart(key=WindowKey(device_id, database_id, model_sha256, seq_first), document_sha256=document_sha256,
+                       part=number, parts=parts, message=bytes(message), received_at=received_at)
+
+
+def clock_from_row(row: Sequence[Any]) -> ClockOffset:
+    device_id, boot_id, offset, skew, samples, updated_at = row
+    return ClockOffset(device_id=device_id, boot_id=boot_id, offset=offset, skew=skew, samples=samples,
+                       updated_at=updated_at)

@@ -1,0 +1,347 @@
+"""The default fleet store: one SQLite file (``sqlite:///path/fleet.db``), embedded, nothing to start.
+
+The file is in WAL mode, so the fleet views read while ingest writes. Every write runs
+in a ``BEGIN IMMEDIATE`` transaction: SQLite takes its one write lock up front, so two
+collector processes on one file serialize instead of failing on a lock upgrade.
+Deduplication is the windows table's primary key with ``INSERT ... ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, TypeVar
+
+from collector.errors import FleetStoreError, UnknownDeviceError
+from collector.stores.base import (
+    ClockOffset,
+    DeviceRecord,
+    FleetRetention,
+    ModelRecord,
+    PendingPart,
+    StoredWindow,
+    WindowKey,
+)
+from collector.stores.rows import (
+    CLOCK_COLUMNS,
+    DEVICE_COLUMNS,
+    MODEL_COLUMNS,
+    PART_COLUMNS,
+    WINDOW_COLUMNS,
+    clock_from_row,
+    device_from_row,
+    model_from_row,
+    model_to_row,
+    part_from_row,
+    part_to_row,
+    window_from_row,
+    window_to_row,
+)
+
+__all__ = ["SQLiteFleetStore"]
+
+SCHEMA_VERSION = 1
+_T = TypeVar("_T")
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS devices (
+    device_id TEXT PRIMARY KEY,
+    public_key TEXT NOT NULL,
+    added_at REAL NOT NULL,
+    last_seen REAL,
+    removed INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS models (
+    sha256 TEXT PRIMARY KEY,
+    name TEXT NOT NULL,
+    version TEXT NOT NULL,
+    reference_profile BLOB NOT NULL,
+    manifest TEXT NOT NULL,
+    added_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS windows (
+    id INTEGER PRIMARY KEY,
+    device_id TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    seq_first INTEGER NOT NULL,
+    model_name TEXT NOT NULL,
+    model_version TEXT NOT NULL,
+    seq_last INTEGER NOT NULL,
+    opened_at REAL NOT NULL,
+    closed_at REAL NOT NULL,
+    corrected_closed_at REAL NOT NULL,
+    received_at REAL NOT NULL,
+    "rows" INTEGER NOT NULL,
+    rejected INTEGER NOT NULL,
+    partial INTEGER NOT NULL,
+    quality TEXT NOT NULL,
+    latency TEXT,
+    budget TEXT,
+    verdicts TEXT NOT NULL,
+    profile BLOB NOT NULL,
+    losses TEXT NOT NULL,
+    outbox_depth INTEGER NOT NULL,
+    boot_id TEXT NOT NULL,
+    drift_count INTEGER NOT NULL,
+    UNIQUE (device_id, database_id, model_sha256, seq_first)
+);
+CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at);
+CREATE INDEX IF NOT EXISTS windows_by_model ON windows (model_sha256, corrected_closed_at);
+CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device_id, corrected_closed_at);
+CREATE TABLE IF NOT EXISTS pending_parts (
+    device_id TEXT NOT NULL,
+    database_id TEXT NOT NULL,
+    model_sha256 TEXT NOT NULL,
+    seq_first INTEGER NOT NULL,
+    document_sha256 TEXT NOT NULL,
+    part INTEGER NOT NULL,
+    parts INTEGER NOT NULL,
+    message BLOB NOT NULL,
+    received_at REAL NOT NULL,
+    PRIMARY KEY (device_id, database_id, model_sha256, seq_first, document_sha256, part)
+);
+CREATE TABLE IF NOT EXISTS clock_offsets (
+    device_id TEXT NOT NULL,
+    boot_id TEXT NOT NULL,
+    clock_offset REAL NOT NULL,
+    skew REAL NOT NULL,
+    samples INTEGER NOT NULL,
+    updated_at REAL NOT NULL,
+    PRIMARY KEY (device_id, boot_id)
+);
+CREATE TABLE IF NOT EXISTS rejections (
+    reason TEXT NOT NULL,
+    device_id TEXT NOT NULL,
+    count INTEGER NOT NULL,
+    PRIMARY KEY (reason, device_id)
+);
+"""
+
+
+def _columns(names: tuple[str, ...]) -> str:
+    return ", ".join(f'"{n}"' for n in names)
+
+
+_WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
+_KEY_WHERE = "device_id = ? AND database_id = ? AND model_sha256 = ? AND seq_first = ?"
+
+
+def _key_args(key: WindowKey) -> tuple[Any, ...]:
+    return (key.device_id, key.database_id, key.model_sha256, key.seq_first)
+
+
+class SQLiteFleetStore:
+    """A :class:`~collector.stores.base.FleetStore` in one SQLite file.
+
+    Parameters
+    ----------
+    path : str or Path
+        The database file; created with its tables when absent.
+    busy_timeout : float
+        Seconds to wait for another process's write lock.
+
+    Examples
+    --------
+    >>> import tempfile
+    >>> store = SQLiteFleetStore(tempfile.mkdtemp() + "/fleet.db")
+    >>> store.add_device("pump-7", "ed25519:" + "A" * 43 + "=", now=0.0).removed
+    False
+    >>> store.window_count()
+    0
+    >>> store.close()
+    """
+
+    def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
+        self.path = Path(path)
+        self.url = f"sqlite:///{self.path}"
+        # One connection shared by the server's worker threads, serialized by a lock:
+        # SQLite writes one at a time anyway, and reads are short.
+        self._lock = threading.RLock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
+                                       check_same_thread=False)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
+            with self._write() as db:
+                version = db.execute("PRAGMA user_version").fetchone()[0]
+                if version > SCHEMA_VERSION:
+                    raise FleetStoreError(f"fleet store '{self.path}' has schema version {version}; this collector "
+                                          f"knows up to {SCHEMA_VERSION}")
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        db.execute(statement)
+                db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"cannot open fleet store '{self.path}': {exc}") from exc
+
+    # ---------------------------------------------------------------- plumbing
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE")
+            except sqlite3.Error as exc:
+                raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
+            try:
+                yield self._db
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            else:
+                try:
+                    self._db.execute("COMMIT")
+                except sqlite3.Error as exc:
+                    self._db.execute("ROLLBACK")
+                    raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
+
+    def _read(self, query: str, args: tuple[Any, ...], convert: Callable[[Any], _T]) -> list[_T]:
+        with self._lock:
+            try:
+                return [convert(row) for row in self._db.execute(query, args).fetchall()]
+            except sqlite3.Error as exc:
+                raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
+
+    # ---------------------------------------------------------------- devices
+    def add_device(self, device_id: str, public_key: str, *, now: float) -> DeviceRecord:
+        with self._write() as db:
+            db.execute("INSERT INTO devices (device_id, public_key, added_at, last_seen, removed) "
+                       "VALUES (?, ?, ?, NULL, 0) ON CONFLICT (device_id) DO UPDATE SET "
+                       "public_key = excluded.public_key, removed = 0", (device_id, public_key, now))
+        record = self.device(device_id)
+        assert record is not None
+        return record
+
+    def remove_device(self, device_id: str) -> None:
+        with self._write() as db:
+            if db.execute("UPDATE devices SET removed = 1 WHERE device_id = ?", (device_id,)).rowcount == 0:
+                raise UnknownDeviceError(device_id)
+
+    def device(self, device_id: str) -> DeviceRecord | None:
+        found = self._read(f"SELECT {_columns(DEVICE_COLUMNS)} FROM devices WHERE device_id = ?", (device_id,),
+                           device_from_row)
+        return found[0] if found else None
+
+    def devices(self) -> list[DeviceRecord]:
+        return self._read(f"SELECT {_columns(DEVICE_COLUMNS)} FROM devices ORDER BY device_id", (), device_from_row)
+
+    def touch_device(self, device_id: str, seen_at: float) -> None:
+        with self._write() as db:
+            db.execute("UPDATE devices SET last_seen = max(coalesce(last_seen, ?), ?) WHERE device_id = ?",
+                       (seen_at, seen_at, device_id))
+
+    # ---------------------------------------------------------------- models
+    def add_model(self, model: ModelRecord) -> None:
+        updates = ", ".join(f'"{c}" = excluded."{c}"' for c in MODEL_COLUMNS[1:])
+        with self._write() as db:
+            db.execute(f"INSERT INTO models ({_columns(MODEL_COLUMNS)}) VALUES ({', '.join('?' * len(MODEL_COLUMNS))}) "
+                       f"ON CONFLICT (sha256) DO UPDATE SET {updates}", model_to_row(model))
+
+    def model(self, sha256: str) -> ModelRecord | None:
+        found = self._read(f"SELECT {_columns(MODEL_COLUMNS)} FROM models WHERE sha256 = ?", (sha256,),
+                           model_from_row)
+        return found[0] if found else None
+
+    def models(self) -> list[ModelRecord]:
+        return self._read(f"SELECT {_columns(MODEL_COLUMNS)} FROM models ORDER BY name, version, sha256", (),
+                          model_from_row)
+
+    # ---------------------------------------------------------------- windows
+    def insert_window(self, window: StoredWindow) -> bool:
+        marks = ", ".join("?" * len(WINDOW_COLUMNS))
+        with self._write() as db:
+            stored = db.execute(f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({marks}) "
+                                "ON CONFLICT DO NOTHING", window_to_row(window)).rowcount == 1
+            db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+        return stored
+
+    def has_window(self, key: WindowKey) -> bool:
+        return bool(self._read(f"SELECT 1 FROM windows WHERE {_KEY_WHERE}", _key_args(key), lambda row: row))
+
+    def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
+                *, device_id: str | None = None) -> Iterator[StoredWindow]:
+        where, args = [], []
+        for clause, value in (("model_sha256 = ?", model_sha256), ("corrected_closed_at >= ?", since),
+                              ("corrected_closed_at < ?", until), ("device_id = ?", device_id)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = _WINDOW_SELECT + (" WHERE " + " AND ".join(where) if where else "")
+        query += " ORDER BY corrected_closed_at, device_id, seq_first"
+        # Read in one go under the lock: a generator holding a cursor across yields would
+        # interleave with writes on the shared connection.
+        return iter(self._read(query, tuple(args), window_from_row))
+
+    def window_count(self, device_id: str | None = None) -> int:
+        if device_id is None:
+            return self._read("SELECT count(*) FROM windows", (), lambda row: int(row[0]))[0]
+        return self._read("SELECT count(*) FROM windows WHERE device_id = ?", (device_id,), lambda row: int(row[0]))[0]
+
+    # ---------------------------------------------------------------- parts
+    def add_part(self, part: PendingPart) -> list[PendingPart]:
+        marks = ", ".join("?" * len(PART_COLUMNS))
+        with self._write() as db:
+            db.execute(f"INSERT INTO pending_parts ({_columns(PART_COLUMNS)}) VALUES ({marks}) ON CONFLICT DO NOTHING",
+                       part_to_row(part))
+            rows = db.execute(f"SELECT {_columns(PART_COLUMNS)} FROM pending_parts WHERE {_KEY_WHERE} "
+                              "AND document_sha256 = ? ORDER BY part",
+                              (*_key_args(part.key), part.document_sha256)).fetchall()
+        return [part_from_row(row) for row in rows]
+
+    # ---------------------------------------------------------------- clocks
+    def observe_clock(self, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
+                      received_at: float) -> ClockOffset:
+        offset = received_at - sent_mono
+        with self._write() as db:
+            db.execute("INSERT INTO clock_offsets (device_id, boot_id, clock_offset, skew, samples, updated_at) "
+                       "VALUES (?, ?, ?, 0, 1, ?) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
+                       "clock_offset = min(clock_offset, excluded.clock_offset), samples = samples + 1, "
+                       "updated_at = max(updated_at, excluded.updated_at)",
+                       (device_id, boot_id, offset, received_at))
+            db.execute("UPDATE clock_offsets SET skew = ? - (? + clock_offset) WHERE device_id = ? AND boot_id = ?",
+                       (sent_wall, sent_mono, device_id, boot_id))
+            row = db.execute(f"SELECT {_columns(CLOCK_COLUMNS)} FROM clock_offsets WHERE device_id = ? "
+                             "AND boot_id = ?", (device_id, boot_id)).fetchone()
+        return clock_from_row(row)
+
+    def clock_offsets(self, device_id: str | None = None) -> list[ClockOffset]:
+        query = f"SELECT {_columns(CLOCK_COLUMNS)} FROM clock_offsets"
+        args: tuple[Any, ...] = ()
+        if device_id is not None:
+            query += " WHERE device_id = ?"
+            args = (device_id,)
+        return self._read(query + " ORDER BY updated_at, device_id, boot_id", args, clock_from_row)
+
+    # ---------------------------------------------------------------- rejections
+    def count_rejection(self, reason: str, device_id: str | None = None) -> None:
+        with self._write() as db:
+            db.execute("INSERT INTO rejections (reason, device_id, count) VALUES (?, ?, 1) "
+                       "ON CONFLICT (reason, device_id) DO UPDATE SET count = count + 1", (reason, device_id or ""))
+
+    def rejections(self) -> Mapping[str, int]:
+        rows = self._read("SELECT reason, sum(count) FROM rejections GROUP BY reason ORDER BY reason", (),
+                          lambda row: (str(row[0]), int(row[1])))
+        return dict(rows)
+
+    # ---------------------------------------------------------------- upkeep
+    def enforce_retention(self, policy: FleetRetention, *, now: float) -> int:
+        deleted = 0
+        with self._write() as db:
+            if policy.max_age_seconds is not None:
+                deleted += db.execute("DELETE FROM windows WHERE received_at < ?",
+                                      (now - policy.max_age_seconds,)).rowcount
+            if policy.max_windows is not None:
+                # id is the insertion order: the newest max_windows rows stay.
+                deleted += db.execute("DELETE FROM windows WHERE id <= (SELECT id FROM windows ORDER BY id DESC "
+                                      "LIMIT 1 OFFSET ?)", (policy.max_windows,)).rowcount
+            db.execute("DELETE FROM pending_parts WHERE received_at < ?", (now - policy.pending_max_age_seconds,))
+        return deleted
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

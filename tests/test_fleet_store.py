@@ -1,0 +1,281 @@
+"""One contract for every fleet store: SQLite and a real PostgreSQL behave the same."""
+
+from __future__ import annotations
+
+import math
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import pytest
+
+from collector.errors import UnknownDeviceError
+from collector.stores import (
+    FleetRetention,
+    FleetStore,
+    ModelRecord,
+    PendingPart,
+    StoredWindow,
+    WindowKey,
+    open_store,
+)
+from edge_runtime.errors import ConfigError
+
+KEY = "ed25519:" + "A" * 43 + "="
+
+
+@pytest.fixture
+def store_url(fleet_store_url: str) -> str:
+    return fleet_store_url
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[FleetStore]:
+    opened = open_store(store_url)
+    yield opened
+    opened.close()
+
+
+def window(seq: int = 1, *, device: str = "pump-7", database: str = "db-1", model: str = "a" * 64,
+           closed_at: float = 1000.0, received_at: float = 1010.0, **changes: object) -> StoredWindow:
+    made = StoredWindow(
+        device_id=device, database_id=database, model_sha256=model, seq_first=seq, model_name="churn",
+        model_version="2.1", seq_last=seq, opened_at=closed_at - 60, closed_at=closed_at,
+        corrected_closed_at=closed_at, received_at=received_at, rows=100, rejected=2, partial=False,
+        quality={"missing": {"age": 3}, "nan": math.nan}, latency={"p99_ms": 1.5}, budget=None,
+        verdicts=[{"name": "age", "status": "drift", "value": 0.31, "details": None}],
+        profile=b"\x00profile\xff" * 10, losses={"merged": 1}, outbox_depth=4, boot_id="boot-1", drift_count=1)
+    return replace(made, **changes)  # type: ignore[arg-type]
+
+
+def same(a: StoredWindow, b: StoredWindow) -> bool:
+    """Equal, NaN included (NaN != NaN would make equal windows differ)."""
+    return repr(a) == repr(b)
+
+
+# ------------------------------------------------------------------ opening
+def test_open_store_refuses_an_unknown_scheme() -> None:
+    with pytest.raises(ConfigError, match="unknown scheme 'mysql'"):
+        open_store("mysql://fleet")
+
+
+def test_the_store_satisfies_the_protocol(store: FleetStore) -> None:
+    assert isinstance(store, FleetStore)
+
+
+def test_reopening_keeps_what_was_stored(store_url: str) -> None:
+    first = open_store(store_url)
+    first.insert_window(window())
+    first.close()
+    again = open_store(store_url)
+    assert again.window_count() == 1
+    again.close()
+
+
+# ------------------------------------------------------------------ devices
+def test_devices_are_added_removed_and_readded(store: FleetStore) -> None:
+    added = store.add_device("pump-7", KEY, now=5.0)
+    assert (added.device_id, added.public_key, added.added_at, added.last_seen, added.removed) == (
+        "pump-7", KEY, 5.0, None, False)
+    store.remove_device("pump-7")
+    assert store.device("pump-7").removed  # type: ignore[union-attr]
+    again = store.add_device("pump-7", KEY.replace("A", "B"), now=9.0)
+    assert (again.removed, again.public_key, again.added_at) == (False, KEY.replace("A", "B"), 5.0)
+    assert store.device("nobody") is None
+    with pytest.raises(UnknownDeviceError, match="device 'nobody' is not registered"):
+        store.remove_device("nobody")
+    store.add_device("alpha", KEY, now=1.0)
+    assert [d.device_id for d in store.devices()] == ["alpha", "pump-7"]
+
+
+def test_last_seen_only_moves_forward(store: FleetStore) -> None:
+    store.add_device("pump-7", KEY, now=0.0)
+    store.touch_device("pump-7", 50.0)
+    store.touch_device("pump-7", 20.0)
+    assert store.device("pump-7").last_seen == 50.0  # type: ignore[union-attr]
+
+
+# ------------------------------------------------------------------ models
+def test_models_round_trip_and_replace(store: FleetStore) -> None:
+    model = ModelRecord(sha256="b" * 64, name="churn", version="2.1", reference_profile=b"\x01\x02",
+                        manifest={"schema": {"features": [{"name": "age"}]}, "drift": {"psi": 0.2}}, added_at=3.0)
+    store.add_model(model)
+    assert store.model("b" * 64) == model
+    assert store.model("c" * 64) is None
+    newer = replace(model, reference_profile=b"\x03", added_at=4.0)
+    store.add_model(newer)
+    store.add_model(replace(model, sha256="0" * 64, name="alpha"))
+    assert [m.sha256 for m in store.models()] == ["0" * 64, "b" * 64]
+    assert store.model("b" * 64) == newer
+
+
+# ------------------------------------------------------------------ windows
+def test_a_window_reads_back_equal(store: FleetStore) -> None:
+    written = window()
+    assert store.insert_window(written)
+    (read,) = store.windows()
+    assert same(read, written)
+    assert read.key == WindowKey("pump-7", "db-1", "a" * 64, 1)
+    assert store.has_window(read.key)
+
+
+def test_a_window_is_stored_once_whatever_else_differs(store: FleetStore) -> None:
+    assert store.insert_window(window(received_at=1.0))
+    assert not store.insert_window(window(received_at=2.0, rows=7))
+    (kept,) = store.windows()
+    assert (kept.received_at, kept.rows) == (1.0, 100)
+    # Each part of the key counts: another database id, model or device is another window.
+    assert store.insert_window(window(database="db-2"))
+    assert store.insert_window(window(model="f" * 64))
+    assert store.insert_window(window(device="pump-8"))
+    assert store.window_count() == 4
+    assert store.window_count("pump-7") == 3
+
+
+def test_concurrent_inserts_of_one_window_store_it_once(store_url: str) -> None:
+    stores = [open_store(store_url) for _ in range(4)]
+    results: list[bool] = []
+    barrier = threading.Barrier(len(stores))
+
+    def insert(s: FleetStore) -> None:
+        barrier.wait()
+        results.append(s.insert_window(window()))
+
+    threads = [threading.Thread(target=insert, args=(s,)) for s in stores]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert sorted(results) == [False, False, False, True]
+    assert stores[0].window_count() == 1
+    for s in stores:
+        s.close()
+
+
+def test_windows_filter_by_model_device_and_corrected_time(store: FleetStore) -> None:
+    for seq, closed in enumerate([100.0, 300.0, 200.0], start=1):
+        store.insert_window(window(seq, closed_at=closed))
+    store.insert_window(window(9, model="f" * 64, closed_at=150.0))
+    store.insert_window(window(1, device="pump-8", closed_at=200.0))
+    assert [(w.device_id, w.seq_first) for w in store.windows()] == [
+        ("pump-7", 1), ("pump-7", 9), ("pump-7", 3), ("pump-8", 1), ("pump-7", 2)]
+    assert [w.seq_first for w in store.windows("a" * 64, since=150.0, until=300.0, device_id="pump-7")] == [3]
+    assert [w.seq_first for w in store.windows(model_sha256="f" * 64)] == [9]
+    assert [w.seq_first for w in store.windows(until=150.0)] == [1]
+
+
+def test_a_window_without_latency_or_budget_keeps_none(store: FleetStore) -> None:
+    store.insert_window(window(latency=None, budget=None, verdicts=[], drift_count=0, partial=True))
+    (read,) = store.windows()
+    assert (read.latency, read.budget, read.verdicts, read.partial) == (None, None, [], True)
+
+
+# ------------------------------------------------------------------ parts
+def part(number: int, parts: int = 3, document: str = "d" * 64) -> PendingPart:
+    return PendingPart(key=WindowKey("pump-7", "db-1", "a" * 64, 1), document_sha256=document, part=number,
+                       parts=parts, message=bytes([number]) * 5, received_at=10.0 + number)
+
+
+def test_parts_gather_once_each_in_order(store: FleetStore) -> None:
+    assert [p.part for p in store.add_part(part(2))] == [2]
+    assert [p.part for p in store.add_part(part(2))] == [2]
+    held = store.add_part(part(0))
+    assert [(p.part, p.message) for p in held] == [(0, b"\x00" * 5), (2, b"\x02" * 5)]
+    # Another encoding of the same window (a re-send after a restart) is gathered apart.
+    assert [p.part for p in store.add_part(part(1, document="e" * 64))] == [1]
+    assert [p.part for p in store.add_part(part(1))] == [0, 1, 2]
+    # Storing the window drops its parts, of every encoding.
+    store.insert_window(window())
+    assert [p.part for p in store.add_part(part(1, document="e" * 64))] == [1]
+
+
+# ------------------------------------------------------------------ clocks
+def test_the_boot_offset_is_the_smallest_delay_seen(store: FleetStore) -> None:
+    year = 365 * 86400.0
+    # Device wall clock a year behind; its monotonic clock started 1000 s before collector time 1e9.
+    first = store.observe_clock("pump-7", "boot-1", sent_wall=1e9 - year, sent_mono=0.0, received_at=1e9 + 0.5)
+    assert (first.offset, first.samples) == (1e9 + 0.5, 1)
+    second = store.observe_clock("pump-7", "boot-1", sent_wall=1e9 - year + 60, sent_mono=60.0,
+                                 received_at=1e9 + 60.1)
+    assert second.offset == pytest.approx(1e9 + 0.1)
+    assert second.skew == pytest.approx(-year - 0.1)
+    assert second.samples == 2
+    # A slower message does not move the estimate.
+    third = store.observe_clock("pump-7", "boot-1", sent_wall=1e9 - year + 120, sent_mono=120.0,
+                                received_at=1e9 + 125.0)
+    assert third.offset == pytest.approx(1e9 + 0.1)
+    assert third.correct(1e9 - year + 100, sent_wall=1e9 - year + 120, sent_mono=120.0) == pytest.approx(
+        1e9 + 100.1)
+    store.observe_clock("pump-7", "boot-2", sent_wall=5.0, sent_mono=1.0, received_at=1e9 + 200)
+    store.observe_clock("pump-8", "boot-9", sent_wall=5.0, sent_mono=1.0, received_at=1e9 + 300)
+    assert [(c.device_id, c.boot_id) for c in store.clock_offsets("pump-7")] == [
+        ("pump-7", "boot-1"), ("pump-7", "boot-2")]
+    assert len(store.clock_offsets()) == 3
+
+
+# ------------------------------------------------------------------ rejections
+def test_rejections_are_counted_by_reason(store: FleetStore) -> None:
+    assert dict(store.rejections()) == {}
+    for reason, device in [("bad-signature", "pump-7"), ("bad-signature", "pump-8"), ("bad-signature", "pump-7"),
+                           ("malformed", None)]:
+        store.count_rejection(reason, device)
+    assert dict(store.rejections()) == {"bad-signature": 3, "malformed": 1}
+
+
+# ------------------------------------------------------------------ retention
+def test_retention_by_age_keeps_recent_windows(store: FleetStore) -> None:
+    for seq in range(1, 6):
+        store.insert_window(window(seq, received_at=100.0 * seq))
+    assert store.enforce_retention(FleetRetention(max_age_seconds=250.0), now=500.0) == 2
+    assert [w.seq_first for w in store.windows()] == [3, 4, 5]
+
+
+def test_retention_by_count_keeps_the_latest_received(store: FleetStore) -> None:
+    for seq in range(1, 6):
+        store.insert_window(window(seq, received_at=100.0 * seq))
+    assert store.enforce_retention(FleetRetention(max_windows=2), now=500.0) == 3
+    assert [w.seq_first for w in store.windows()] == [4, 5]
+    assert store.enforce_retention(FleetRetention(max_windows=2), now=500.0) == 0
+
+
+def test_retention_drops_stale_parts(store: FleetStore) -> None:
+    store.add_part(part(0))
+    store.enforce_retention(FleetRetention(pending_max_age_seconds=100.0), now=1000.0)
+    assert [p.part for p in store.add_part(part(1))] == [1]
+
+
+def test_retention_settings_are_checked() -> None:
+    with pytest.raises(ConfigError, match="'max_windows' parameter of FleetRetention must be an int >= 1"):
+        FleetRetention(max_windows=0)
+
+
+# ------------------------------------------------------------------ PostgreSQL partitioning (docs/fleet.md)
+def test_the_documented_time_partitioning_keeps_the_store_working(postgres_server: object) -> None:
+    """docs/fleet.md's SQL turns windows into monthly partitions; the store then works unchanged."""
+    import re
+    from pathlib import Path
+
+    import psycopg
+
+    doc = (Path(__file__).parent.parent / "docs" / "fleet.md").read_text()
+    sql = re.search(r"<!-- partitioning-sql[^>]*-->\n```sql\n(.*?)```", doc, re.S)
+    assert sql is not None
+    url = postgres_server.new_database()  # type: ignore[attr-defined]
+    store = open_store(url)
+    november, december, old = 1793491200.0 + 86400, 1796083200.0 + 86400, 1.0e9
+    store.insert_window(window(1, closed_at=november, received_at=1.0))
+    store.insert_window(window(2, closed_at=old, received_at=2.0))
+    store.close()
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.group(1).encode())
+    store = open_store(url)
+    assert not store.insert_window(window(1, closed_at=november))  # still a duplicate
+    assert store.insert_window(window(3, closed_at=december, received_at=3.0))
+    assert store.insert_window(window(4, closed_at=november, received_at=4.0))
+    assert [w.seq_first for w in store.windows()] == [2, 1, 4, 3]
+    assert store.enforce_retention(FleetRetention(max_windows=3), now=10.0) == 1  # seq 1, received first
+    assert [w.seq_first for w in store.windows()] == [2, 4, 3]
+    store.close()
+    with psycopg.connect(url) as conn:
+        counts = dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM windows GROUP BY 1").fetchall())
+    assert counts == {"windows_default": 1, "windows_2026_11": 1, "windows_2026_12": 1}
