@@ -131,7 +131,8 @@ def test_only_the_collector_metrics_import_prometheus_client() -> None:
 
 def test_only_cli_modules_import_click() -> None:
     users = _importers("click")
-    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli", "collector.cli"}
+    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli", "collector.cli",
+                                                                                "collector.fleet_cli"}
 
 
 def test_only_the_converter_modules_import_skl2onnx() -> None:
@@ -180,11 +181,14 @@ def test_device_layers_point_down(module: str) -> None:
 
 def test_the_library_never_imports_its_command_line() -> None:
     for module, names in GRAPH.items():
-        if not module.startswith(("edge_runtime.cli", "converters.cli", "collector.cli", "edge_runtime.__main__")):
+        if not module.startswith(("edge_runtime.cli", "converters.cli", "collector.cli", "collector.fleet_cli",
+                                  "edge_runtime.__main__")):
             assert not {n for n in names if n.startswith("edge_runtime.cli") or n in ("converters.cli",
-                                                                                       "collector.cli")}, module
+                                                                                       "collector.cli",
+                                                                                       "collector.fleet_cli")}, module
     assert _importers("converters.cli") == set()  # reached through its entry point only
     assert _importers("collector.cli") == set()
+    assert _importers("collector.fleet_cli") == set()
 
 
 def test_converters_and_the_collector_use_no_device_command_but_the_shared_options() -> None:
