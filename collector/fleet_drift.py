@@ -8,8 +8,8 @@ knows which store holds them. Per model version (sha256) and bucket of
 lands in the right bucket), it
 
 * merges the profiles of all windows (:meth:`Profile.merge`: any window sizes and
-  strides; the buckets' numeric sketches at :data:`FLEET_K`, so the windows' KLL
-  errors average out and are carried along as the merged sketches' ``rank_sd``);
+  strides; the buckets' numeric sketches at :data:`collector.buckets.FLEET_K`, so the
+  windows' KLL errors average out and are carried along as the merged sketches' ``rank_sd``);
 * judges the merged profile as one window with
   :func:`edge_runtime.monitoring.drift.assess_window`: the same metrics, thresholds
   and verdict structure as ``edge-runtime drift --json`` (the multivariate signal
@@ -24,11 +24,10 @@ A model the collector has no reference for (not registered, or registered withou
 a reference profile) is reported as unassessed, with its windows and devices.
 
 For the query to stay fast over many windows, a store can merge each window into a
-base time bucket at ingest (:func:`merge_into_bucket`, buckets of
-:data:`BASE_BUCKET_SECONDS`) and pass those to :func:`fleet_drift` as
-``bucket_profiles``, with windows whose ``profile`` is empty: the buckets' profiles
-then come from the base buckets, and per-device verdicts from whatever windows still
-carry their profile.
+base time bucket at ingest (:mod:`collector.buckets`) and pass those to
+:func:`fleet_drift` as ``bucket_profiles``, with windows whose ``profile`` is empty:
+the buckets' profiles then come from the base buckets, and per-device verdicts from
+whatever windows still carry their profile.
 
 Examples
 --------
@@ -44,33 +43,16 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, empty_like
 from collector.stores.base import ModelRecord, StoredWindow
 from edge_runtime.config import DriftPolicy
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift, WindowDrift, assess_window
 from edge_runtime.monitoring.reports import DriftSummary
-from edge_runtime.monitoring.sketches import REFERENCE_K, CategoricalSketch, NumericSketch
 
-__all__ = [
-    "BASE_BUCKET_SECONDS",
-    "DeviceDrift",
-    "FLEET_K",
-    "FleetBucket",
-    "FleetDrift",
-    "UnassessedModel",
-    "bucket_start",
-    "empty_like",
-    "fleet_drift",
-    "merge_into_bucket",
-]
+__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift"]
 
-# The numeric sketches of a bucket: as accurate as the reference's, so that the
-# merged windows' own errors (independent, averaging out) decide the thresholds.
-FLEET_K = REFERENCE_K
-# Width of the buckets a store may merge windows into at ingest; a query's bucket
-# is a whole number of them.
-BASE_BUCKET_SECONDS = 300.0
 _RANK = {DriftStatus.OK: 0, DriftStatus.WARN: 1, DriftStatus.DRIFT: 2}
 
 
@@ -176,53 +158,6 @@ class FleetDrift:
                 "unassessed": [m.to_dict() for m in self.unassessed]}
 
 
-# ------------------------------------------------------------------ merging
-def bucket_start(t: float, seconds: float) -> float:
-    """Start of the bucket of width ``seconds`` (aligned on the epoch) that holds time ``t``.
-
-    >>> bucket_start(7300.5, 3600), bucket_start(-1.0, 300)
-    (7200.0, -300.0)
-    """
-    return math.floor(t / seconds) * float(seconds)
-
-
-def empty_like(profile: Profile, k: int = FLEET_K) -> Profile:
-    """An empty profile of the same sections as ``profile``, its numeric sketches at ``k``.
-
-    Merging windows into it keeps their strides (the first one's, then their
-    greatest common divisor) and carries their errors along (:meth:`NumericSketch.merge`).
-    """
-    def numeric() -> NumericSketch:
-        return NumericSketch(k)
-
-    features: dict[str, NumericSketch | CategoricalSketch] = {
-        name: CategoricalSketch(sketch.max_categories) if isinstance(sketch, CategoricalSketch) else numeric()
-        for name, sketch in profile.features.items()}
-    predictions = CategoricalSketch(profile.predictions.max_categories) if profile.predictions is not None else None
-    return Profile(features, predictions, numeric(), numeric(),
-                   class_scores={label: numeric() for label in profile.class_scores},
-                   multivariate=numeric() if profile.multivariate is not None else None)
-
-
-def merge_into_bucket(bucket_profile: bytes | None, window: StoredWindow | bytes) -> bytes:
-    """A base bucket's profile bytes with one more window merged in (what a store calls at ingest).
-
-    ``bucket_profile`` is None (or empty) for a bucket's first window. The bucket's
-    numeric sketches are at :data:`FLEET_K`; merging is commutative and associative
-    within the sketches' stated error, so windows may arrive in any order.
-
-    Raises
-    ------
-    BundleFormatError
-        The window's profile (or the bucket's) is not readable.
-    ValueError
-        The window's feature set differs from the bucket's.
-    """
-    window_profile = Profile.from_bytes(window.profile if isinstance(window, StoredWindow) else window)
-    bucket = Profile.from_bytes(bucket_profile) if bucket_profile else empty_like(window_profile)
-    return bucket.merge(window_profile).to_bytes()
-
-
 # ------------------------------------------------------------------ the view
 def _local_flags(window: StoredWindow) -> dict[str, tuple[bool, bool]]:
     """Per signal of a window's own verdicts: (flagged: warn or drift, drifted)."""
@@ -282,7 +217,7 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
     since : float, optional
         Only windows with ``corrected_closed_at >= since``.
     bucket_profiles : mapping of (sha256, start) to bytes, optional
-        Base buckets merged at ingest (:func:`merge_into_bucket`), of width
+        Base buckets merged at ingest (:func:`collector.buckets.merge_into_bucket`), of width
         ``base_seconds``, which must divide ``bucket_seconds``. Used instead of the
         windows' own profiles for a bucket's verdicts.
 

@@ -43,11 +43,12 @@ BOOSTING_CONVERTERS = {"xgboost": "converters.xgboost_converter", "lightgbm": "c
 COLLECTOR_LAYERS = {
     "errors": 0,
     "stores": 1,
-    "registry": 2, "ingest": 2, "fleet_drift": 2, "fleet_status": 2,
-    "metrics": 3,
-    "server": 4,
-    "cli": 5,
-    "__init__": 6, "__main__": 7,
+    "buckets": 2,
+    "registry": 3, "ingest": 3, "fleet_drift": 3, "fleet_status": 3,
+    "metrics": 4,
+    "server": 5,
+    "cli": 6,
+    "__init__": 7, "__main__": 8,
 }
 
 

@@ -12,7 +12,8 @@ import json
 
 import pytest
 
-from collector.fleet_drift import BASE_BUCKET_SECONDS, FleetDrift, bucket_start, fleet_drift, merge_into_bucket
+from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, merge_into_bucket
+from collector.fleet_drift import FleetDrift, fleet_drift
 from collector.simulation import Shift, simulate_fleet
 from collector.stores.base import ModelRecord, StoredWindow
 from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift
