@@ -280,29 +280,35 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
     by_device: dict[str, list[StoredWindow]] = {}
     for window in members:
         by_device.setdefault(window.device_id, []).append(window)
-    # Each device's windows merged first: the bucket is their merge, and a flagged
-    # signal is then judged per device without reading a profile twice.
+    # Each device's windows merged first: the bucket is their merge (unless base buckets
+    # give it), and a flagged signal is judged per device without reading a profile twice.
     device_profiles: dict[str, Profile] = {}
     unreadable = 0
-    for device, own in by_device.items():
-        merged: Profile | None = None
-        for window in own:
-            if not window.profile:
-                continue
-            try:
-                profile = Profile.from_bytes(window.profile)
-                merged = (merged if merged is not None else empty_like(profile)).merge(profile)
-            except (BundleFormatError, ValueError):
-                unreadable += 1
-        if merged is not None:
-            device_profiles[device] = merged
+
+    def read_devices() -> None:
+        nonlocal unreadable
+        for device, own in by_device.items():
+            merged: Profile | None = None
+            for window in own:
+                if not window.profile:
+                    continue
+                try:
+                    profile = Profile.from_bytes(window.profile)
+                    merged = (merged if merged is not None else empty_like(profile)).merge(profile)
+                except (BundleFormatError, ValueError):
+                    unreadable += 1
+            if merged is not None:
+                device_profiles[device] = merged
+
     bucket: Profile | None = None
-    for blob in (base if base is not None else []):
-        part = Profile.from_bytes(blob)
-        bucket = (bucket if bucket is not None else empty_like(part)).merge(part)
     if base is None:
+        read_devices()
         for profile in device_profiles.values():
             bucket = (bucket if bucket is not None else empty_like(profile)).merge(profile)
+    else:
+        for blob in base:
+            part = Profile.from_bytes(blob)
+            bucket = (bucket if bucket is not None else empty_like(part)).merge(part)
     if bucket is None:  # nothing readable: judged as an empty window (every verdict ok, no rows)
         bucket = empty_like(reference)
     drift = assess_window(reference, bucket, policy)
@@ -311,6 +317,8 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
         flagged.append("prediction")
     drivers: dict[str, tuple[DeviceDrift, ...]] = {}
     if flagged:
+        if base is not None:
+            read_devices()
         device_drift = {device: assess_window(reference, profile, policy)
                         for device, profile in device_profiles.items()}
         for signal in flagged:
