@@ -1,7 +1,7 @@
 """``edge-runtime fleet status`` and ``fleet drift``: open a fleet store, call the view, format it.
 
-Registered with ``edge-runtime`` through the ``edge_runtime.commands`` entry point
-(``fleet = "collector.fleet_cli:fleet_command"``). The views are pure functions
+Its ``edge_runtime.commands`` entry point is ``fleet = "collector.fleet_cli:fleet_command"``
+(the ``collector`` extra). The views are pure functions
 (:mod:`collector.fleet_status`, :mod:`collector.fleet_drift`); this module parses the
 options, reads the store and formats the reports (``--json``: their ``to_dict()``).
 """

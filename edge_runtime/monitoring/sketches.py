@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -485,6 +486,7 @@ def _kll_level_capacity(k: int, depth: int) -> int:
     return max(_KLL_MIN_WIDTH, capacity)
 
 
+@functools.lru_cache(maxsize=64)  # asked for every sketch's rank_sd and merge: a handful of k per process
 def _kll_bound(k: int) -> float:
     """KLL's normalized rank error bound (99%, one-sided) at ``k``."""
     return float(datasketches.kll_floats_sketch.get_normalized_rank_error(k, False))
