@@ -12,11 +12,15 @@ from pathlib import Path
 
 import click
 
-from collector.registry import register_bundle, register_device
-from collector.server import ServerConfig, serve
-from collector.stores import FleetRetention, open_store
-from edge_runtime.cli.options import library_errors
-from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES
+from collector.extra import require_collector_extra
+
+require_collector_extra()  # before anything that needs it: the ImportError is what the CLI reports
+
+from collector.registry import register_bundle, register_device  # noqa: E402
+from collector.server import ServerConfig, serve  # noqa: E402
+from collector.stores import FleetRetention, open_store  # noqa: E402
+from edge_runtime.cli.options import library_errors  # noqa: E402
+from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES  # noqa: E402
 
 __all__ = ["collector_command"]
 
@@ -42,16 +46,32 @@ def collector_command() -> None:
 @click.option("--max-age-days", type=click.FloatRange(min=0, min_open=True),
               help="Retention: delete windows received longer ago than this.")
 @click.option("--max-windows", type=click.IntRange(1), help="Retention: keep only this many most recent windows.")
+@click.option("--mqtt", "mqtt_url", metavar="URL",
+              help="Also subscribe to the devices' topic on this broker: mqtt://[USER[:PASS]@]HOST[:PORT] or mqtts://.")
+@click.option("--mqtt-topic", default="edge-runtime/+/windows", show_default=True, help="The MQTT subscription.")
+@click.option("--mqtt-client-id", default="edge-runtime-collector", show_default=True,
+              help="The persistent MQTT session's id: one per collector process.")
+@click.option("--mqtt-ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="CA bundle for an mqtts:// broker (default: the system's).")
 @library_errors
 def serve_command(store_url: str, host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
-                  max_message_bytes: int, max_age_days: float | None, max_windows: int | None) -> None:
-    """Serve POST /v1/windows, GET /metrics and GET /healthz until interrupted."""
+                  max_message_bytes: int, max_age_days: float | None, max_windows: int | None, mqtt_url: str | None,
+                  mqtt_topic: str, mqtt_client_id: str, mqtt_ca_file: Path | None) -> None:
+    """Serve POST /v1/windows, GET /metrics and GET /healthz until interrupted (and, with --mqtt,
+    ingest what devices publish to an MQTT broker)."""
+    mqtt = None
+    if mqtt_url is not None:
+        try:
+            from collector.mqtt_subscriber import MqttSettings
+        except ImportError as exc:
+            raise click.ClickException(f"--mqtt needs paho-mqtt ({exc}): pip install 'edge-runtime[collector]'") from exc
+        mqtt = MqttSettings(url=mqtt_url, topic=mqtt_topic, client_id=mqtt_client_id, ca_file=mqtt_ca_file)
     retention = None
     if max_age_days is not None or max_windows is not None:
         retention = FleetRetention(max_age_seconds=max_age_days * 86400.0 if max_age_days else None,
                                    max_windows=max_windows)
     config = ServerConfig(store_url=store_url, host=host, port=port, tls_cert=tls_cert, tls_key=tls_key,
-                          max_message_bytes=max_message_bytes, retention=retention)
+                          max_message_bytes=max_message_bytes, retention=retention, mqtt=mqtt)
     serve(config, announce=lambda line: click.echo(line, err=True))
 
 

@@ -18,6 +18,7 @@ counted by reason in the store, and nothing else is written.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -130,6 +131,9 @@ class Ingestor:
 
         header = message.header
         key = WindowKey(*message.key)
+        if not all(math.isfinite(header[name]) for name in ("sent_wall", "sent_mono")):
+            raise self._reject("malformed", f"device '{device_id}': the header's clocks are not finite numbers",
+                               device_id)
         clock = self.store.observe_clock(device_id, str(header["boot_id"]), sent_wall=float(header["sent_wall"]),
                                          sent_mono=float(header["sent_mono"]), received_at=received_at)
         self.store.touch_device(device_id, received_at)
@@ -153,6 +157,9 @@ class Ingestor:
             summary = assemble(messages)
         except PayloadError as exc:
             raise self._reject(_PAYLOAD_REASONS.get(exc.reason, "malformed"), str(exc), device_id) from exc
+        if not all(math.isfinite(value) for value in (summary.opened_at, summary.closed_at)):
+            raise self._reject("malformed", f"device '{device_id}': the window's times are not finite numbers",
+                               device_id)
         corrected = clock.correct(summary.closed_at, sent_wall=summary.sent_wall, sent_mono=summary.sent_mono)
         stored = self.store.insert_window(stored_window(summary, corrected_closed_at=corrected,
                                                         received_at=received_at))

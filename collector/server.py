@@ -24,6 +24,7 @@ import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import uvicorn
 from starlette.applications import Starlette
@@ -38,6 +39,9 @@ from collector.metrics import CollectorMetrics
 from collector.stores import FleetRetention, FleetStore, open_store
 from edge_runtime.errors import ConfigError
 from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES
+
+if TYPE_CHECKING:  # paho-mqtt is imported only when a broker is given
+    from collector.mqtt_subscriber import MqttSettings
 
 __all__ = ["MEDIA_TYPE", "ServerConfig", "create_app", "serve"]
 
@@ -60,7 +64,10 @@ class ServerConfig:
     max_message_bytes : int
         The largest body accepted.
     retention : FleetRetention or None
-        What the store keeps, enforced at start and every ``retention_interval_seconds``.
+        What the store keeps, enforced at start and every ``retention_interval_seconds``
+        (None: every window; stale parts of split windows are dropped all the same).
+    mqtt : MqttSettings or None
+        Also subscribe to the devices' MQTT topic on this broker.
     """
 
     store_url: str
@@ -71,6 +78,7 @@ class ServerConfig:
     max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES
     retention: FleetRetention | None = None
     retention_interval_seconds: float = 300.0
+    mqtt: MqttSettings | None = None
 
     def __post_init__(self) -> None:
         if (self.tls_cert is None) != (self.tls_key is None):
@@ -89,8 +97,14 @@ def _answer(status: str, detail: str, code: int, **extra: object) -> JSONRespons
 
 def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                retention: FleetRetention | None = None, retention_interval_seconds: float = 300.0,
-               clock: Callable[[], float] = time.time) -> Starlette:
-    """The ASGI app over an open store (the caller closes the store)."""
+               mqtt: MqttSettings | None = None, clock: Callable[[], float] = time.time) -> Starlette:
+    """The ASGI app over an open store (the caller closes the store).
+
+    Retention runs at start and every ``retention_interval_seconds``; without a policy,
+    the windows are all kept and only parts whose other parts never came are dropped.
+    With ``mqtt``, a subscriber feeds the same ingest from the broker while the app runs.
+    """
+    policy = retention if retention is not None else FleetRetention()
     ingestor = Ingestor(store, max_message_bytes=max_message_bytes, clock=clock)
     metrics = CollectorMetrics(store, clock=clock)
 
@@ -141,14 +155,21 @@ def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAG
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
-        task = asyncio.create_task(enforce_retention(retention)) if retention is not None else None
+        task = asyncio.create_task(enforce_retention(policy))
+        subscriber = None
+        if mqtt is not None:
+            from collector.mqtt_subscriber import MqttSubscriber
+
+            subscriber = MqttSubscriber(ingestor, mqtt, on_ingested=metrics.ingested, on_rejected=metrics.rejected)
+            subscriber.start()
         try:
             yield
         finally:
-            if task is not None:
-                task.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await task
+            if subscriber is not None:
+                await run_in_threadpool(subscriber.stop)
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
     return Starlette(routes=[
         Route("/v1/windows", post_window, methods=["POST"]),
@@ -162,10 +183,12 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
     store = open_store(config.store_url)
     try:
         app = create_app(store, max_message_bytes=config.max_message_bytes, retention=config.retention,
-                         retention_interval_seconds=config.retention_interval_seconds)
+                         retention_interval_seconds=config.retention_interval_seconds, mqtt=config.mqtt)
         scheme = "https" if config.tls_cert is not None else "http"
         if announce is not None:
             announce(f"collector serving {scheme}://{config.host}:{config.port}/v1/windows (store {store.url})")
+            if config.mqtt is not None:
+                announce(f"collector subscribing to {config.mqtt.topic} on {config.mqtt.url.split('@')[-1]}")
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
                     ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
                     ssl_keyfile=str(config.tls_key) if config.tls_key else None)

@@ -133,4 +133,4 @@ def monitored_window(cancer_bundle: Path, cancer_data: Any, tmp_path_factory: py
 
 
 # Real servers (PostgreSQL, ...): started once per session on a free loopback port.
-from tests.servers import fleet_store_url, postgres_server  # noqa: E402, F401
+from tests.servers import fleet_store_url, mosquitto_broker, postgres_server  # noqa: E402, F401

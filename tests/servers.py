@@ -21,7 +21,8 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CollectorProcess", "PostgresServer", "fleet_store_url", "free_port", "missing_server", "postgres_server"]
+__all__ = ["CollectorProcess", "MosquittoBroker", "PostgresServer", "fleet_store_url", "free_port", "missing_server",
+           "mosquitto_broker", "postgres_server", "start_postgres"]
 
 
 def free_port() -> int:
@@ -65,8 +66,16 @@ class PostgresServer:
 
     def start(self) -> None:
         self._run(str(self.bindir / "initdb"), "-D", str(self.data), "-A", "trust", "-U", "postgres")
+        self.resume()
+
+    def resume(self) -> None:
+        """Start the server on its existing data directory (after :meth:`halt`)."""
         self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-l", str(self.root / "log"), "-o",
                   f"-c listen_addresses=127.0.0.1 -p {self.port} -k {self.root} -c fsync=off", "-w", "start")
+
+    def halt(self) -> None:
+        """Stop the server and keep its data, as a database outage would."""
+        self._run(str(self.bindir / "pg_ctl"), "-D", str(self.data), "-m", "fast", "-w", "stop")
 
     @property
     def url(self) -> str:
@@ -94,9 +103,8 @@ class PostgresServer:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """One PostgreSQL cluster for the session; each test asks it for a fresh database."""
+def start_postgres() -> PostgresServer:
+    """A new PostgreSQL cluster, started (the caller stops it); fails or skips when PostgreSQL is missing."""
     bindir = _postgres_bin()
     if bindir is None:
         missing_server("PostgreSQL (Debian package 'postgresql')")
@@ -111,6 +119,13 @@ def postgres_server() -> Iterator[PostgresServer]:
     except subprocess.CalledProcessError as exc:
         server.stop()
         pytest.fail(f"PostgreSQL did not start: {exc.stderr or exc.stdout}")
+    return server
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """One PostgreSQL cluster for the session; each test asks it for a fresh database."""
+    server = start_postgres()
     try:
         yield server
     finally:
@@ -126,17 +141,25 @@ def fleet_store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return server.new_database()
 
 
+def _collector_command() -> list[str]:
+    """``edge-runtime collector`` through its entry point when the project is installed (CI's
+    ``pip install -e``), else ``python -m collector`` (a checkout run in place)."""
+    import sys
+    from importlib import metadata
+
+    if any(ep.name == "collector" for ep in metadata.entry_points(group="edge_runtime.commands")):
+        return [sys.executable, "-m", "edge_runtime", "collector"]
+    return [sys.executable, "-m", "collector"]
+
+
 class CollectorProcess:
     """``edge-runtime collector serve`` in a child process on a free loopback port."""
 
     def __init__(self, store_url: str, *extra: str, port: int | None = None, log: Path | None = None) -> None:
-        import sys
-
         self.store_url = store_url
         self.port = port or free_port()
         self.scheme = "https" if "--tls-cert" in extra else "http"
-        self.args = [sys.executable, "-m", "edge_runtime", "collector", "serve", "--store", store_url,
-                     "--port", str(self.port), *extra]
+        self.args = [*_collector_command(), "serve", "--store", store_url, "--port", str(self.port), *extra]
         self.log = log or Path(tempfile.mkstemp(prefix="collector-", suffix=".log")[1])
         self.process: subprocess.Popen[bytes] | None = None
 
@@ -178,3 +201,62 @@ class CollectorProcess:
                 self.process.wait(timeout=30)
             except subprocess.TimeoutExpired:
                 self.kill()
+
+
+class MosquittoBroker:
+    """Debian's mosquitto with its own config on a free loopback port (anonymous: tests only)."""
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="edge-runtime-mqtt-"))
+        self.port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"mqtt://127.0.0.1:{self.port}"
+
+    def start(self) -> None:
+        import time
+
+        config = self.root / "mosquitto.conf"
+        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
+        with open(self.root / "log", "ab") as log:
+            self.process = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", str(config)],
+                                            stdout=log, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise RuntimeError(f"mosquitto exited: {(self.root / 'log').read_text()}")
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise RuntimeError("mosquitto did not listen within 30 s")
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.kill(self.process.pid, signal.SIGKILL)
+                self.process.wait()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@pytest.fixture
+def mosquitto_broker() -> Iterator[MosquittoBroker]:
+    """A fresh MQTT broker for one test."""
+    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
+        missing_server("mosquitto (Debian package 'mosquitto')")
+    try:
+        import paho.mqtt  # noqa: F401
+    except ImportError:
+        missing_server("paho-mqtt (pip install 'edge-runtime[collector]')")
+    broker = MosquittoBroker()
+    broker.start()
+    try:
+        yield broker
+    finally:
+        broker.stop()

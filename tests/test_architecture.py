@@ -45,7 +45,7 @@ COLLECTOR_LAYERS = {
     "stores": 1,
     "buckets": 2,
     "registry": 3, "ingest": 3, "fleet_drift": 3, "fleet_status": 3,
-    "metrics": 4,
+    "metrics": 4, "mqtt_subscriber": 4,
     "server": 5,
     "cli": 6,
     "__init__": 7, "__main__": 8,
@@ -126,6 +126,10 @@ def test_only_the_collector_server_imports_the_web_stack() -> None:
     assert _importers("starlette") | _importers("uvicorn") == {"collector.server"}
 
 
+def test_only_the_collector_subscriber_imports_paho_on_the_fleet_side() -> None:
+    assert {m for m in _importers("paho") if m.startswith("collector")} == {"collector.mqtt_subscriber"}
+
+
 def test_only_the_collector_metrics_import_prometheus_client() -> None:
     assert _importers("prometheus_client") == {"collector.metrics"}
 
@@ -183,12 +187,12 @@ def test_device_layers_point_down(module: str) -> None:
 def test_the_library_never_imports_its_command_line() -> None:
     for module, names in GRAPH.items():
         if not module.startswith(("edge_runtime.cli", "converters.cli", "collector.cli", "collector.fleet_cli",
-                                  "edge_runtime.__main__")):
+                                  "edge_runtime.__main__", "collector.__main__")):
             assert not {n for n in names if n.startswith("edge_runtime.cli") or n in ("converters.cli",
                                                                                        "collector.cli",
                                                                                        "collector.fleet_cli")}, module
     assert _importers("converters.cli") == set()  # reached through its entry point only
-    assert _importers("collector.cli") == set()
+    assert _importers("collector.cli") == {"collector.__main__"}  # `python -m collector`, else its entry point
     assert _importers("collector.fleet_cli") == set()
 
 

@@ -86,3 +86,31 @@ def test_serve_refuses_half_a_tls_pair(store_url: str, tmp_path: Path) -> None:
     cert.write_text("x")
     assert run("serve", "--store", store_url, "--tls-cert", str(cert)) == (
         1, "Error: --tls-cert and --tls-key go together: give both to serve HTTPS, or neither\n")
+
+
+_BLOCKED = """
+import sys
+for name in ("starlette", "uvicorn", "prometheus_client", "cryptography"):
+    sys.modules[name] = None  # as if not installed
+from edge_runtime.cli import main
+main(sys.argv[1:], prog_name="edge-runtime")
+"""
+
+
+def test_the_collector_command_names_its_extra_when_it_is_missing() -> None:
+    import subprocess
+    import sys
+    from importlib import metadata
+
+    result = subprocess.run([sys.executable, "-c", _BLOCKED, "collector", "serve", "--store", "x"],
+                            capture_output=True, text=True, cwd=Path(__file__).parent.parent)
+    assert result.returncode == 1
+    registered = any(ep.name == "collector" for ep in metadata.entry_points(group="edge_runtime.commands"))
+    missing = " (missing starlette, uvicorn, prometheus-client, cryptography)" if registered else ""
+    assert result.stderr == (f"Error: 'edge-runtime collector' needs the collector extra, which is not installed"
+                             f"{missing}: pip install 'edge-runtime[collector]'\n")
+
+
+def test_serve_refuses_a_bad_mqtt_url(store_url: str) -> None:
+    assert run("serve", "--store", store_url, "--mqtt", "http://broker:1883") == (
+        1, "Error: MQTT URL 'http://broker:1883' is not mqtt://HOST[:PORT] or mqtts://HOST[:PORT]\n")

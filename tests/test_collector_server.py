@@ -293,3 +293,54 @@ def test_the_collector_serves_https(sqlite_url: str, device: SimulatedDevice, tm
             post(collector.url, message, context=ssl.create_default_context())
     finally:
         collector.stop()
+
+
+@pytest.mark.slow
+def test_the_collector_answers_503_while_its_database_is_down(device: SimulatedDevice, tmp_path: Path) -> None:
+    """PostgreSQL stops and comes back: meanwhile the collector answers 503 (the device retries), then
+    stores again without a restart of its own."""
+    from tests.servers import start_postgres
+
+    server = start_postgres()
+    collector = None
+    try:
+        url = server.new_database()
+        store = open_store(url)
+        store.add_device(device.device_id, device.public_key, now=0.0)
+        store.close()
+        collector = CollectorProcess(url, log=tmp_path / "collector.log").start()
+        now = time.time()
+        first, second = (device.messages(seq, closed_at=now, sent_at=now)[0] for seq in (1, 2))
+        assert post(collector.url, first)[1]["status"] == "stored"
+        server.halt()
+        status, answer = post(collector.url, second)
+        assert (status, answer["status"]) == (503, "error")
+        assert get(collector.url, "/healthz")[0] == 200
+        server.resume()
+        assert post(collector.url, second)[1]["status"] == "stored"
+        assert post(collector.url, first)[1]["status"] == "duplicate"
+    finally:
+        if collector is not None:
+            collector.stop()
+        server.stop()
+
+
+def test_serve_enforces_retention_at_start(sqlite_url: str, device: SimulatedDevice, tmp_path: Path) -> None:
+    collector = CollectorProcess(sqlite_url, log=tmp_path / "collector.log").start()
+    try:
+        now = time.time()
+        for seq in range(1, 6):
+            [message] = device.messages(seq, closed_at=now - 10 + seq, sent_at=now)
+            assert post(collector.url, message)[1]["status"] == "stored"
+    finally:
+        collector.stop()
+    collector = CollectorProcess(sqlite_url, "--max-windows", "3", log=tmp_path / "collector.log").start()
+    try:
+        deadline = time.monotonic() + 60
+        store = open_store(sqlite_url)
+        while store.window_count() > 3 and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert [w.seq_first for w in store.windows()] == [3, 4, 5]
+        store.close()
+    finally:
+        collector.stop()

@@ -279,3 +279,49 @@ def test_the_documented_time_partitioning_keeps_the_store_working(postgres_serve
     with psycopg.connect(url) as conn:
         counts = dict(conn.execute("SELECT tableoid::regclass::text, count(*) FROM windows GROUP BY 1").fetchall())
     assert counts == {"windows_default": 1, "windows_2026_11": 1, "windows_2026_12": 1}
+
+
+def test_a_postgresql_store_reconnects_after_losing_its_connection(postgres_server: object) -> None:
+    """A dropped connection (server restart, failover) fails one call (HTTP 503: the device
+    retries), and the next call connects again."""
+    import psycopg
+
+    from collector.errors import FleetStoreError
+
+    url = postgres_server.new_database()  # type: ignore[attr-defined]
+    store = open_store(url)
+    store.insert_window(window(1))
+    with psycopg.connect(url, autocommit=True) as admin:
+        admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                      "WHERE datname = current_database() AND pid <> pg_backend_pid()")
+    with pytest.raises(FleetStoreError):
+        store.insert_window(window(2))
+    assert store.insert_window(window(2))
+    assert store.window_count() == 2
+    store.close()
+
+
+def test_a_missing_server_fails_under_ci_and_skips_elsewhere(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.servers import missing_server
+
+    monkeypatch.setenv("CI", "true")
+    with pytest.raises(pytest.fail.Exception, match="PostgreSQL is missing, and CI must run every server test"):
+        missing_server("PostgreSQL")
+    monkeypatch.delenv("CI")
+    with pytest.raises(pytest.skip.Exception):
+        missing_server("PostgreSQL")
+
+
+def test_windows_are_read_page_by_page_in_one_total_order(store: FleetStore, monkeypatch: pytest.MonkeyPatch) -> None:
+    from collector.stores import postgres_store, sqlite_store
+
+    for module in (sqlite_store, postgres_store):
+        monkeypatch.setattr(module, "_PAGE", 2)
+    written = [window(seq, device=device, database=database, closed_at=float(seq % 3))
+               for seq in range(1, 8) for device in ("b", "a") for database in ("db-2", "db-1")]
+    for w in written:
+        store.insert_window(w)
+    expected = sorted((w.corrected_closed_at, w.device_id, w.database_id, w.model_sha256, w.seq_first) for w in written)
+    assert [(w.corrected_closed_at, w.device_id, w.database_id, w.model_sha256, w.seq_first)
+            for w in store.windows()] == expected
+    assert len(list(store.windows(device_id="a", since=1.0))) == 10

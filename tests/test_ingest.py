@@ -231,3 +231,35 @@ def test_the_kept_version_1_example_is_ingested(store: FleetStore, clock: FakeCl
     assert (window.device_id, window.database_id, window.seq_first, window.rows, window.model_sha256) == (
         facts["device_id"], facts["database_id"], facts["seq_first"], facts["rows"], facts["model_sha256"])
     assert len(window.verdicts) == facts["verdicts"]
+
+
+def _forged(device: SimulatedDevice, summary: Any) -> bytes:
+    """A version-1 message written by hand, NaN allowed in its JSON (the real encoder refuses it)."""
+    import dataclasses
+    import hashlib
+    import zlib
+
+    fields = {f.name: getattr(summary, f.name) for f in dataclasses.fields(summary) if f.name != "profile"}
+    text = json.dumps(fields).encode()
+    document = zlib.compress(struct.pack(">I", len(text)) + text + summary.profile)
+    header = json.dumps({"device": summary.device_id, "database_id": summary.database_id,
+                         "model_sha256": summary.model_sha256, "seq_first": summary.seq_first,
+                         "seq_last": summary.seq_last, "part": 0, "parts": 1,
+                         "document_sha256": hashlib.sha256(document).hexdigest(), "document_bytes": len(document),
+                         "sent_wall": summary.sent_wall, "sent_mono": summary.sent_mono,
+                         "boot_id": summary.boot_id}).encode()
+    signed = b"ERSYNC" + struct.pack(">HI", 1, len(header)) + header + struct.pack(">I", len(document)) + document
+    return signed + device.key.sign(signed)
+
+
+def test_non_finite_clocks_from_a_signed_device_are_refused(ingestor: Ingestor, store: FleetStore,
+                                                            device: SimulatedDevice) -> None:
+    """JSON readers take NaN: a buggy device's NaN times are refused (400), never a store error it retries."""
+    import dataclasses
+    import math
+
+    summary = device.summary(1, closed_at=T0, sent_at=T0)
+    assert ingestor.ingest(_forged(device, dataclasses.replace(summary, seq_first=9, seq_last=9))).status == "stored"
+    for changes in ({"closed_at": math.nan}, {"sent_mono": math.inf}, {"sent_wall": -math.inf}):
+        assert rejected(ingestor, _forged(device, dataclasses.replace(summary, **changes))) == ("malformed", 400)
+    assert store.window_count() == 1

@@ -263,9 +263,11 @@ class FleetStore(Protocol):
 
     def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
                 *, device_id: str | None = None) -> Iterator[StoredWindow]:
-        """Stored windows, by ``corrected_closed_at`` then device and ``seq_first``.
+        """Stored windows, by ``corrected_closed_at``, then device, database, model and ``seq_first``.
 
-        ``since`` (inclusive) and ``until`` (exclusive) bound ``corrected_closed_at``.
+        ``since`` (inclusive) and ``until`` (exclusive) bound ``corrected_closed_at``. The
+        windows are read page by page as the iterator is consumed, so a scan of the whole
+        store holds only a page in memory.
         """
         ...
 

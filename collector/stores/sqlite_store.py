@@ -89,9 +89,10 @@ CREATE TABLE IF NOT EXISTS windows (
     drift_count INTEGER NOT NULL,
     UNIQUE (device_id, database_id, model_sha256, seq_first)
 );
-CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at);
-CREATE INDEX IF NOT EXISTS windows_by_model ON windows (model_sha256, corrected_closed_at);
-CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device_id, corrected_closed_at);
+CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at, device_id, database_id, model_sha256, seq_first);
+CREATE INDEX IF NOT EXISTS windows_by_model ON windows (model_sha256, corrected_closed_at, device_id, database_id, seq_first);
+CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device_id, corrected_closed_at, database_id, model_sha256, seq_first);
+CREATE INDEX IF NOT EXISTS windows_by_arrival ON windows (received_at);
 CREATE TABLE IF NOT EXISTS pending_parts (
     device_id TEXT NOT NULL,
     database_id TEXT NOT NULL,
@@ -127,6 +128,9 @@ def _columns(names: tuple[str, ...]) -> str:
 
 
 _WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
+# windows() order: a total order (the idempotency key after the time), and its page size.
+_ORDER = "corrected_closed_at, device_id, database_id, model_sha256, seq_first"
+_PAGE = 256
 _KEY_WHERE = "device_id = ? AND database_id = ? AND model_sha256 = ? AND seq_first = ?"
 
 
@@ -271,11 +275,18 @@ class SQLiteFleetStore:
             if value is not None:
                 where.append(clause)
                 args.append(value)
-        query = _WINDOW_SELECT + (" WHERE " + " AND ".join(where) if where else "")
-        query += " ORDER BY corrected_closed_at, device_id, seq_first"
-        # Read in one go under the lock: a generator holding a cursor across yields would
-        # interleave with writes on the shared connection.
-        return iter(self._read(query, tuple(args), window_from_row))
+        # Page by the sort key (keyset pagination): each page is one short read, so a long scan
+        # neither holds the connection between pages nor loads every window into memory at once.
+        after: tuple[Any, ...] = ()
+        while True:
+            clauses = [*where, f"({_ORDER}) > ({', '.join(['?'] * 5)})"] if after else where
+            query = _WINDOW_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
+            page = self._read(f"{query} ORDER BY {_ORDER} LIMIT {_PAGE}", (*args, *after), window_from_row)
+            yield from page
+            if len(page) < _PAGE:
+                return
+            last = page[-1]
+            after = (last.corrected_closed_at, last.device_id, last.database_id, last.model_sha256, last.seq_first)
 
     def window_count(self, device_id: str | None = None) -> int:
         if device_id is None:

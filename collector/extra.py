@@ -1,0 +1,39 @@
+"""Whether the collector extra is installed, asked without importing it.
+
+Examples
+--------
+>>> from collector.extra import missing_collector_packages
+>>> missing_collector_packages()
+[]
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+
+__all__ = ["COLLECTOR_MODULES", "missing_collector_packages", "require_collector_extra"]
+
+# Module name -> the package that provides it, for the message. psycopg is left out: a
+# SQLite store works without it, and opening a postgresql:// store names it when missing.
+COLLECTOR_MODULES = {"starlette": "starlette", "uvicorn": "uvicorn", "prometheus_client": "prometheus-client",
+                     "cryptography": "cryptography"}
+
+
+def missing_collector_packages() -> list[str]:
+    """The collector extra's packages that cannot be imported here."""
+    missing = []
+    for module, package in COLLECTOR_MODULES.items():
+        if module in sys.modules:
+            if sys.modules[module] is None:  # blocked on purpose, as tests of a device install do
+                missing.append(package)
+        elif importlib.util.find_spec(module) is None:
+            missing.append(package)
+    return missing
+
+
+def require_collector_extra() -> None:
+    """Raise ModuleNotFoundError naming what is missing, unless the collector extra is installed."""
+    missing = missing_collector_packages()
+    if missing:
+        raise ModuleNotFoundError(f"missing {', '.join(missing)}")
