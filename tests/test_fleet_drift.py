@@ -125,3 +125,21 @@ def test_an_unreadable_profile_is_counted_and_left_out(shifted) -> None:
     broken = [dataclasses.replace(windows[0], profile=b"ERPF\x01garbage")] + windows[1:]
     report = fleet_drift(broken, {model.sha256: model})
     assert report.buckets[0].unreadable == 1 and report.buckets[0].features["f00"].rows == 85_000
+
+
+@pytest.mark.parametrize("shifts", [(), (dataclasses.replace(SHIFT, device=2),)], ids=["stationary", "shifted"])
+def test_windows_of_different_sizes_and_strides_merge_into_one_verdict(shifts: tuple[Shift, ...]) -> None:
+    """Devices closing windows of 1,000, 5,000 and 20,000 rows thin by strides 1, 4 and 8."""
+    model, windows = simulate_fleet(devices=3, windows_per_device=12, features=10, rows=(1000, 5000, 20_000),
+                                    seed=2, shifts=shifts, start=HOUR - 600.0)
+    report = fleet_drift(windows, {model.sha256: model})
+    before, after = report.buckets
+    assert after.features["f00"].rows == 6 * 26_000
+    assert before.flagged == [] and before.drifted_devices == ()
+    if not shifts:
+        assert after.flagged == [] and after.drifted_devices == ()
+        return
+    # dev-002's 20,000-row windows are most of the rows: a fleet KS of ~0.08.
+    assert after.flagged == ["f02"] and after.features["f02"].drift
+    assert after.drifted_devices == ("dev-002",)
+    assert [d.device_id for d in after.drivers["f02"]] == ["dev-002"]

@@ -131,3 +131,26 @@ def test_profiles_of_windows_of_different_sizes_and_strides_merge() -> None:
         assert pooled_gap(sketch, pooled[:, i]) <= sketch.rank_error
     assert merged.scores.count == merged.latency.count == 29_000
     assert Profile.from_bytes(merged.to_bytes()).features["a"].count == 29_000
+
+
+@pytest.mark.slow
+def test_random_merges_stay_within_the_stated_error() -> None:
+    """Any strides (1 to 16), k (8 to 1,000) and sizes (1 to 30,000 rows), merged in any order and
+    through their bytes: the pooled data stays within the merged sketch's stated error."""
+    rng = np.random.default_rng(11)
+    for _ in range(300):
+        merged = NumericSketch(int(rng.choice([50, 200, 1000])), int(rng.integers(1, 9)))
+        pooled = []
+        for _ in range(int(rng.integers(1, 6))):
+            values = rng.normal(rng.normal(), 1.0, int(rng.choice([1, 3, 50, 900, 5000, 30_000]))).astype(np.float32)
+            sketch = NumericSketch(int(rng.choice([8, 200, 1000])), int(rng.integers(1, 17))).update(values.copy())
+            if rng.random() < 0.5:
+                sketch = NumericSketch.from_bytes(sketch.to_bytes())
+            merged.merge(sketch)
+            pooled.append(values)
+            if rng.random() < 0.3:
+                merged = NumericSketch.from_bytes(merged.to_bytes())
+        every = np.concatenate(pooled)
+        assert merged.count == every.size
+        if every.size >= 2000:
+            assert pooled_gap(merged, every) <= merged.rank_error
