@@ -136,7 +136,7 @@ class UnassessedModel:
     model: str
     version: str
     model_sha256: str
-    reason: str  # "unknown model" (never registered) or "no reference profile"
+    reason: str  # "unknown model" (never registered), "no reference profile" or "unreadable reference profile"
     windows: int
     devices: tuple[str, ...]
 
@@ -219,7 +219,8 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
     bucket_profiles : mapping of (sha256, start) to bytes, optional
         Base buckets merged at ingest (:func:`collector.buckets.merge_into_bucket`), of width
         ``base_seconds``, which must divide ``bucket_seconds``. Used instead of the
-        windows' own profiles for a bucket's verdicts.
+        windows' own profiles for a bucket's verdicts (whole: ``since`` selects windows,
+        and a base bucket it cuts counts entirely).
 
     Returns
     -------
@@ -254,12 +255,15 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
     references_read: dict[str, Profile] = {}
     for (sha, start), members in sorted(groups.items(), key=lambda item: (*names[item[0][0]], item[0][1])):
         record = references.get(sha)
-        if record is None or not record.reference_profile:
-            reason = "unknown model" if record is None else "no reference profile"
+        reason = "unknown model" if record is None else "no reference profile"
+        if record is not None and record.reference_profile and sha not in references_read:
+            try:
+                references_read[sha] = Profile.from_bytes(record.reference_profile)
+            except BundleFormatError:
+                reason = "unreadable reference profile"
+        if sha not in references_read:
             unassessed.setdefault(sha, (reason, []))[1].extend(members)
             continue
-        if sha not in references_read:
-            references_read[sha] = Profile.from_bytes(record.reference_profile)
         base = None
         if bucket_profiles is not None:
             steps = round(bucket_seconds / base_seconds)
@@ -301,7 +305,7 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
                 device_profiles[device] = merged
 
     bucket: Profile | None = None
-    if base is None:
+    if not base:  # no base bucket (none given, or none stored for this range): the windows' own profiles
         read_devices()
         for profile in device_profiles.values():
             bucket = (bucket if bucket is not None else empty_like(profile)).merge(profile)
@@ -317,7 +321,7 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
         flagged.append("prediction")
     drivers: dict[str, tuple[DeviceDrift, ...]] = {}
     if flagged:
-        if base is not None:
+        if base:
             read_devices()
         device_drift = {device: assess_window(reference, profile, policy)
                         for device, profile in device_profiles.items()}

@@ -143,3 +143,12 @@ def test_windows_of_different_sizes_and_strides_merge_into_one_verdict(shifts: t
     assert after.flagged == ["f02"] and after.features["f02"].drift
     assert after.drifted_devices == ("dev-002",)
     assert [d.device_id for d in after.drivers["f02"]] == ["dev-002"]
+
+
+def test_an_unreadable_reference_is_reported_and_other_models_still_judged(shifted) -> None:
+    model, windows, _ = shifted
+    other, strangers = simulate_fleet(devices=1, windows_per_device=2, features=3, rows=500, seed=1, name="other")
+    broken = dataclasses.replace(other, reference_profile=b"ERPF\x01garbage")
+    report = fleet_drift(windows + strangers, {model.sha256: model, other.sha256: broken})
+    assert {b.model for b in report.buckets} == {"sim"}
+    assert [(m.model, m.reason) for m in report.unassessed] == [("other", "unreadable reference profile")]
