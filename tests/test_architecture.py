@@ -106,6 +106,10 @@ def test_only_the_store_and_its_migrations_talk_sql() -> None:
         "edge_runtime.monitoring.store", "edge_runtime.monitoring.migrations"}
 
 
+def test_only_the_mqtt_transport_imports_paho() -> None:
+    assert _importers("paho") == {"edge_runtime.sync.mqtt_transport"}
+
+
 def test_only_cli_modules_import_click() -> None:
     users = _importers("click")
     assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli"}
