@@ -110,6 +110,12 @@ def test_only_the_mqtt_transport_imports_paho() -> None:
     assert _importers("paho") == {"edge_runtime.sync.mqtt_transport"}
 
 
+def test_the_collector_imports_paho_in_its_mqtt_front_end_only() -> None:
+    users = {module_name(p) for p in sorted((ROOT / "collector").rglob("*.py"))
+             if any(n == "paho" or n.startswith("paho.") for n in imports(p))}
+    assert users == {"collector.mqtt_ingest"}
+
+
 def test_only_cli_modules_import_click() -> None:
     users = _importers("click")
     assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli"}
