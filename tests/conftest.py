@@ -110,3 +110,7 @@ def copy_bundle(tmp_path: Path):
         return target
 
     return _copy
+
+
+# Real servers (mosquitto, ...): started once per session on a free loopback port.
+from tests.servers import mosquitto, mosquitto_factory  # noqa: E402, F401
