@@ -40,6 +40,7 @@ import threading
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import paho.mqtt.client as mqtt
@@ -50,7 +51,7 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.errors import ConfigError, PayloadError, SyncError
 from edge_runtime.sync.keys import check_device_id
-from edge_runtime.sync.mqtt_transport import parse_mqtt_url
+from edge_runtime.sync.mqtt_transport import broker_tls_context, parse_mqtt_url
 from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES, read_message
 
 __all__ = ["DEFAULT_TOPIC", "MqttSubscriber", "SubscriberStats"]
@@ -130,11 +131,12 @@ class MqttSubscriber:
     Raises
     ------
     ConfigError
-        A bad URL or topic filter.
+        A bad URL or topic filter, or unreadable TLS files.
     """
 
     def __init__(self, url: str, handle: Callable[[bytes, str], Any], *, topic: str = DEFAULT_TOPIC,
-                 ca_file: str | None = None, cert_file: str | None = None, key_file: str | None = None,
+                 ca_file: str | Path | None = None, cert_file: str | Path | None = None,
+                 key_file: str | Path | None = None,
                  client_id: str = DEFAULT_CLIENT_ID, session_expiry: int = DEFAULT_SESSION_EXPIRY,
                  rejections: tuple[type[BaseException], ...] = (SyncError,),
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
@@ -146,7 +148,7 @@ class MqttSubscriber:
         self.topic = topic
         self._device_level = _device_level(topic)
         self.handle = handle
-        self.ca_file, self.cert_file, self.key_file = ca_file, cert_file, key_file
+        self._tls = broker_tls_context(ca_file, cert_file, key_file) if self.address.tls else None
         self.client_id = client_id
         self.session_expiry = int(session_expiry)
         self.rejections = rejections
@@ -269,14 +271,8 @@ class MqttSubscriber:
         client.on_message = self._on_message
         if self.address.username is not None:
             client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            import ssl
-
-            try:
-                client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file, keyfile=self.key_file,
-                               cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ValueError) as exc:
-                raise ConfigError(f"cannot use the TLS files for {self.address.safe_url}: {exc}") from exc
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
         return client
 
     # ---------------------------------------------------------------- paho callbacks (in the thread)

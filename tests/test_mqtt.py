@@ -21,7 +21,8 @@ import pytest
 from collector.mqtt_ingest import MqttSubscriber
 from edge_runtime.errors import ConfigError, PayloadError
 from edge_runtime.sync.keys import DeviceKey
-from edge_runtime.sync.mqtt_transport import MqttTransport, SendOutcome, SendStatus, parse_mqtt_url
+from edge_runtime.sync.mqtt_transport import MqttTransport, parse_mqtt_url
+from edge_runtime.sync.transport import Delivery, SendResult
 from edge_runtime.sync.payload import Message, WindowSummary, assemble, encode_window, read_message
 from tests.servers import MosquittoServer
 from tests.test_payload import summary_of, window  # noqa: F401  (window is a fixture)
@@ -99,9 +100,9 @@ def subscribe(request: pytest.FixtureRequest) -> Iterator[Callable[..., MqttSubs
         subscriber.stop()
 
 
-def sent(outcome: SendOutcome) -> bool:
-    assert outcome.status in (SendStatus.SENT, SendStatus.RETRY), outcome
-    return outcome.status is SendStatus.SENT
+def sent(result: SendResult) -> bool:
+    assert result.outcome in (Delivery.SENT, Delivery.RETRY), result
+    return result.outcome is Delivery.SENT
 
 
 # ------------------------------------------------------------------ the round trip
@@ -111,8 +112,8 @@ def test_a_signed_window_goes_through_the_broker_and_arrives_verified(
     subscriber = subscribe(mosquitto.url, receiver)
     summary = summary_of(window, seq_first=101, seq_last=101)
     [message] = encode_window(summary, key)
-    with MqttTransport(mosquitto.url, key.device_id, timeout=10) as transport:
-        assert transport.send(message) == SendOutcome(SendStatus.SENT)
+    with MqttTransport(mosquitto.url, key.device_id, timeout_s=10) as transport:
+        assert transport.send(message) .outcome is Delivery.SENT
     wait_for(lambda: receiver.count() == 1, "the window")
     assert receiver.windows == [summary]
     assert receiver.devices == ["kiosk-1"]
@@ -128,7 +129,7 @@ def test_a_window_split_into_parts_arrives_whole(mosquitto: MosquittoServer, win
     messages = encode_window(summary, key, max_message_bytes=4096)
     assert len(messages) > 3
     with MqttTransport(mosquitto.url, key.device_id) as transport:
-        assert [transport.send(m).status for m in messages] == [SendStatus.SENT] * len(messages)
+        assert [transport.send(m).outcome for m in messages] == [Delivery.SENT] * len(messages)
     wait_for(lambda: receiver.count() == 1, "the assembled window")
     assert receiver.windows == [summary]
 
@@ -141,8 +142,8 @@ def test_qos1_duplicates_reach_the_handler_and_change_nothing(mosquitto: Mosquit
     summary = summary_of(window, seq_first=103, seq_last=103)
     [message] = encode_window(summary, key)
     with MqttTransport(mosquitto.url, key.device_id) as transport:
-        assert transport.send(message).status is SendStatus.SENT
-        assert transport.send(message).status is SendStatus.SENT
+        assert transport.send(message).outcome is Delivery.SENT
+        assert transport.send(message).outcome is Delivery.SENT
     wait_for(lambda: subscriber.stats.handled == 2, "both copies")
     assert receiver.seen[summary.key] == 2
     assert receiver.windows == [summary]
@@ -160,9 +161,9 @@ def test_a_message_on_another_devices_topic_is_refused_and_counted(
     [honest] = encode_window(summary_of(window, device_id="kiosk-2", seq_first=105, seq_last=105), other)
     with MqttTransport(mosquitto.url, "kiosk-2") as transport:
         # The broker takes both: only the collector can tell.
-        assert transport.send(forged).status is SendStatus.SENT
-        assert transport.send(b"not a sync message").status is SendStatus.SENT
-        assert transport.send(honest).status is SendStatus.SENT
+        assert transport.send(forged).outcome is Delivery.SENT
+        assert transport.send(b"not a sync message").outcome is Delivery.SENT
+        assert transport.send(honest).outcome is Delivery.SENT
     wait_for(lambda: receiver.count() == 1, "the honest window")
     wait_for(lambda: subscriber.stats.received == 3, "all three messages")
     assert [w.device_id for w in receiver.windows] == ["kiosk-2"]
@@ -180,7 +181,7 @@ def test_a_message_the_handler_refuses_is_counted_by_its_reason_and_not_redelive
     subscriber = subscribe(mosquitto.url, receiver)
     [message] = encode_window(summary_of(window, seq_first=106, seq_last=106), impostor)
     with MqttTransport(mosquitto.url, key.device_id) as transport:
-        assert transport.send(message).status is SendStatus.SENT
+        assert transport.send(message).outcome is Delivery.SENT
     wait_for(lambda: subscriber.stats.rejected == {"SignatureError": 1}, "the refusal")
     assert receiver.count() == 0 and subscriber.stats.connections == 1
 
@@ -192,15 +193,15 @@ def test_broker_stopped_mid_run_the_transport_retries_and_later_sends_succeed(
     broker = mosquitto_factory()
     subscriber = subscribe(broker.url, receiver)
     outbox = [encode_window(summary_of(window, seq_first=s, seq_last=s), key)[0] for s in range(200, 206)]
-    transport = MqttTransport(broker.url, key.device_id, timeout=5)
+    transport = MqttTransport(broker.url, key.device_id, timeout_s=5)
     try:
-        assert transport.send(outbox[0]).status is SendStatus.SENT
-        assert transport.send(outbox[1]).status is SendStatus.SENT
+        assert transport.send(outbox[0]).outcome is Delivery.SENT
+        assert transport.send(outbox[1]).outcome is Delivery.SENT
         broker.stop()
         lost = transport.send(outbox[2])  # on the connection the broker took down with it
-        assert lost.status is SendStatus.RETRY and "went away" in lost.detail, lost
+        assert lost.outcome is Delivery.RETRY and "went away" in lost.detail, lost
         down = transport.send(outbox[2])
-        assert down.status is SendStatus.RETRY and "cannot connect" in down.detail, down
+        assert down.outcome is Delivery.RETRY and "cannot connect" in down.detail, down
         broker.start()
         # The broker lost its sessions (no persistence): until the subscriber is back, a
         # PUBACK says "no matching subscribers", which is a retry too.
@@ -220,7 +221,7 @@ def test_no_subscriber_means_retry_not_sent(mosquitto_factory: Callable[..., Mos
     [message] = encode_window(summary_of(window), key)
     with MqttTransport(broker.url, key.device_id) as transport:
         outcome = transport.send(message)
-    assert outcome.status is SendStatus.RETRY
+    assert outcome.outcome is Delivery.RETRY
     assert "no subscriber on 'edge-runtime/kiosk-1/windows'" in outcome.detail
 
 
@@ -233,7 +234,7 @@ def test_the_broker_queues_for_a_collector_that_is_away(mosquitto_factory: Calla
     first.stop()  # a normal disconnect: the broker keeps the session and queues for it
     messages = [encode_window(summary_of(window, seq_first=s, seq_last=s), key)[0] for s in (300, 301)]
     with MqttTransport(broker.url, key.device_id) as transport:
-        assert [transport.send(m).status for m in messages] == [SendStatus.SENT] * 2
+        assert [transport.send(m).outcome for m in messages] == [Delivery.SENT] * 2
     assert receiver.count() == 0
     subscribe(broker.url, receiver, client_id="collector-a")
     wait_for(lambda: receiver.count() == 2, "the queued windows")
@@ -254,7 +255,7 @@ def test_a_handler_failure_leaves_the_message_to_be_delivered_again(
     subscriber = subscribe(mosquitto.url, flaky)
     summary = summary_of(window, seq_first=107, seq_last=107)
     with MqttTransport(mosquitto.url, key.device_id) as transport:
-        assert transport.send(encode_window(summary, key)[0]).status is SendStatus.SENT
+        assert transport.send(encode_window(summary, key)[0]).outcome is Delivery.SENT
     wait_for(lambda: receiver.count() == 1, "the redelivered window")
     assert receiver.windows == [summary]
     stats = subscriber.stats
@@ -271,11 +272,11 @@ def test_an_oversized_message_is_rejected_for_good(mosquitto_factory: Callable[.
     [whole] = encode_window(summary, key)
     with MqttTransport(broker.url, key.device_id) as transport:
         outcome = transport.send(whole)
-        assert outcome.status is SendStatus.REJECTED
+        assert outcome.outcome is Delivery.PERMANENT
         assert "over the broker's maximum packet size of 4096 bytes" in outcome.detail
         # Split small enough, the same window passes on the same connection.
         parts = encode_window(summary, key, max_message_bytes=4000)
-        assert {transport.send(m).status for m in parts} == {SendStatus.SENT}
+        assert {transport.send(m).outcome for m in parts} == {Delivery.SENT}
     wait_for(lambda: receiver.count() == 1, "the split window")
 
 
@@ -293,12 +294,12 @@ def test_credentials_and_topic_access_refused_are_auth_outcomes(
                           (f"mqtt://127.0.0.1:{port}", "Not authorized (135)")]:
         with MqttTransport(url, "kiosk-1") as transport:
             outcome = transport.send(message)
-        assert outcome.status is SendStatus.AUTH and expected in outcome.detail, outcome
+        assert outcome.outcome is Delivery.AUTH and expected in outcome.detail, outcome
         assert "wrong" not in outcome.detail  # the password is never shown
     # Logged in as kiosk-1, publishing on kiosk-2's topic: the ACL refuses it in the PUBACK.
     with MqttTransport(f"mqtt://kiosk-1:s3cret@127.0.0.1:{port}", "kiosk-2") as transport:
         outcome = transport.send(message)
-    assert outcome.status is SendStatus.AUTH and "Not authorized" in outcome.detail, outcome
+    assert outcome.outcome is Delivery.AUTH and "Not authorized" in outcome.detail, outcome
 
 
 # ------------------------------------------------------------------ TLS
@@ -358,16 +359,16 @@ def test_mqtts_with_a_ca_file_checks_the_broker_certificate(
     summary = summary_of(window, seq_first=109, seq_last=109)
     [message] = encode_window(summary, key)
     with MqttTransport(url, key.device_id, ca_file=str(tls["ca"])) as transport:
-        assert transport.send(message) == SendOutcome(SendStatus.SENT)
+        assert transport.send(message) .outcome is Delivery.SENT
     wait_for(lambda: receiver.count() == 1, "the window over TLS")
     assert receiver.windows == [summary]
     # Without our CA (the system's CAs only), the broker's certificate is refused.
     with MqttTransport(url, key.device_id) as transport:
         refused = transport.send(message)
-    assert refused.status is SendStatus.RETRY and "certificate was refused" in refused.detail, refused
+    assert refused.outcome is Delivery.AUTH and "certificate was refused" in refused.detail, refused
     # And plain MQTT to a TLS port never gets an answer it can read.
-    with MqttTransport(f"mqtt://127.0.0.1:{broker.port}", key.device_id, timeout=2) as transport:
-        assert transport.send(message).status is SendStatus.RETRY
+    with MqttTransport(f"mqtt://127.0.0.1:{broker.port}", key.device_id, timeout_s=2) as transport:
+        assert transport.send(message).outcome is Delivery.RETRY
 
 
 # ------------------------------------------------------------------ configuration
@@ -388,8 +389,12 @@ def test_broker_urls() -> None:
         MqttTransport("mqtt://b", "a/b")
     with pytest.raises(ConfigError, match="is not TLS"):
         MqttTransport("mqtt://b", "kiosk-1", ca_file="ca.pem")
-    with pytest.raises(ConfigError, match="must be a number of seconds above 0"):
-        MqttTransport("mqtt://b", "kiosk-1", timeout=0)
+    with pytest.raises(ConfigError, match="'timeout_s' parameter of MqttTransport must be a number of seconds"):
+        MqttTransport("mqtt://b", "kiosk-1", timeout_s=0)
+    with pytest.raises(ConfigError, match="CA file '/nonexistent/ca.pem' cannot be read"):
+        MqttTransport("mqtts://b", "kiosk-1", ca_file=Path("/nonexistent/ca.pem"))
+    with pytest.raises(ConfigError, match="needs its client certificate"):
+        MqttSubscriber("mqtts://b", print, key_file="device.key")
 
 
 def test_subscriber_topic_filters() -> None:

@@ -11,26 +11,27 @@ the collector, which reads it from its own persistent session (see
 a 3.1.1 broker acknowledges a publish its access rules drop, and the window would be
 lost while the device counts it sent.
 
-:meth:`MqttTransport.send` answers one of four outcomes, and never raises for a
-network or broker problem:
+:meth:`MqttTransport.send` answers a :class:`~edge_runtime.sync.transport.SendResult`
+(its ``status`` is None: MQTT has no HTTP status; the reason code is in ``detail``), and
+never raises for a network or broker problem:
 
 - ``SENT``: the broker acknowledged it.
 - ``RETRY``: no connection, a timeout, the broker busy or gone, or no collector
   subscribed to the topic; keep the message and try later.
-- ``AUTH``: the broker refused the credentials, or this device's access to the topic;
-  keep the message, report the error, try later (never dead-lettered).
-- ``REJECTED``: this message can never pass (bigger than the broker accepts); move it
+- ``AUTH``: the broker refused the credentials or this device's access to the topic,
+  or its TLS certificate failed the check; keep the message, report, try later.
+- ``PERMANENT``: this message can never pass (bigger than the broker accepts); move it
   to the dead-letter table.
 
 Examples
 --------
->>> transport = MqttTransport("mqtt://sync:secret@127.0.0.1:1", "kiosk-1", timeout=2.0)
+>>> transport = MqttTransport("mqtt://sync:secret@127.0.0.1:1", "kiosk-1", timeout_s=2.0)
 >>> transport.topic, transport.host, transport.port, transport.tls
 ('edge-runtime/kiosk-1/windows', '127.0.0.1', 1, False)
 >>> transport  # the password never shows
 MqttTransport('mqtt://sync:***@127.0.0.1:1', device_id='kiosk-1')
->>> transport.send(b"...").status  # nothing listens on port 1
-<SendStatus.RETRY: 'retry'>
+>>> transport.send(b"...").outcome  # nothing listens on port 1
+<Delivery.RETRY: 'retry'>
 >>> transport.close()
 >>> MqttTransport("http://broker:1883", "kiosk-1")
 Traceback (most recent call last):
@@ -40,13 +41,13 @@ edge_runtime.errors.ConfigError: MQTT URL 'http://broker:1883' must start mqtt:/
 
 from __future__ import annotations
 
-import enum
 import logging
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
 from typing import Any
+from pathlib import Path
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -55,8 +56,9 @@ from paho.mqtt.reasoncodes import ReasonCode
 
 from edge_runtime.errors import ConfigError
 from edge_runtime.sync.keys import check_device_id
+from edge_runtime.sync.transport import Delivery, SendResult
 
-__all__ = ["TOPIC_TEMPLATE", "BrokerAddress", "MqttTransport", "SendOutcome", "SendStatus", "parse_mqtt_url"]
+__all__ = ["TOPIC_TEMPLATE", "BrokerAddress", "MqttTransport", "broker_tls_context", "parse_mqtt_url"]
 
 TOPIC_TEMPLATE = "edge-runtime/{device_id}/windows"
 _DEFAULT_PORTS = {"mqtt": 1883, "mqtts": 8883}
@@ -75,23 +77,6 @@ _PUBACK_REJECTED = {144, 149, 153}  # topic name invalid, packet too large, payl
 _DISCONNECT_TOO_LARGE = 149
 
 log = logging.getLogger(__name__)
-
-
-class SendStatus(enum.Enum):
-    """What became of one message."""
-
-    SENT = "sent"  # the broker acknowledged it (PUBACK): mark it sent
-    RETRY = "retry"  # connection, timeout or broker trouble: keep it, back off, try again
-    AUTH = "auth"  # credentials or topic access refused: keep it, report, try again later
-    REJECTED = "rejected"  # it can never pass (oversized): dead-letter it
-
-
-@dataclass(frozen=True, slots=True)
-class SendOutcome:
-    """A send's status and, when it is not SENT, what went wrong in words."""
-
-    status: SendStatus
-    detail: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -146,6 +131,30 @@ def parse_mqtt_url(url: str) -> BrokerAddress:
         password=unquote(parts.password) if parts.password is not None else None)
 
 
+def broker_tls_context(ca_file: str | Path | None = None, cert_file: str | Path | None = None,
+                       key_file: str | Path | None = None) -> ssl.SSLContext:
+    """The TLS settings for a broker: its certificate and host name checked against ``ca_file``
+    (the system's CAs without it), and a client certificate for brokers that want one.
+
+    Raises
+    ------
+    ConfigError
+        A file cannot be read, or a key comes without its certificate.
+    """
+    if key_file is not None and cert_file is None:
+        raise ConfigError(f"key file {str(key_file)!r} needs its client certificate (cert_file)")
+    try:
+        context = ssl.create_default_context(cafile=str(ca_file) if ca_file is not None else None)
+    except (OSError, ssl.SSLError) as exc:
+        raise ConfigError(f"CA file {str(ca_file)!r} cannot be read: {exc}") from exc
+    if cert_file is not None:
+        try:
+            context.load_cert_chain(str(cert_file), str(key_file) if key_file is not None else None)
+        except (OSError, ssl.SSLError) as exc:
+            raise ConfigError(f"client certificate {str(cert_file)!r} cannot be used: {exc}") from exc
+    return context
+
+
 def _mask(url: str) -> str:
     try:
         parts = urlsplit(url)
@@ -160,7 +169,7 @@ def _mask(url: str) -> str:
 class _Failed(Exception):
     """Internal: a send ends early with this outcome."""
 
-    def __init__(self, outcome: SendOutcome) -> None:
+    def __init__(self, outcome: SendResult) -> None:
         super().__init__(outcome.detail)
         self.outcome = outcome
 
@@ -184,7 +193,7 @@ class MqttTransport:
     cert_file, key_file : str, optional
         A client certificate and its key, for brokers that authenticate devices by
         certificate (mutual TLS).
-    timeout : float
+    timeout_s : float
         Seconds to wait for the connection, for the broker's CONNACK, and for each PUBACK.
     client_id : str, optional
         The MQTT client id; ``edge-runtime-<device_id>`` by default.
@@ -192,22 +201,23 @@ class MqttTransport:
     Raises
     ------
     ConfigError
-        A bad URL or device id, a ``ca_file`` for plain ``mqtt``, or a timeout that is not positive.
+        A bad URL or device id, TLS files for plain ``mqtt`` or unreadable ones, or a timeout
+        that is not positive.
     """
 
-    def __init__(self, url: str, device_id: str, *, ca_file: str | None = None, cert_file: str | None = None,
-                 key_file: str | None = None, timeout: float = 10.0, client_id: str | None = None) -> None:
+    def __init__(self, url: str, device_id: str, *, ca_file: str | Path | None = None,
+                 cert_file: str | Path | None = None, key_file: str | Path | None = None, timeout_s: float = 10.0,
+                 client_id: str | None = None) -> None:
         self.address = parse_mqtt_url(url)
         self.device_id = check_device_id(device_id)
-        if not timeout > 0:
-            raise ConfigError(f"The 'timeout' of MqttTransport must be a number of seconds above 0. Got {timeout!r}.")
+        if not timeout_s > 0:
+            raise ConfigError(f"The 'timeout_s' parameter of MqttTransport must be a number of seconds above 0. "
+                              f"Got {timeout_s!r} instead.")
         if not self.address.tls and (ca_file or cert_file or key_file):
             raise ConfigError(f"MQTT URL {self.address.safe_url!r} is not TLS: use mqtts:// with a CA or "
                               "certificate file")
-        self.ca_file = ca_file
-        self.cert_file = cert_file
-        self.key_file = key_file
-        self.timeout = float(timeout)
+        self._tls = broker_tls_context(ca_file, cert_file, key_file) if self.address.tls else None
+        self.timeout_s = float(timeout_s)
         self.client_id = client_id or f"edge-runtime-{device_id}"
         self.topic = TOPIC_TEMPLATE.format(device_id=device_id)
         self._client: mqtt.Client | None = None
@@ -224,23 +234,23 @@ class MqttTransport:
     def __repr__(self) -> str:
         return f"MqttTransport({self.address.safe_url!r}, device_id={self.device_id!r})"
 
-    def send(self, message: bytes) -> SendOutcome:
+    def send(self, message: bytes) -> SendResult:
         """Publish one message and wait for the broker's PUBACK.
 
         Returns
         -------
-        SendOutcome
+        SendResult
             ``SENT`` once the broker acknowledged it; ``RETRY``, ``AUTH`` or ``REJECTED``
             with the reason otherwise (see the module's description).
         """
         try:
             client = self._connection()
             if self._max_packet is not None and len(message) + len(self.topic) + _PUBLISH_OVERHEAD > self._max_packet:
-                return SendOutcome(SendStatus.REJECTED, f"the message is {len(message)} bytes, over the broker's "
+                return SendResult(Delivery.PERMANENT, None, f"the message is {len(message)} bytes, over the broker's "
                                    f"maximum packet size of {self._max_packet} bytes")
             info = client.publish(self.topic, message, qos=1)
             if info.rc != mqtt.MQTT_ERR_SUCCESS:
-                raise _Failed(SendOutcome(SendStatus.RETRY, f"publish failed: {mqtt.error_string(info.rc)}"))
+                raise _Failed(SendResult(Delivery.RETRY, None, f"publish failed: {mqtt.error_string(info.rc)}"))
             reason = self._wait(client, lambda: self._acks.get(info.mid), "the broker's PUBACK")
             self._acks.pop(info.mid, None)
         except _Failed as failed:
@@ -271,58 +281,54 @@ class MqttTransport:
             return self._client
         self._drop()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
-        client.connect_timeout = self.timeout
+        client.connect_timeout = self.timeout_s
         client.on_connect = self._on_connect
         client.on_publish = self._on_publish
         client.on_disconnect = self._on_disconnect
         if self.address.username is not None:
             client.username_pw_set(self.address.username, self.address.password)
-        if self.address.tls:
-            try:
-                client.tls_set(ca_certs=self.ca_file, certfile=self.cert_file, keyfile=self.key_file,
-                               cert_reqs=ssl.CERT_REQUIRED)
-            except (OSError, ValueError) as exc:  # an unreadable CA or certificate file
-                raise ConfigError(f"cannot use the TLS files for {self.address.safe_url}: {exc}") from exc
+        if self._tls is not None:
+            client.tls_set_context(self._tls)
         self._client = client
         try:
             client.connect(self.address.host, self.address.port, keepalive=_KEEPALIVE, clean_start=True)
-        except ssl.SSLCertVerificationError as exc:
-            raise _Failed(SendOutcome(SendStatus.RETRY, f"the broker's TLS certificate was refused "
+        except ssl.SSLCertVerificationError as exc:  # AUTH, as for HTTPS: the broker is not who it should be
+            raise _Failed(SendResult(Delivery.AUTH, None, f"the broker's TLS certificate was refused "
                                       f"({self.address.safe_url}): {exc.verify_message}")) from exc
         except (OSError, ValueError) as exc:  # refused, unreachable, unknown host, TLS handshake, timeout
-            raise _Failed(SendOutcome(SendStatus.RETRY, f"cannot connect to the broker {self.address.safe_url}: "
+            raise _Failed(SendResult(Delivery.RETRY, None, f"cannot connect to the broker {self.address.safe_url}: "
                                       f"{_describe(exc)}")) from exc
         reason = self._wait(client, lambda: self._connack, "the broker's CONNACK")
         if reason.is_failure:
-            status = SendStatus.AUTH if reason.value in _CONNACK_AUTH else SendStatus.RETRY
-            raise _Failed(SendOutcome(status, f"the broker {self.address.safe_url} refused the connection of "
+            status = Delivery.AUTH if reason.value in _CONNACK_AUTH else Delivery.RETRY
+            raise _Failed(SendResult(status, None, f"the broker {self.address.safe_url} refused the connection of "
                                       f"client '{self.client_id}': {reason.getName()} ({reason.value})"))
         return client
 
     def _wait(self, client: mqtt.Client, answer: Any, what: str) -> ReasonCode:
-        deadline = time.monotonic() + self.timeout
+        deadline = time.monotonic() + self.timeout_s
         while True:
             found = answer()
             if found is not None:
                 return found  # type: ignore[no-any-return]
             if self._gone is not None:
                 if self._gone_by_broker and self._gone.value == _DISCONNECT_TOO_LARGE:
-                    raise _Failed(SendOutcome(SendStatus.REJECTED, "the broker closed the connection: the "
+                    raise _Failed(SendResult(Delivery.PERMANENT, None, "the broker closed the connection: the "
                                               "message is bigger than it accepts (Packet too large)"))
                 cause = self._gone.getName() if self._gone_by_broker else "connection lost"
-                raise _Failed(SendOutcome(SendStatus.RETRY, f"the broker {self.address.safe_url} went away while "
+                raise _Failed(SendResult(Delivery.RETRY, None, f"the broker {self.address.safe_url} went away while "
                                           f"waiting for {what}: {cause}"))
             remaining = deadline - time.monotonic()
             if remaining <= 0:
-                raise _Failed(SendOutcome(SendStatus.RETRY, f"no answer from {self.address.safe_url} in "
-                                          f"{self.timeout:g} s waiting for {what}"))
+                raise _Failed(SendResult(Delivery.RETRY, None, f"no answer from {self.address.safe_url} in "
+                                          f"{self.timeout_s:g} s waiting for {what}"))
             try:
                 rc = client.loop(min(_LOOP_STEP, remaining))
             except (OSError, ValueError) as exc:
-                raise _Failed(SendOutcome(SendStatus.RETRY, f"connection to {self.address.safe_url} failed: "
+                raise _Failed(SendResult(Delivery.RETRY, None, f"connection to {self.address.safe_url} failed: "
                                           f"{_describe(exc)}")) from exc
             if rc != mqtt.MQTT_ERR_SUCCESS and self._gone is None and answer() is None:
-                raise _Failed(SendOutcome(SendStatus.RETRY, f"connection to {self.address.safe_url} lost "
+                raise _Failed(SendResult(Delivery.RETRY, None, f"connection to {self.address.safe_url} lost "
                                           f"while waiting for {what}: {mqtt.error_string(rc)}"))
 
     def _drop(self) -> None:
@@ -358,20 +364,20 @@ class MqttTransport:
         self._gone_by_broker = bool(getattr(flags, "is_disconnect_packet_from_server", False))
 
 
-def _puback_outcome(reason: ReasonCode, topic: str) -> SendOutcome:
+def _puback_outcome(reason: ReasonCode, topic: str) -> SendResult:
     if reason.value == _PUBACK_NO_SUBSCRIBERS:
         # The broker took it and dropped it: no collector has ever subscribed (or its
         # session expired), so nothing would read it. Keep it until one does.
-        return SendOutcome(SendStatus.RETRY, f"the broker has no subscriber on '{topic}': is the collector's "
+        return SendResult(Delivery.RETRY, None, f"the broker has no subscriber on '{topic}': is the collector's "
                            "MQTT subscription running?")
     if not reason.is_failure:
-        return SendOutcome(SendStatus.SENT)
+        return SendResult(Delivery.SENT, None, "")
     detail = f"the broker refused the message on '{topic}': {reason.getName()} ({reason.value})"
     if reason.value in _PUBACK_AUTH:
-        return SendOutcome(SendStatus.AUTH, detail)
+        return SendResult(Delivery.AUTH, None, detail)
     if reason.value in _PUBACK_REJECTED:
-        return SendOutcome(SendStatus.REJECTED, detail)
-    return SendOutcome(SendStatus.RETRY, detail)  # quota exceeded, unspecified, implementation specific
+        return SendResult(Delivery.PERMANENT, None, detail)
+    return SendResult(Delivery.RETRY, None, detail)  # quota exceeded, unspecified, implementation specific
 
 
 def _describe(exc: BaseException) -> str:
