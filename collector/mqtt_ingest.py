@@ -16,9 +16,9 @@ What makes it lose nothing (``docs/sync-mqtt.md`` has the broker side):
   comes back after a pause, and the broker delivers it again. QoS 1 is at least once:
   ``handle`` must take a message twice harmlessly (ingest's idempotency key does).
 - **Refusals are counted, never answered.** A message ``handle`` refuses (it raises one
-  of ``rejections``), one whose topic names another device than its header, or one
-  that does not parse is acknowledged, counted by reason and logged; the device has
-  long had its PUBACK from the broker, so it is never told.
+  of ``rejections``: a malformed message, a bad signature...), or one whose topic names
+  another device than its header, is acknowledged, counted by reason and logged; the
+  device has long had its PUBACK from the broker, so it is never told.
 
 Examples
 --------
@@ -94,9 +94,10 @@ class SubscriberStats:
 
 
 class _Refused(Exception):
-    def __init__(self, reason: str, detail: str) -> None:
+    def __init__(self, reason: str, detail: str, device: str | None = None) -> None:
         super().__init__(detail)
         self.reason = reason
+        self.device = device
 
 
 class MqttSubscriber:
@@ -121,8 +122,13 @@ class MqttSubscriber:
     session_expiry : int
         Seconds the broker keeps that session after a disconnect.
     rejections : tuple of exception types
-        What ``handle`` raises to refuse a message for good (counted, acknowledged).
-        Anything else it raises is a failure: the message will come again.
+        What ``handle`` raises to refuse a message for good (counted, acknowledged), by the
+        exception's ``reason`` attribute (its class name without one). Anything else it
+        raises is a failure: the message will come again.
+    on_rejection : callable, optional
+        ``on_rejection(reason, topic_device)`` for the refusals the subscriber decides
+        itself (``topic-device-mismatch``, ``bad-topic``), so the collector can count them
+        beside its own; those ``handle`` refuses it has counted already.
     max_message_bytes : int
         A bigger message is refused as ``oversized``.
     reconnect_delay : (float, float)
@@ -139,6 +145,7 @@ class MqttSubscriber:
                  key_file: str | Path | None = None,
                  client_id: str = DEFAULT_CLIENT_ID, session_expiry: int = DEFAULT_SESSION_EXPIRY,
                  rejections: tuple[type[BaseException], ...] = (SyncError,),
+                 on_rejection: Callable[[str, str | None], Any] | None = None,
                  max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
                  reconnect_delay: tuple[float, float] = (1.0, 30.0)) -> None:
         self.address = parse_mqtt_url(url)
@@ -152,6 +159,7 @@ class MqttSubscriber:
         self.client_id = client_id
         self.session_expiry = int(session_expiry)
         self.rejections = rejections
+        self.on_rejection = on_rejection
         self.max_message_bytes = max_message_bytes
         self.reconnect_delay = reconnect_delay
         self._lock = threading.Lock()
@@ -307,6 +315,11 @@ class MqttSubscriber:
             self.handle(data, device)
         except _Refused as refused:
             self._count_rejection(refused.reason, message.topic, str(refused))
+            if self.on_rejection is not None:
+                try:
+                    self.on_rejection(refused.reason, refused.device)
+                except Exception:  # counting must not stop the subscriber (nor leave the message unacknowledged)
+                    log.exception("MQTT: on_rejection failed")
         except self.rejections as exc:
             self._count_rejection(str(getattr(exc, "reason", None) or type(exc).__name__), message.topic, str(exc))
         except Exception:  # the store, a bug: leave it unacknowledged, to come again
@@ -322,19 +335,21 @@ class MqttSubscriber:
         client.ack(message.mid, message.qos)
 
     def _check(self, topic: str, data: bytes) -> str:
-        """The topic's device, once the message parses and its header names the same device."""
+        """The topic's device, unless the message's header names another.
+
+        A message that does not parse goes on to ``handle``, which refuses it and counts why.
+        """
         try:
             device = self.device_of(topic)
         except PayloadError as exc:
             raise _Refused("bad-topic", str(exc)) from exc
         try:
             header_device = read_message(data, self.max_message_bytes).device_id
-        except PayloadError as exc:
-            reason = {"version": "unsupported-version"}.get(exc.reason, exc.reason)
-            raise _Refused(reason, str(exc)) from exc
+        except PayloadError:
+            return device
         if header_device != device:
             raise _Refused("topic-device-mismatch", f"a message of device '{header_device}' came on the topic "
-                                                    f"of device '{device}'")
+                                                    f"of device '{device}'", device)
         return device
 
     def _count_rejection(self, reason: str, topic: str, detail: str) -> None:

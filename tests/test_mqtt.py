@@ -156,7 +156,8 @@ def test_a_message_on_another_devices_topic_is_refused_and_counted(
         subscribe: Callable[..., MqttSubscriber]) -> None:
     other = DeviceKey.generate("kiosk-2")
     receiver = Receiver({key.device_id: key, other.device_id: other})
-    subscriber = subscribe(mosquitto.url, receiver)
+    counted: list[tuple[str, str | None]] = []
+    subscriber = subscribe(mosquitto.url, receiver, on_rejection=lambda *args: counted.append(args))
     [forged] = encode_window(summary_of(window, seq_first=104, seq_last=104), key)
     [honest] = encode_window(summary_of(window, device_id="kiosk-2", seq_first=105, seq_last=105), other)
     with MqttTransport(mosquitto.url, "kiosk-2") as transport:
@@ -170,6 +171,7 @@ def test_a_message_on_another_devices_topic_is_refused_and_counted(
     assert receiver.seen == Counter({receiver.windows[0].key: 1})
     stats = subscriber.stats
     assert stats.rejected == {"topic-device-mismatch": 1, "malformed": 1}
+    assert counted == [("topic-device-mismatch", "kiosk-2")]  # the malformed one, handle counted itself
     assert (stats.handled, stats.failures) == (1, 0)
 
 
