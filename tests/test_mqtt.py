@@ -338,16 +338,22 @@ def _tls_files(directory: Path) -> dict[str, Path]:
                 x509.AuthorityKeyIdentifier.from_issuer_public_key(signer.public_key()), critical=False)
         return builder.sign(signer, hashes.SHA256())
 
+    def pem_key(key: Any) -> bytes:
+        return key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                 serialization.NoEncryption())
+
     ca_key = ec.generate_private_key(ec.SECP256R1())
     server_key = ec.generate_private_key(ec.SECP256R1())
-    files = {"ca": directory / "ca.pem", "cert": directory / "server.pem", "key": directory / "server.key"}
-    files["ca"].write_bytes(certificate("edge-runtime test CA", ca_key, "edge-runtime test CA", ca_key, ca=True)
-                            .public_bytes(serialization.Encoding.PEM))
-    files["cert"].write_bytes(certificate("127.0.0.1", server_key, "edge-runtime test CA", ca_key, ca=False)
-                              .public_bytes(serialization.Encoding.PEM))
-    files["key"].write_bytes(server_key.private_bytes(serialization.Encoding.PEM,
-                                                      serialization.PrivateFormat.PKCS8,
-                                                      serialization.NoEncryption()))
+    device_key = ec.generate_private_key(ec.SECP256R1())
+    files = {name: directory / name for name in ("ca.pem", "server.pem", "server.key", "kiosk-1.pem", "kiosk-1.key")}
+    files["ca.pem"].write_bytes(certificate("edge-runtime test CA", ca_key, "edge-runtime test CA", ca_key, ca=True)
+                                .public_bytes(serialization.Encoding.PEM))
+    files["server.pem"].write_bytes(certificate("127.0.0.1", server_key, "edge-runtime test CA", ca_key, ca=False)
+                                    .public_bytes(serialization.Encoding.PEM))
+    files["server.key"].write_bytes(pem_key(server_key))
+    files["kiosk-1.pem"].write_bytes(certificate("kiosk-1", device_key, "edge-runtime test CA", ca_key, ca=False)
+                                     .public_bytes(serialization.Encoding.PEM))
+    files["kiosk-1.key"].write_bytes(pem_key(device_key))
     return files
 
 
@@ -355,12 +361,13 @@ def test_mqtts_with_a_ca_file_checks_the_broker_certificate(
         mosquitto_factory: Callable[..., MosquittoServer], window: dict[str, Any], key: DeviceKey,
         receiver: Receiver, subscribe: Callable[..., MqttSubscriber], tmp_path: Path) -> None:
     tls = _tls_files(tmp_path)
-    broker = mosquitto_factory([f"cafile {tls['ca']}", f"certfile {tls['cert']}", f"keyfile {tls['key']}"])
+    broker = mosquitto_factory([f"cafile {tls['ca.pem']}", f"certfile {tls['server.pem']}",
+                                f"keyfile {tls['server.key']}"])
     url = f"mqtts://127.0.0.1:{broker.port}"
-    subscribe(url, receiver, ca_file=str(tls["ca"]))
+    subscribe(url, receiver, ca_file=str(tls["ca.pem"]))
     summary = summary_of(window, seq_first=109, seq_last=109)
     [message] = encode_window(summary, key)
-    with MqttTransport(url, key.device_id, ca_file=str(tls["ca"])) as transport:
+    with MqttTransport(url, key.device_id, ca_file=str(tls["ca.pem"])) as transport:
         assert transport.send(message) .outcome is Delivery.SENT
     wait_for(lambda: receiver.count() == 1, "the window over TLS")
     assert receiver.windows == [summary]
@@ -409,3 +416,28 @@ def test_subscriber_topic_filters() -> None:
     for topic in ("edge-runtime/+/+", "edge-runtime/#", "edge-runtime/kiosk-1/windows"):
         with pytest.raises(ConfigError, match="one '\\+' level"):
             MqttSubscriber("mqtt://b", print, topic=topic)
+
+
+def test_mutual_tls_a_device_certificate_is_its_identity(
+        mosquitto_factory: Callable[..., MosquittoServer], window: dict[str, Any], key: DeviceKey,
+        tmp_path: Path) -> None:
+    """Per-device certificates: the broker takes the certificate's CN as the user, and the ACL
+    lets that user write its own topic only."""
+    tls = _tls_files(tmp_path)
+    acl = tmp_path / "acl"
+    acl.write_text("pattern write edge-runtime/%u/windows\n")
+    broker = mosquitto_factory([f"cafile {tls['ca.pem']}", f"certfile {tls['server.pem']}",
+                                f"keyfile {tls['server.key']}", "require_certificate true",
+                                "use_identity_as_username true", f"acl_file {acl}"], anonymous=False)
+    url = f"mqtts://127.0.0.1:{broker.port}"
+    [message] = encode_window(summary_of(window), key)
+    device_tls = {"ca_file": tls["ca.pem"], "cert_file": tls["kiosk-1.pem"], "key_file": tls["kiosk-1.key"]}
+    # Nobody subscribes here: an accepted publish answers "no matching subscribers".
+    with MqttTransport(url, "kiosk-1", **device_tls) as transport:
+        accepted = transport.send(message)
+    assert accepted.outcome is Delivery.RETRY and "no subscriber" in accepted.detail, accepted
+    with MqttTransport(url, "kiosk-2", **device_tls) as transport:
+        refused = transport.send(message)
+    assert refused.outcome is Delivery.AUTH and "Not authorized" in refused.detail, refused
+    with MqttTransport(url, "kiosk-1", ca_file=tls["ca.pem"]) as transport:
+        assert transport.send(message).outcome is not Delivery.SENT  # no client certificate: no connection
