@@ -255,7 +255,7 @@ class Runtime:
             scores = slot.scores[0].copy()
             # One dot product (~0.5 µs) finds a NaN or infinity anywhere in the scores.
             if not math.isfinite(scores.dot(scores)) and not np.isfinite(scores).all():
-                self._refuse_output({self._input.tensor_name: slot.row}, 0, scores)
+                self._refuse_output({self._input.tensor_name: slot.row.reshape(1, -1)}, 0, scores)
             if slot.label is not None:
                 label = slot.label[0].item()
             else:
@@ -266,7 +266,7 @@ class Runtime:
         else:
             label = slot.scores.flat[0].item()
             if not math.isfinite(label):
-                self._refuse_output({self._input.tensor_name: slot.row}, 0, label)
+                self._refuse_output({self._input.tensor_name: slot.row.reshape(1, -1)}, 0, label)
             scores = None
             observed = label
         latency = (time.perf_counter_ns() - start) / 1e3
@@ -322,7 +322,7 @@ class Runtime:
             answered = np.isfinite(scores).all(axis=1) if scores is not None else _finite_values(labels)
             if not answered.all():
                 encoded, labels, scores = self._drop_unanswered(encoded, labels, scores, answered)
-                if on_error == "raise":
+                if on_error == "raise" and encoded.errors:
                     raise encoded.errors[0]
         latency = (time.perf_counter_ns() - start) / 1e3
         request_ids = None
@@ -409,14 +409,20 @@ class Runtime:
             self.governor.record(latency)
         return Prediction(label, row_scores, engine.info, latency, request_id)
 
-    def _output_error(self, feeds: dict[str, np.ndarray], index: int, output: Any) -> NonFiniteOutputError:
-        """The error for row ``index`` of ``feeds``, whose model output was not finite."""
+    def _output_error(self, feeds: dict[str, np.ndarray], index: int, output: Any) -> NonFiniteOutputError | None:
+        """The error for row ``index`` of ``feeds``, whose model output was not finite.
+
+        None when the row itself holds NaN or infinity: the input policy let it through
+        (``non_finite = "allow"``), and the model's answer to it is served as it is.
+        """
         names = self.feature_names
         if self._input.layout is InputLayout.COLUMNS:
             values = [(name, feeds[name][index].reshape(-1)[0]) for name in names if name in feeds]
         else:
             values = list(zip(names, feeds[self._input.tensor_name][index].reshape(-1).tolist()))
         numbers = [(name, float(v)) for name, v in values if isinstance(v, (int, float, np.number))]
+        if not all(math.isfinite(v) for _, v in numbers):
+            return None
         name, value = max(numbers, key=lambda item: abs(item[1]) if math.isfinite(item[1]) else -1.0,
                           default=(names[0], None))
         flat = np.asarray(output, dtype=float).reshape(-1)
@@ -425,8 +431,9 @@ class Runtime:
 
     def _refuse_output(self, feeds: dict[str, np.ndarray], index: int, output: Any) -> None:
         error = self._output_error(feeds, index, output)
-        self.monitor.observe_rejected(error)
-        raise error
+        if error is not None:
+            self.monitor.observe_rejected(error)
+            raise error
 
     def _drop_unanswered(self, encoded: EncodedBatch, labels: np.ndarray, scores: np.ndarray | None,
                          answered: np.ndarray) -> tuple[EncodedBatch, np.ndarray, np.ndarray | None]:
@@ -434,8 +441,13 @@ class Runtime:
         errors = list(encoded.errors)
         for i in np.flatnonzero(~answered).tolist():
             error = self._output_error(encoded.feeds, i, scores[i] if scores is not None else labels[i])
+            if error is None:
+                answered[i] = True
+                continue
             errors.append(error.with_row(int(encoded.rows[i])))
             self.monitor.observe_rejected(error)
+        if answered.all():
+            return encoded, labels, scores
         errors.sort(key=lambda e: e.row if e.row is not None else -1)
         feeds = {name: array[answered] for name, array in encoded.feeds.items()}
         kept = EncodedBatch(feeds=feeds, rows=encoded.rows[answered], errors=errors)

@@ -216,3 +216,20 @@ def test_public_key_text(tmp_path: Path) -> None:
             parse_public_key(bad)
     with pytest.raises(SignatureError):
         verify_signature(key.public_text, b"\x00" * 64, b"data")
+
+
+KEPT = Path(__file__).parent / "data" / "sync"
+
+
+@pytest.mark.parametrize("version", range(1, PROTOCOL_VERSION + 1))
+def test_a_kept_message_of_every_released_version_still_reads(version: int) -> None:
+    """Kept examples (docs/sync-protocol.md) are made once per version and never regenerated."""
+    facts = json.loads((KEPT / f"v{version}.json").read_text())
+    parts = [read_message((KEPT / f"v{version}-part{i}.bin").read_bytes()) for i in range(facts["parts"])]
+    for part in parts:
+        part.verify(facts["public_key"])
+    summary = assemble(parts[::-1])
+    assert summary.key == (facts["device_id"], facts["database_id"], facts["model_sha256"], facts["seq_first"])
+    profile = Profile.from_bytes(summary.profile)
+    assert summary.rows == profile.rows == facts["rows"] and len(profile.features) == facts["features"]
+    assert len(summary.verdicts) == facts["verdicts"]

@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
-from edge_runtime import Runtime, RuntimeConfig, SessionConfig
+from edge_runtime import InputPolicy, Runtime, RuntimeConfig, SessionConfig
 from edge_runtime.errors import ConfigError, EdgeRuntimeError, NonFiniteOutputError, SchemaError
 from edge_runtime.serving.schema import Task
 
@@ -168,11 +168,12 @@ def test_a_row_the_model_cannot_compute_is_refused_not_answered_with_nan(cancer_
     X, _ = cancer_data
     good = X.iloc[:3].to_numpy()
     huge = np.full(30, HUGE)
+    huge[5] = 3.3e38  # the largest value: the one the error names
     with Runtime(cancer_bundle, db=tmp_path / "m.db", window_rows=3) as rt:
         with pytest.raises(NonFiniteOutputError) as caught:
             rt.predict(huge)
         assert isinstance(caught.value, SchemaError)
-        assert caught.value.value == pytest.approx(HUGE, rel=1e-6)
+        assert caught.value.feature == X.columns[5] and caught.value.value == pytest.approx(3.3e38, rel=1e-6)
         assert str(caught.value).startswith("the model's output is not finite ([nan nan]) for this row; "
                                             "its largest value, feature '")
         with pytest.raises(NonFiniteOutputError, match=r"^row 1: the model's output is not finite"):
@@ -192,3 +193,15 @@ def test_a_regressor_refuses_rows_it_overflows_on(regression_bundle: Path) -> No
             rt.predict(np.full(10, HUGE))
         result = rt.predict_batch(np.vstack([np.zeros(10), np.full(10, HUGE)]), on_error="skip")
         assert result.rows.tolist() == [0] and result.errors[0].row == 1
+
+
+def test_nan_the_input_policy_allows_is_served_as_the_model_answers_it(cancer_bundle: Path, cancer_data: Any) -> None:
+    X, _ = cancer_data
+    nan_row = X.iloc[0].to_numpy().copy()
+    nan_row[3] = np.nan
+    config = RuntimeConfig(inputs=InputPolicy(non_finite="allow"))
+    with Runtime(cancer_bundle, config=config) as rt:
+        assert rt.predict(nan_row).label in (0, 1)
+        result = rt.predict_batch(np.vstack([nan_row, np.full(30, HUGE), nan_row]), on_error="skip")
+        assert result.rows.tolist() == [0, 2] and [e.row for e in result.errors] == [1]
+        assert len(rt.predict_batch(np.vstack([nan_row, nan_row]))) == 2

@@ -136,7 +136,10 @@ class ReconstructionModel:
         Missing values (and any non-finite one) are imputed with the reference
         mean, as the fit did; only the rows holding one pay for it.
         """
-        return self._own_errors(matrix if self._all_columns else matrix[:, self.columns])
+        # The model's columns may be a leading run of a wider block (a boolean or a
+        # counted feature after them): only a block of exactly those columns goes as is.
+        whole = self._all_columns and matrix.shape[1] == len(self.columns)
+        return self._own_errors(matrix if whole else matrix[:, self.columns])
 
     def value_errors(self, columns: list[Any]) -> np.ndarray:
         """:meth:`errors` of rows given as one array per schema feature (the columns layout)."""
