@@ -226,6 +226,7 @@ class MqttTransport:
         self._acks: dict[int, ReasonCode] = {}
         self._gone: ReasonCode | None = None  # the broker's DISCONNECT reason, or a lost connection
         self._gone_by_broker = False  # a DISCONNECT packet, not a dropped socket
+        self._last_used = 0.0  # time.monotonic() of the connection's last answer
 
     host = property(lambda self: self.address.host, doc="The broker's host name.")
     port = property(lambda self: self.address.port, doc="The broker's port.")
@@ -253,6 +254,7 @@ class MqttTransport:
                 raise _Failed(SendResult(Delivery.RETRY, None, f"publish failed: {mqtt.error_string(info.rc)}"))
             reason = self._wait(client, lambda: self._acks.get(info.mid), "the broker's PUBACK")
             self._acks.pop(info.mid, None)
+            self._last_used = time.monotonic()
         except _Failed as failed:
             self._drop()
             return failed.outcome
@@ -277,7 +279,8 @@ class MqttTransport:
 
     # ---------------------------------------------------------------- connection
     def _connection(self) -> mqtt.Client:
-        if self._client is not None and self._gone is None and self._client.is_connected():
+        if self._reusable():
+            assert self._client is not None
             return self._client
         self._drop()
         client = mqtt.Client(CallbackAPIVersion.VERSION2, client_id=self.client_id, protocol=mqtt.MQTTv5)
@@ -303,7 +306,22 @@ class MqttTransport:
             status = Delivery.AUTH if reason.value in _CONNACK_AUTH else Delivery.RETRY
             raise _Failed(SendResult(status, None, f"the broker {self.address.safe_url} refused the connection of "
                                       f"client '{self.client_id}': {reason.getName()} ({reason.value})"))
+        self._last_used = time.monotonic()
         return client
+
+    def _reusable(self) -> bool:
+        """Whether the open connection is still good: nobody loops paho between sends, so
+        no keepalive goes out, and a broker drops a connection idle past 1.5 keepalives."""
+        client = self._client
+        if client is None or self._gone is not None or not client.is_connected():
+            return False
+        if time.monotonic() - self._last_used > _KEEPALIVE / 2:
+            return False
+        try:
+            rc = client.loop(0)  # read what came meanwhile: a DISCONNECT, or the socket's end
+        except (OSError, ValueError):
+            return False
+        return rc == mqtt.MQTT_ERR_SUCCESS and self._gone is None
 
     def _wait(self, client: mqtt.Client, answer: Any, what: str) -> ReasonCode:
         deadline = time.monotonic() + self.timeout_s
