@@ -11,6 +11,7 @@ import datetime
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -82,12 +83,12 @@ def receiver(key: DeviceKey) -> Receiver:
 
 
 @pytest.fixture
-def subscribe(request: pytest.FixtureRequest) -> Iterator[Callable[..., MqttSubscriber]]:
+def subscribe() -> Iterator[Callable[..., MqttSubscriber]]:
     """Start subscribers that stop at the end of the test (each with its own session id)."""
     started: list[MqttSubscriber] = []
 
     def start(url: str, handle: Callable[[bytes, str], Any], **options: Any) -> MqttSubscriber:
-        options.setdefault("client_id", f"collector-{request.node.name}"[:60])
+        options.setdefault("client_id", f"collector-{uuid.uuid4().hex[:12]}")  # a session of its own
         options.setdefault("reconnect_delay", FAST)
         subscriber = MqttSubscriber(url, handle, **options)
         started.append(subscriber)
