@@ -41,13 +41,12 @@ edge_runtime.errors.ConfigError: MQTT URL 'http://broker:1883' must start mqtt:/
 
 from __future__ import annotations
 
-import logging
 import socket
 import ssl
 import time
 from dataclasses import dataclass, field
-from typing import Any
 from pathlib import Path
+from typing import Any
 from urllib.parse import SplitResult, unquote, urlsplit
 
 import paho.mqtt.client as mqtt
@@ -73,10 +72,8 @@ _CONNACK_AUTH = {133, 134, 135, 138, 140}  # client id invalid, bad credentials,
 # PUBACK reason codes (section 3.4.2.1).
 _PUBACK_NO_SUBSCRIBERS = 16
 _PUBACK_AUTH = {135}  # not authorised
-_PUBACK_REJECTED = {144, 149, 153}  # topic name invalid, packet too large, payload format invalid
+_PUBACK_PERMANENT = {144, 149, 153}  # topic name invalid, packet too large, payload format invalid
 _DISCONNECT_TOO_LARGE = 149
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -169,9 +166,9 @@ def _mask(url: str) -> str:
 class _Failed(Exception):
     """Internal: a send ends early with this outcome."""
 
-    def __init__(self, outcome: SendResult) -> None:
-        super().__init__(outcome.detail)
-        self.outcome = outcome
+    def __init__(self, result: SendResult) -> None:
+        super().__init__(result.detail)
+        self.result = result
 
 
 class MqttTransport:
@@ -187,10 +184,10 @@ class MqttTransport:
         ``mqtt://host[:1883]`` or ``mqtts://host[:8883]``, optionally with ``user:password@``.
     device_id : str
         The device, as in its key file: it names the topic.
-    ca_file : str, optional
+    ca_file : str or Path, optional
         The CA certificate(s) that signed the broker's certificate (``mqtts``); without
         it, the system's CAs. Certificates and host names are always checked.
-    cert_file, key_file : str, optional
+    cert_file, key_file : str or Path, optional
         A client certificate and its key, for brokers that authenticate devices by
         certificate (mutual TLS).
     timeout_s : float
@@ -241,7 +238,7 @@ class MqttTransport:
         Returns
         -------
         SendResult
-            ``SENT`` once the broker acknowledged it; ``RETRY``, ``AUTH`` or ``REJECTED``
+            ``SENT`` once the broker acknowledged it; ``RETRY``, ``AUTH`` or ``PERMANENT``
             with the reason otherwise (see the module's description).
         """
         try:
@@ -257,7 +254,7 @@ class MqttTransport:
             self._last_used = time.monotonic()
         except _Failed as failed:
             self._drop()
-            return failed.outcome
+            return failed.result
         return _puback_outcome(reason, self.topic)
 
     def close(self) -> None:
@@ -393,7 +390,7 @@ def _puback_outcome(reason: ReasonCode, topic: str) -> SendResult:
     detail = f"the broker refused the message on '{topic}': {reason.getName()} ({reason.value})"
     if reason.value in _PUBACK_AUTH:
         return SendResult(Delivery.AUTH, None, detail)
-    if reason.value in _PUBACK_REJECTED:
+    if reason.value in _PUBACK_PERMANENT:
         return SendResult(Delivery.PERMANENT, None, detail)
     return SendResult(Delivery.RETRY, None, detail)  # quota exceeded, unspecified, implementation specific
 
