@@ -265,6 +265,8 @@ class MqttSubscriber:
                 client.loop(_LOOP_STEP)
         except (OSError, ValueError) as exc:
             log.warning("MQTT: connection to %s failed: %s", self.address.safe_url, exc)
+        except Exception:  # a bug in a callback must not end the thread: log it, connect again
+            log.exception("MQTT: the connection to %s failed unexpectedly", self.address.safe_url)
         finally:
             self._subscribed.clear()
             _close(client)
