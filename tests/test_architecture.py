@@ -134,6 +134,16 @@ def test_only_the_collector_metrics_import_prometheus_client() -> None:
     assert _importers("prometheus_client") == {"collector.metrics"}
 
 
+def test_only_the_mqtt_transport_imports_paho_on_the_device() -> None:
+    assert {m for m in _importers("paho") if m.startswith("edge_runtime")} == {"edge_runtime.sync.mqtt_transport"}
+
+
+def test_the_collector_imports_paho_in_its_mqtt_front_end_only() -> None:
+    users = {module_name(p) for p in sorted((ROOT / "collector").rglob("*.py"))
+             if any(n == "paho" or n.startswith("paho.") for n in imports(p))}
+    assert users == {"collector.mqtt_ingest"}
+
+
 def test_only_cli_modules_import_click() -> None:
     users = _importers("click")
     assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli", "collector.cli",
