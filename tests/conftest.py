@@ -132,5 +132,11 @@ def monitored_window(cancer_bundle: Path, cancer_data: Any, tmp_path_factory: py
     return row
 
 
-# Real servers (PostgreSQL, ...): started once per session on a free loopback port.
-from tests.servers import fleet_store_url, mosquitto_broker, postgres_server  # noqa: E402, F401
+# Real servers (PostgreSQL, mosquitto): started once per session on a free loopback port.
+from tests.servers import (  # noqa: E402, F401
+    fleet_store_url,
+    mosquitto,
+    mosquitto_broker,
+    mosquitto_factory,
+    postgres_server,
+)

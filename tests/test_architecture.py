@@ -43,11 +43,12 @@ BOOSTING_CONVERTERS = {"xgboost": "converters.xgboost_converter", "lightgbm": "c
 COLLECTOR_LAYERS = {
     "errors": 0,
     "stores": 1,
-    "registry": 2, "ingest": 2, "fleet_drift": 2, "fleet_status": 2,
-    "metrics": 3, "mqtt_subscriber": 3,
-    "server": 4,
-    "cli": 5,
-    "__init__": 6, "__main__": 7,
+    "buckets": 2,
+    "registry": 3, "ingest": 3, "fleet_drift": 3, "fleet_status": 3,
+    "metrics": 4, "mqtt_subscriber": 4,
+    "server": 5,
+    "cli": 6,
+    "__init__": 7, "__main__": 8,
 }
 
 
@@ -137,9 +138,20 @@ def test_only_the_http_transport_touches_the_network_over_http() -> None:
     assert _importers("urllib.request") | _importers("http.client") == {"edge_runtime.sync.http_transport"}
 
 
+def test_only_the_mqtt_transport_imports_paho_on_the_device() -> None:
+    assert {m for m in _importers("paho") if m.startswith("edge_runtime")} == {"edge_runtime.sync.mqtt_transport"}
+
+
+def test_the_collector_imports_paho_in_its_mqtt_front_end_only() -> None:
+    users = {module_name(p) for p in sorted((ROOT / "collector").rglob("*.py"))
+             if any(n == "paho" or n.startswith("paho.") for n in imports(p))}
+    assert users == {"collector.mqtt_ingest"}
+
+
 def test_only_cli_modules_import_click() -> None:
     users = _importers("click")
-    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli", "collector.cli"}
+    assert users == {m for m in MODULES if m.startswith("edge_runtime.cli")} | {"converters.cli", "collector.cli",
+                                                                                "collector.fleet_cli"}
 
 
 def test_only_the_converter_modules_import_skl2onnx() -> None:
@@ -188,12 +200,14 @@ def test_device_layers_point_down(module: str) -> None:
 
 def test_the_library_never_imports_its_command_line() -> None:
     for module, names in GRAPH.items():
-        if not module.startswith(("edge_runtime.cli", "converters.cli", "collector.cli", "edge_runtime.__main__",
-                                  "collector.__main__")):
+        if not module.startswith(("edge_runtime.cli", "converters.cli", "collector.cli", "collector.fleet_cli",
+                                  "edge_runtime.__main__", "collector.__main__")):
             assert not {n for n in names if n.startswith("edge_runtime.cli") or n in ("converters.cli",
-                                                                                       "collector.cli")}, module
+                                                                                       "collector.cli",
+                                                                                       "collector.fleet_cli")}, module
     assert _importers("converters.cli") == set()  # reached through its entry point only
     assert _importers("collector.cli") == {"collector.__main__"}  # `python -m collector`, else its entry point
+    assert _importers("collector.fleet_cli") == set()
 
 
 def test_converters_and_the_collector_use_no_device_command_but_the_shared_options() -> None:

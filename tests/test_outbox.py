@@ -134,16 +134,34 @@ def test_windows_that_cannot_merge_are_dropped_and_counted_as_lost(tmp_path: Pat
     outbox = Outbox(store)
     outbox.enroll("dev-1")
     total = 0
-    for i in range(40):  # every window a stride of its own neighbour's: nothing merges
+    for i in range(40):  # every window tried once (the collector timed out): none may be merged
         store.save_window(window(rows=2000, seed=i, stride=1 + i % 2), None, [])
+        outbox.mark_attempted(outbox.pending(1000)[-1])
         store.enforce_retention()
         total += 1
     status = outbox.status()
     assert status.losses["outbox_full"] > 0
     assert status.outbox_windows + status.losses["outbox_full"] == total
     assert status.outbox_bytes <= OUTBOX_SHARE * policy.max_bytes
-    assert all(e.seq_first == e.seq_last for e in outbox.pending(100))
+    entries = outbox.pending(100)
+    assert all(e.seq_first == e.seq_last for e in entries) and entries[-1].seq_first == total - 1  # the oldest went
     assert len(store.windows()) < total  # the dropped rows' windows went with normal retention
+    store.close()
+
+
+def test_windows_of_different_strides_merge(tmp_path: Path) -> None:
+    policy = RetentionPolicy(max_bytes=300_000, max_age_days=0)
+    store = MonitorStore(tmp_path / "m.db", policy)
+    outbox = Outbox(store)
+    outbox.enroll("dev-1")
+    for i in range(40):  # a config change between windows: strides 1, 2, 4
+        store.save_window(window(rows=2000, seed=i, stride=(1, 2, 4)[i % 3]), None, [])
+        store.enforce_retention()
+    merged = [e for e in outbox.pending(100) if e.windows > 1]
+    assert merged and outbox.losses() == {}
+    for entry in merged:
+        _, profile = outbox.document(entry)  # type: ignore[misc]
+        assert Profile.from_bytes(profile).rows == 2000 * entry.windows
     store.close()
 
 

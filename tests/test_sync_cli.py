@@ -133,9 +133,10 @@ def test_sync_errors_are_one_line(tmp_path: Path, runner: CliRunner, key_file: P
     no_key = runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1",
                                   "--key-file", str(tmp_path / "nokey"), "--once"])
     assert no_key.exit_code == 1 and no_key.output.startswith("Error: cannot read the key file")
-    mqtt = runner.invoke(main, ["sync", "--db", str(db), "--url", "mqtt://broker:1883", "--device-id", "dev-1",
-                                "--key-file", str(key_file), "--once"])
-    assert mqtt.output == "Error: no transport for mqtt:// URLs in this install (HTTP and HTTPS are built in)\n"
+    mqtts = runner.invoke(main, ["sync", "--db", str(db), "--url", "mqtt://127.0.0.1:1", "--device-id", "dev-1",
+                                 "--key-file", str(key_file), "--ca-file", str(key_file), "--once"])
+    assert mqtts.output == ("Error: MQTT URL 'mqtt://127.0.0.1:1' is not TLS: use mqtts:// with a CA or certificate "
+                            "file\n")
     status = runner.invoke(main, ["sync", "status", "--db", str(tmp_path / "none.db")])
     assert (status.exit_code, status.output) == (1, f"Error: monitoring database '{tmp_path / 'none.db'}' does not "
                                                     "exist\n")

@@ -29,6 +29,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import struct
@@ -88,8 +89,9 @@ class NumericSketch:
         1.3% (99% confidence) in a few KB, whatever the stream length.
     stride : int
         Thinning: the KLL sketch takes every ``stride``-th value of each sorted
-        block (1: every value). Sketches merge only with the same stride, so
-        that every value in the KLL sketch stands for as many rows.
+        block (1: every value), so each KLL value stands for ``stride`` rows.
+        Sketches of different strides merge at the greatest common divisor of
+        their strides (:meth:`merge`).
 
     Examples
     --------
@@ -111,7 +113,9 @@ class NumericSketch:
                              f"Got {stride!r} instead.")
         self.kll = datasketches.kll_floats_sketch(k)
         self.stride = stride
-        self.thin_var = 0.0  # variance of the thinning's count error, rows squared; adds up over blocks
+        # Variance of the count error beyond this KLL sketch's own, rows squared: the
+        # thinning's (adds up over blocks) and that of the sketches merged in (see merge).
+        self.thin_var = 0.0
         self.count = 0  # values seen, NaN excluded
         self.missing = 0  # NaN values
         self.minimum = math.inf
@@ -135,11 +139,12 @@ class NumericSketch:
     @property
     def rank_sd(self) -> float:
         """Standard deviation of the sketch's error at one CDF point, in rank units: KLL's
-        (a quarter of its 99% bound; 0 while exact) and the thinning's, added as variances.
+        (a quarter of its 99% bound at ``k``; 0 while exact) and the rest (``thin_var``: the
+        thinning's, and the errors of sketches merged in), added as variances.
 
         The drift thresholds count it as sampling noise (:mod:`edge_runtime.monitoring.drift`).
         """
-        kll = float(self.kll.normalized_rank_error(False)) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
+        kll = _kll_bound(self.k) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
         thin = 2.0 * math.sqrt(self.thin_var) / self.count if self.thin_var and self.count else 0.0
         return math.sqrt(kll * kll + thin * thin)
 
@@ -181,8 +186,9 @@ class NumericSketch:
 
     @property
     def rank_error(self) -> float:
-        """Normalized rank error bound of the quantile sketch: KLL's (0 while exact) plus the thinning's."""
-        error = float(self.kll.normalized_rank_error(False)) if self.kll.is_estimation_mode() else 0.0
+        """Normalized rank error bound of the quantile sketch: KLL's at ``k`` (0 while exact) plus that of
+        ``thin_var`` (the thinning's, and the errors of sketches merged in)."""
+        error = _kll_bound(self.k) if self.kll.is_estimation_mode() else 0.0
         if self.thin_var and self.count:
             error += _THIN_ERROR_SCALE * math.sqrt(self.thin_var) / self.count
         return error
@@ -220,26 +226,75 @@ class NumericSketch:
         return self
 
     def merge(self, other: NumericSketch) -> NumericSketch:
-        """Fold another sketch of the same feature into this one.
+        """Fold another sketch of the same feature into this one, whatever the two strides and ``k``.
 
-        Raises
-        ------
-        ValueError
-            The two thin with different strides (their KLL values weigh differently).
+        **Strides.** A KLL value of a sketch thinned by ``stride`` stands for
+        ``stride`` rows times its level's weight. Two sketches of different
+        strides merge at the greatest common divisor ``g`` of their strides:
+        each sketch whose stride ``s`` differs has its retained values
+        re-weighted by the integer ``s / g``, written in binary as one copy of
+        a value per set bit, at its level plus that bit's position, so the
+        weights stay exact. The copies are laid out with this sketch's ``k``;
+        a level they overfill is compacted as KLL compacts, and that
+        compaction's count-error variance is added to ``thin_var`` (a
+        power-of-two ratio only shifts levels, and a larger ``k`` than the
+        other's leaves room: nothing is added). The re-weighted sketch is a KLL
+        serialization in DataSketches' own format, so the bytes stay portable.
+
+        **Errors carried along.** ``thin_var`` holds the count-error variance
+        (rows squared) beyond this KLL sketch's own compactions: the thinning's,
+        and the other sketch's KLL error, which is independent of this one's
+        (its own coin flips) and enters with its variance, ``(rank_sd * count)**2``. So a
+        sketch of large ``k`` that merges many small ones (a fleet's time
+        bucket) states the error it has: the small sketches' errors average
+        out, where KLL's own bound would report the smallest ``k``'s (which is
+        why :attr:`rank_sd` reads KLL's error from ``k``, not from the smallest
+        ``k`` merged). Merging into an empty sketch of the same ``k`` is a copy
+        and adds nothing.
+
+        An empty sketch (no rows at all) merges into any and takes the other's stride.
+
+        >>> import numpy as np
+        >>> values = np.arange(4000, dtype=np.float32)
+        >>> a, b = NumericSketch(stride=4).update(values), NumericSketch(stride=6).update(values)
+        >>> merged = NumericSketch.from_bytes(a.to_bytes()).merge(b)
+        >>> merged.count, merged.stride, merged.kll.n == a.kll.n * 2 + b.kll.n * 3  # weights in rows / 2
+        (8000, 2, True)
         """
-        if other.stride != self.stride:
-            if other.count == 0 and other.missing == 0:
-                return self
-            if self.count or self.missing:
-                raise ValueError(f"cannot merge numeric sketches of strides {self.stride} and {other.stride}")
+        if other.count == 0 and other.missing == 0 and other.kll.is_empty():
+            return self
+        blank = self.count == 0 and self.missing == 0 and self.kll.is_empty()
+        if blank:
             self.stride = other.stride
-        self._cache.clear()
-        self.kll.merge(other.kll)
+        if not (blank and self.k == other.k):
+            # A quarter: rank_sd doubles thin_var's deviation, as a thinned total moves with
+            # its counts, where a KLL sketch's total is exact.
+            self.thin_var += other.kll_count_var() / 4.0
+        common = math.gcd(self.stride, other.stride)
+        if self.stride != common:
+            self.kll, added = _reweighted_kll(self, self.stride // common, self.k)
+            self.thin_var += added * common * common  # KLL weights to rows: each weighs ``common`` rows
+            self.stride = common
+        if other.stride == common:
+            self.kll.merge(other.kll)
+        else:
+            reweighted, added = _reweighted_kll(other, other.stride // common, self.k)
+            self.kll.merge(reweighted)
+            self.thin_var += added * common * common
+        self._cache.clear()  # after the re-weighting, which reads this sketch's bytes
         self.thin_var += other.thin_var
         self.missing += other.missing
         if other.count:
             self.add_moments(other.count, other.mean, other.m2, other.minimum, other.maximum)
         return self
+
+    def kll_count_var(self) -> float:
+        """Variance of the KLL sketch's own count error at one point, in rows squared:
+        ``(kll_sd * count)**2``, with ``kll_sd`` KLL's part of :attr:`rank_sd` (0 while exact)."""
+        if not self.kll.is_estimation_mode():
+            return 0.0
+        sd = _kll_bound(self.k) * _KLL_SD_PER_BOUND * self.count
+        return sd * sd
 
     def add_moments(self, n: int, mean: float, m2: float, low: float, high: float) -> None:
         """Fold in the count, mean, squared deviations and range of ``n`` values (Chan et al.)."""
@@ -413,6 +468,94 @@ class CategoricalSketch:
 
     def __repr__(self) -> str:
         return f"CategoricalSketch(categories={len(self.counts)}, total={self.total}, missing={self.missing})"
+
+
+# KLL serialization of a sketch of two or more items: preamble ints (5), serial
+# version (1), family (15, KLL), flags, k, m (the minimum level width, 8).
+_KLL_PREAMBLE = struct.Struct("<BBBBHBx")
+_KLL_MIN_WIDTH = 8
+
+
+def _kll_level_capacity(k: int, depth: int) -> int:
+    """KLL's capacity of a level ``depth`` levels below the top: about ``k (2/3)^depth``, rounded as
+    DataSketches rounds it (``kll_helper::int_cap_aux``), and at least :data:`_KLL_MIN_WIDTH`."""
+    def scaled(k: int, depth: int) -> int:
+        return int((((2 * k) << depth) // 3 ** depth + 1) >> 1)
+    half = depth // 2
+    capacity = scaled(k, depth) if depth <= 30 else scaled(scaled(k, half), depth - half)
+    return max(_KLL_MIN_WIDTH, capacity)
+
+
+@functools.lru_cache(maxsize=64)  # asked for every sketch's rank_sd and merge: a handful of k per process
+def _kll_bound(k: int) -> float:
+    """KLL's normalized rank error bound (99%, one-sided) at ``k``."""
+    return float(datasketches.kll_floats_sketch.get_normalized_rank_error(k, False))
+
+
+def _reweighted_kll(sketch: NumericSketch, factor: int, k: int) -> tuple[datasketches.kll_floats_sketch, float]:
+    """A copy of ``sketch``'s KLL sketch in which every value weighs ``factor`` times as much, laid out
+    with accuracy parameter ``k``, and the variance (in squared KLL weights) of the count error it took
+    to fit.
+
+    A value at level ``h`` weighs ``2**h``; ``factor`` in binary puts one copy
+    of it at level ``h + b`` for each set bit ``b``, so the new weights are
+    exact. The copies must fit in the capacity DataSketches computes from ``k``
+    and the level count (level ``h`` about ``k (2/3)^depth``, summed): while
+    they do not, the lowest level at or over its capacity is compacted as KLL
+    compacts, keeping every other value of the sorted level (from a random
+    offset) at twice its weight. At any point that moves the count by ``0`` or
+    ``±2**h``, a variance of at most ``4**h``, which is returned so that the
+    caller counts it with the thinning's. A power-of-two factor only shifts
+    levels and never compacts, nor does a larger ``k`` than the sketch's
+    while there is room.
+
+    The result is a KLL serialization in DataSketches' own format: levels above
+    0 sorted, level offsets counted from the bottom of a buffer of the capacity
+    DataSketches computes from ``k`` and the level count.
+    """
+    if sketch.kll.is_empty():
+        return datasketches.kll_floats_sketch(k), 0.0
+    items, sizes = sketch.retained()
+    bits = [b for b in range(factor.bit_length()) if factor >> b & 1]
+    parts: list[list[np.ndarray]] = [[] for _ in range(len(sizes) + bits[-1])]
+    start = 0
+    for h, size in enumerate(sizes):
+        for b in bits:
+            parts[h + b].append(items[start:start + size])
+        start += size
+    runs = [np.concatenate(level) if level else np.zeros(0, dtype=np.float32) for level in parts]
+    for run in runs[1:]:
+        run.sort()
+    added_var = 0.0
+    while True:
+        capacities = [_kll_level_capacity(k, len(runs) - 1 - h) for h in range(len(runs))]
+        if sum(run.size for run in runs) <= sum(capacities):
+            break
+        # As KLL compacts when full: the lowest level at or over its capacity.
+        h = next(h for h, (run, capacity) in enumerate(zip(runs, capacities)) if run.size >= capacity)
+        run = np.sort(runs[h])
+        odd = run.size % 2  # KLL leaves the odd value out at its level
+        runs[h] = run[:odd]
+        promoted = run[odd + int(_OFFSETS.integers(2))::2]
+        added_var += float(4 ** h)
+        if h + 1 == len(runs):
+            runs.append(promoted)
+        else:
+            runs[h + 1] = np.sort(np.concatenate((runs[h + 1], promoted)))
+    levels_count = len(runs)
+    retained = sum(run.size for run in runs)
+    capacity = sum(_kll_level_capacity(k, levels_count - 1 - h) for h in range(levels_count))
+    offsets = np.cumsum([capacity - retained] + [run.size for run in runs[:-1]]).tolist()
+    n = sum(run.size << h for h, run in enumerate(runs))
+    data = sketch.kll_bytes()
+    # The smallest k among the sketches merged so far sets the error bound: kept as it was.
+    min_k = _KLL_FULL.unpack_from(data, 8)[1] if not data[3] & (_KLL_EMPTY | _KLL_SINGLE) else sketch.k
+    min_k = min(min_k, k)
+    body = b"".join((_KLL_PREAMBLE.pack(5, 1, 15, 0, k, _KLL_MIN_WIDTH), _KLL_FULL.pack(n, min_k, levels_count),
+                     struct.pack(f"<{levels_count}I", *offsets),
+                     struct.pack("<ff", sketch.kll.get_min_value(), sketch.kll.get_max_value()),
+                     *(run.astype(np.float32).tobytes() for run in runs)))
+    return datasketches.kll_floats_sketch.deserialize(body), added_var
 
 
 def thin_block(columns: np.ndarray, stride: int) -> tuple[np.ndarray, float, np.ndarray, np.ndarray]:

@@ -52,7 +52,7 @@ from edge_runtime.monitoring.decision_log import (
     expand_block,
 )
 from edge_runtime.monitoring.migrations import INSERT_BLOCK, INSERT_VERDICTS, migrations
-from edge_runtime.monitoring.window_merge import merge_documents, merge_profiles, profile_strides
+from edge_runtime.monitoring.window_merge import merge_documents, merge_profiles
 from edge_runtime.monitoring.windows import (
     StoredVerdicts,
     decode_verdicts,
@@ -221,7 +221,7 @@ class MonitorStore:
         elif self.path.exists() and self.path.stat().st_size > 0:
             _check_writable_target(self.path)
         self._read_only = read_only
-        self._stride_cache: dict[int, frozenset[int] | None] = {}  # outbox rows' strides (merging)
+        self._readable: dict[int, bool] = {}  # whether outbox rows' profiles read (merging)
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
@@ -801,30 +801,28 @@ class MonitorStore:
         """Merge the oldest group of never-attempted outbox rows that can merge; inside a write transaction.
 
         A group: consecutive sequence numbers (no window between them that is not in
-        it: the collector may hold it), one model, one thinning stride, never
-        attempted, and rows standing for as many windows each, so that windows
-        coarsen in tiers (1, 4, 16, ... windows) rather than the oldest row growing
+        it: the collector may hold it), one model, never attempted, readable profiles
+        (sketches of any strides merge), and rows standing for as many windows each,
+        so that windows coarsen in tiers (1, 4, 16, ... windows) rather than the oldest row growing
         without end. The oldest full group of :data:`MERGE_GROUP` rows goes first,
         else the oldest run of two or more. Returns False when there is none.
         """
         rows = self.db.conn.execute("SELECT seq_first, seq_last, windows, attempts, model_sha256 FROM outbox "
                                     "ORDER BY seq_first").fetchall()
-        strides = {seq: self._stride_cache[seq] for seq, *_ in rows if seq in self._stride_cache}
-        self._stride_cache = strides  # only rows still in the outbox
+        self._readable = {seq: self._readable[seq] for seq, *_ in rows if seq in self._readable}  # rows still here
         group: list[tuple[Any, ...]] = []
         fallback: list[tuple[Any, ...]] = []
         run: list[tuple[Any, ...]] = []
         for seq_first, seq_last, windows, attempts, sha in rows:
-            kind = None if attempts else self._strides_of(seq_first)
-            entry = (seq_first, seq_last, windows, sha, kind)
+            mergeable = not attempts and self._profile_readable(seq_first)
+            entry = (seq_first, seq_last, windows, sha)
             last = run[-1] if run else None
-            if (last is not None and kind is not None and seq_first == last[1] + 1
-                    and (sha, windows, kind) == (last[3], last[2], last[4])):
+            if last is not None and mergeable and seq_first == last[1] + 1 and (sha, windows) == (last[3], last[2]):
                 run.append(entry)
             else:
                 if len(run) >= 2 and not fallback:
                     fallback = run
-                run = [entry] if kind is not None else []
+                run = [entry] if mergeable else []
             if len(run) == MERGE_GROUP:
                 group = run
                 break
@@ -849,17 +847,17 @@ class MonitorStore:
              document["model"], document["version"], text, profile_bytes])
         return True
 
-    def _strides_of(self, seq_first: int) -> frozenset[int] | None:
-        """The thinning strides of an outbox row's profile (cached: decoded once); None when unreadable."""
-        if seq_first not in self._stride_cache:
+    def _profile_readable(self, seq_first: int) -> bool:
+        """Whether an outbox row's profile can be read, so merged (checked once per row)."""
+        if seq_first not in self._readable:
             row = self.db.conn.execute("SELECT COALESCE(o.profile, w.profile) FROM outbox o LEFT JOIN windows w "
                                        "ON w.seq = o.seq_first WHERE o.seq_first = ?", [seq_first]).fetchone()
             try:
-                kind = profile_strides(merge_profiles([bytes(row[0])])) if row and row[0] else None
+                readable = bool(row and row[0]) and merge_profiles([bytes(row[0])]) is not None
             except (ValueError, EdgeRuntimeError):
-                kind = None  # unreadable: never merged, left for the sync run to report
-            self._stride_cache[seq_first] = kind
-        return self._stride_cache[seq_first]
+                readable = False  # never merged: left for the sync run to send as it is
+            self._readable[seq_first] = readable
+        return self._readable[seq_first]
 
     def _used_bytes(self) -> int:
         pages = self.db.execute("PRAGMA page_count").fetchone()[0]

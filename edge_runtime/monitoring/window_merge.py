@@ -3,9 +3,9 @@
 A window's *document* is what the sync payload carries besides the profile
 bytes: model, time span, counters, quality, latency, budget and verdicts. When
 the outbox passes its share of the database (see :mod:`edge_runtime.monitoring.store`),
-the oldest windows never sent are merged: their profiles merge (sketches merge
-exactly, when they thin by one stride), counters are summed, and the result
-stands for the whole sequence range.
+the oldest windows never sent are merged: their profiles merge (sketches of any
+thinning strides merge, their errors carried along), counters are summed, and the
+result stands for the whole sequence range.
 
 Examples
 --------
@@ -25,28 +25,20 @@ from collections.abc import Sequence
 from typing import Any
 
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.sketches import NumericSketch
 from edge_runtime.monitoring.windows import latency_summary
 
-__all__ = ["merge_documents", "merge_profiles", "profile_strides"]
+__all__ = ["merge_documents", "merge_profiles"]
 
 _SEVERITY = {"ok": 0, "warn": 1, "drift": 2}
 
 
-def profile_strides(profile: Profile) -> frozenset[int]:
-    """The thinning strides of a profile's numeric sketches: profiles merge only when these are equal."""
-    sketches: list[Any] = [*profile.features.values(), profile.scores, profile.latency,
-                           *profile.class_scores.values(), profile.multivariate]
-    return frozenset(s.stride for s in sketches if isinstance(s, NumericSketch))
-
-
 def merge_profiles(profiles: Sequence[bytes]) -> Profile:
-    """One profile from several profiles' bytes (of one model, one stride).
+    """One profile from several profiles' bytes (of one model).
 
     Raises
     ------
     ValueError
-        Their feature sets or strides differ.
+        Their feature sets differ.
     """
     merged = Profile.from_bytes(profiles[0])
     for data in profiles[1:]:

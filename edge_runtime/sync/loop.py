@@ -138,17 +138,22 @@ def load_device_key(settings: SyncSettings) -> DeviceKey:
 
 
 def open_transport(settings: SyncSettings) -> Transport:
-    """The transport for the settings' URL scheme.
+    """The transport for the settings' URL scheme: HTTP(S), or MQTT for ``mqtt://`` and ``mqtts://``.
 
     Raises
     ------
     ConfigError
-        An ``mqtt://`` URL (no MQTT transport in this install), or an unreadable CA file.
+        An MQTT URL without the mqtt extra (paho-mqtt), or an unreadable CA file.
     """
     scheme = urlsplit(settings.url).scheme
     if scheme in ("http", "https"):
         return HttpTransport(settings.url, timeout_s=settings.timeout_s, ca_file=settings.ca_file)
-    raise ConfigError(f"no transport for {scheme}:// URLs in this install (HTTP and HTTPS are built in)")
+    try:
+        from edge_runtime.sync.mqtt_transport import MqttTransport  # paho-mqtt: the mqtt extra
+    except ImportError as exc:
+        raise ConfigError(f"{scheme}:// URLs need the mqtt extra, which is not installed ({exc}): "
+                          "pip install 'edge-runtime[mqtt]'") from exc
+    return MqttTransport(settings.url, settings.device_id, ca_file=settings.ca_file, timeout_s=settings.timeout_s)
 
 
 def summary_for(outbox: Outbox, entry: OutboxEntry, device_id: str, *, boot: str,

@@ -1,0 +1,346 @@
+"""Fleet drift: the sketches of every device's windows merged per model version and time bucket,
+judged against the bundle's reference with the device's own machinery.
+
+A pure function over stored windows (:class:`~collector.stores.base.StoredWindow`)
+and registered models (:class:`~collector.stores.base.ModelRecord`): the view never
+knows which store holds them. Per model version (sha256) and bucket of
+``corrected_closed_at`` (the collector's clock, so a device whose clock is a year off
+lands in the right bucket), it
+
+* merges the profiles of all windows (:meth:`Profile.merge`: any window sizes and
+  strides; the buckets' numeric sketches at :data:`collector.buckets.FLEET_K`, so the
+  windows' KLL errors average out and are carried along as the merged sketches' ``rank_sd``);
+* judges the merged profile as one window with
+  :func:`edge_runtime.monitoring.drift.assess_window`: the same metrics, thresholds
+  and verdict structure as ``edge-runtime drift --json`` (the multivariate signal
+  aside: the collector holds no bundle's PCA model);
+* lists the devices that contributed, the share of them that drifted locally
+  (a window of theirs in the bucket has a drift verdict of its own), and for each
+  flagged (warn or drift) feature the devices that drove it: each device's windows
+  of the bucket merged and judged the same way, and how many of its windows
+  flagged the feature on the device.
+
+A model the collector has no reference for (not registered, or registered without
+a reference profile) is reported as unassessed, with its windows and devices.
+
+For the query to stay fast over many windows, a store can merge each window into a
+base time bucket at ingest (:mod:`collector.buckets`) and pass those to
+:func:`fleet_drift` as ``bucket_profiles``, with windows whose ``profile`` is empty:
+the buckets' profiles then come from the base buckets, and per-device verdicts from
+whatever windows still carry their profile.
+
+Examples
+--------
+>>> report = fleet_drift([], {})
+>>> report.to_dict()
+{'bucket_seconds': 3600.0, 'buckets': [], 'unassessed': []}
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, empty_like
+from collector.stores.base import ModelRecord, StoredWindow
+from edge_runtime.config import DriftPolicy
+from edge_runtime.errors import BundleFormatError
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift, WindowDrift, assess_window
+from edge_runtime.monitoring.reports import DriftSummary
+
+__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift"]
+
+_RANK = {DriftStatus.OK: 0, DriftStatus.WARN: 1, DriftStatus.DRIFT: 2}
+
+
+# ------------------------------------------------------------------ reports
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DeviceDrift:
+    """One device's part in a flagged verdict of a fleet bucket.
+
+    ``verdict`` judges the device's windows of the bucket merged (None when their
+    profiles were not read); ``local_flagged`` counts its windows whose own verdict
+    of the signal, on the device, was warn or drift, ``local_drifted`` drift.
+    """
+
+    device_id: str
+    windows: int
+    rows: int
+    local_flagged: int
+    local_drifted: int
+    verdict: FeatureDrift | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"device_id": self.device_id, "windows": self.windows, "rows": self.rows,
+                "local_flagged": self.local_flagged, "local_drifted": self.local_drifted,
+                "verdict": self.verdict.to_dict() if self.verdict is not None else None}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetBucket:
+    """One model version in one time bucket: the merged windows' verdicts and who contributed.
+
+    ``features``, ``prediction``, ``multivariate`` and ``summary`` have the shapes of a
+    window of ``edge-runtime drift --json``; ``drivers`` names, per flagged signal
+    (a feature, or ``prediction``), the devices that drove it, the most drifted first.
+    """
+
+    model: str
+    version: str
+    model_sha256: str
+    start: float
+    end: float
+    windows: int
+    rows: int
+    devices: tuple[str, ...]
+    drifted_devices: tuple[str, ...]  # devices with a drift verdict of their own in the bucket
+    summary: DriftSummary
+    features: Mapping[str, FeatureDrift]
+    prediction: FeatureDrift | None
+    multivariate: FeatureDrift | None = None  # never judged here: the collector has no PCA model
+    drivers: Mapping[str, tuple[DeviceDrift, ...]] = field(default_factory=dict)
+    unreadable: int = 0  # windows whose profile could not be read or merged (left out)
+
+    @property
+    def drifted_share(self) -> float:
+        """Share of the contributing devices that drifted locally (0 when none contributed)."""
+        return len(self.drifted_devices) / len(self.devices) if self.devices else 0.0
+
+    @property
+    def flagged(self) -> list[str]:
+        """Signals with status warn or drift: features in schema order, then ``prediction``."""
+        names = [name for name, verdict in self.features.items() if verdict.status is not DriftStatus.OK]
+        if self.prediction is not None and self.prediction.status is not DriftStatus.OK:
+            names.append("prediction")
+        return names
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "model_sha256": self.model_sha256,
+                "start": self.start, "end": self.end, "windows": self.windows, "rows": self.rows,
+                "devices": list(self.devices), "drifted_devices": list(self.drifted_devices),
+                "drifted_share": self.drifted_share, "unreadable": self.unreadable,
+                "summary": self.summary.to_dict(),
+                "features": {name: verdict.to_dict() for name, verdict in self.features.items()},
+                "prediction": self.prediction.to_dict() if self.prediction is not None else None,
+                "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None,
+                "drivers": {name: [d.to_dict() for d in devices] for name, devices in self.drivers.items()}}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class UnassessedModel:
+    """A model whose windows the collector holds but cannot judge: ``reason`` says why."""
+
+    model: str
+    version: str
+    model_sha256: str
+    reason: str  # "unknown model" (never registered), "no reference profile" or "unreadable reference profile"
+    windows: int
+    devices: tuple[str, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"model": self.model, "version": self.version, "model_sha256": self.model_sha256,
+                "reason": self.reason, "windows": self.windows, "devices": list(self.devices)}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FleetDrift:
+    """What ``edge-runtime fleet drift`` shows: buckets by model then time, and unassessed models."""
+
+    bucket_seconds: float
+    buckets: tuple[FleetBucket, ...]
+    unassessed: tuple[UnassessedModel, ...]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"bucket_seconds": self.bucket_seconds, "buckets": [b.to_dict() for b in self.buckets],
+                "unassessed": [m.to_dict() for m in self.unassessed]}
+
+
+# ------------------------------------------------------------------ the view
+def _local_flags(window: StoredWindow) -> dict[str, tuple[bool, bool]]:
+    """Per signal of a window's own verdicts: (flagged: warn or drift, drifted)."""
+    out = {}
+    for row in window.verdicts:
+        name = "prediction" if row.get("kind") == "prediction" else str(row.get("name"))
+        status = row.get("status")
+        out[name] = (status in ("warn", "drift"), status == "drift")
+    return out
+
+
+def _drifted_locally(window: StoredWindow) -> bool:
+    return window.drift_count > 0 or any(row.get("status") == "drift" for row in window.verdicts)
+
+
+def _signal(drift: WindowDrift, name: str) -> FeatureDrift | None:
+    return drift.prediction if name == "prediction" else drift.features.get(name)
+
+
+def _severity(verdict: FeatureDrift | None) -> tuple[int, float]:
+    if verdict is None:
+        return (0, 0.0)
+    ratio = verdict.value / verdict.threshold if verdict.threshold and math.isfinite(verdict.threshold) else 0.0
+    return (_RANK[verdict.status], ratio)
+
+
+def _matches(window: StoredWindow, model: str | None) -> bool:
+    if model is None:
+        return True
+    name, _, version = model.partition(":")
+    return (window.model_name == name and (not version or window.model_version == version)) \
+        or window.model_sha256 == model
+
+
+def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelRecord],
+                policy: DriftPolicy | None = None, *, bucket_seconds: float = 3600.0, model: str | None = None,
+                since: float | None = None,
+                bucket_profiles: Mapping[tuple[str, float], bytes] | None = None,
+                base_seconds: float = BASE_BUCKET_SECONDS) -> FleetDrift:
+    """Merge every device's windows per model version and time bucket, and judge each bucket.
+
+    Parameters
+    ----------
+    windows : iterable of StoredWindow
+        The fleet's windows (any order). A window whose ``profile`` is empty counts
+        for its device and its local verdicts, but its sketches come from
+        ``bucket_profiles``.
+    references : mapping of str to ModelRecord
+        The registered models by sha256; a model's ``reference_profile`` is what its
+        buckets are judged against.
+    policy : DriftPolicy, optional
+        The thresholds (the device's defaults when None).
+    bucket_seconds : float
+        Width of a bucket of ``corrected_closed_at``, aligned on the epoch.
+    model : str, optional
+        Only this model: a name, ``name:version``, or a sha256.
+    since : float, optional
+        Only windows with ``corrected_closed_at >= since``.
+    bucket_profiles : mapping of (sha256, start) to bytes, optional
+        Base buckets merged at ingest (:func:`collector.buckets.merge_into_bucket`), of width
+        ``base_seconds``, which must divide ``bucket_seconds``. Used instead of the
+        windows' own profiles for a bucket's verdicts (whole: ``since`` selects windows,
+        and a base bucket it cuts counts entirely).
+
+    Returns
+    -------
+    FleetDrift
+
+    Raises
+    ------
+    ValueError
+        ``bucket_seconds`` is not positive, or not a multiple of ``base_seconds``
+        while ``bucket_profiles`` are given.
+    """
+    if not bucket_seconds > 0:
+        raise ValueError(f"The 'bucket_seconds' parameter of fleet_drift must be a number in (0, inf). "
+                         f"Got {bucket_seconds!r} instead.")
+    if bucket_profiles is not None and not math.isclose(bucket_seconds / base_seconds,
+                                                        round(bucket_seconds / base_seconds)):
+        raise ValueError(f"The 'bucket_seconds' parameter of fleet_drift must be a multiple of the base "
+                         f"buckets' {base_seconds:g} s. Got {bucket_seconds!r} instead.")
+    policy = policy if policy is not None else DriftPolicy()
+    groups: dict[tuple[str, float], list[StoredWindow]] = {}
+    names: dict[str, tuple[str, str]] = {}
+    for window in windows:
+        if since is not None and window.corrected_closed_at < since:
+            continue
+        if not _matches(window, model):
+            continue
+        names.setdefault(window.model_sha256, (window.model_name, window.model_version))
+        groups.setdefault((window.model_sha256, bucket_start(window.corrected_closed_at, bucket_seconds)),
+                          []).append(window)
+    unassessed: dict[str, tuple[str, list[StoredWindow]]] = {}
+    buckets = []
+    references_read: dict[str, Profile] = {}
+    for (sha, start), members in sorted(groups.items(), key=lambda item: (*names[item[0][0]], item[0][1])):
+        record = references.get(sha)
+        reason = "unknown model" if record is None else "no reference profile"
+        if record is not None and record.reference_profile and sha not in references_read:
+            try:
+                references_read[sha] = Profile.from_bytes(record.reference_profile)
+            except BundleFormatError:
+                reason = "unreadable reference profile"
+        if sha not in references_read:
+            unassessed.setdefault(sha, (reason, []))[1].extend(members)
+            continue
+        base = None
+        if bucket_profiles is not None:
+            steps = round(bucket_seconds / base_seconds)
+            base = [bucket_profiles[key] for key in ((sha, start + i * base_seconds) for i in range(steps))
+                    if key in bucket_profiles]
+        buckets.append(_judge_bucket(sha, names[sha], start, start + bucket_seconds, members,
+                                     references_read[sha], policy, base))
+    return FleetDrift(
+        bucket_seconds=float(bucket_seconds), buckets=tuple(buckets),
+        unassessed=tuple(UnassessedModel(model=names[sha][0], version=names[sha][1], model_sha256=sha,
+                                         reason=reason, windows=len(members),
+                                         devices=tuple(sorted({w.device_id for w in members})))
+                         for sha, (reason, members) in sorted(unassessed.items(), key=lambda i: names[i[0]])))
+
+
+def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, members: Sequence[StoredWindow],
+                  reference: Profile, policy: DriftPolicy, base: list[bytes] | None) -> FleetBucket:
+    by_device: dict[str, list[StoredWindow]] = {}
+    for window in members:
+        by_device.setdefault(window.device_id, []).append(window)
+    # Each device's windows merged first: the bucket is their merge (unless base buckets
+    # give it), and a flagged signal is judged per device without reading a profile twice.
+    device_profiles: dict[str, Profile] = {}
+    unreadable = 0
+
+    def read_devices() -> None:
+        nonlocal unreadable
+        for device, own in by_device.items():
+            merged: Profile | None = None
+            for window in own:
+                if not window.profile:
+                    continue
+                try:
+                    profile = Profile.from_bytes(window.profile)
+                    merged = (merged if merged is not None else empty_like(profile)).merge(profile)
+                except (BundleFormatError, ValueError):
+                    unreadable += 1
+            if merged is not None:
+                device_profiles[device] = merged
+
+    bucket: Profile | None = None
+    if not base:  # no base bucket (none given, or none stored for this range): the windows' own profiles
+        read_devices()
+        for profile in device_profiles.values():
+            bucket = (bucket if bucket is not None else empty_like(profile)).merge(profile)
+    else:
+        for blob in base:
+            part = Profile.from_bytes(blob)
+            bucket = (bucket if bucket is not None else empty_like(part)).merge(part)
+    if bucket is None:  # nothing readable: judged as an empty window (every verdict ok, no rows)
+        bucket = empty_like(reference)
+    drift = assess_window(reference, bucket, policy)
+    flagged = [n for n, v in drift.features.items() if v.status is not DriftStatus.OK]
+    if drift.prediction is not None and drift.prediction.status is not DriftStatus.OK:
+        flagged.append("prediction")
+    drivers: dict[str, tuple[DeviceDrift, ...]] = {}
+    if flagged:
+        if base:
+            read_devices()
+        device_drift = {device: assess_window(reference, profile, policy)
+                        for device, profile in device_profiles.items()}
+        for signal in flagged:
+            rows = []
+            for device, own in by_device.items():
+                flags = [_local_flags(w).get(signal, (False, False)) for w in own]
+                verdict = _signal(device_drift[device], signal) if device in device_drift else None
+                local_flagged = sum(f for f, _ in flags)
+                if local_flagged or (verdict is not None and verdict.status is not DriftStatus.OK):
+                    rows.append(DeviceDrift(device_id=device, windows=len(own), rows=sum(w.rows for w in own),
+                                            local_flagged=local_flagged, local_drifted=sum(d for _, d in flags),
+                                            verdict=verdict))
+            rows.sort(key=lambda d: (*_severity(d.verdict), d.local_flagged), reverse=True)
+            drivers[signal] = tuple(rows)
+    return FleetBucket(model=name[0], version=name[1], model_sha256=sha, start=start, end=end,
+                       windows=len(members), rows=sum(w.rows for w in members),
+                       devices=tuple(sorted(by_device)),
+                       drifted_devices=tuple(sorted(d for d, own in by_device.items()
+                                                    if any(_drifted_locally(w) for w in own))),
+                       summary=DriftSummary.from_dict(drift.summary()), features=drift.features,
+                       prediction=drift.prediction, multivariate=None, drivers=drivers, unreadable=unreadable)
