@@ -272,3 +272,36 @@ def test_a_device_syncs_through_the_real_collector_stopped_then_started(tmp_path
         assert fleet.window_count("dev-1") == 5
     finally:
         fleet.close()
+
+
+@pytest.mark.slow
+def test_a_device_syncs_over_mqtt_through_a_real_broker(tmp_path: Path, runner: CliRunner, key_file: Path,
+                                                        mosquitto_broker: Any) -> None:
+    """`sync --url mqtt://...`: the same outbox through mosquitto to a collector subscribed with --mqtt."""
+    from collector.stores import open_store
+    from tests.servers import CollectorProcess
+
+    store_url = f"sqlite:///{tmp_path}/fleet.db"
+    fleet = open_store(store_url)
+    fleet.add_device("dev-1", DeviceKey.load(key_file).public_text, now=time.time())
+    fleet.close()
+    collector = CollectorProcess(store_url, "--mqtt", mosquitto_broker.url, log=tmp_path / "collector.log").start()
+    db = make_db(tmp_path / "m.db", 3)
+    args = ["sync", "--db", str(db), "--url", mosquitto_broker.url, "--device-id", "dev-1", "--key-file",
+            str(key_file), "--once"]
+    try:
+        # Until the collector's subscription is in place the broker answers 'no matching subscribers'.
+        _wait_for(lambda: runner.invoke(main, args).exit_code == 0, "a run through the broker")
+
+        def stored() -> int:
+            store = open_store(store_url)
+            try:
+                return store.window_count("dev-1")
+            finally:
+                store.close()
+
+        _wait_for(lambda: stored() == 3, "three windows in the collector's store")
+    finally:
+        collector.stop()
+    status = json.loads(runner.invoke(main, ["sync", "status", "--db", str(db), "--json"]).output)
+    assert (status["outbox_windows"], status["windows_sent"], status["dead_letters"]) == (0, 3, 0)
