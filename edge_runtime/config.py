@@ -28,6 +28,7 @@ from typing import Any
 from edge_runtime.errors import ConfigError
 
 __all__ = [
+    "DEVICE_ID",
     "BudgetConfig",
     "DriftPolicy",
     "InputPolicy",
@@ -381,12 +382,13 @@ class BudgetConfig:
 
 _SYNC_SCHEMES = ("http", "https", "mqtt", "mqtts")
 # A device id travels in URLs, MQTT topics and file names: no separators, no wildcards.
-_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")  # as edge_runtime.sync.keys
+# Ids go into MQTT topics and file names: no '/', '+', '#', spaces or control characters.
+DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def check_device_id(owner: str, value: Any) -> None:
     """Raise ConfigError unless ``value`` is a device id: 1-128 letters, digits, '.', '_' or '-'."""
-    if not isinstance(value, str) or not _DEVICE_ID.fullmatch(value):
+    if not isinstance(value, str) or not DEVICE_ID.fullmatch(value):
         raise ConfigError(f"The 'device_id' parameter of {owner} must be 1-128 letters, digits, '.', '_', ':' or '-', "
                           f"starting with a letter or digit. Got {value!r} instead.")
 

@@ -34,13 +34,13 @@ from __future__ import annotations
 import base64
 import binascii
 import os
-import re
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey, Ed25519PublicKey
 
+from edge_runtime.config import DEVICE_ID
 from edge_runtime.errors import ConfigError, SignatureError
 
 __all__ = ["PUBLIC_KEY_PREFIX", "DeviceKey", "check_device_id", "parse_public_key", "verify_signature"]
@@ -48,8 +48,6 @@ __all__ = ["PUBLIC_KEY_PREFIX", "DeviceKey", "check_device_id", "parse_public_ke
 PUBLIC_KEY_PREFIX = "ed25519:"
 SIGNATURE_BYTES = 64
 _ID_LINE = "edge-runtime-device-id: "
-# Ids go into MQTT topics and file names: no '/', '+', '#', spaces or control characters.
-_DEVICE_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{0,127}")
 
 
 def check_device_id(device_id: object) -> str:
@@ -62,7 +60,7 @@ def check_device_id(device_id: object) -> str:
     ...
     edge_runtime.errors.ConfigError: device id 'a/b' is not valid: use 1-128 letters, digits and . _ : - (starting with a letter or digit)
     """
-    if not isinstance(device_id, str) or not _DEVICE_ID.fullmatch(device_id):
+    if not isinstance(device_id, str) or not DEVICE_ID.fullmatch(device_id):
         raise ConfigError(f"device id {device_id!r} is not valid: use 1-128 letters, digits and . _ : - "
                           "(starting with a letter or digit)")
     return device_id
