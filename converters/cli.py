@@ -150,8 +150,9 @@ def bundle_command(onnx_file: Path, schema: Path, name: str, model_version: str,
 def demo_command(out_dir: Path | None) -> None:
     """Train a model on data shipped with scikit-learn, export it, and serve it."""
     with tempfile.TemporaryDirectory() as tmp:
-        report = run_demo(out_dir or tmp)
+        report = run_demo(out_dir or tmp, fleet=True)
         _print_demo(report, keep=out_dir is not None)
+        _print_fleet(report)
 
 
 def _print_demo(report: DemoReport, keep: bool) -> None:
@@ -185,3 +186,21 @@ def _print_demo(report: DemoReport, keep: bool) -> None:
                    "keeps them for `edge-runtime drift --db DIR/monitor.db`")
 
 
+def _print_fleet(report: DemoReport) -> None:
+    fleet = report.fleet
+    if fleet is None:
+        click.echo("  fleet: skipped (the collector extra is not installed): pip install 'edge-runtime[collector]' "
+                   "and run the demo again to see two devices report to a collector")
+        return
+    click.echo(f"  fleet: devices {', '.join(fleet.devices)} (kiosk-1 carries the shift) report to a collector "
+               f"on loopback ({fleet.store})")
+    for device, line in fleet.offline_sync.items():
+        click.echo(f"    {device} sync with the collector not yet started: {line}")
+    for device, line in fleet.synced.items():
+        click.echo(f"    {device} sync once it serves: {line}")
+    click.echo("  edge-runtime fleet status:")
+    for line in fleet.status.splitlines():
+        click.echo(f"    {line}")
+    click.echo("  edge-runtime fleet drift --bucket 1d:")
+    for line in fleet.drift.splitlines():
+        click.echo(f"    {line}")

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 
 from converters.export import export
+from converters.fleet_demo import FleetDemoReport, collector_installed, run_fleet_demo
 from edge_runtime import MonitoringDatabase, Runtime
 
 __all__ = ["DemoReport", "run_demo"]
@@ -46,14 +47,20 @@ class DemoReport:
     database: Path
     shifted_features: list[str]
     windows: list[dict[str, Any]]
+    fleet: FleetDemoReport | None = None
 
 
-def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
+def run_demo(work_dir: str | Path, *, seed: int = 0, fleet: bool = False) -> DemoReport:
     """Train, export to ``work_dir/bundle``, serve the held-back rows, then watch a shift arrive.
 
     The monitored stream (decision log and windows in ``work_dir/monitor.db``)
     is the held-back rows as they are (window 0), then the same rows with three
     features shifted by 1.5 standard deviations (window 1).
+
+    With ``fleet`` (and the collector extra installed), that stream is device
+    ``kiosk-1``; a second device, ``kiosk-2``, serves the training rows in two
+    windows (``work_dir/kiosk-2.db``), and both report to a collector on loopback
+    (:func:`converters.fleet_demo.run_fleet_demo`).
 
     Parameters
     ----------
@@ -61,6 +68,8 @@ def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
         Where the bundle is written (replaced if present).
     seed : int
         Seed of the train/test split.
+    fleet : bool
+        Also run the fleet half (needs the ``collector`` extra; skipped without it).
     """
     from sklearn.datasets import load_breast_cancer
     from sklearn.linear_model import LogisticRegression
@@ -91,6 +100,16 @@ def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
         for frame in (X_test, drifted_rows):
             for row in frame.to_dict(orient="records"):
                 runtime.predict(row)
+    fleet_report = None
+    if fleet and collector_installed():
+        quiet = Path(work_dir) / "kiosk-2.db"
+        quiet.unlink(missing_ok=True)
+        # Rows kiosk-1 did not serve (a row counted twice in the fleet's merge would
+        # look like more evidence than there is): the training rows, in two windows.
+        half = len(X_train) // 2
+        with Runtime(result.path, db=quiet, window_rows=half) as runtime:
+            runtime.predict_batch(X_train.iloc[:2 * half])
+        fleet_report = run_fleet_demo(work_dir, result.path, {"kiosk-1": database, "kiosk-2": quiet})
     windows = []
     with MonitoringDatabase(database) as monitoring:
         report = monitoring.drift()
@@ -128,4 +147,5 @@ def run_demo(work_dir: str | Path, *, seed: int = 0) -> DemoReport:
         database=database,
         shifted_features=shifted,
         windows=windows,
+        fleet=fleet_report,
     )

@@ -212,6 +212,15 @@ def test_demo(runner: CliRunner, tmp_path: Path) -> None:
     assert "label agreement 1.0000" in result.stdout and "PASSED" in result.stdout
     assert "single-row latency (dict rows): p50" in result.stdout
     assert (tmp_path / "demo" / "bundle" / "manifest.json").is_file()
+    # The fleet half: both devices' windows wait while the collector is down, then arrive
+    # once each, and the fleet view names the shift and the device it came from.
+    assert result.stdout.count("sync with the collector not yet started: Error: the collector did not take "
+                               "the windows: cannot reach") == 2
+    assert "kiosk-1 sync once it serves: sent 2 windows" in result.stdout
+    assert "kiosk-2 sync once it serves: sent 2 windows" in result.stdout
+    drift = result.stdout[result.stdout.index("edge-runtime fleet drift"):]
+    assert "4 windows from 2 devices, 712 rows; drifted locally: 1 of 2 devices (kiosk-1)" in drift
+    assert "drift: mean radius (ks" in drift and "mean radius driven by kiosk-1" in drift
 
 
 # ------------------------------------------------------------------ monitoring
