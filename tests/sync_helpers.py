@@ -106,6 +106,7 @@ class CollectorStandIn:
         self.mode = "ok"
         self.slow_s = 2.0
         self.reject_seqs: set[int] = set()
+        self.max_message_bytes = 1 << 30  # larger messages get 413, as a collector's --max-message-bytes does
         self.stored: dict[tuple[str, str, str, int], Any] = {}
         self.arrivals: Counter[tuple[str, str, str, int]] = Counter()
         self.requests = 0
@@ -120,9 +121,10 @@ class CollectorStandIn:
             def do_POST(self) -> None:  # noqa: N802 - http.server's name
                 data = self.rfile.read(int(self.headers.get("Content-Length", 0)))
                 status, answer = standin.receive(self.path, self.headers.get("Content-Type", ""), data)
-                body = json.dumps(answer).encode()
+                page = isinstance(answer, str)  # a server that is no collector answers a web page
+                body = answer.encode() if isinstance(answer, str) else json.dumps(answer).encode()
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Type", "text/html" if page else "application/json")
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
                 self.wfile.write(body)
@@ -140,7 +142,7 @@ class CollectorStandIn:
     def url(self) -> str:
         return f"{self.scheme}://127.0.0.1:{self.server.server_address[1]}"
 
-    def receive(self, path: str, content_type: str, data: bytes) -> tuple[int, dict[str, str]]:
+    def receive(self, path: str, content_type: str, data: bytes) -> tuple[int, dict[str, str] | str]:
         from edge_runtime.sync.payload import assemble, read_message
 
         with self._lock:
@@ -150,20 +152,24 @@ class CollectorStandIn:
             time.sleep(self.slow_s)
         if mode == "500":
             return 500, {"status": "error", "detail": "collector store unavailable"}
+        if len(data) > self.max_message_bytes:
+            return 413, {"status": "rejected", "detail": f"message of {len(data)} bytes over the limit"}
+        if mode in ("404", "405", "200-page"):  # the URL reaches some other web server
+            return (200 if mode == "200-page" else int(mode)), "<html><body>Not the collector</body></html>"
         if path != "/v1/windows" or content_type != "application/vnd.edge-runtime.sync":
-            return 400, {"status": "malformed", "detail": f"wrong path or type {path} {content_type}"}
+            return 400, {"status": "rejected", "detail": f"wrong path or type {path} {content_type}"}
         try:
             message = read_message(data)
             message.verify(self.public_text)
         except PayloadError as exc:
-            return 400, {"status": "malformed", "detail": str(exc)}
+            return 400, {"status": "rejected", "detail": str(exc)}
         except SignatureError as exc:
             return 401, {"status": "unauthorized", "detail": str(exc)}
         if mode == "401":
             return 401, {"status": "unauthorized", "detail": "unknown device"}
         header = message.header
         if header["seq_first"] in self.reject_seqs:
-            return 422, {"status": "unsupported", "detail": "unknown fields"}
+            return 422, {"status": "rejected", "detail": "unknown fields"}
         with self._lock:
             parts = self._parts.setdefault((message.key, header["document_sha256"]), {})
             parts[header["part"]] = message

@@ -147,6 +147,9 @@ def test_a_signed_message_with_bad_fields_is_refused(window: dict[str, Any], key
     bad_header = dict(good.header, parts=0)
     with pytest.raises(PayloadError, match="part 0 of 0 is impossible"):
         read_message(_resigned(bad_header, good.body, key))
+    with pytest.raises(PayloadError, match=r"fields version 1 does not define: \['extra'\]") as unknown:
+        read_message(_resigned(dict(good.header, extra=1), good.body, key))
+    assert unknown.value.reason == "version"
     with pytest.raises(PayloadError, match=r"'seq_first' is '7', not an integer"):
         read_message(_resigned(dict(good.header, seq_first="7"), good.body, key))
     # A document that is not zlib, with a digest that matches it.

@@ -109,7 +109,7 @@ def test_sync_once_against_a_failing_collector_exits_1_and_keeps_the_windows(
     assert runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1",
                                 "--key-file", str(key_file), "--once"]).exit_code == 0
     shown = runner.invoke(main, ["sync", "status", "--db", str(db)]).output
-    assert "lost: rejected 1" in shown and "dead letters: 1\n  window 0: HTTP 422 unsupported: unknown fields (" in shown
+    assert "lost: rejected 1" in shown and "dead letters: 1\n  window 0: HTTP 422 rejected: unknown fields (" in shown
     assert "(recovered since)" in shown
 
 

@@ -117,6 +117,39 @@ def test_a_permanent_refusal_is_dead_lettered_and_does_not_block_later_windows(
     loop.close()
 
 
+@pytest.mark.parametrize("mode", ["404", "405", "200-page"])
+def test_a_url_that_reaches_another_server_keeps_every_window(tmp_path: Path, collector: CollectorStandIn,
+                                                              device_key: tuple[DeviceKey, Path], mode: str) -> None:
+    """Only a collector's own answer marks a window sent or refused: a wrong URL must not empty the outbox."""
+    db = tmp_path / "m.db"
+    close_windows(db, 3)
+    collector.mode = mode
+    loop = SyncLoop(db, settings_for(collector, device_key[1]), rng=random.Random(0))
+    run = loop.run_once()
+    assert (run.sent_windows, run.dead_letters, run.remaining, run.stopped) == (0, 0, 3, "retry")
+    assert run.error is not None and "did not answer as an edge-runtime collector (check the URL)" in run.error
+    assert loop.outbox.status().dead_letters == 0 and loop.outbox.losses() == {}
+    collector.mode = "ok"
+    assert loop.run_once().sent_windows == 3 and collector.seqs() == [(0, 0), (1, 1), (2, 2)]
+    loop.close()
+
+
+def test_a_collector_taking_smaller_messages_gets_the_windows_in_smaller_parts(
+        tmp_path: Path, collector: CollectorStandIn, device_key: tuple[DeviceKey, Path]) -> None:
+    db = tmp_path / "m.db"
+    close_windows(db, 3)
+    collector.max_message_bytes = 12_000  # the device sends up to 128 KiB by default
+    loop = SyncLoop(db, settings_for(collector, device_key[1]), rng=random.Random(0))
+    run = loop.run_once()
+    assert (run.sent_windows, run.dead_letters) == (3, 0) and collector.seqs() == [(0, 0), (1, 1), (2, 2)]
+    assert all(n == 1 for n in collector.arrivals.values())
+    close_windows(db, 1, first_seed=3)
+    collector.max_message_bytes = 4_000  # below the smallest part the device cuts: refused for good
+    run = loop.run_once()
+    assert run.dead_letters == 1 and loop.outbox.status().recent_dead_letters[0].status == 413
+    loop.close()
+
+
 def test_an_unknown_device_or_bad_signature_keeps_every_window(tmp_path: Path, collector: CollectorStandIn,
                                                                device_key: tuple[DeviceKey, Path]) -> None:
     db = tmp_path / "m.db"

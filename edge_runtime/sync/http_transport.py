@@ -5,14 +5,18 @@ Standard library only (``urllib``), so the device install gains no dependency.
 Certificates are checked by default, against ``ca_file`` when given, else
 the system's store. Redirects are not followed: a collector answers itself.
 
-Answers map to :class:`~edge_runtime.sync.transport.Delivery`:
+Answers map to :class:`~edge_runtime.sync.transport.Delivery`. Only a collector's
+own answer (JSON with its ``status``) may mark a window sent or refused for good: a
+URL that reaches some other server (a 404 page, a proxy's 200) must not empty the
+outbox, so it is retried, with a hint to check the URL.
 
-==============================  ==========
-200-299                          SENT
-401, 403, certificate failures   AUTH
-408, 425, 429, 5xx, network      RETRY
-other 4xx (400, 413, 422, ...)   PERMANENT
-==============================  ==========
+=========================================================  ==========
+2xx with ``status`` stored, duplicate or part-stored        SENT
+401, 403, certificate failures                              AUTH
+400, 413, 422 with ``status`` rejected                      PERMANENT
+413 from anything (a proxy's limit)                         PERMANENT
+any other answer, 408, 425, 429, 5xx, network failures      RETRY
+=========================================================  ==========
 """
 
 from __future__ import annotations
@@ -32,21 +36,25 @@ from edge_runtime.sync.transport import Delivery, SendResult
 __all__ = ["CONTENT_TYPE", "HttpTransport", "classify_status"]
 
 CONTENT_TYPE = "application/vnd.edge-runtime.sync"
-_RETRY_4XX = frozenset({408, 425, 429})
+_ACCEPTED = frozenset({"stored", "duplicate", "part-stored"})
+_REFUSED = frozenset({400, 413, 422})
 _MAX_ANSWER_BYTES = 64 * 1024
 
 
-def classify_status(status: int) -> Delivery:
-    """The delivery outcome of an HTTP status.
+def classify_status(status: int, answer: str | None) -> Delivery:
+    """The delivery outcome of an HTTP status and the ``status`` of the collector's JSON answer.
 
-    >>> [classify_status(s).value for s in (200, 400, 401, 413, 429, 503)]
+    >>> [classify_status(s, a).value for s, a in ((200, "stored"), (400, "rejected"), (401, None),
+    ...                                            (413, None), (429, None), (503, None))]
     ['sent', 'permanent', 'auth', 'permanent', 'retry', 'retry']
+    >>> [classify_status(s, a).value for s, a in ((200, None), (404, None), (405, None), (400, None))]
+    ['retry', 'retry', 'retry', 'retry']
     """
     if 200 <= status < 300:
-        return Delivery.SENT
+        return Delivery.SENT if answer in _ACCEPTED else Delivery.RETRY
     if status in (401, 403):
         return Delivery.AUTH
-    if 400 <= status < 500 and status not in _RETRY_4XX:
+    if status == 413 or (status in _REFUSED and answer == "rejected"):
         return Delivery.PERMANENT
     return Delivery.RETRY
 
@@ -56,15 +64,27 @@ class _NoRedirects(urllib.request.HTTPRedirectHandler):
         return None  # urllib then raises the 3xx as an HTTPError
 
 
-def _detail(body: bytes) -> str:
-    """The collector's ``{"status", "detail"}`` answer in a few words, or its raw start."""
+def _answer(body: bytes) -> dict[str, Any] | None:
+    """The collector's ``{"status", "detail"}`` answer, or None when the body is something else."""
     try:
         answer = json.loads(body.decode("utf-8"))
-        if isinstance(answer, dict):
-            return ": ".join(str(answer[k]) for k in ("status", "detail") if answer.get(k))
     except (UnicodeDecodeError, json.JSONDecodeError):
-        pass
-    return body[:200].decode("utf-8", "replace").strip()
+        return None
+    return answer if isinstance(answer, dict) and isinstance(answer.get("status"), str) else None
+
+
+def _result(status: int, body: bytes, endpoint: str) -> SendResult:
+    answer = _answer(body)
+    outcome = classify_status(status, answer["status"] if answer else None)
+    if answer is not None:
+        detail = ": ".join(str(answer[k]) for k in ("status", "detail") if answer.get(k))
+    else:
+        detail = " ".join(body[:120].decode("utf-8", "replace").split())
+        if outcome is Delivery.RETRY and status < 500 and status not in (408, 425, 429):
+            # Not a collector: a wrong URL must not mark windows sent or refuse them for good.
+            detail = (f"{endpoint} did not answer as an edge-runtime collector (check the URL)"
+                      + (f": {detail}" if detail else ""))
+    return SendResult(outcome, status, f"HTTP {status} {detail}".strip())
 
 
 class HttpTransport:
@@ -115,7 +135,7 @@ class HttpTransport:
                 body = b""
             finally:
                 exc.close()
-            return SendResult(classify_status(status), status, f"HTTP {status} {_detail(body)}".strip())
+            return _result(status, body, self.endpoint)
         except urllib.error.URLError as exc:
             if isinstance(exc.reason, ssl.SSLCertVerificationError):
                 return SendResult(Delivery.AUTH, None, f"certificate check failed for {self.endpoint}: "
@@ -125,7 +145,7 @@ class HttpTransport:
             return SendResult(Delivery.RETRY, None, f"no answer from {self.endpoint} in {self.timeout_s:g} s ({exc})")
         except (OSError, http.client.HTTPException) as exc:
             return SendResult(Delivery.RETRY, None, f"connection to {self.endpoint} failed: {exc!r}")
-        return SendResult(classify_status(status), status, f"HTTP {status} {_detail(body)}".strip())
+        return _result(status, body, self.endpoint)
 
     def close(self) -> None:
         """Nothing to release: each request has its own connection."""

@@ -55,6 +55,7 @@ __all__ = ["SyncLoop", "SyncRun", "SyncSettings", "backoff_delay", "load_device_
 
 _log = logging.getLogger("edge_runtime.sync")
 _BATCH = 32  # outbox entries read at a time
+_SMALLEST_MESSAGE = 8 * 1024  # a 413 halves the message size down to this before the window is refused
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +237,15 @@ def sync_once(outbox: Outbox, transport: Transport, key: DeviceKey, settings: Sy
                 outbox.mark_attempted(entry)
                 result = _send_all(transport, messages)
                 wire_bytes += size
+                limit = settings.max_message_bytes
+                while result.status == 413 and limit // 2 >= _SMALLEST_MESSAGE:
+                    # The collector (or a proxy before it) takes less than this device sends:
+                    # cut the window into smaller parts rather than lose it.
+                    limit //= 2
+                    messages = encode_window(summary, key, max_message_bytes=limit)
+                    size = sum(len(m) for m in messages)
+                    result = _send_all(transport, messages)
+                    wire_bytes += size
                 if result.outcome is Delivery.SENT:
                     outbox.mark_sent(entry, size)
                     sent_windows += entry.windows

@@ -283,6 +283,10 @@ def _parse_header(raw: bytes) -> dict[str, Any]:
         raise PayloadError(f"the message header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise PayloadError("the message header is not a JSON object")
+    unknown = sorted(set(header) - set(_HEADER_TYPES))
+    if unknown:  # a field this version does not define: a newer writer, or a forgery
+        raise PayloadError(f"the message header has fields version {PROTOCOL_VERSION} does not define: "
+                           f"{[str(k)[:40] for k in unknown[:5]]}", reason="version")
     for name, kind in _HEADER_TYPES.items():
         value = header.get(name)
         if not isinstance(value, kind) or isinstance(value, bool):
