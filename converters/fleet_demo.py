@@ -16,7 +16,6 @@ import socket
 import subprocess
 import sys
 import time
-import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -64,18 +63,18 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def _wait_until_serving(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_until_serving(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until the collector accepts connections (uvicorn listens once the app has started)."""
     deadline = time.monotonic() + _STARTUP_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise EdgeRuntimeError("the demo collector exited before serving")
         try:
-            with urllib.request.urlopen(f"{url}/healthz", timeout=1) as answer:
-                if answer.status == 200:
-                    return
+            with socket.create_connection(("127.0.0.1", port), timeout=1):
+                return
         except OSError:
             time.sleep(0.1)
-    raise EdgeRuntimeError(f"the demo collector did not answer at {url} within {_STARTUP_S:.0f} s")
+    raise EdgeRuntimeError(f"the demo collector did not listen on port {port} within {_STARTUP_S:.0f} s")
 
 
 def run_fleet_demo(work_dir: str | Path, bundle: Path, databases: dict[str, Path]) -> FleetDemoReport:
@@ -114,7 +113,7 @@ def run_fleet_demo(work_dir: str | Path, bundle: Path, databases: dict[str, Path
     collector = subprocess.Popen(_command("collector", "serve", "--store", store, "--port", str(port)),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
-        _wait_until_serving(url, collector)
+        _wait_until_serving(port, collector)
         for device in databases:
             done = sync(device)
             if done.returncode != 0:

@@ -11,10 +11,8 @@ from typing import Any
 
 import pytest
 
-from edge_runtime import Runtime
 from edge_runtime.errors import ConfigError, PayloadError, SignatureError, SyncError
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.store import MonitorStore
 from edge_runtime.sync.keys import DeviceKey, parse_public_key, verify_signature
 from edge_runtime.sync.payload import (
     DEFAULT_MAX_MESSAGE_BYTES,
@@ -27,20 +25,9 @@ from edge_runtime.sync.payload import (
 
 
 @pytest.fixture(scope="module")
-def window(cancer_bundle: Path, cancer_data: Any, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """A real 200-row window of the 30-feature cancer model, with its verdicts."""
-    X, _ = cancer_data
-    db = tmp_path_factory.mktemp("payload") / "m.db"
-    with Runtime(cancer_bundle, db=db, window_rows=200) as rt:
-        rt.predict_batch(X.iloc[:200].to_numpy())
-    store = MonitorStore(db, read_only=True)
-    try:
-        row = store.windows(with_profile=True)[0]
-        row["verdicts"] = store.drift_results(row["seq"])
-        row["database_id"] = store.database_id
-    finally:
-        store.close()
-    return row
+def window(monitored_window: dict[str, Any]) -> dict[str, Any]:
+    """A real 200-row window of the 30-feature cancer model, with its verdicts (tests/conftest.py)."""
+    return monitored_window
 
 
 def summary_of(window: dict[str, Any], **changes: Any) -> WindowSummary:
@@ -50,7 +37,7 @@ def summary_of(window: dict[str, Any], **changes: Any) -> WindowSummary:
         seq_last=window["seq"], opened_at=window["opened_at"], closed_at=window["closed_at"], rows=window["rows"],
         rejected=window["rejected"], partial=bool(window["partial"]), quality=window["quality"],
         latency=window["latency"], budget=window["budget"],
-        verdicts=[{k: v for k, v in r.items() if k != "window_seq"} for r in window["verdicts"]],
+        verdicts=window["verdicts"],
         profile=window["profile"], losses={"outbox_full": 2}, outbox_depth=3, boot_id="b-1", sent_wall=1.5e9,
         sent_mono=12.25)
     fields.update(changes)
