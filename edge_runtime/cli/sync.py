@@ -59,7 +59,8 @@ def device_init(device_id: str, key_file: Path) -> None:
                f"key above on the collector", err=True)
 
 
-@click.group(invoke_without_command=True)
+# The subcommand is optional (a bare `sync` syncs): said explicitly, as click versions render it differently.
+@click.group(invoke_without_command=True, subcommand_metavar="[COMMAND] [ARGS]...")
 @db_option(required=False, help="Monitoring database (SQLite) whose windows are sent; default: [monitoring] db.")
 @click.option("--url", help="The collector, e.g. https://collector.example:8443.")
 @click.option("--device-id", help="This device's id; must be the key file's.")
