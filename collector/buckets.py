@@ -32,47 +32,11 @@ Examples
 
 from __future__ import annotations
 
-import math
-
 from collector.stores.base import StoredWindow
+from collector.stores.bucketing import BASE_BUCKET_SECONDS, FLEET_K, bucket_start, empty_like
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.sketches import REFERENCE_K, CategoricalSketch, NumericSketch
 
 __all__ = ["BASE_BUCKET_SECONDS", "FLEET_K", "BucketMerger", "bucket_start", "empty_like", "merge_into_bucket"]
-
-# The numeric sketches of a bucket: as accurate as the reference's, so that the
-# merged windows' own errors (independent, averaging out) decide the thresholds.
-FLEET_K = REFERENCE_K
-# Width of the buckets a store merges windows into at ingest; a query's bucket is a
-# whole number of them.
-BASE_BUCKET_SECONDS = 300.0
-
-
-def bucket_start(t: float, seconds: float) -> float:
-    """Start of the bucket of width ``seconds`` (aligned on the epoch) that holds time ``t``.
-
-    >>> bucket_start(7300.5, 3600), bucket_start(-1.0, 300)
-    (7200.0, -300.0)
-    """
-    return math.floor(t / seconds) * float(seconds)
-
-
-def empty_like(profile: Profile, k: int = FLEET_K) -> Profile:
-    """An empty profile of the same sections as ``profile``, its numeric sketches at ``k``.
-
-    Merging windows into it keeps their strides (the first one's, then their
-    greatest common divisor) and carries their errors along (:meth:`NumericSketch.merge`).
-    """
-    def numeric() -> NumericSketch:
-        return NumericSketch(k)
-
-    features: dict[str, NumericSketch | CategoricalSketch] = {
-        name: CategoricalSketch(sketch.max_categories) if isinstance(sketch, CategoricalSketch) else numeric()
-        for name, sketch in profile.features.items()}
-    predictions = CategoricalSketch(profile.predictions.max_categories) if profile.predictions is not None else None
-    return Profile(features, predictions, numeric(), numeric(),
-                   class_scores={label: numeric() for label in profile.class_scores},
-                   multivariate=numeric() if profile.multivariate is not None else None)
 
 
 def merge_into_bucket(bucket_profile: bytes | None, window: StoredWindow | bytes) -> bytes:

@@ -53,19 +53,25 @@ def collector_command() -> None:
               help="The persistent MQTT session's id: one per collector process.")
 @click.option("--mqtt-ca-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
               help="CA bundle for an mqtts:// broker (default: the system's).")
+@click.option("--mqtt-cert-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Client certificate for an mqtts:// broker that wants one (mTLS); needs --mqtt-key-file.")
+@click.option("--mqtt-key-file", type=click.Path(exists=True, dir_okay=False, path_type=Path),
+              help="Private key of --mqtt-cert-file.")
 @library_errors
 def serve_command(store_url: str, host: str, port: int, tls_cert: Path | None, tls_key: Path | None,
                   max_message_bytes: int, max_age_days: float | None, max_windows: int | None, mqtt_url: str | None,
-                  mqtt_topic: str, mqtt_client_id: str, mqtt_ca_file: Path | None) -> None:
+                  mqtt_topic: str, mqtt_client_id: str, mqtt_ca_file: Path | None, mqtt_cert_file: Path | None,
+                  mqtt_key_file: Path | None) -> None:
     """Serve POST /v1/windows, GET /metrics and GET /healthz until interrupted (and, with --mqtt,
     ingest what devices publish to an MQTT broker)."""
     mqtt = None
     if mqtt_url is not None:
         try:
-            from collector.mqtt_subscriber import MqttSettings
+            from collector.mqtt_ingest import MqttSettings
         except ImportError as exc:
             raise click.ClickException(f"--mqtt needs paho-mqtt ({exc}): pip install 'edge-runtime[collector]'") from exc
-        mqtt = MqttSettings(url=mqtt_url, topic=mqtt_topic, client_id=mqtt_client_id, ca_file=mqtt_ca_file)
+        mqtt = MqttSettings(url=mqtt_url, topic=mqtt_topic, client_id=mqtt_client_id, ca_file=mqtt_ca_file,
+                            cert_file=mqtt_cert_file, key_file=mqtt_key_file)
     retention = None
     if max_age_days is not None or max_windows is not None:
         retention = FleetRetention(max_age_seconds=max_age_days * 86400.0 if max_age_days else None,

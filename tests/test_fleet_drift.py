@@ -152,3 +152,43 @@ def test_an_unreadable_reference_is_reported_and_other_models_still_judged(shift
     report = fleet_drift(windows + strangers, {model.sha256: model, other.sha256: broken})
     assert {b.model for b in report.buckets} == {"sim"}
     assert [(m.model, m.reason) for m in report.unassessed] == [("other", "unreadable reference profile")]
+
+
+def test_the_store_query_reads_buckets_and_only_the_flagged_bucket_whole(shifted, fleet_store_url: str) -> None:
+    from collector.fleet_drift import query_fleet_drift
+    from collector.stores import open_store
+
+    model, windows, direct = shifted
+    store = open_store(fleet_store_url)
+    whole_reads: list[tuple[str, float, float]] = []
+    try:
+        store.add_model(model)
+        for window in windows:
+            store.insert_window(window)
+        reading = store.windows
+
+        def windows_spied(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if kwargs.get("with_profile", True):
+                whole_reads.append(args)
+            return reading(*args, **kwargs)
+
+        store.windows = windows_spied  # type: ignore[method-assign]
+        report = query_fleet_drift(store)
+        assert [b.flagged for b in report.buckets] == [b.flagged for b in direct.buckets] == [[], ["f02"]]
+        assert whole_reads == [(model.sha256, HOUR + 3600, HOUR + 7200)]  # the flagged bucket only
+        (driver,) = report.buckets[1].drivers["f02"]  # judged on its own windows, read whole for it
+        expected = direct.buckets[1].drivers["f02"][0].verdict
+        assert driver.device_id == "dev-001" and driver.verdict is not None and expected is not None
+        # The same verdict, within the sketches' error (the windows merge in another order).
+        assert driver.verdict.status == expected.status
+        assert driver.verdict.value == pytest.approx(expected.value, abs=0.01)
+        assert report.buckets[1].windows == direct.buckets[1].windows == 18
+        # Since the second hour; and a bucket width that is not a multiple of the base buckets'.
+        later = query_fleet_drift(store, since=HOUR + 3600)
+        assert [b.flagged for b in later.buckets] == [["f02"]]
+        odd = query_fleet_drift(store, bucket_seconds=7200 + 60)  # the windows' own profiles: as fleet_drift
+        same = fleet_drift(list(reading()), {model.sha256: model}, bucket_seconds=7260)
+        assert [(b.start, b.windows, b.rows) for b in odd.buckets] == [(b.start, b.windows, b.rows)
+                                                                       for b in same.buckets]
+    finally:
+        store.close()

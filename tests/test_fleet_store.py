@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from typing import Any
 from dataclasses import replace
 
 import pytest
@@ -325,3 +326,134 @@ def test_windows_are_read_page_by_page_in_one_total_order(store: FleetStore, mon
     assert [(w.corrected_closed_at, w.device_id, w.database_id, w.model_sha256, w.seq_first)
             for w in store.windows()] == expected
     assert len(list(store.windows(device_id="a", since=1.0))) == 10
+
+
+# ------------------------------------------------------------------ base buckets, light reads, group commits
+@pytest.fixture(scope="module")
+def simulated() -> tuple[ModelRecord, list[StoredWindow]]:
+    from collector.simulation import simulate_fleet
+
+    # 4 devices x 6 windows a minute apart: two or three 5-minute base buckets.
+    return simulate_fleet(devices=4, windows_per_device=6, features=3, rows=(300, 1200), seed=3, judge=False,
+                          window_seconds=60.0, start=1_800_000_000.0)
+
+
+def _merged(windows: list[StoredWindow]) -> dict[tuple[str, float], int]:
+    """The rows of each base bucket, merged from the windows directly."""
+    from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, merge_into_bucket
+    from edge_runtime.monitoring.data_profile import Profile
+
+    buckets: dict[tuple[str, float], bytes] = {}
+    for w in windows:
+        key = (w.model_sha256, bucket_start(w.corrected_closed_at, BASE_BUCKET_SECONDS))
+        buckets[key] = merge_into_bucket(buckets.get(key), w)
+    return {key: Profile.from_bytes(b).rows for key, b in buckets.items()}
+
+
+def _stored_buckets(store: FleetStore) -> dict[tuple[str, float], int]:
+    from edge_runtime.monitoring.data_profile import Profile
+
+    return {key: Profile.from_bytes(b).rows for key, b in store.bucket_profiles().items()}
+
+
+def test_stored_windows_are_merged_into_base_buckets_once(store: FleetStore,
+                                                          simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    _, windows = simulated
+    for w in windows:
+        assert store.insert_window(w)
+    for w in windows[:5]:
+        assert not store.insert_window(w)  # a duplicate merges nothing
+    assert _stored_buckets(store) == _merged(windows)
+    sha = windows[0].model_sha256
+    later = max(start for _, start in store.bucket_profiles())
+    assert list(store.bucket_profiles(sha, since=later)) == [(sha, later)]
+    assert store.bucket_profiles("f" * 64) == {}
+
+
+def test_a_window_whose_profile_is_unreadable_is_stored_in_no_bucket(store: FleetStore) -> None:
+    assert store.insert_window(window())  # its profile is b"\x00profile\xff" * 10
+    assert store.window_count() == 1 and store.bucket_profiles() == {}
+
+
+def test_the_light_read_leaves_profile_and_verdicts_out(store: FleetStore) -> None:
+    written = [window(seq, closed_at=100.0 * seq) for seq in range(1, 4)]
+    for w in written:
+        store.insert_window(w)
+    light = list(store.windows(since=150.0, with_profile=False))
+    assert [same(a, replace(b, profile=b"", verdicts=[])) for a, b in zip(light, written[1:], strict=True)] == [
+        True, True]
+    assert [w.drift_count for w in light] == [1, 1]
+
+
+def test_arrivals_commit_together(store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.stores import Arrival
+
+    _, windows = simulated
+    store.add_device("dev-000", KEY, now=0.0)
+    mine = [w for w in windows if w.device_id == "dev-000"][:3]
+    arrivals = [Arrival(device_id="dev-000", boot_id="b", sent_wall=w.closed_at + 5.0, sent_mono=w.closed_at - 1e9,
+                        received_at=w.closed_at + 7.0, window=replace(w, corrected_closed_at=math.nan))
+                for w in mine]
+    arrivals.insert(1, Arrival(device_id="dev-000", boot_id="b", sent_wall=0.0, sent_mono=1.0, received_at=1e9 + 2.0))
+    outcomes = store.record_arrivals(arrivals)
+    assert [o.stored for o in outcomes] == [True, False, True, True]
+    # The boot's offset is the smallest delay seen (1e9 + 1: the window-less message), and each
+    # window's close moves by it: device close - sent_wall + sent_mono + offset.
+    assert [o.clock.offset for o in outcomes] == [1e9 + 7.0, 1e9 + 1.0, 1e9 + 1.0, 1e9 + 1.0]
+    assert outcomes[1].corrected_closed_at is None
+    assert [o.corrected_closed_at for o in outcomes[2:]] == pytest.approx([w.closed_at - 5.0 for w in mine[1:]])
+    assert [w.corrected_closed_at for w in store.windows()] == pytest.approx(
+        [mine[0].closed_at + 2.0, *[w.closed_at - 5.0 for w in mine[1:]]])
+    assert store.device("dev-000").last_seen == mine[-1].closed_at + 7.0  # type: ignore[union-attr]
+    assert sum(1 for _ in store.bucket_profiles()) >= 1
+    # The same windows again: nothing stored, nothing merged twice.
+    before = _stored_buckets(store)
+    assert [o.stored for o in store.record_arrivals(arrivals)] == [False, False, False, False]
+    assert _stored_buckets(store) == before
+
+
+def test_the_document_as_received_stands_for_the_verdicts(store: FleetStore) -> None:
+    import json
+
+    from collector.stores import Arrival
+
+    store.add_device("pump-7", KEY, now=0.0)
+    written = window()
+    document = json.dumps({"device_id": "pump-7", "verdicts": written.verdicts, "quality": {}}).encode()
+    store.record_arrivals([Arrival(device_id="pump-7", boot_id="boot-1", sent_wall=0.0, sent_mono=0.0,
+                                   received_at=5.0, window=replace(written, verdicts=[]), document_json=document)])
+    (read,) = store.windows()
+    assert read.verdicts == written.verdicts
+
+
+def _insert_in_a_process(url: str, windows: list[StoredWindow], barrier: Any) -> None:
+    store = open_store(url)
+    barrier.wait()
+    for w in windows:  # one by one: as many bucket merges as possible, racing the other process's
+        store.insert_window(w)
+    store.close()
+
+
+@pytest.mark.slow
+def test_two_processes_merging_into_the_same_buckets_lose_nothing(
+        store_url: str, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    import multiprocessing
+
+    _, windows = simulated
+    open_store(store_url).close()  # the tables, before the race
+    context = multiprocessing.get_context("spawn")
+    barrier = context.Barrier(2)
+    # Both processes get every window (half in each order): each is stored, and merged, once.
+    halves = [windows, list(reversed(windows))]
+    processes = [context.Process(target=_insert_in_a_process, args=(store_url, half, barrier)) for half in halves]
+    for p in processes:
+        p.start()
+    for p in processes:
+        p.join(120)
+        assert p.exitcode == 0
+    store = open_store(store_url)
+    try:
+        assert store.window_count() == len(windows)
+        assert _stored_buckets(store) == _merged(windows)
+    finally:
+        store.close()

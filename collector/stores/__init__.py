@@ -18,6 +18,8 @@ edge_runtime.errors.ConfigError: store URL 'mysql://fleet' has an unknown scheme
 from __future__ import annotations
 
 from collector.stores.base import (
+    Arrival,
+    ArrivalOutcome,
     ClockOffset,
     DeviceRecord,
     FleetRetention,
@@ -29,7 +31,7 @@ from collector.stores.base import (
 )
 from edge_runtime.errors import ConfigError
 
-__all__ = ["ClockOffset", "DeviceRecord", "FleetRetention", "FleetStore", "ModelRecord", "PendingPart",
+__all__ = ["Arrival", "ArrivalOutcome", "ClockOffset", "DeviceRecord", "FleetRetention", "FleetStore", "ModelRecord", "PendingPart",
            "StoredWindow", "WindowKey", "open_store"]
 
 

@@ -15,11 +15,16 @@ The idempotency key of a window is ``(device_id, database_id, model_sha256, seq_
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from edge_runtime.monitoring.data_profile import Profile
 
 __all__ = [
+    "Arrival",
+    "ArrivalOutcome",
     "ClockOffset",
     "DeviceRecord",
     "FleetRetention",
@@ -174,6 +179,46 @@ class ClockOffset:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Arrival:
+    """One accepted (verified) message, as ingest hands it to :meth:`FleetStore.record_arrivals`.
+
+    Attributes
+    ----------
+    device_id, boot_id, sent_wall, sent_mono, received_at
+        The message's clocks, folded into its boot's estimate (:meth:`FleetStore.observe_clock`),
+        and the device marked seen at ``received_at``.
+    window
+        The complete window the message finishes, or None (a duplicate, a part). Its
+        ``corrected_closed_at`` is set by the store, from the boot's estimate once this
+        message is folded in (:meth:`ClockOffset.correct`, with ``sent_wall``/``sent_mono``).
+    profile
+        The window's profile already read by ingest (which checked it), merged into its
+        base bucket without reading the bytes again; None: the store reads them.
+    document_json
+        The window's JSON document as received (UTF-8): stored as it is, instead of
+        the verdicts encoded again.
+    """
+
+    device_id: str
+    boot_id: str
+    sent_wall: float
+    sent_mono: float
+    received_at: float
+    window: StoredWindow | None = None
+    profile: Profile | None = None
+    document_json: bytes | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ArrivalOutcome:
+    """What :meth:`FleetStore.record_arrivals` did with one :class:`Arrival`."""
+
+    stored: bool  # its window is new (False: no window, or one already held)
+    clock: ClockOffset  # its boot's estimate, this message included
+    corrected_closed_at: float | None  # its window's close on the collector's clock (None without a window)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class FleetRetention:
     """How much a fleet store keeps; ``None`` keeps everything along that axis.
 
@@ -253,7 +298,30 @@ class FleetStore(Protocol):
     def insert_window(self, window: StoredWindow) -> bool:
         """Store a window; False (and nothing written) when its key is already held.
 
-        Also deletes the pending parts of that key, in the same transaction.
+        Also deletes the pending parts of that key, and merges its profile into its base
+        bucket (unless the profile cannot be read), in the same transaction.
+        """
+        ...
+
+    def record_arrivals(self, arrivals: Sequence[Arrival]) -> list[ArrivalOutcome]:
+        """Fold a batch of accepted messages in, in ONE transaction (a group commit), each device's in order.
+
+        For each: its clocks (:meth:`observe_clock`), the device seen (:meth:`touch_device`),
+        and its window, if any, stored as :meth:`insert_window` stores one, its
+        ``corrected_closed_at`` set from the boot's estimate. The windows stored are merged
+        into their base buckets once per bucket and batch. When this returns, all of it is
+        committed; when it raises, none of it is.
+        """
+        ...
+
+    def bucket_profiles(self, model_sha256: str | None = None, since: float | None = None,
+                        until: float | None = None) -> dict[tuple[str, float], bytes]:
+        """The base buckets' profile bytes by ``(model_sha256, start)``, whose start is in [since, until).
+
+        Each holds the profiles of the stored windows whose ``corrected_closed_at`` is in
+        ``[start, start + BASE_BUCKET_SECONDS)`` (:mod:`collector.stores.bucketing`), merged
+        once each whichever collector process stored them. A window whose profile could
+        not be read is in no bucket.
         """
         ...
 
@@ -262,12 +330,14 @@ class FleetStore(Protocol):
         ...
 
     def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
-                *, device_id: str | None = None) -> Iterator[StoredWindow]:
+                *, device_id: str | None = None, with_profile: bool = True) -> Iterator[StoredWindow]:
         """Stored windows, by ``corrected_closed_at``, then device, database, model and ``seq_first``.
 
         ``since`` (inclusive) and ``until`` (exclusive) bound ``corrected_closed_at``. The
         windows are read page by page as the iterator is consumed, so a scan of the whole
-        store holds only a page in memory.
+        store holds only a page in memory. ``with_profile=False`` is the views' light read:
+        the windows come with an empty ``profile`` and empty ``verdicts`` (``drift_count``
+        still counts their drift verdicts), neither read from the database.
         """
         ...
 

@@ -7,14 +7,22 @@ receiving the same window store it once. The parts of a split window are gathere
 under a transaction-scoped advisory lock on their key, so the process that receives
 the last missing part sees every other one.
 
+The base buckets (:mod:`collector.stores.bucketing`) are merged in the transaction that
+stores their windows: each bucket row is locked (``SELECT ... FOR UPDATE``) before its
+profile is read, merged and written back, so two collectors storing windows of one
+bucket at once serialize on it and neither loses the other's merge. Within a batch
+(:meth:`PostgresFleetStore.record_arrivals`) rows are written device by device, buckets
+last and by key, so two batches do not wait on each other in a cycle.
+
 Each store holds one connection (a collector process is one store); a broken
 connection is replaced on the next call.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -22,6 +30,8 @@ import psycopg
 
 from collector.errors import FleetStoreError, UnknownDeviceError
 from collector.stores.base import (
+    Arrival,
+    ArrivalOutcome,
     ClockOffset,
     DeviceRecord,
     FleetRetention,
@@ -30,14 +40,17 @@ from collector.stores.base import (
     StoredWindow,
     WindowKey,
 )
+from collector.stores.bucketing import BASE_BUCKET_SECONDS, bucket_start, fold_into_bucket, read_profile
 from collector.stores.rows import (
     CLOCK_COLUMNS,
     DEVICE_COLUMNS,
+    LIGHT_WINDOW_COLUMNS,
     MODEL_COLUMNS,
     PART_COLUMNS,
     WINDOW_COLUMNS,
     clock_from_row,
     device_from_row,
+    light_window_from_row,
     model_from_row,
     model_to_row,
     part_from_row,
@@ -48,7 +61,7 @@ from collector.stores.rows import (
 
 __all__ = ["PostgresFleetStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: base_buckets
 _T = TypeVar("_T")
 # pg_advisory_xact_lock key under which the schema is created: two processes starting
 # at once would otherwise race on CREATE TABLE IF NOT EXISTS (a duplicate pg_type row).
@@ -123,6 +136,13 @@ CREATE TABLE IF NOT EXISTS clock_offsets (
     updated_at DOUBLE PRECISION NOT NULL,
     PRIMARY KEY (device_id, boot_id)
 );
+CREATE TABLE IF NOT EXISTS base_buckets (
+    model_sha256 TEXT NOT NULL,
+    start DOUBLE PRECISION NOT NULL,
+    profile BYTEA NOT NULL,
+    window_count BIGINT NOT NULL,
+    PRIMARY KEY (model_sha256, start)
+);
 CREATE TABLE IF NOT EXISTS rejections (
     reason TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -141,9 +161,13 @@ def _marks(names: tuple[str, ...]) -> str:
 
 
 _WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
+_LIGHT_SELECT = f"SELECT {_columns(LIGHT_WINDOW_COLUMNS)} FROM windows"
+_INSERT_WINDOW = (f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({_marks(WINDOW_COLUMNS)}) "
+                  "ON CONFLICT ON CONSTRAINT windows_idempotency_key DO NOTHING")
 # windows() order: a total order (the idempotency key after the time), and its page size.
 _ORDER = "corrected_closed_at, device_id, database_id, model_sha256, seq_first"
 _PAGE = 256
+_LIGHT_PAGE = 4096  # a light window is a few hundred bytes
 _KEY_WHERE = "device_id = %s AND database_id = %s AND model_sha256 = %s AND seq_first = %s"
 
 
@@ -188,6 +212,8 @@ class PostgresFleetStore:
             version = row[0] if row else None
             if version is None:
                 cur.execute("INSERT INTO collector_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
+            elif version < SCHEMA_VERSION:
+                cur.execute("UPDATE collector_schema SET version = %s", (SCHEMA_VERSION,))
             elif version > SCHEMA_VERSION:
                 raise FleetStoreError(f"fleet store '{_redacted(url)}' has schema version {version}; this "
                                       f"collector knows up to {SCHEMA_VERSION}")
@@ -265,17 +291,85 @@ class PostgresFleetStore:
     # ---------------------------------------------------------------- windows
     def insert_window(self, window: StoredWindow) -> bool:
         with self._transaction() as cur:
-            cur.execute(f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({_marks(WINDOW_COLUMNS)}) "
-                        "ON CONFLICT ON CONSTRAINT windows_idempotency_key DO NOTHING", window_to_row(window))
-            stored = cur.rowcount == 1
-            cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+            stored = self._insert(cur, window, None)
+            if stored:
+                self._merge_buckets(cur, [(window, None)])
         return stored
+
+    def _insert(self, cur: psycopg.Cursor[Any], window: StoredWindow, document_json: bytes | None) -> bool:
+        cur.execute(_INSERT_WINDOW, window_to_row(window, document_json))
+        stored = cur.rowcount == 1
+        cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+        return stored
+
+    def _merge_buckets(self, cur: psycopg.Cursor[Any], stored: Sequence[tuple[StoredWindow, Any]]) -> None:
+        """Fold the profiles of windows just stored into their base buckets (same transaction).
+
+        Each bucket row exists (an empty one is inserted first) and is locked before it is
+        read: another collector merging into it waits for this commit, then reads the result.
+        """
+        groups: dict[tuple[str, float], list[Any]] = {}
+        for window, profile in stored:
+            profile = profile if profile is not None else read_profile(window.profile)
+            if profile is not None:
+                key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
+                groups.setdefault(key, []).append(profile)
+        for (sha, start), profiles in sorted(groups.items()):
+            cur.execute("INSERT INTO base_buckets (model_sha256, start, profile, window_count) "
+                        "VALUES (%s, %s, ''::bytea, 0) ON CONFLICT DO NOTHING", (sha, start))
+            cur.execute("SELECT profile FROM base_buckets WHERE model_sha256 = %s AND start = %s FOR UPDATE",
+                        (sha, start))
+            row = cur.fetchone()
+            data, merged = fold_into_bucket(bytes(row[0]) if row and row[0] else None, profiles)
+            cur.execute("UPDATE base_buckets SET profile = %s, window_count = window_count + %s "
+                        "WHERE model_sha256 = %s AND start = %s", (data, merged, sha, start))
+
+    def record_arrivals(self, arrivals: Sequence[Arrival]) -> list[ArrivalOutcome]:
+        # Device by device (each device's in order): two collectors' batches lock the devices'
+        # and clocks' rows in one order, so they queue instead of deadlocking. (Two batches
+        # holding one device's windows in opposite orders could still; PostgreSQL then
+        # aborts one, and its senders retry.)
+        def order(i: int) -> str:
+            return arrivals[i].device_id
+
+        outcomes: dict[int, ArrivalOutcome] = {}
+        stored_windows: list[tuple[StoredWindow, Any]] = []
+        with self._transaction() as cur:
+            for i in sorted(range(len(arrivals)), key=order):
+                arrival = arrivals[i]
+                clock = self._observe(cur, arrival.device_id, arrival.boot_id, sent_wall=arrival.sent_wall,
+                                      sent_mono=arrival.sent_mono, received_at=arrival.received_at)
+                cur.execute("UPDATE devices SET last_seen = greatest(last_seen, %s) WHERE device_id = %s",
+                            (arrival.received_at, arrival.device_id))
+                stored, corrected = False, None
+                if arrival.window is not None:
+                    corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
+                                              sent_mono=arrival.sent_mono)
+                    window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
+                    stored = self._insert(cur, window, arrival.document_json)
+                    if stored:
+                        stored_windows.append((window, arrival.profile))
+                outcomes[i] = ArrivalOutcome(stored=stored, clock=clock, corrected_closed_at=corrected)
+            self._merge_buckets(cur, stored_windows)
+        return [outcomes[i] for i in range(len(arrivals))]
+
+    def bucket_profiles(self, model_sha256: str | None = None, since: float | None = None,
+                        until: float | None = None) -> dict[tuple[str, float], bytes]:
+        where, args = ["window_count > 0"], []
+        for clause, value in (("model_sha256 = %s", model_sha256), ("start >= %s", since), ("start < %s", until)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = "SELECT model_sha256, start, profile FROM base_buckets WHERE " + " AND ".join(where)
+        rows = self._read(query + " ORDER BY model_sha256, start", tuple(args),
+                          lambda row: ((str(row[0]), float(row[1])), bytes(row[2])))
+        return dict(rows)
 
     def has_window(self, key: WindowKey) -> bool:
         return bool(self._read(f"SELECT 1 FROM windows WHERE {_KEY_WHERE}", _key_args(key), lambda row: row))
 
     def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
-                *, device_id: str | None = None) -> Iterator[StoredWindow]:
+                *, device_id: str | None = None, with_profile: bool = True) -> Iterator[StoredWindow]:
         where, args = [], []
         for clause, value in (("model_sha256 = %s", model_sha256), ("corrected_closed_at >= %s", since),
                               ("corrected_closed_at < %s", until), ("device_id = %s", device_id)):
@@ -287,10 +381,12 @@ class PostgresFleetStore:
         after: tuple[Any, ...] = ()
         while True:
             clauses = [*where, f"({_ORDER}) > ({', '.join(['%s'] * 5)})"] if after else where
-            query = _WINDOW_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-            page = self._read(f"{query} ORDER BY {_ORDER} LIMIT {_PAGE}", (*args, *after), window_from_row)
+            query = (_WINDOW_SELECT if with_profile else _LIGHT_SELECT) + (
+                " WHERE " + " AND ".join(clauses) if clauses else "")
+            page = self._read(f"{query} ORDER BY {_ORDER} LIMIT {_PAGE if with_profile else _LIGHT_PAGE}",
+                              (*args, *after), window_from_row if with_profile else light_window_from_row)
             yield from page
-            if len(page) < _PAGE:
+            if len(page) < (_PAGE if with_profile else _LIGHT_PAGE):
                 return
             last = page[-1]
             after = (last.corrected_closed_at, last.device_id, last.database_id, last.model_sha256, last.seq_first)
@@ -320,15 +416,20 @@ class PostgresFleetStore:
     def observe_clock(self, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
                       received_at: float) -> ClockOffset:
         with self._transaction() as cur:
-            cur.execute("INSERT INTO clock_offsets AS c (device_id, boot_id, clock_offset, skew, samples, updated_at) "
-                        "VALUES (%s, %s, %s, 0, 1, %s) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
-                        "clock_offset = least(c.clock_offset, excluded.clock_offset), samples = c.samples + 1, "
-                        "updated_at = greatest(c.updated_at, excluded.updated_at)",
-                        (device_id, boot_id, received_at - sent_mono, received_at))
-            cur.execute(f"UPDATE clock_offsets SET skew = %s - (%s + clock_offset) WHERE device_id = %s "
-                        f"AND boot_id = %s RETURNING {_columns(CLOCK_COLUMNS)}",
-                        (sent_wall, sent_mono, device_id, boot_id))
-            row = cur.fetchone()
+            return self._observe(cur, device_id, boot_id, sent_wall=sent_wall, sent_mono=sent_mono,
+                                 received_at=received_at)
+
+    def _observe(self, cur: psycopg.Cursor[Any], device_id: str, boot_id: str, *, sent_wall: float,
+                 sent_mono: float, received_at: float) -> ClockOffset:
+        cur.execute("INSERT INTO clock_offsets AS c (device_id, boot_id, clock_offset, skew, samples, updated_at) "
+                    "VALUES (%s, %s, %s, 0, 1, %s) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
+                    "clock_offset = least(c.clock_offset, excluded.clock_offset), samples = c.samples + 1, "
+                    "updated_at = greatest(c.updated_at, excluded.updated_at)",
+                    (device_id, boot_id, received_at - sent_mono, received_at))
+        cur.execute(f"UPDATE clock_offsets SET skew = %s - (%s + clock_offset) WHERE device_id = %s "
+                    f"AND boot_id = %s RETURNING {_columns(CLOCK_COLUMNS)}",
+                    (sent_wall, sent_mono, device_id, boot_id))
+        row = cur.fetchone()
         assert row is not None  # the INSERT above made the row
         return clock_from_row(row)
 
@@ -364,6 +465,10 @@ class PostgresFleetStore:
                             "LIMIT 1 OFFSET %s)", (policy.max_windows,))
                 deleted += cur.rowcount
             cur.execute("DELETE FROM pending_parts WHERE received_at < %s", (now - policy.pending_max_age_seconds,))
+            if deleted:  # a base bucket goes with the last of its windows
+                cur.execute("DELETE FROM base_buckets b WHERE NOT EXISTS (SELECT 1 FROM windows w WHERE "
+                            "w.model_sha256 = b.model_sha256 AND w.corrected_closed_at >= b.start "
+                            "AND w.corrected_closed_at < b.start + %s)", (BASE_BUCKET_SECONDS,))
         return deleted
 
     def close(self) -> None:

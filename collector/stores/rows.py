@@ -2,6 +2,9 @@
 
 JSON documents are stored as text written by :func:`json.dumps` (NaN survives, key
 order is kept), so a window reads back equal to the one written, on either database.
+The ``verdicts`` column holds either the verdicts' JSON list or, for a window ingested
+from the wire, the window's whole JSON document as the device signed it (an object,
+whose ``"verdicts"`` they are): ~20 KB that ingest stores without encoding them again.
 """
 
 from __future__ import annotations
@@ -12,8 +15,8 @@ from typing import Any
 
 from collector.stores.base import ClockOffset, DeviceRecord, ModelRecord, PendingPart, StoredWindow, WindowKey
 
-__all__ = ["CLOCK_COLUMNS", "DEVICE_COLUMNS", "MODEL_COLUMNS", "PART_COLUMNS", "WINDOW_COLUMNS", "clock_from_row",
-           "device_from_row", "model_from_row", "model_to_row", "part_from_row", "part_to_row", "window_from_row",
+__all__ = ["CLOCK_COLUMNS", "DEVICE_COLUMNS", "LIGHT_WINDOW_COLUMNS", "MODEL_COLUMNS", "PART_COLUMNS",
+           "WINDOW_COLUMNS", "clock_from_row", "device_from_row", "light_window_from_row", "model_from_row", "model_to_row", "part_from_row", "part_to_row", "window_from_row",
            "window_to_row"]
 
 WINDOW_COLUMNS = (
@@ -22,6 +25,8 @@ WINDOW_COLUMNS = (
     "quality", "latency", "budget", "verdicts", "profile", "losses", "outbox_depth", "boot_id", "drift_count",
 )
 _JSON = {"quality", "latency", "budget", "verdicts", "losses"}
+# The views' light read: every column but the two big ones (~50 KB of profile, ~20 KB of verdicts).
+LIGHT_WINDOW_COLUMNS = tuple(c for c in WINDOW_COLUMNS if c not in ("profile", "verdicts"))
 DEVICE_COLUMNS = ("device_id", "public_key", "added_at", "last_seen", "removed")
 MODEL_COLUMNS = ("sha256", "name", "version", "reference_profile", "manifest", "added_at")
 PART_COLUMNS = ("device_id", "database_id", "model_sha256", "seq_first", "document_sha256", "part", "parts",
@@ -33,11 +38,15 @@ def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
-def window_to_row(window: StoredWindow) -> tuple[Any, ...]:
+def window_to_row(window: StoredWindow, document_json: bytes | None = None) -> tuple[Any, ...]:
+    """The row of ``window``; with ``document_json`` (its document as received), that text
+    in the ``verdicts`` column instead of the verdicts encoded again."""
     values = []
     for name in WINDOW_COLUMNS:
         value = getattr(window, name)
-        if name in _JSON:
+        if name == "verdicts" and document_json is not None:
+            value = document_json.decode("utf-8")
+        elif name in _JSON:
             value = _dump(value)
         elif name == "partial":
             value = bool(value)
@@ -52,10 +61,24 @@ def window_from_row(row: Sequence[Any]) -> StoredWindow:
     for name, value in zip(WINDOW_COLUMNS, row):
         if name in _JSON:
             value = None if value is None else json.loads(value)
+            if name == "verdicts" and isinstance(value, dict):  # the document as received
+                value = value["verdicts"]
         elif name == "partial":
             value = bool(value)
         elif name == "profile":
             value = bytes(value)
+        fields[name] = value
+    return StoredWindow(**fields)
+
+
+def light_window_from_row(row: Sequence[Any]) -> StoredWindow:
+    """A window read without its profile and verdicts (``LIGHT_WINDOW_COLUMNS``): both empty."""
+    fields: dict[str, Any] = {"profile": b"", "verdicts": []}
+    for name, value in zip(LIGHT_WINDOW_COLUMNS, row):
+        if name in _JSON:
+            value = None if value is None else json.loads(value)
+        elif name == "partial":
+            value = bool(value)
         fields[name] = value
     return StoredWindow(**fields)
 

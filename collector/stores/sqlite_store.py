@@ -4,19 +4,29 @@ The file is in WAL mode, so the fleet views read while ingest writes. Every writ
 in a ``BEGIN IMMEDIATE`` transaction: SQLite takes its one write lock up front, so two
 collector processes on one file serialize instead of failing on a lock upgrade.
 Deduplication is the windows table's primary key with ``INSERT ... ON CONFLICT DO NOTHING``.
+
+The file is ``synchronous=FULL``: a commit is on disk when it returns, so a 200 answer
+means the window is durable. Ingest commits in groups (:meth:`SQLiteFleetStore.record_arrivals`:
+one transaction, one fsync, for every message that arrived meanwhile), which is what
+keeps that affordable. The same transaction merges the stored windows' profiles into
+their base buckets (:mod:`collector.stores.bucketing`); the write lock makes that merge
+safe from several processes.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from collector.errors import FleetStoreError, UnknownDeviceError
 from collector.stores.base import (
+    Arrival,
+    ArrivalOutcome,
     ClockOffset,
     DeviceRecord,
     FleetRetention,
@@ -25,14 +35,17 @@ from collector.stores.base import (
     StoredWindow,
     WindowKey,
 )
+from collector.stores.bucketing import BASE_BUCKET_SECONDS, bucket_start, fold_into_bucket, read_profile
 from collector.stores.rows import (
     CLOCK_COLUMNS,
     DEVICE_COLUMNS,
+    LIGHT_WINDOW_COLUMNS,
     MODEL_COLUMNS,
     PART_COLUMNS,
     WINDOW_COLUMNS,
     clock_from_row,
     device_from_row,
+    light_window_from_row,
     model_from_row,
     model_to_row,
     part_from_row,
@@ -43,7 +56,7 @@ from collector.stores.rows import (
 
 __all__ = ["SQLiteFleetStore"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: base_buckets
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -114,6 +127,13 @@ CREATE TABLE IF NOT EXISTS clock_offsets (
     updated_at REAL NOT NULL,
     PRIMARY KEY (device_id, boot_id)
 );
+CREATE TABLE IF NOT EXISTS base_buckets (
+    model_sha256 TEXT NOT NULL,
+    start REAL NOT NULL,
+    profile BLOB NOT NULL,
+    window_count INTEGER NOT NULL,
+    PRIMARY KEY (model_sha256, start)
+);
 CREATE TABLE IF NOT EXISTS rejections (
     reason TEXT NOT NULL,
     device_id TEXT NOT NULL,
@@ -128,9 +148,13 @@ def _columns(names: tuple[str, ...]) -> str:
 
 
 _WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
+_LIGHT_SELECT = f"SELECT {_columns(LIGHT_WINDOW_COLUMNS)} FROM windows"
+_INSERT_WINDOW = (f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({', '.join('?' * len(WINDOW_COLUMNS))}) "
+                  "ON CONFLICT DO NOTHING")
 # windows() order: a total order (the idempotency key after the time), and its page size.
 _ORDER = "corrected_closed_at, device_id, database_id, model_sha256, seq_first"
 _PAGE = 256
+_LIGHT_PAGE = 4096  # a light window is a few hundred bytes
 _KEY_WHERE = "device_id = ? AND database_id = ? AND model_sha256 = ? AND seq_first = ?"
 
 
@@ -170,7 +194,10 @@ class SQLiteFleetStore:
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
                                        check_same_thread=False)
             self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=NORMAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            # Checkpoint every 32 MB of WAL rather than 4: a base bucket rewritten by every batch
+            # is copied into the database once per checkpoint, not once per batch.
+            self._db.execute("PRAGMA wal_autocheckpoint=8000")
             self._db.execute(f"PRAGMA busy_timeout={int(busy_timeout * 1000)}")
             with self._write() as db:
                 version = db.execute("PRAGMA user_version").fetchone()[0]
@@ -257,18 +284,72 @@ class SQLiteFleetStore:
 
     # ---------------------------------------------------------------- windows
     def insert_window(self, window: StoredWindow) -> bool:
-        marks = ", ".join("?" * len(WINDOW_COLUMNS))
         with self._write() as db:
-            stored = db.execute(f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({marks}) "
-                                "ON CONFLICT DO NOTHING", window_to_row(window)).rowcount == 1
-            db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+            stored = self._insert(db, window, None)
+            if stored:
+                self._merge_buckets(db, [(window, None)])
         return stored
+
+    def _insert(self, db: sqlite3.Connection, window: StoredWindow, document_json: bytes | None) -> bool:
+        stored = db.execute(_INSERT_WINDOW, window_to_row(window, document_json)).rowcount == 1
+        db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+        return stored
+
+    def _merge_buckets(self, db: sqlite3.Connection, stored: Sequence[tuple[StoredWindow, Any]]) -> None:
+        """Fold the profiles of windows just stored into their base buckets (same transaction)."""
+        groups: dict[tuple[str, float], list[Any]] = {}
+        for window, profile in stored:
+            profile = profile if profile is not None else read_profile(window.profile)
+            if profile is not None:
+                key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
+                groups.setdefault(key, []).append(profile)
+        for (sha, start), profiles in sorted(groups.items()):
+            row = db.execute("SELECT profile FROM base_buckets WHERE model_sha256 = ? AND start = ?",
+                             (sha, start)).fetchone()
+            data, merged = fold_into_bucket(row[0] if row else None, profiles)
+            db.execute("INSERT INTO base_buckets (model_sha256, start, profile, window_count) VALUES (?, ?, ?, ?) "
+                       "ON CONFLICT (model_sha256, start) DO UPDATE SET profile = excluded.profile, "
+                       "window_count = window_count + excluded.window_count", (sha, start, data, merged))
+
+    def record_arrivals(self, arrivals: Sequence[Arrival]) -> list[ArrivalOutcome]:
+        outcomes = []
+        stored_windows: list[tuple[StoredWindow, Any]] = []
+        with self._write() as db:
+            for arrival in arrivals:
+                clock = self._observe(db, arrival.device_id, arrival.boot_id, sent_wall=arrival.sent_wall,
+                                      sent_mono=arrival.sent_mono, received_at=arrival.received_at)
+                db.execute("UPDATE devices SET last_seen = max(coalesce(last_seen, ?), ?) WHERE device_id = ?",
+                           (arrival.received_at, arrival.received_at, arrival.device_id))
+                stored, corrected = False, None
+                if arrival.window is not None:
+                    corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
+                                              sent_mono=arrival.sent_mono)
+                    window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
+                    stored = self._insert(db, window, arrival.document_json)
+                    if stored:
+                        stored_windows.append((window, arrival.profile))
+                outcomes.append(ArrivalOutcome(stored=stored, clock=clock, corrected_closed_at=corrected))
+            self._merge_buckets(db, stored_windows)
+        return outcomes
+
+    def bucket_profiles(self, model_sha256: str | None = None, since: float | None = None,
+                        until: float | None = None) -> dict[tuple[str, float], bytes]:
+        where, args = [], []
+        for clause, value in (("model_sha256 = ?", model_sha256), ("start >= ?", since), ("start < ?", until)):
+            if value is not None:
+                where.append(clause)
+                args.append(value)
+        query = "SELECT model_sha256, start, profile FROM base_buckets" + (
+            " WHERE " + " AND ".join(where) if where else "")
+        rows = self._read(query + " ORDER BY model_sha256, start", tuple(args),
+                          lambda row: ((str(row[0]), float(row[1])), bytes(row[2])))
+        return dict(rows)
 
     def has_window(self, key: WindowKey) -> bool:
         return bool(self._read(f"SELECT 1 FROM windows WHERE {_KEY_WHERE}", _key_args(key), lambda row: row))
 
     def windows(self, model_sha256: str | None = None, since: float | None = None, until: float | None = None,
-                *, device_id: str | None = None) -> Iterator[StoredWindow]:
+                *, device_id: str | None = None, with_profile: bool = True) -> Iterator[StoredWindow]:
         where, args = [], []
         for clause, value in (("model_sha256 = ?", model_sha256), ("corrected_closed_at >= ?", since),
                               ("corrected_closed_at < ?", until), ("device_id = ?", device_id)):
@@ -280,10 +361,12 @@ class SQLiteFleetStore:
         after: tuple[Any, ...] = ()
         while True:
             clauses = [*where, f"({_ORDER}) > ({', '.join(['?'] * 5)})"] if after else where
-            query = _WINDOW_SELECT + (" WHERE " + " AND ".join(clauses) if clauses else "")
-            page = self._read(f"{query} ORDER BY {_ORDER} LIMIT {_PAGE}", (*args, *after), window_from_row)
+            query = (_WINDOW_SELECT if with_profile else _LIGHT_SELECT) + (
+                " WHERE " + " AND ".join(clauses) if clauses else "")
+            page = self._read(f"{query} ORDER BY {_ORDER} LIMIT {_PAGE if with_profile else _LIGHT_PAGE}",
+                              (*args, *after), window_from_row if with_profile else light_window_from_row)
             yield from page
-            if len(page) < _PAGE:
+            if len(page) < (_PAGE if with_profile else _LIGHT_PAGE):
                 return
             last = page[-1]
             after = (last.corrected_closed_at, last.device_id, last.database_id, last.model_sha256, last.seq_first)
@@ -307,17 +390,20 @@ class SQLiteFleetStore:
     # ---------------------------------------------------------------- clocks
     def observe_clock(self, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
                       received_at: float) -> ClockOffset:
-        offset = received_at - sent_mono
         with self._write() as db:
-            db.execute("INSERT INTO clock_offsets (device_id, boot_id, clock_offset, skew, samples, updated_at) "
-                       "VALUES (?, ?, ?, 0, 1, ?) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
-                       "clock_offset = min(clock_offset, excluded.clock_offset), samples = samples + 1, "
-                       "updated_at = max(updated_at, excluded.updated_at)",
-                       (device_id, boot_id, offset, received_at))
-            db.execute("UPDATE clock_offsets SET skew = ? - (? + clock_offset) WHERE device_id = ? AND boot_id = ?",
-                       (sent_wall, sent_mono, device_id, boot_id))
-            row = db.execute(f"SELECT {_columns(CLOCK_COLUMNS)} FROM clock_offsets WHERE device_id = ? "
-                             "AND boot_id = ?", (device_id, boot_id)).fetchone()
+            return self._observe(db, device_id, boot_id, sent_wall=sent_wall, sent_mono=sent_mono,
+                                 received_at=received_at)
+
+    def _observe(self, db: sqlite3.Connection, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
+                 received_at: float) -> ClockOffset:
+        offset = received_at - sent_mono
+        db.execute("INSERT INTO clock_offsets (device_id, boot_id, clock_offset, skew, samples, updated_at) "
+                   "VALUES (?, ?, ?, 0, 1, ?) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
+                   "clock_offset = min(clock_offset, excluded.clock_offset), samples = samples + 1, "
+                   "updated_at = max(updated_at, excluded.updated_at)",
+                   (device_id, boot_id, offset, received_at))
+        row = db.execute(f"UPDATE clock_offsets SET skew = ? - (? + clock_offset) WHERE device_id = ? AND boot_id = ? "
+                         f"RETURNING {_columns(CLOCK_COLUMNS)}", (sent_wall, sent_mono, device_id, boot_id)).fetchall()[0]
         return clock_from_row(row)
 
     def clock_offsets(self, device_id: str | None = None) -> list[ClockOffset]:
@@ -351,6 +437,10 @@ class SQLiteFleetStore:
                 deleted += db.execute("DELETE FROM windows WHERE id <= (SELECT id FROM windows ORDER BY id DESC "
                                       "LIMIT 1 OFFSET ?)", (policy.max_windows,)).rowcount
             db.execute("DELETE FROM pending_parts WHERE received_at < ?", (now - policy.pending_max_age_seconds,))
+            if deleted:  # a base bucket goes with the last of its windows
+                db.execute("DELETE FROM base_buckets WHERE NOT EXISTS (SELECT 1 FROM windows w WHERE "
+                           "w.model_sha256 = base_buckets.model_sha256 AND w.corrected_closed_at >= base_buckets.start "
+                           "AND w.corrected_closed_at < base_buckets.start + ?)", (BASE_BUCKET_SECONDS,))
         return deleted
 
     def close(self) -> None:

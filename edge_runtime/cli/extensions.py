@@ -20,7 +20,8 @@ __all__ = ["ENTRY_POINT_GROUP", "EXTRA_COMMANDS", "ExtensibleGroup", "extra_miss
 
 ENTRY_POINT_GROUP = "edge_runtime.commands"
 # Commands that optional parts add, and the pip extra that brings each part.
-EXTRA_COMMANDS = {"export": "export", "bundle": "export", "demo": "export", "collector": "collector", "fleet": "collector"}
+EXTRA_COMMANDS = {"export": "export", "bundle": "export", "demo": "export", "collector": "collector",
+                  "fleet": "collector"}
 
 
 @functools.cache

@@ -66,6 +66,7 @@ __all__ = [
     "Message",
     "WindowSummary",
     "assemble",
+    "assemble_raw",
     "boot_id",
     "encode_window",
     "read_message",
@@ -312,6 +313,8 @@ def _type_name(kind: type | tuple[type, ...]) -> str:
 def assemble(messages: Sequence[Message], *, check_profile: bool = True) -> WindowSummary:
     """Join all the parts of one window (verified already) into its summary.
 
+    :func:`assemble_raw` also gives the document's JSON as received.
+
     Parameters
     ----------
     messages : sequence of Message
@@ -324,6 +327,18 @@ def assemble(messages: Sequence[Message], *, check_profile: bool = True) -> Wind
     PayloadError
         Parts missing or from different documents, a document that does not match its
         digest or does not decompress, or fields that do not fit.
+    """
+    return assemble_raw(messages, check_profile=check_profile)[0]
+
+
+def assemble_raw(messages: Sequence[Message], *, check_profile: bool = True) -> tuple[WindowSummary, bytes]:
+    """:func:`assemble`, and the document's JSON (every field but the profile) as the device
+    signed it, UTF-8: a collector can keep that text rather than encode the fields again.
+
+    Raises
+    ------
+    PayloadError
+        As :func:`assemble`.
     """
     if not messages:
         raise PayloadError("no message to assemble")
@@ -344,7 +359,7 @@ def assemble(messages: Sequence[Message], *, check_profile: bool = True) -> Wind
         raise PayloadError(f"the document does not decompress: {exc}") from exc
     if inflater.unconsumed_tail:
         raise PayloadError(f"the document decompresses past {MAX_DOCUMENT_BYTES} bytes", reason="oversized")
-    summary = _summary_from_document(raw, first)
+    summary, text = _summary_from_document(raw, first)
     if check_profile:
         from edge_runtime.monitoring.data_profile import Profile  # numpy and datasketches: only when asked
 
@@ -352,15 +367,16 @@ def assemble(messages: Sequence[Message], *, check_profile: bool = True) -> Wind
             Profile.from_bytes(summary.profile)
         except (BundleFormatError, ValueError, RuntimeError) as exc:
             raise PayloadError(f"the window's profile bytes are unreadable: {exc}") from exc
-    return summary
+    return summary, text
 
 
-def _summary_from_document(raw: bytes, header: dict[str, Any]) -> WindowSummary:
+def _summary_from_document(raw: bytes, header: dict[str, Any]) -> tuple[WindowSummary, bytes]:
     if len(raw) < _LENGTH.size:
         raise PayloadError("the document is empty", reason="truncated")
     (length,) = _LENGTH.unpack_from(raw)
+    text = raw[_LENGTH.size:_LENGTH.size + length]
     try:
-        fields = json.loads(raw[_LENGTH.size:_LENGTH.size + length].decode("utf-8"))
+        fields = json.loads(text.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise PayloadError(f"the document's JSON is corrupt: {exc}") from exc
     if not isinstance(fields, dict):
@@ -380,7 +396,7 @@ def _summary_from_document(raw: bytes, header: dict[str, Any]) -> WindowSummary:
         if header[name] != getattr(summary, field):
             raise PayloadError(f"the header's {name} {header[name]!r} differs from the document's "
                                f"{getattr(summary, field)!r}")
-    return summary
+    return summary, text
 
 
 def _check_fields(summary: WindowSummary) -> None:

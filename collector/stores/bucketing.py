@@ -1,0 +1,86 @@
+"""The base buckets a store keeps: each window's profile merged, at ingest, into the bucket of its close.
+
+What both SQL stores share to maintain them (the fleet views read them through
+``FleetStore.bucket_profiles``); :mod:`collector.buckets` builds on the same pieces.
+A base bucket is keyed by model sha256 and the start of its :data:`BASE_BUCKET_SECONDS`
+span of ``corrected_closed_at`` (the collector's clock), and its numeric sketches are
+at :data:`FLEET_K`: the windows' own KLL errors are independent, so the bucket's error
+falls as they add up, and it is carried along (:meth:`NumericSketch.merge`).
+
+Examples
+--------
+>>> bucket_start(7300.5, 3600), bucket_start(-1.0, 300)
+(7200.0, -300.0)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+from edge_runtime.monitoring.data_profile import Profile
+from edge_runtime.monitoring.sketches import REFERENCE_K, CategoricalSketch, NumericSketch
+
+__all__ = ["BASE_BUCKET_SECONDS", "FLEET_K", "bucket_start", "empty_like", "fold_into_bucket", "read_profile"]
+
+# The numeric sketches of a bucket: as accurate as the reference's, so that the
+# merged windows' own errors (independent, averaging out) decide the thresholds.
+FLEET_K = REFERENCE_K
+# Width of the buckets a store merges windows into at ingest; a query's bucket is a
+# whole number of them.
+BASE_BUCKET_SECONDS = 300.0
+
+
+def bucket_start(t: float, seconds: float) -> float:
+    """Start of the bucket of width ``seconds`` (aligned on the epoch) that holds time ``t``."""
+    return math.floor(t / seconds) * float(seconds)
+
+
+def empty_like(profile: Profile, k: int = FLEET_K) -> Profile:
+    """An empty profile of the same sections as ``profile``, its numeric sketches at ``k``.
+
+    Merging windows into it keeps their strides (the first one's, then their
+    greatest common divisor) and carries their errors along (:meth:`NumericSketch.merge`).
+    """
+    def numeric() -> NumericSketch:
+        return NumericSketch(k)
+
+    features: dict[str, NumericSketch | CategoricalSketch] = {
+        name: CategoricalSketch(sketch.max_categories) if isinstance(sketch, CategoricalSketch) else numeric()
+        for name, sketch in profile.features.items()}
+    predictions = CategoricalSketch(profile.predictions.max_categories) if profile.predictions is not None else None
+    return Profile(features, predictions, numeric(), numeric(),
+                   class_scores={label: numeric() for label in profile.class_scores},
+                   multivariate=numeric() if profile.multivariate is not None else None)
+
+
+def fold_into_bucket(stored: bytes | None, profiles: Sequence[Profile]) -> tuple[bytes, int]:
+    """A stored bucket's bytes (None or empty for a new bucket) with ``profiles`` merged in,
+    and how many were: a profile whose feature set differs from the bucket's is left out.
+
+    Raises
+    ------
+    BundleFormatError
+        The stored bucket is not readable.
+    """
+    bucket = Profile.from_bytes(stored) if stored else empty_like(profiles[0])
+    merged = 0
+    for profile in profiles:
+        if list(profile.features) != list(bucket.features):
+            continue
+        try:
+            bucket.merge(profile)
+        except ValueError:  # sections that do not fit (a model's windows always fit: its sha256 names its schema)
+            continue
+        merged += 1
+    return bucket.to_bytes(), merged
+
+
+def read_profile(data: bytes) -> Profile | None:
+    """The profile in ``data``, or None when it cannot be read (such a window joins no bucket)."""
+    from edge_runtime.errors import BundleFormatError
+
+    try:
+        return Profile.from_bytes(data)
+    except (BundleFormatError, ValueError, RuntimeError):
+        return None
