@@ -9,8 +9,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from edge_runtime.extras import missing_packages, require_packages
 
 __all__ = ["COLLECTOR_MODULES", "missing_collector_packages", "require_collector_extra"]
 
@@ -22,18 +21,9 @@ COLLECTOR_MODULES = {"starlette": "starlette", "uvicorn": "uvicorn", "prometheus
 
 def missing_collector_packages() -> list[str]:
     """The collector extra's packages that cannot be imported here."""
-    missing = []
-    for module, package in COLLECTOR_MODULES.items():
-        if module in sys.modules:
-            if sys.modules[module] is None:  # blocked on purpose, as tests of a device install do
-                missing.append(package)
-        elif importlib.util.find_spec(module) is None:
-            missing.append(package)
-    return missing
+    return missing_packages(COLLECTOR_MODULES)
 
 
 def require_collector_extra() -> None:
     """Raise ModuleNotFoundError naming what is missing, unless the collector extra is installed."""
-    missing = missing_collector_packages()
-    if missing:
-        raise ModuleNotFoundError(f"missing {', '.join(missing)}")
+    require_packages(COLLECTOR_MODULES)

@@ -9,8 +9,7 @@ Examples
 
 from __future__ import annotations
 
-import importlib.util
-import sys
+from edge_runtime.extras import missing_packages, require_packages
 
 __all__ = ["EXPORT_MODULES", "missing_export_packages", "require_export_extra"]
 
@@ -21,18 +20,9 @@ EXPORT_MODULES = {"sklearn": "scikit-learn", "skl2onnx": "skl2onnx", "onnx": "on
 
 def missing_export_packages() -> list[str]:
     """The export extra's packages that cannot be imported here."""
-    missing = []
-    for module, package in EXPORT_MODULES.items():
-        if module in sys.modules:
-            if sys.modules[module] is None:  # blocked on purpose, as tests of a device install do
-                missing.append(package)
-        elif importlib.util.find_spec(module) is None:
-            missing.append(package)
-    return missing
+    return missing_packages(EXPORT_MODULES)
 
 
 def require_export_extra() -> None:
     """Raise ModuleNotFoundError naming what is missing, unless the export extra is installed."""
-    missing = missing_export_packages()
-    if missing:
-        raise ModuleNotFoundError(f"missing {', '.join(missing)}")
+    require_packages(EXPORT_MODULES)
