@@ -17,7 +17,7 @@ from contextlib import contextmanager
 
 import click
 
-from collector.fleet_drift import DeviceDrift, FleetBucket, FleetDrift, query_fleet_drift
+from collector.fleet_drift import DeviceDrift, FleetBucket, FleetDrift, matches_model, query_fleet_drift
 from collector.fleet_status import FleetStatus, fleet_status
 from collector.stores import FleetStore, open_store
 from edge_runtime.cli.options import json_option, library_errors
@@ -27,6 +27,7 @@ from edge_runtime.monitoring.drift import FeatureDrift
 __all__ = ["fleet_command", "format_fleet_drift", "format_fleet_status", "parse_duration", "parse_since"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 7 * 86400.0}
+_LONGEST = 100 * 365.25 * 86400.0  # past this a time bucket overflows the clock's range
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
 
 
@@ -37,9 +38,11 @@ def parse_duration(text: str) -> float:
     (3600.0, 900.0, 90.0)
     """
     match = _DURATION.match(text)
-    if match is None or float(match.group(1)) <= 0:
-        raise ConfigError(f"'{text}' is not a duration; use e.g. 15m, 1h, 2d or a number of seconds")
-    return float(match.group(1)) * _UNITS[match.group(2) or "s"]
+    seconds = float(match.group(1)) * _UNITS[match.group(2) or "s"] if match is not None else 0.0
+    if not 0 < seconds <= _LONGEST:
+        raise ConfigError(f"'{text}' is not a duration of up to 100 years; use e.g. 15m, 1h, 2d or a number "
+                          "of seconds")
+    return seconds
 
 
 def parse_since(text: str, now: float) -> float:
@@ -77,11 +80,17 @@ def _when(t: float | None) -> str:
 def _seconds(value: float | None, signed: bool = False) -> str:
     if value is None:
         return "-"
+    if abs(value) < 0.05:
+        value = 0.0  # no "-0.0s" for a skew of a few milliseconds
     sign = "+" if signed and value >= 0 else ""
     for unit, size in (("d", 86400.0), ("h", 3600.0), ("m", 60.0)):
         if abs(value) >= size:
             return f"{sign}{value / size:.1f}{unit}"
     return f"{sign}{value:.1f}s"
+
+
+def _count(n: int, word: str) -> str:
+    return f"{n:,} {word}" + ("" if n == 1 else "s")
 
 
 # ------------------------------------------------------------------ text
@@ -111,7 +120,7 @@ def _driver(d: DeviceDrift) -> str:
 
 
 def _bucket_lines(bucket: FleetBucket) -> list[str]:
-    drifted = (f"{len(bucket.drifted_devices)} of {len(bucket.devices)} devices"
+    drifted = (f"{len(bucket.drifted_devices)} of {_count(len(bucket.devices), 'device')}"
                + (f" ({', '.join(bucket.drifted_devices[:5])}{', ...' if len(bucket.drifted_devices) > 5 else ''})"
                   if bucket.drifted_devices else ""))
     prediction = bucket.prediction.status.value if bucket.prediction else "-"
@@ -119,7 +128,7 @@ def _bucket_lines(bucket: FleetBucket) -> list[str]:
         prediction += f" ({_verdict(bucket.prediction)})"
     span = f"{_when(bucket.start)} .. {_when(bucket.end)}"
     lines = [f"{bucket.model} {bucket.version} ({bucket.model_sha256[:12]}) {span}: {bucket.windows} windows from "
-             f"{len(bucket.devices)} devices, {bucket.rows:,} rows; drifted locally: {drifted}; "
+             f"{_count(len(bucket.devices), 'device')}, {bucket.rows:,} rows; drifted locally: {drifted}; "
              f"prediction {prediction}"]
     if bucket.unreadable:
         lines.append(f"  ({bucket.unreadable} windows with an unreadable profile left out)")
@@ -147,14 +156,28 @@ def format_fleet_drift(report: FleetDrift) -> str:
         lines += _bucket_lines(bucket)
     for model in report.unassessed:
         lines.append(f"{model.model} {model.version} ({model.model_sha256[:12]}): not assessed: {model.reason} "
-                     f"({model.windows} windows from {len(model.devices)} devices)")
+                     f"({_count(model.windows, 'window')} from {_count(len(model.devices), 'device')})")
     return "\n".join(lines) if lines else "no window in range"
 
 
 # ------------------------------------------------------------------ commands
+def _check_model(store: FleetStore, model: str) -> None:
+    """A --model that names no model the store knows is an error, not an empty report."""
+    name, _, version = model.partition(":")
+    known = store.models()
+    if any((m.name == name and (not version or m.version == version))
+           or (len(model) >= 8 and m.sha256.startswith(model.lower())) for m in known):
+        return
+    if any(matches_model(w, model) for w in store.windows(with_profile=False)):
+        return  # windows of a model never registered (add-model) still count
+    names = sorted({f"{m.name}:{m.version}" for m in known})
+    raise ConfigError(f"--model '{model}' matches no model in the store (registered: "
+                      f"{', '.join(names[:10]) or 'none'}); give NAME, NAME:VERSION or a sha256 (8+ digits)")
+
+
 @contextmanager
 def _store(url: str) -> Iterator[FleetStore]:
-    store = open_store(url)
+    store = open_store(url, create=False)
     try:
         yield store
     finally:
@@ -195,5 +218,7 @@ def drift_command(store_url: str, model: str | None, since: str | None, bucket: 
     bucket_seconds = parse_duration(bucket)
     start = parse_since(since, time.time()) if since is not None else None
     with _store(store_url) as store:
+        if model is not None:
+            _check_model(store, model)
         report = query_fleet_drift(store, bucket_seconds=bucket_seconds, model=model, since=start)
     click.echo(json.dumps(report.to_dict(), indent=2) if as_json else format_fleet_drift(report))

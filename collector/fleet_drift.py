@@ -54,7 +54,8 @@ from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift, WindowDrift, assess_window
 from edge_runtime.monitoring.reports import DriftSummary
 
-__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift", "query_fleet_drift"]
+__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift", "matches_model",
+           "query_fleet_drift"]
 
 _RANK = {DriftStatus.OK: 0, DriftStatus.WARN: 1, DriftStatus.DRIFT: 2}
 
@@ -187,12 +188,14 @@ def _severity(verdict: FeatureDrift | None) -> tuple[int, float]:
     return (_RANK[verdict.status], ratio)
 
 
-def _matches(window: StoredWindow, model: str | None) -> bool:
+def matches_model(window: StoredWindow, model: str | None) -> bool:
+    """Whether ``window`` is of ``model``: NAME, NAME:VERSION, or a sha256 or its first 8+ hex digits."""
     if model is None:
         return True
     name, _, version = model.partition(":")
+    # A sha256 or the first 8+ hex digits of one, as the views print it (12).
     return (window.model_name == name and (not version or window.model_version == version)) \
-        or window.model_sha256 == model
+        or (len(model) >= 8 and window.model_sha256.startswith(model.lower()))
 
 
 def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelRecord],
@@ -254,7 +257,7 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
     for window in windows:
         if since is not None and window.corrected_closed_at < since:
             continue
-        if not _matches(window, model):
+        if not matches_model(window, model):
             continue
         names.setdefault(window.model_sha256, (window.model_name, window.model_version))
         groups.setdefault((window.model_sha256, bucket_start(window.corrected_closed_at, bucket_seconds)),

@@ -44,7 +44,7 @@ def test_fleet_drift_names_the_shift_and_its_device(store_url: str) -> None:
     assert any(line.startswith("  f02 driven by dev-001: ks 0.1") and "6 of 6 windows flagged locally" in line
                for line in lines[second:])
     assert lines[-1].startswith("other 1 (") and lines[-1].endswith(
-        "not assessed: unknown model (2 windows from 1 devices)")
+        "not assessed: unknown model (2 windows from 1 device)")
 
 
 def test_fleet_drift_json_selects_model_since_and_bucket(store_url: str) -> None:
@@ -65,11 +65,25 @@ def test_fleet_drift_json_selects_model_since_and_bucket(store_url: str) -> None
 def test_fleet_drift_refuses_a_bad_bucket(store_url: str) -> None:
     result = CliRunner().invoke(fleet_command, ["drift", "--store", store_url, "--bucket", "soon"])
     assert result.exit_code == 1
-    assert result.output.splitlines()[-1] == "Error: 'soon' is not a duration; use e.g. 15m, 1h, 2d or a number of seconds"
+    assert result.output.splitlines()[-1] == "Error: 'soon' is not a duration of up to 100 years; use e.g. 15m, 1h, 2d or a number of seconds"
     result = CliRunner().invoke(fleet_command, ["drift", "--store", store_url, "--since", "yesterday"])
     assert result.exit_code == 1
     assert result.output.splitlines()[-1] == ("Error: 'yesterday' is not a time; use ISO 8601 (2026-11-30T10:00Z), "
                                               "epoch seconds, or a duration back from now (2h)")
+
+
+def test_fleet_views_refuse_what_names_nothing(store_url: str, tmp_path: Path) -> None:
+    """A bucket past the clock's range, a model nobody runs, a store that is not there: one line each."""
+    result = CliRunner().invoke(fleet_command, ["drift", "--store", store_url, "--bucket", "99999999999999999999"])
+    assert result.exit_code == 1 and result.output.startswith("Error: '99999999999999999999' is not a duration")
+    result = CliRunner().invoke(fleet_command, ["drift", "--store", store_url, "--model", "nosuch"])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: --model 'nosuch' matches no model in the store (registered: ")
+    missing = tmp_path / "nowhere.db"
+    for view in (["status"], ["drift"]):
+        result = CliRunner().invoke(fleet_command, [*view, "--store", f"sqlite:///{missing}"])
+        assert result.exit_code == 1 and result.output.startswith(f"Error: no fleet store at '{missing}'")
+    assert not missing.exists()
 
 
 def test_fleet_status_lists_every_device(store_url: str) -> None:

@@ -17,6 +17,8 @@ edge_runtime.errors.ConfigError: store URL 'mysql://fleet' has an unknown scheme
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from collector.stores.base import (
     Arrival,
     ArrivalOutcome,
@@ -35,8 +37,11 @@ __all__ = ["Arrival", "ArrivalOutcome", "ClockOffset", "DeviceRecord", "FleetRet
            "StoredWindow", "WindowKey", "open_store"]
 
 
-def open_store(url: str) -> FleetStore:
+def open_store(url: str, *, create: bool = True) -> FleetStore:
     """Open (creating its tables when absent) the fleet store at ``url``.
+
+    With ``create`` False (the read-only views), a SQLite file that does not exist is an
+    error rather than a new, empty store that would answer "nothing here".
 
     Raises
     ------
@@ -54,6 +59,9 @@ def open_store(url: str) -> FleetStore:
                               "sqlite:////abs/path/fleet.db")
         from collector.stores.sqlite_store import SQLiteFleetStore
 
+        if not create and not Path(rest[1:]).is_file():
+            raise ConfigError(f"no fleet store at '{rest[1:]}' (store URL '{url}'): a collector makes it "
+                              "(edge-runtime collector serve, add-device or add-model)")
         return SQLiteFleetStore(rest[1:])
     if scheme in ("postgresql", "postgres"):
         try:
