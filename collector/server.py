@@ -20,6 +20,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
+import ssl
 import time
 from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
@@ -200,12 +202,45 @@ def serve(config: ServerConfig, *, announce: Callable[[str], None] | None = None
         app = create_app(store, max_message_bytes=config.max_message_bytes, retention=config.retention,
                          retention_interval_seconds=config.retention_interval_seconds, mqtt=config.mqtt)
         scheme = "https" if config.tls_cert is not None else "http"
+        if config.tls_cert is not None:
+            _check_tls_files(config.tls_cert, config.tls_key)
+        # Bound here, so a port in use is one clear error, not uvicorn's log line and exit 3.
+        listener = _listen(config.host, config.port)
         if announce is not None:
             announce(f"collector serving {scheme}://{config.host}:{config.port}/v1/windows (store {store.url})")
             if config.mqtt is not None:
                 announce(f"collector subscribing to {config.mqtt.topic} on {config.mqtt.safe_url}")
-        uvicorn.run(app, host=config.host, port=config.port, log_level="warning", access_log=False,
-                    ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
-                    ssl_keyfile=str(config.tls_key) if config.tls_key else None)
+        server = uvicorn.Server(uvicorn.Config(
+            app, log_level="warning", access_log=False,
+            ssl_certfile=str(config.tls_cert) if config.tls_cert else None,
+            ssl_keyfile=str(config.tls_key) if config.tls_key else None))
+        with listener:
+            server.run(sockets=[listener])
     finally:
         store.close()
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    """A listening socket on ``host:port``; ConfigError naming them when it cannot be had."""
+    try:
+        info = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)[0]
+        listener = socket.socket(info[0], socket.SOCK_STREAM)
+    except OSError as exc:
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    try:
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(info[4])
+        listener.listen(2048)
+    except OSError as exc:
+        listener.close()
+        raise ConfigError(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from exc
+    return listener
+
+
+def _check_tls_files(cert: Path, key: Path | None) -> None:
+    """Load the certificate and key once here, so a bad file is named (ssl's own error names none)."""
+    try:
+        ssl.create_default_context(ssl.Purpose.CLIENT_AUTH).load_cert_chain(str(cert), str(key) if key else None)
+    except (ssl.SSLError, OSError) as exc:
+        raise ConfigError(f"cannot use the TLS certificate '{cert}'" + (f" with key '{key}'" if key else "")
+                          + f": {getattr(exc, 'reason', None) or exc}") from exc

@@ -114,3 +114,18 @@ def test_the_collector_command_names_its_extra_when_it_is_missing() -> None:
 def test_serve_refuses_a_bad_mqtt_url(store_url: str) -> None:
     assert run("serve", "--store", store_url, "--mqtt", "http://broker:1883") == (
         1, "Error: MQTT URL 'http://broker:1883' must start mqtt:// or mqtts://\n")
+
+
+def test_serve_names_a_port_in_use_and_a_bad_certificate(store_url: str, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = run("serve", "--store", store_url, "--port", str(port))
+    assert (code, output.splitlines()[-1]) == (1, f"Error: cannot listen on 127.0.0.1:{port}: Address already in use")
+    bad = tmp_path / "bad.pem"
+    bad.write_text("not a certificate\n")
+    code, output = run("serve", "--store", store_url, "--port", "0", "--tls-cert", str(bad), "--tls-key", str(bad))
+    assert code == 1 and output.splitlines()[-1].startswith(f"Error: cannot use the TLS certificate '{bad}'")
