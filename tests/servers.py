@@ -22,7 +22,7 @@ from pathlib import Path
 
 import pytest
 
-__all__ = ["CollectorProcess", "MosquittoBroker", "MosquittoServer", "PostgresServer", "fleet_store_url", "free_port", "missing_server", "mosquitto", "mosquitto_broker", "mosquitto_factory", "postgres_server", "start_postgres"]
+__all__ = ["CollectorProcess", "MosquittoServer", "PostgresServer", "fleet_store_url", "free_port", "missing_server", "mosquitto", "mosquitto_factory", "postgres_server", "start_postgres"]
 
 
 def free_port() -> int:
