@@ -276,7 +276,7 @@ def test_a_device_syncs_through_the_real_collector_stopped_then_started(tmp_path
 
 @pytest.mark.slow
 def test_a_device_syncs_over_mqtt_through_a_real_broker(tmp_path: Path, runner: CliRunner, key_file: Path,
-                                                        mosquitto_broker: Any) -> None:
+                                                        mosquitto_factory: Any) -> None:
     """`sync --url mqtt://...`: the same outbox through mosquitto to a collector subscribed with --mqtt."""
     from collector.stores import open_store
     from tests.servers import CollectorProcess
@@ -285,9 +285,10 @@ def test_a_device_syncs_over_mqtt_through_a_real_broker(tmp_path: Path, runner: 
     fleet = open_store(store_url)
     fleet.add_device("dev-1", DeviceKey.load(key_file).public_text, now=time.time())
     fleet.close()
-    collector = CollectorProcess(store_url, "--mqtt", mosquitto_broker.url, log=tmp_path / "collector.log").start()
+    mosquitto = mosquitto_factory()  # its own broker: the collector's persistent session must not outlive the test
+    collector = CollectorProcess(store_url, "--mqtt", mosquitto.url, log=tmp_path / "collector.log").start()
     db = make_db(tmp_path / "m.db", 3)
-    args = ["sync", "--db", str(db), "--url", mosquitto_broker.url, "--device-id", "dev-1", "--key-file",
+    args = ["sync", "--db", str(db), "--url", mosquitto.url, "--device-id", "dev-1", "--key-file",
             str(key_file), "--once"]
     try:
         # Until the collector's subscription is in place the broker answers 'no matching subscribers'.
