@@ -17,7 +17,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from edge_runtime.errors import EdgeRuntimeError
@@ -33,11 +33,11 @@ class FleetDemoReport:
 
     store: str
     devices: dict[str, Path]
-    offline_sync: dict[str, str] = field(default_factory=dict)  # device -> the failed run's line
-    synced: dict[str, str] = field(default_factory=dict)  # device -> the successful run's line
-    status: str = ""
-    drift: str = ""
-    drift_json: dict[str, object] = field(default_factory=dict)
+    offline_sync: dict[str, str]  # device -> the failed run's line
+    synced: dict[str, str]  # device -> the successful run's line
+    status: str
+    drift: str
+    drift_json: dict[str, object]
 
 
 def collector_installed() -> bool:
@@ -94,7 +94,8 @@ def run_fleet_demo(work_dir: str | Path, bundle: Path, databases: dict[str, Path
     (work / "fleet.db").unlink(missing_ok=True)
     port = _free_port()
     url = f"http://127.0.0.1:{port}"
-    report = FleetDemoReport(store=store, devices=dict(databases))
+    offline_sync: dict[str, str] = {}
+    synced: dict[str, str] = {}
     _run("collector", "add-model", str(bundle), "--store", store)
     keys = {}
     for device in databases:
@@ -109,7 +110,7 @@ def run_fleet_demo(work_dir: str | Path, bundle: Path, databases: dict[str, Path
 
     for device in databases:  # the collector is not running yet: the windows wait on the device
         failed = sync(device)
-        report.offline_sync[device] = _last_line(failed.stderr or failed.stdout)
+        offline_sync[device] = _last_line(failed.stderr or failed.stdout)
     collector = subprocess.Popen(_command("collector", "serve", "--store", store, "--port", str(port)),
                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
@@ -118,15 +119,15 @@ def run_fleet_demo(work_dir: str | Path, bundle: Path, databases: dict[str, Path
             done = sync(device)
             if done.returncode != 0:
                 raise EdgeRuntimeError(f"sync of {device} failed: {_last_line(done.stderr or done.stdout)}")
-            report.synced[device] = _last_line(done.stdout or done.stderr)
+            synced[device] = _last_line(done.stdout or done.stderr)
     finally:
         collector.terminate()
         collector.wait(timeout=30)
     status = _run("fleet", "status", "--store", store).stdout.rstrip()
     drift = _run("fleet", "drift", "--store", store, "--bucket", "1d").stdout.rstrip()
     drift_json = json.loads(_run("fleet", "drift", "--store", store, "--bucket", "1d", "--json").stdout)
-    return FleetDemoReport(store=store, devices=dict(databases), offline_sync=report.offline_sync,
-                           synced=report.synced, status=status, drift=drift, drift_json=drift_json)
+    return FleetDemoReport(store=store, devices=dict(databases), offline_sync=offline_sync, synced=synced,
+                           status=status, drift=drift, drift_json=drift_json)
 
 
 def _last_line(text: str) -> str:
