@@ -15,6 +15,7 @@ The idempotency key of a window is ``(device_id, database_id, model_sha256, seq_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
@@ -33,7 +34,38 @@ __all__ = [
     "PendingPart",
     "StoredWindow",
     "WindowKey",
+    "local_signals",
 ]
+
+# A verdict's status as a rank, the order fleet drift sorts devices by.
+_STATUS_RANK = {"ok": 0, "warn": 1, "drift": 2}
+
+
+def local_signals(verdicts: Sequence[Mapping[str, Any]]) -> dict[str, tuple[int, float]]:
+    """A window's own verdicts in brief: per signal (a feature by name, or ``"prediction"``),
+    the status rank (0 ok, 1 warn, 2 drift) and the severity, the deciding metric's value
+    over its drift threshold (0 when no value can reach the threshold).
+
+    Fleet drift ranks the devices that drove a flagged signal by these, without reading
+    the windows' profiles or verdicts.
+
+    Examples
+    --------
+    >>> local_signals([{"name": "f00", "kind": "numeric", "status": "drift", "value": 0.2, "threshold": 0.1},
+    ...                {"name": "prediction", "kind": "prediction", "status": "ok", "value": 0.01,
+    ...                 "threshold": None}])
+    {'f00': (2, 2.0), 'prediction': (0, 0.0)}
+    """
+    out = {}
+    for row in verdicts:
+        name = "prediction" if row.get("kind") == "prediction" else str(row.get("name"))
+        value, threshold = row.get("value"), row.get("threshold")
+        severity = 0.0
+        if isinstance(value, (int, float)) and isinstance(threshold, (int, float)) and threshold > 0:
+            severity = float(value) / float(threshold)
+            severity = round(severity, 4) if math.isfinite(severity) else 0.0
+        out[name] = (_STATUS_RANK.get(str(row.get("status")), 0), severity)
+    return out
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +110,9 @@ class StoredWindow:
         The device boot the window was sent from.
     drift_count
         Verdicts whose status is ``"drift"``.
+    signals
+        The verdicts in brief (:func:`local_signals`), computed from ``verdicts`` when not
+        given; a store keeps them beside the window, so its light read has them too.
     """
 
     device_id: str
@@ -103,6 +138,12 @@ class StoredWindow:
     outbox_depth: int
     boot_id: str
     drift_count: int
+    signals: Mapping[str, tuple[int, float]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # verdicts first: a light read's signals are parsed only when a view asks for them.
+        if self.verdicts and not self.signals:
+            object.__setattr__(self, "signals", local_signals(self.verdicts))
 
     @property
     def key(self) -> WindowKey:

@@ -55,13 +55,14 @@ from collector.stores.rows import (
     model_to_row,
     part_from_row,
     part_to_row,
+    signals_text,
     window_from_row,
     window_to_row,
 )
 
 __all__ = ["PostgresFleetStore"]
 
-SCHEMA_VERSION = 2  # 2: base_buckets
+SCHEMA_VERSION = 3  # 2: base_buckets; 3: windows.signals
 _T = TypeVar("_T")
 # pg_advisory_xact_lock key under which the schema is created: two processes starting
 # at once would otherwise race on CREATE TABLE IF NOT EXISTS (a duplicate pg_type row).
@@ -109,6 +110,7 @@ CREATE TABLE IF NOT EXISTS windows (
     outbox_depth BIGINT NOT NULL,
     boot_id TEXT NOT NULL,
     drift_count INTEGER NOT NULL,
+    signals TEXT NOT NULL DEFAULT '{}',
     CONSTRAINT windows_idempotency_key UNIQUE (device_id, database_id, model_sha256, seq_first)
 );
 CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at, device_id, database_id, model_sha256, seq_first);
@@ -175,6 +177,25 @@ def _key_args(key: WindowKey) -> tuple[Any, ...]:
     return (key.device_id, key.database_id, key.model_sha256, key.seq_first)
 
 
+def _upgrade(cur: psycopg.Cursor[Any], version: int) -> None:
+    """Bring the tables of an older schema up to date (in the opening transaction, under its lock).
+
+    3: the windows' ``signals`` column, backfilled from their verdicts page by page.
+    """
+    if version < 3:
+        cur.execute("ALTER TABLE windows ADD COLUMN IF NOT EXISTS signals TEXT NOT NULL DEFAULT '{}'")
+        after = 0
+        while True:
+            cur.execute("SELECT id, verdicts FROM windows WHERE id > %s ORDER BY id LIMIT %s", (after, _PAGE))
+            page = cur.fetchall()
+            if page:
+                cur.executemany("UPDATE windows SET signals = %s WHERE id = %s",
+                                [(signals_text(verdicts), id_) for id_, verdicts in page])
+            if len(page) < _PAGE:
+                return
+            after = page[-1][0]
+
+
 def _redacted(url: str) -> str:
     """The URL without its password, for messages."""
     head, at, tail = url.rpartition("@")
@@ -213,6 +234,7 @@ class PostgresFleetStore:
             if version is None:
                 cur.execute("INSERT INTO collector_schema (version) VALUES (%s)", (SCHEMA_VERSION,))
             elif version < SCHEMA_VERSION:
+                _upgrade(cur, version)
                 cur.execute("UPDATE collector_schema SET version = %s", (SCHEMA_VERSION,))
             elif version > SCHEMA_VERSION:
                 raise FleetStoreError(f"fleet store '{_redacted(url)}' has schema version {version}; this "

@@ -50,13 +50,14 @@ from collector.stores.rows import (
     model_to_row,
     part_from_row,
     part_to_row,
+    signals_text,
     window_from_row,
     window_to_row,
 )
 
 __all__ = ["SQLiteFleetStore"]
 
-SCHEMA_VERSION = 2  # 2: base_buckets
+SCHEMA_VERSION = 3  # 2: base_buckets; 3: windows.signals
 _T = TypeVar("_T")
 
 _SCHEMA = """
@@ -100,6 +101,7 @@ CREATE TABLE IF NOT EXISTS windows (
     outbox_depth INTEGER NOT NULL,
     boot_id TEXT NOT NULL,
     drift_count INTEGER NOT NULL,
+    signals TEXT NOT NULL DEFAULT '{}',
     UNIQUE (device_id, database_id, model_sha256, seq_first)
 );
 CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at, device_id, database_id, model_sha256, seq_first);
@@ -162,6 +164,24 @@ def _key_args(key: WindowKey) -> tuple[Any, ...]:
     return (key.device_id, key.database_id, key.model_sha256, key.seq_first)
 
 
+def _upgrade(db: sqlite3.Connection) -> None:
+    """Bring the tables of an older schema up to date (in the opening transaction).
+
+    3: the windows' ``signals`` column, backfilled from their verdicts page by page.
+    """
+    if not any(row[1] == "signals" for row in db.execute("PRAGMA table_info(windows)")):
+        db.execute("ALTER TABLE windows ADD COLUMN signals TEXT NOT NULL DEFAULT '{}'")
+        after = 0
+        while True:
+            page = db.execute("SELECT id, verdicts FROM windows WHERE id > ? ORDER BY id LIMIT ?",
+                              (after, _PAGE)).fetchall()
+            db.executemany("UPDATE windows SET signals = ? WHERE id = ?",
+                           [(signals_text(verdicts), id_) for id_, verdicts in page])
+            if len(page) < _PAGE:
+                return
+            after = page[-1][0]
+
+
 class SQLiteFleetStore:
     """A :class:`~collector.stores.base.FleetStore` in one SQLite file.
 
@@ -207,6 +227,7 @@ class SQLiteFleetStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                _upgrade(db)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise FleetStoreError(f"cannot open fleet store '{self.path}': {exc}") from exc

@@ -25,7 +25,7 @@ import json
 import math
 import struct
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 import numpy as np
@@ -37,6 +37,7 @@ from edge_runtime.monitoring.sketches import (
     NumericSketch,
     add_thinned_blocks,
     block_moments,
+    empty_sketch,
     sketch_from_bytes,
     thin_block,
 )
@@ -302,8 +303,27 @@ class Profile:
         return b"".join((_HEAD.pack(_MAGIC, _VERSION, len(header)), header, *blobs))
 
     @classmethod
-    def from_bytes(cls, data: bytes) -> Profile:
-        """Read bytes written by :meth:`to_bytes`."""
+    def from_bytes(cls, data: bytes, *, features: Collection[str] | None = None) -> Profile:
+        """Read bytes written by :meth:`to_bytes`.
+
+        With ``features``, only those features' sketches are read; every other feature is an
+        empty sketch of its kind (its bytes skipped, only its tag looked at), so the profile
+        keeps its schema: judged with :func:`~edge_runtime.monitoring.drift.assess_window`,
+        the features read get the verdicts a whole read gives them (the family-wise alpha
+        is split over the same tests). The sections besides the features are always read.
+
+        Examples
+        --------
+        >>> import numpy as np
+        >>> from edge_runtime.serving.schema import FeatureSpec, InputSchema, OutputSchema, Task
+        >>> inputs = InputSchema(features=(FeatureSpec(name="a"), FeatureSpec(name="b")))
+        >>> outputs = OutputSchema(task=Task.REGRESSION, score_output="y")
+        >>> profile = Profile.for_schema(inputs, outputs)
+        >>> _ = profile.update_matrix(np.ones((10, 2), dtype=np.float32), scores=np.ones(10))
+        >>> only = Profile.from_bytes(profile.to_bytes(), features={"b"})
+        >>> only.features["a"].count, only.features["b"].count, only.scores.count
+        (0, 10, 10)
+        """
         try:
             magic, version, header_length = _HEAD.unpack_from(data)
         except struct.error as exc:
@@ -318,17 +338,19 @@ class Profile:
         except (UnicodeDecodeError, json.JSONDecodeError) as exc:
             raise BundleFormatError(f"profile header is corrupt: {exc}") from exc
         offset = start + header_length
-        features: dict[str, NumericSketch | CategoricalSketch] = {}
+        features_read: dict[str, NumericSketch | CategoricalSketch] = {}
         class_scores: dict[str, NumericSketch] = {}
         found: dict[str, Any] = {}
         for section, name, length in header["entries"]:
-            blob = data[offset:offset + length]
-            if len(blob) != length:
+            if offset + length > len(data):
                 raise BundleFormatError("profile bytes are truncated")
             offset += length
-            sketch = sketch_from_bytes(blob)
+            if section == "feature" and features is not None and name not in features:
+                features_read[name] = empty_sketch(data[offset - length:offset - length + 4])  # the tag only
+                continue
+            sketch = sketch_from_bytes(data[offset - length:offset])
             if section == "feature":
-                features[name] = sketch
+                features_read[name] = sketch
             elif section == "class_score" and isinstance(sketch, NumericSketch):
                 class_scores[name] = sketch
             else:
@@ -336,7 +358,7 @@ class Profile:
         if "scores" not in found or "latency" not in found:
             raise BundleFormatError("profile lacks its scores or latency sketch")
         errors = found.get("multivariate")
-        return cls(features, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]),
+        return cls(features_read, found.get("predictions"), found["scores"], found["latency"], int(header["rows"]),
                    class_scores, multivariate=errors if isinstance(errors, NumericSketch) else None)
 
     def __repr__(self) -> str:

@@ -42,7 +42,7 @@ import numpy as np
 from edge_runtime.errors import BundleFormatError
 
 __all__ = ["DEFAULT_K", "REFERENCE_K", "SORT_CHUNK", "CategoricalSketch", "NumericSketch", "add_thinned_blocks",
-           "block_moments", "order_keys", "sketch_from_bytes", "thin_block"]
+           "block_moments", "empty_sketch", "order_keys", "sketch_from_bytes", "thin_block"]
 
 DEFAULT_K = 200
 # The reference profile is built once, at export, and compared with every
@@ -668,6 +668,15 @@ def order_keys(values: np.ndarray) -> np.ndarray:
     bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
     # Negative floats order backwards as integers: flip all their bits; set the sign bit of the rest.
     return bits ^ ((-(bits >> np.uint32(31))).astype(np.uint32) | np.uint32(0x80000000))
+
+
+def empty_sketch(data: bytes) -> NumericSketch | CategoricalSketch:
+    """An empty sketch of the kind ``data`` holds, by its tag alone (the rest is not read)."""
+    if data[:4] == _NUMERIC_MAGIC:
+        return NumericSketch()
+    if data[:4] == _CATEGORICAL_MAGIC:
+        return CategoricalSketch()
+    raise BundleFormatError(f"unknown sketch tag {data[:4]!r}")
 
 
 def sketch_from_bytes(data: bytes) -> NumericSketch | CategoricalSketch:
