@@ -16,9 +16,12 @@ lands in the right bucket), it
   aside: the collector holds no bundle's PCA model);
 * lists the devices that contributed, the share of them that drifted locally
   (a window of theirs in the bucket has a drift verdict of its own), and for each
-  flagged (warn or drift) feature the devices that drove it: each device's windows
-  of the bucket merged and judged the same way, and how many of its windows
-  flagged the feature on the device.
+  flagged (warn or drift) feature the devices that drove it. Each device is ranked by
+  its windows' own verdicts of the signal (:attr:`StoredWindow.signals`: how many of its
+  windows flagged it on the device, how many drifted, then their mean severity), and the
+  top :data:`JUDGED_DEVICES` of each flagged signal are judged the fleet's way: their
+  windows of the bucket merged and judged as one (only the flagged features' sketches
+  read). The others are listed with their local counts alone.
 
 A model the collector has no reference for (not registered, or registered without
 a reference profile) is reported as unassessed, with its windows and devices.
@@ -26,10 +29,11 @@ a reference profile) is reported as unassessed, with its windows and devices.
 For the query to stay fast over many windows, a store merges each window into a
 base time bucket at ingest (:mod:`collector.stores.bucketing`), and the query passes
 those to :func:`fleet_drift` as ``bucket_profiles``, with windows read without their
-profile and verdicts (``FleetStore.windows(with_profile=False)``): the buckets' profiles
-then come from the base buckets, and only a bucket that flags a signal (or has no
-base bucket) reads its windows whole, through ``read_windows``, to say which devices
-drove it.
+profile and verdicts (``FleetStore.windows(with_profile=False)``, which keeps their
+``signals``): the buckets' profiles then come from the base buckets, a bucket that flags a
+signal ranks its devices by their windows' signals, and reads whole only the windows of the
+devices it judges (``read_device_windows``); a bucket without a base bucket reads its
+windows whole (``read_windows``).
 
 Examples
 --------
@@ -42,22 +46,27 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, empty_like
-from collector.stores.base import FleetStore, ModelRecord, StoredWindow
+from collector.stores.base import FleetStore, ModelRecord, StoredWindow, WindowKey
 from edge_runtime.config import DriftPolicy
 from edge_runtime.errors import BundleFormatError
 from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import DriftStatus, FeatureDrift, WindowDrift, assess_window
 from edge_runtime.monitoring.reports import DriftSummary
 
-__all__ = ["DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift", "matches_model",
-           "query_fleet_drift"]
+__all__ = ["JUDGED_DEVICES", "DeviceDrift", "FleetBucket", "FleetDrift", "UnassessedModel", "fleet_drift",
+           "matches_model", "query_fleet_drift"]
 
 _RANK = {DriftStatus.OK: 0, DriftStatus.WARN: 1, DriftStatus.DRIFT: 2}
+# Per flagged signal of a bucket, how many of the devices that drove it (ranked by their
+# windows' own verdicts) are judged on their merged windows. Each costs reading its windows
+# of the bucket (~0.1 ms a window for a few features' sketches), so a bucket of 1,000
+# devices, many of them shifted, stays well under a second.
+JUDGED_DEVICES = 10
 
 
 # ------------------------------------------------------------------ reports
@@ -65,9 +74,12 @@ _RANK = {DriftStatus.OK: 0, DriftStatus.WARN: 1, DriftStatus.DRIFT: 2}
 class DeviceDrift:
     """One device's part in a flagged verdict of a fleet bucket.
 
-    ``verdict`` judges the device's windows of the bucket merged (None when their
-    profiles were not read); ``local_flagged`` counts its windows whose own verdict
-    of the signal, on the device, was warn or drift, ``local_drifted`` drift.
+    ``verdict`` judges the device's windows of the bucket merged: None when the device
+    was not among the :data:`JUDGED_DEVICES` judged for the signal (``judged`` False), or
+    its profiles could not be read. ``local_flagged`` counts its windows whose own verdict
+    of the signal, on the device, was warn or drift, ``local_drifted`` drift, and
+    ``local_severity`` is the mean over its windows of that verdict's value over its
+    drift threshold.
     """
 
     device_id: str
@@ -76,10 +88,13 @@ class DeviceDrift:
     local_flagged: int
     local_drifted: int
     verdict: FeatureDrift | None
+    local_severity: float = 0.0
+    judged: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return {"device_id": self.device_id, "windows": self.windows, "rows": self.rows,
                 "local_flagged": self.local_flagged, "local_drifted": self.local_drifted,
+                "local_severity": self.local_severity, "judged": self.judged,
                 "verdict": self.verdict.to_dict() if self.verdict is not None else None}
 
 
@@ -89,7 +104,8 @@ class FleetBucket:
 
     ``features``, ``prediction``, ``multivariate`` and ``summary`` have the shapes of a
     window of ``edge-runtime drift --json``; ``drivers`` names, per flagged signal
-    (a feature, or ``prediction``), the devices that drove it, the most drifted first.
+    (a feature, or ``prediction``), the devices that drove it, the most drifted first;
+    ``judged_devices`` are those of them judged on their merged windows.
     """
 
     model: str
@@ -107,6 +123,7 @@ class FleetBucket:
     multivariate: FeatureDrift | None = None  # never judged here: the collector has no PCA model
     drivers: Mapping[str, tuple[DeviceDrift, ...]] = field(default_factory=dict)
     unreadable: int = 0  # windows whose profile could not be read or merged (left out)
+    judged_devices: tuple[str, ...] = ()
 
     @property
     def drifted_share(self) -> float:
@@ -130,7 +147,8 @@ class FleetBucket:
                 "features": {name: verdict.to_dict() for name, verdict in self.features.items()},
                 "prediction": self.prediction.to_dict() if self.prediction is not None else None,
                 "multivariate": self.multivariate.to_dict() if self.multivariate is not None else None,
-                "drivers": {name: [d.to_dict() for d in devices] for name, devices in self.drivers.items()}}
+                "drivers": {name: [d.to_dict() for d in devices] for name, devices in self.drivers.items()},
+                "judged_devices": list(self.judged_devices)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -163,14 +181,30 @@ class FleetDrift:
 
 
 # ------------------------------------------------------------------ the view
-def _local_flags(window: StoredWindow) -> dict[str, tuple[bool, bool]]:
-    """Per signal of a window's own verdicts: (flagged: warn or drift, drifted)."""
-    out = {}
-    for row in window.verdicts:
-        name = "prediction" if row.get("kind") == "prediction" else str(row.get("name"))
-        status = row.get("status")
-        out[name] = (status in ("warn", "drift"), status == "drift")
-    return out
+@dataclass(slots=True)
+class _LocalTally:
+    """One device's windows' own verdicts of one signal, added up: what ranks it among the drivers."""
+
+    flagged: int = 0
+    drifted: int = 0
+    severity: float = 0.0  # the sum: over the windows, the mean
+
+    def rank(self, windows: int) -> tuple[int, int, float]:
+        return (self.flagged, self.drifted, self.severity / windows if windows else 0.0)
+
+
+def _tally(windows: Sequence[StoredWindow], signals: Sequence[str]) -> dict[str, _LocalTally]:
+    tallies = {signal: _LocalTally() for signal in signals}
+    for window in windows:
+        own = window.signals
+        for signal, tally in tallies.items():
+            found = own.get(signal)
+            if found is not None:
+                rank, severity = found
+                tally.flagged += rank > 0
+                tally.drifted += rank > 1
+                tally.severity += severity
+    return tallies
 
 
 def _drifted_locally(window: StoredWindow) -> bool:
@@ -203,7 +237,9 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
                 since: float | None = None,
                 bucket_profiles: Mapping[tuple[str, float], bytes] | None = None,
                 base_seconds: float = BASE_BUCKET_SECONDS,
-                read_windows: Callable[[str, float, float], Iterable[StoredWindow]] | None = None) -> FleetDrift:
+                read_windows: Callable[[str, float, float], Iterable[StoredWindow]] | None = None,
+                read_device_windows: Callable[[str, str, float, float], Iterable[StoredWindow]] | None = None,
+                judged_devices: int = JUDGED_DEVICES) -> FleetDrift:
     """Merge every device's windows per model version and time bucket, and judge each bucket.
 
     Parameters
@@ -232,7 +268,14 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
         ``read_windows(model_sha256, start, end)``: the whole windows (profile and
         verdicts) of a model closed in ``[start, end)``. Called for a bucket whose
         windows came without their profile (empty) when it needs them: it flags a
-        signal (to judge each device), or no base bucket covers it.
+        signal and ``read_device_windows`` is not given, or no base bucket covers it.
+    read_device_windows : callable, optional
+        ``read_device_windows(model_sha256, device_id, start, end)``: the whole windows of
+        one device, as ``read_windows``. Called, in a bucket that flags a signal, for each
+        device judged on its merged windows.
+    judged_devices : int
+        Per flagged signal, how many of the devices that drove it, ranked by their windows'
+        own verdicts, are judged on their merged windows.
 
     Returns
     -------
@@ -282,8 +325,10 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
             base = [bucket_profiles[key] for key in ((sha, start + i * base_seconds) for i in range(steps))
                     if key in bucket_profiles]
         load = functools.partial(read_windows, sha, start, start + bucket_seconds) if read_windows else None
+        load_device = (functools.partial(_device_reader, read_device_windows, sha, start, start + bucket_seconds)
+                       if read_device_windows else None)
         buckets.append(_judge_bucket(sha, names[sha], start, start + bucket_seconds, members,
-                                     references_read[sha], policy, base, load))
+                                     references_read[sha], policy, base, load, load_device, judged_devices))
     return FleetDrift(
         bucket_seconds=float(bucket_seconds), buckets=tuple(buckets),
         unassessed=tuple(UnassessedModel(model=names[sha][0], version=names[sha][1], model_sha256=sha,
@@ -292,49 +337,63 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
                          for sha, (reason, members) in sorted(unassessed.items(), key=lambda i: names[i[0]])))
 
 
+def _device_reader(read: Callable[[str, str, float, float], Iterable[StoredWindow]], sha: str, start: float,
+                   end: float, device: str) -> Iterable[StoredWindow]:
+    return read(sha, device, start, end)
+
+
 def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, members: Sequence[StoredWindow],
                   reference: Profile, policy: DriftPolicy, base: list[bytes] | None,
-                  load: Callable[[], Iterable[StoredWindow]] | None = None) -> FleetBucket:
+                  load: Callable[[], Iterable[StoredWindow]] | None = None,
+                  load_device: Callable[[str], Iterable[StoredWindow]] | None = None,
+                  judged_devices: int = JUDGED_DEVICES) -> FleetBucket:
     by_device: dict[str, list[StoredWindow]] = {}
     for window in members:
         by_device.setdefault(window.device_id, []).append(window)
+    whole: dict[WindowKey, StoredWindow] | None = None
 
-    def read_whole() -> None:
-        """The members read whole (profile and verdicts), when they came without them."""
-        nonlocal by_device
-        if load is None or all(w.profile for w in members):
-            return
-        wanted = {w.key for w in members}
-        whole = {w.key: w for w in load() if w.key in wanted}
-        by_device = {}
-        for window in members:
-            by_device.setdefault(window.device_id, []).append(whole.get(window.key, window))
-    # Each device's windows merged first: the bucket is their merge (unless base buckets
-    # give it), and a flagged signal is judged per device without reading a profile twice.
-    device_profiles: dict[str, Profile] = {}
+    def windows_whole(device: str, *, alone: bool) -> list[StoredWindow]:
+        """The device's members read whole (profile and verdicts), when they came without them:
+        ``alone``, by the device's own read (when given), else by one read of the bucket."""
+        nonlocal whole
+        own = by_device[device]
+        if all(w.profile for w in own):
+            return own
+        if alone and load_device is not None:
+            wanted = {w.key for w in own}
+            found = {w.key: w for w in load_device(device) if w.key in wanted}
+        else:
+            if whole is None:
+                keys = {w.key for w in members}
+                whole = {w.key: w for w in load() if w.key in keys} if load is not None else {}
+            found = whole
+        return [found.get(w.key, w) for w in own]
+
     unreadable = 0
 
-    def read_devices() -> None:
+    def merged(windows: Iterable[StoredWindow], features: Collection[str] | None = None) -> Profile | None:
+        """The windows' profiles merged (only ``features``' sketches read, when given)."""
         nonlocal unreadable
-        read_whole()
-        for device, own in by_device.items():
-            merged: Profile | None = None
-            for window in own:
-                if not window.profile:
-                    continue
-                try:
-                    profile = Profile.from_bytes(window.profile)
-                    merged = (merged if merged is not None else empty_like(profile)).merge(profile)
-                except (BundleFormatError, ValueError):
-                    unreadable += 1
-            if merged is not None:
-                device_profiles[device] = merged
+        out: Profile | None = None
+        for window in windows:
+            if not window.profile:
+                continue
+            try:
+                profile = Profile.from_bytes(window.profile, features=features)
+                out = (out if out is not None else empty_like(profile)).merge(profile)
+            except (BundleFormatError, ValueError):
+                unreadable += 1
+        return out
 
+    # Without base buckets, the bucket is its devices' windows merged, each device's first:
+    # a flagged signal then judges the devices without reading a profile twice.
+    device_profiles: dict[str, Profile | None] = {}
     bucket: Profile | None = None
-    if not base:  # no base bucket (none given, or none stored for this range): the windows' own profiles
-        read_devices()
-        for profile in device_profiles.values():
-            bucket = (bucket if bucket is not None else empty_like(profile)).merge(profile)
+    if not base:  # none given, or none stored for this range
+        for device in by_device:
+            device_profiles[device] = profile = merged(windows_whole(device, alone=False))
+            if profile is not None:
+                bucket = (bucket if bucket is not None else empty_like(profile)).merge(profile)
     else:
         for blob in base:
             part = Profile.from_bytes(blob)
@@ -346,22 +405,33 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
     if drift.prediction is not None and drift.prediction.status is not DriftStatus.OK:
         flagged.append("prediction")
     drivers: dict[str, tuple[DeviceDrift, ...]] = {}
+    judged: list[str] = []
     if flagged:
-        if base:
-            read_devices()
-        device_drift = {device: assess_window(reference, profile, policy)
-                        for device, profile in device_profiles.items()}
+        # Every device ranked by its windows' own verdicts of each flagged signal; the top
+        # ones of each are judged on their merged windows, reading only the flagged features.
+        tallies = {device: _tally(own, flagged) for device, own in by_device.items()}
+        for signal in flagged:
+            ranked = sorted(by_device, key=lambda d: tallies[d][signal].rank(len(by_device[d])), reverse=True)
+            judged += [d for d in ranked[:judged_devices] if d not in judged]
+        features = {signal for signal in flagged if signal != "prediction"}
+        device_drift: dict[str, WindowDrift] = {}
+        for device in judged:
+            profile = device_profiles[device] if device in device_profiles else merged(
+                windows_whole(device, alone=True), features)
+            if profile is not None:
+                device_drift[device] = assess_window(reference, profile, policy)
         for signal in flagged:
             rows = []
             for device, own in by_device.items():
-                flags = [_local_flags(w).get(signal, (False, False)) for w in own]
+                tally = tallies[device][signal]
                 verdict = _signal(device_drift[device], signal) if device in device_drift else None
-                local_flagged = sum(f for f, _ in flags)
-                if local_flagged or (verdict is not None and verdict.status is not DriftStatus.OK):
+                if tally.flagged or (verdict is not None and verdict.status is not DriftStatus.OK):
                     rows.append(DeviceDrift(device_id=device, windows=len(own), rows=sum(w.rows for w in own),
-                                            local_flagged=local_flagged, local_drifted=sum(d for _, d in flags),
-                                            verdict=verdict))
-            rows.sort(key=lambda d: (*_severity(d.verdict), d.local_flagged), reverse=True)
+                                            local_flagged=tally.flagged, local_drifted=tally.drifted,
+                                            local_severity=tally.rank(len(own))[2], verdict=verdict,
+                                            judged=device in judged))
+            rows.sort(key=lambda d: (*_severity(d.verdict), d.local_flagged, d.local_drifted, d.local_severity),
+                      reverse=True)
             drivers[signal] = tuple(rows)
     return FleetBucket(model=name[0], version=name[1], model_sha256=sha, start=start, end=end,
                        windows=len(members), rows=sum(w.rows for w in members),
@@ -369,7 +439,8 @@ def _judge_bucket(sha: str, name: tuple[str, str], start: float, end: float, mem
                        drifted_devices=tuple(sorted(d for d, own in by_device.items()
                                                     if any(_drifted_locally(w) for w in own))),
                        summary=DriftSummary.from_dict(drift.summary()), features=drift.features,
-                       prediction=drift.prediction, multivariate=None, drivers=drivers, unreadable=unreadable)
+                       prediction=drift.prediction, multivariate=None, drivers=drivers, unreadable=unreadable,
+                       judged_devices=tuple(sorted(judged)))
 
 
 def query_fleet_drift(store: FleetStore, policy: DriftPolicy | None = None, *, bucket_seconds: float = 3600.0,
@@ -396,6 +467,8 @@ def query_fleet_drift(store: FleetStore, policy: DriftPolicy | None = None, *, b
         return fleet_drift(store.windows(since=bounded, with_profile=False), references, policy,
                            bucket_seconds=bucket_seconds, model=model, since=since,
                            bucket_profiles=store.bucket_profiles(since=base_since),
-                           read_windows=lambda sha, start, end: store.windows(sha, start, end))
+                           read_windows=lambda sha, start, end: store.windows(sha, start, end),
+                           read_device_windows=lambda sha, device, start, end: store.windows(
+                               sha, start, end, device_id=device))
     return fleet_drift(store.windows(since=bounded), references, policy, bucket_seconds=bucket_seconds,
                        model=model, since=since)

@@ -169,13 +169,15 @@ def test_the_store_query_reads_buckets_and_only_the_flagged_bucket_whole(shifted
 
         def windows_spied(*args, **kwargs):  # type: ignore[no-untyped-def]
             if kwargs.get("with_profile", True):
-                whole_reads.append(args)
+                whole_reads.append((*args, kwargs.get("device_id")))
             return reading(*args, **kwargs)
 
         store.windows = windows_spied  # type: ignore[method-assign]
         report = query_fleet_drift(store)
         assert [b.flagged for b in report.buckets] == [b.flagged for b in direct.buckets] == [[], ["f02"]]
-        assert whole_reads == [(model.sha256, HOUR + 3600, HOUR + 7200)]  # the flagged bucket only
+        # The flagged bucket only, device by device: all three judged (fewer than JUDGED_DEVICES).
+        assert sorted(whole_reads) == [(model.sha256, HOUR + 3600, HOUR + 7200, f"dev-00{d}") for d in range(3)]
+        assert report.buckets[1].judged_devices == ("dev-000", "dev-001", "dev-002")
         (driver,) = report.buckets[1].drivers["f02"]  # judged on its own windows, read whole for it
         expected = direct.buckets[1].drivers["f02"][0].verdict
         assert driver.device_id == "dev-001" and driver.verdict is not None and expected is not None

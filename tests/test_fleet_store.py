@@ -383,6 +383,7 @@ def test_the_light_read_leaves_profile_and_verdicts_out(store: FleetStore) -> No
     assert [same(a, replace(b, profile=b"", verdicts=[])) for a, b in zip(light, written[1:], strict=True)] == [
         True, True]
     assert [w.drift_count for w in light] == [1, 1]
+    assert [dict(w.signals) for w in light] == [{"age": (2, 0.0)}] * 2  # the verdicts in brief stay
 
 
 def test_arrivals_commit_together(store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
@@ -424,6 +425,63 @@ def test_the_document_as_received_stands_for_the_verdicts(store: FleetStore) -> 
                                    received_at=5.0, window=replace(written, verdicts=[]), document_json=document)])
     (read,) = store.windows()
     assert read.verdicts == written.verdicts
+    assert dict(read.signals) == dict(written.signals) == {"age": (2, 0.0)}  # the brief, from the document
+
+
+def _as_schema_2(url: str) -> None:
+    """Turn a store into one written before the windows' signals (schema 2): the column dropped."""
+    if url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+            db.execute("ALTER TABLE windows DROP COLUMN signals")
+            db.execute("PRAGMA user_version=2")
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        row = conn.execute("SELECT max(version) FROM collector_schema").fetchone()
+        assert row is not None and row[0] == 3
+        conn.execute("ALTER TABLE windows DROP COLUMN signals")
+        conn.execute("UPDATE collector_schema SET version = 2")
+
+
+def test_a_schema_2_store_is_upgraded_and_its_windows_signals_backfilled(store_url: str) -> None:
+    import json
+
+    from collector.stores import Arrival
+
+    verdicts = [{"name": "age", "kind": "numeric", "status": "warn", "value": 0.2, "threshold": 0.1},
+                {"name": "income", "kind": "numeric", "status": "ok", "value": 0.05, "threshold": None},
+                {"name": "prediction", "kind": "prediction", "status": "drift", "value": 0.3, "threshold": 0.1}]
+    written = [window(seq, closed_at=100.0 * seq, verdicts=verdicts[seq - 1:]) for seq in range(1, 4)]
+    store = open_store(store_url)
+    try:
+        for w in written[:2]:
+            store.insert_window(w)
+        # The third as ingest stores it: its document as received in the verdicts column.
+        document = json.dumps({"verdicts": written[2].verdicts}).encode()
+        store.add_device("pump-7", KEY, now=0.0)
+        store.record_arrivals([Arrival(device_id="pump-7", boot_id="boot-1", sent_wall=300.0, sent_mono=300.0,
+                                       received_at=300.0, window=written[2], document_json=document)])
+    finally:
+        store.close()
+    _as_schema_2(store_url)
+    store = open_store(store_url)  # upgraded: the column added, and filled from the verdicts
+    try:
+        light = list(store.windows(with_profile=False))
+        assert [dict(w.signals) for w in light] == [
+            {"age": (1, 2.0), "income": (0, 0.0), "prediction": (2, 3.0)},
+            {"income": (0, 0.0), "prediction": (2, 3.0)},
+            {"prediction": (2, 3.0)}]
+        assert [same(a, b) for a, b in zip(store.windows(), written[:2])] == [True, True]
+        store.insert_window(window(4, closed_at=400.0, verdicts=verdicts))  # and it takes new windows
+        assert dict(list(store.windows(since=400.0, with_profile=False))[0].signals)["age"] == (1, 2.0)
+    finally:
+        store.close()
+    store = open_store(store_url)  # opened again: nothing left to upgrade
+    store.close()
 
 
 def _insert_in_a_process(url: str, windows: list[StoredWindow], barrier: Any) -> None:

@@ -111,8 +111,9 @@ class StoredWindow:
     drift_count
         Verdicts whose status is ``"drift"``.
     signals
-        The verdicts in brief (:func:`local_signals`), computed from ``verdicts`` when not
-        given; a store keeps them beside the window, so its light read has them too.
+        The verdicts in brief (:func:`local_signals`): computed from ``verdicts`` when there
+        are any (what is passed is then ignored), else as given. A store keeps them beside
+        the window, so its light read (no verdicts) has them too.
     """
 
     device_id: str
@@ -141,8 +142,9 @@ class StoredWindow:
     signals: Mapping[str, tuple[int, float]] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
-        # verdicts first: a light read's signals are parsed only when a view asks for them.
-        if self.verdicts and not self.signals:
+        # Derived whenever the verdicts are there, so a window copied with other verdicts
+        # (dataclasses.replace) never keeps a stale brief; as given only without them (a light read).
+        if self.verdicts:
             object.__setattr__(self, "signals", local_signals(self.verdicts))
 
     @property

@@ -79,7 +79,7 @@ class _SignalsText(Mapping[str, tuple[int, float]]):
         return repr(self._signals())
 
 
-def signals_text(verdicts_text: str) -> str:
+def signals_text(verdicts_text: str | bytes) -> str:
     """The ``signals`` column of a window from its ``verdicts`` column (a store's upgrade backfills it so)."""
     verdicts = json.loads(verdicts_text)
     if isinstance(verdicts, dict):  # the document as received
@@ -102,7 +102,8 @@ def window_to_row(window: StoredWindow, document_json: bytes | None = None) -> t
         elif name == "profile":
             value = bytes(value)
         elif name == "signals":
-            value = _dump(dict(value))
+            # A window handed over with its document but no verdicts decoded: the brief comes from the document.
+            value = _dump(dict(value)) if value or document_json is None else signals_text(document_json)
         values.append(value)
     return tuple(values)
 
