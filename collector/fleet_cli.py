@@ -145,7 +145,10 @@ def _bucket_lines(bucket: FleetBucket) -> list[str]:
     for signal, drivers in bucket.drivers.items():
         named = "; ".join(_driver(d) for d in drivers[:5]) or "no single device"
         more = f"; and {len(drivers) - 5} more" if len(drivers) > 5 else ""
-        lines.append(f"  {signal} driven by {named}{more}")
+        judged = sum(d.judged for d in drivers)
+        # Said only when some were not: the rest are ranked by their windows' own verdicts.
+        note = f" ({judged} of {len(drivers)} judged on their merged windows)" if judged < len(drivers) else ""
+        lines.append(f"  {signal} driven by {named}{more}{note}")
     return lines
 
 

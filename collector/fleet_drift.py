@@ -122,7 +122,7 @@ class FleetBucket:
     prediction: FeatureDrift | None
     multivariate: FeatureDrift | None = None  # never judged here: the collector has no PCA model
     drivers: Mapping[str, tuple[DeviceDrift, ...]] = field(default_factory=dict)
-    unreadable: int = 0  # windows whose profile could not be read or merged (left out)
+    unreadable: int = 0  # windows read whose profile could not be read or merged (left out)
     judged_devices: tuple[str, ...] = ()
 
     @property

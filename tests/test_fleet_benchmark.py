@@ -40,6 +40,13 @@ def _check(result: dict, windows: int) -> None:
         assert seen == windows, store  # the query over the base buckets counts every stored window
     for label, figures in result["ingest"].items():
         assert figures["median"] > 0 and len(figures["runs"]) == 1, label
+    # The second fleet, devices 0 and 5 of 6 shifted: its buckets flag, and the query names them.
+    assert result["shifted_devices"] == 2
+    for store, found in result["query_flagged"].items():
+        assert result["query_flagged_windows"][store] == windows, store
+        assert found["flagged_buckets"] >= 1 and "f02" in found["signals"], (store, found)
+        assert set(found["top_drivers"]) <= {"dev-000", "dev-005"} and found["judged"] >= 2, (store, found)
+        assert result["query_flagged_s"][store]["median"] > 0
 
 
 def test_the_in_process_subset_stores_every_window_once_and_queries_them_all(bench: ModuleType) -> None:
@@ -48,6 +55,7 @@ def test_the_in_process_subset_stores_every_window_once_and_queries_them_all(ben
     assert list(result["ingest"]) == ["sqlite in process (4 threads)"]
     page = bench.page(result, "python benchmarks/fleet.py --devices 6", None)
     assert "| sqlite in process (4 threads) |" in page and "## Fleet drift query" in page
+    assert "| 2 devices shifted | sqlite | 12 |" in page
 
 
 @pytest.mark.slow
@@ -55,6 +63,7 @@ def test_the_http_and_postgresql_subset(bench: ModuleType, postgres_server) -> N
     result = bench.measure(devices=6, windows=2, features=4, rows=300, repeats=1, threads=4, clients=1,
                            client_threads=2, http=True, postgres=postgres_server.url)
     _check(result, 12)
+    assert set(result["query_flagged"]) == {"sqlite", "postgresql"}
     assert set(result["ingest"]) == {
         "sqlite in process (4 threads)", "sqlite over HTTP, 1 collector process",
         "postgresql in process (4 threads)", "postgresql over HTTP, 1 collector process",

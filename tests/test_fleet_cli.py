@@ -47,6 +47,19 @@ def test_fleet_drift_names_the_shift_and_its_device(store_url: str) -> None:
         "not assessed: unknown model (2 windows from 1 device)")
 
 
+def test_fleet_drift_text_says_how_many_drivers_were_judged() -> None:
+    from collector.fleet_cli import format_fleet_drift
+    from collector.fleet_drift import fleet_drift
+
+    model, windows = simulate_fleet(devices=8, windows_per_device=6, features=6, rows=2000, seed=3,
+                                    shifts=(Shift(device=3, feature=2, delta=0.6), Shift(device=5, feature=2, delta=0.3)),
+                                    start=HOUR - 300.0)
+    lines = format_fleet_drift(fleet_drift(windows, {model.sha256: model}, judged_devices=1)).splitlines()
+    (line,) = [line for line in lines if line.startswith("  f02 driven by ")]
+    assert line.startswith("  f02 driven by dev-003: ks ") and line.endswith(
+        "; dev-005: 6 of 6 windows flagged locally (1 of 2 judged on their merged windows)")
+
+
 def test_fleet_drift_json_selects_model_since_and_bucket(store_url: str) -> None:
     args = ["drift", "--store", store_url, "--json", "--model", "sim", "--bucket", "2h",
             "--since", "2027-01-15T08:00:00Z"]

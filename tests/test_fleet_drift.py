@@ -194,3 +194,76 @@ def test_the_store_query_reads_buckets_and_only_the_flagged_bucket_whole(shifted
                                                                        for b in same.buckets]
     finally:
         store.close()
+
+
+# ------------------------------------------------------------------ many devices, some shifted
+TWO_SHIFTED = (Shift(device=3, feature=2, delta=0.6), Shift(device=5, feature=2, delta=0.3))
+
+
+@pytest.fixture(scope="module")
+def crowd() -> tuple[ModelRecord, list[StoredWindow]]:
+    """Eight devices, six 10-minute windows each in one hour; dev-003 and dev-005 shifted in f02."""
+    return simulate_fleet(devices=8, windows_per_device=6, features=6, rows=2000, seed=3, shifts=TWO_SHIFTED,
+                          start=HOUR - 300.0)
+
+
+def test_a_flagged_bucket_judges_its_top_devices_and_lists_the_rest_by_their_own_verdicts(crowd) -> None:
+    model, windows = crowd
+    (whole,) = fleet_drift(windows, {model.sha256: model}).buckets
+    assert "f02" in whole.flagged
+    assert [(d.device_id, d.judged, d.verdict.status if d.verdict else None) for d in whole.drivers["f02"]] == [
+        ("dev-003", True, DriftStatus.DRIFT), ("dev-005", True, DriftStatus.DRIFT)]
+    assert whole.drivers["f02"][0].verdict.value > whole.drivers["f02"][1].verdict.value  # type: ignore[union-attr]
+    # One device judged per signal: the most shifted; the other still named, by its windows' own verdicts.
+    (top,) = fleet_drift(windows, {model.sha256: model}, judged_devices=1).buckets
+    first, second = top.drivers["f02"]
+    assert (first.device_id, first.judged, first.verdict) == ("dev-003", True, whole.drivers["f02"][0].verdict)
+    assert (second.device_id, second.judged, second.verdict) == ("dev-005", False, None)
+    assert (second.local_flagged, second.windows) == (6, 6) and 1.0 < second.local_severity < first.local_severity
+    assert top.judged_devices == ("dev-003",) and "dev-003" in top.to_dict()["judged_devices"]
+    assert top.to_dict()["drivers"]["f02"][1] == {
+        "device_id": "dev-005", "windows": 6, "rows": 12_000, "local_flagged": 6, "local_drifted": 6,
+        "local_severity": second.local_severity, "judged": False, "verdict": None}
+
+
+def test_the_store_query_reads_only_the_judged_devices_windows(crowd, fleet_store_url: str) -> None:
+    from collector.fleet_drift import query_fleet_drift
+    from collector.stores import open_store
+
+    model, windows = crowd
+    (direct,) = fleet_drift(windows, {model.sha256: model}).buckets
+    store = open_store(fleet_store_url)
+    devices_read: list[str | None] = []
+    try:
+        store.add_model(model)
+        for window in windows:
+            store.insert_window(window)
+        reading = store.windows
+
+        def windows_spied(*args, **kwargs):  # type: ignore[no-untyped-def]
+            if kwargs.get("with_profile", True):
+                devices_read.append(kwargs.get("device_id"))
+            return reading(*args, **kwargs)
+
+        store.windows = windows_spied  # type: ignore[method-assign]
+        # 2 devices judged per signal (JUDGED_DEVICES is 10): f02's two shifted devices, the only flagged signal.
+        (bucket,) = fleet_drift(store.windows(with_profile=False), {model.sha256: model},
+                                bucket_profiles=store.bucket_profiles(),
+                                read_device_windows=lambda sha, device, start, end: store.windows(
+                                    sha, start, end, device_id=device), judged_devices=2).buckets
+        assert bucket.flagged == direct.flagged
+        assert sorted(d for d in devices_read if d is not None) == list(bucket.judged_devices)
+        assert None not in devices_read  # no read of the whole bucket
+        assert bucket.flagged == ["f02"] and bucket.judged_devices == ("dev-003", "dev-005")
+        for got, expected in zip(bucket.drivers["f02"], direct.drivers["f02"], strict=True):
+            assert got.device_id == expected.device_id and got.verdict is not None and expected.verdict is not None
+            # The same verdict from the flagged feature's sketches alone, within the sketches' error.
+            assert got.verdict.status == expected.verdict.status
+            assert got.verdict.value == pytest.approx(expected.verdict.value, abs=0.01)
+            assert got.verdict.threshold == pytest.approx(expected.verdict.threshold)
+        devices_read.clear()
+        (queried,) = query_fleet_drift(store).buckets  # the same through the query
+        assert [d.device_id for d in queried.drivers["f02"]] == ["dev-003", "dev-005"]
+        assert sorted(d for d in devices_read if d is not None) == list(queried.judged_devices)
+    finally:
+        store.close()

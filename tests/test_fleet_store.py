@@ -435,7 +435,10 @@ def _as_schema_2(url: str) -> None:
 
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
             assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+            db.execute("DROP INDEX windows_light")  # schema 3's, covering the light read
             db.execute("ALTER TABLE windows DROP COLUMN signals")
+            db.execute("CREATE INDEX windows_by_time ON windows (corrected_closed_at, device_id, database_id, "
+                       "model_sha256, seq_first)")
             db.execute("PRAGMA user_version=2")
         return
     import psycopg
@@ -477,11 +480,21 @@ def test_a_schema_2_store_is_upgraded_and_its_windows_signals_backfilled(store_u
             {"prediction": (2, 3.0)}]
         assert [same(a, b) for a, b in zip(store.windows(), written[:2])] == [True, True]
         store.insert_window(window(4, closed_at=400.0, verdicts=verdicts))  # and it takes new windows
-        assert dict(list(store.windows(since=400.0, with_profile=False))[0].signals)["age"] == (1, 2.0)
+        assert dict(next(iter(store.windows(since=400.0, with_profile=False))).signals)["age"] == (1, 2.0)
     finally:
         store.close()
     store = open_store(store_url)  # opened again: nothing left to upgrade
     store.close()
+    if store_url.startswith("sqlite:///"):
+        import sqlite3
+
+        with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
+            indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+            assert "windows_light" in indexes and "windows_by_time" not in indexes
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+            plan = db.execute("EXPLAIN QUERY PLAN SELECT signals, drift_count FROM windows WHERE corrected_closed_at "
+                              ">= 0 ORDER BY corrected_closed_at, device_id, database_id, model_sha256, seq_first")
+            assert "COVERING INDEX windows_light" in " ".join(str(row) for row in plan)
 
 
 def _insert_in_a_process(url: str, windows: list[StoredWindow], barrier: Any) -> None:

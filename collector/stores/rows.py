@@ -50,11 +50,14 @@ def _dump(value: Any) -> str | None:
     return None if value is None else json.dumps(value, separators=(",", ":"))
 
 
+_SIGNAL_KEYS: dict[str, str] = {}  # a signal's name as a key of the signals' JSON text, by name
+
+
 class _SignalsText(Mapping[str, tuple[int, float]]):
     """The ``signals`` column's text, parsed on first use: a light read of 10,000 windows
     would otherwise spend ~0.2 s parsing what only a flagged bucket's windows need."""
 
-    __slots__ = ("_text", "_parsed")
+    __slots__ = ("_parsed", "_text")
 
     def __init__(self, text: str) -> None:
         self._text = text
@@ -68,6 +71,26 @@ class _SignalsText(Mapping[str, tuple[int, float]]):
 
     def __getitem__(self, name: str) -> tuple[int, float]:
         return self._signals()[name]
+
+    def get(self, name: str, default: Any = None) -> Any:
+        """One signal, found in the text unparsed (a flagged bucket asks each of its windows for one
+        or two): the text is ``_dump``'s, a key is ``json.dumps(name)`` right after ``{`` or ``,``
+        (a quote inside a name is escaped, so never follows either), its value ``[rank,severity]``."""
+        if self._parsed is not None:
+            return self._parsed.get(name, default)
+        key = _SIGNAL_KEYS.get(name)
+        if key is None:
+            if len(_SIGNAL_KEYS) > 4096:
+                _SIGNAL_KEYS.clear()
+            key = _SIGNAL_KEYS[name] = json.dumps(name) + ":["
+        at = self._text.find(key)
+        while at > 0 and self._text[at - 1] not in "{,":
+            at = self._text.find(key, at + 1)
+        if at <= 0:
+            return default
+        start = at + len(key)
+        rank, severity = self._text[start:self._text.index("]", start)].split(",")
+        return (int(rank), float(severity))
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._signals())

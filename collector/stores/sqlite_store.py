@@ -104,7 +104,6 @@ CREATE TABLE IF NOT EXISTS windows (
     signals TEXT NOT NULL DEFAULT '{}',
     UNIQUE (device_id, database_id, model_sha256, seq_first)
 );
-CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at, device_id, database_id, model_sha256, seq_first);
 CREATE INDEX IF NOT EXISTS windows_by_model ON windows (model_sha256, corrected_closed_at, device_id, database_id, seq_first);
 CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device_id, corrected_closed_at, database_id, model_sha256, seq_first);
 CREATE INDEX IF NOT EXISTS windows_by_arrival ON windows (received_at);
@@ -158,6 +157,12 @@ _ORDER = "corrected_closed_at, device_id, database_id, model_sha256, seq_first"
 _PAGE = 256
 _LIGHT_PAGE = 4096  # a light window is a few hundred bytes
 _KEY_WHERE = "device_id = ? AND database_id = ? AND model_sha256 = ? AND seq_first = ?"
+# The windows by time, covering the light read: a row's columns after its ~65 KB of verdicts and
+# profile are reached only by walking the row's overflow pages, which made the light read of
+# 10,000 windows ~0.3 s of SQL; from this index it is ~0.07 s. (Created after the upgrade, which
+# adds one of its columns; it replaces schema 2's windows_by_time, its prefix.)
+_LIGHT_INDEX = (f"CREATE INDEX IF NOT EXISTS windows_light ON windows ({_ORDER}, "
+                f"{_columns(tuple(c for c in LIGHT_WINDOW_COLUMNS if c not in _ORDER.split(', ')))})")
 
 
 def _key_args(key: WindowKey) -> tuple[Any, ...]:
@@ -167,9 +172,11 @@ def _key_args(key: WindowKey) -> tuple[Any, ...]:
 def _upgrade(db: sqlite3.Connection) -> None:
     """Bring the tables of an older schema up to date (in the opening transaction).
 
-    3: the windows' ``signals`` column, backfilled from their verdicts page by page.
+    3: the windows' ``signals`` column, backfilled from their verdicts page by page; the
+    index by time is replaced by one that covers the light read (``_LIGHT_INDEX``).
     """
     if not any(row[1] == "signals" for row in db.execute("PRAGMA table_info(windows)")):
+        db.execute("DROP INDEX IF EXISTS windows_by_time")
         db.execute("ALTER TABLE windows ADD COLUMN signals TEXT NOT NULL DEFAULT '{}'")
         after = 0
         while True:
@@ -228,6 +235,7 @@ class SQLiteFleetStore:
                     if statement.strip():
                         db.execute(statement)
                 _upgrade(db)
+                db.execute(_LIGHT_INDEX)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise FleetStoreError(f"cannot open fleet store '{self.path}': {exc}") from exc
