@@ -428,17 +428,38 @@ def test_the_document_as_received_stands_for_the_verdicts(store: FleetStore) -> 
     assert dict(read.signals) == dict(written.signals) == {"age": (2, 0.0)}  # the brief, from the document
 
 
+_SCHEMA_2_WINDOWS = """CREATE TABLE windows (
+    id INTEGER PRIMARY KEY, device_id TEXT NOT NULL, database_id TEXT NOT NULL, model_sha256 TEXT NOT NULL,
+    seq_first INTEGER NOT NULL, model_name TEXT NOT NULL, model_version TEXT NOT NULL, seq_last INTEGER NOT NULL,
+    opened_at REAL NOT NULL, closed_at REAL NOT NULL, corrected_closed_at REAL NOT NULL, received_at REAL NOT NULL,
+    "rows" INTEGER NOT NULL, rejected INTEGER NOT NULL, partial INTEGER NOT NULL, quality TEXT NOT NULL,
+    latency TEXT, budget TEXT, verdicts TEXT NOT NULL, profile BLOB NOT NULL, losses TEXT NOT NULL,
+    outbox_depth INTEGER NOT NULL, boot_id TEXT NOT NULL, drift_count INTEGER NOT NULL,
+    UNIQUE (device_id, database_id, model_sha256, seq_first))"""
+_SCHEMA_2_INDEXES = (
+    "CREATE INDEX windows_by_time ON windows (corrected_closed_at, device_id, database_id, model_sha256, seq_first)",
+    "CREATE INDEX windows_by_model ON windows (model_sha256, corrected_closed_at, device_id, database_id, seq_first)",
+    "CREATE INDEX windows_by_device ON windows (device_id, corrected_closed_at, database_id, model_sha256, seq_first)",
+    "CREATE INDEX windows_by_arrival ON windows (received_at)")
+
+
 def _as_schema_2(url: str) -> None:
-    """Turn a store into one written before the windows' signals (schema 2): the column dropped."""
+    """Turn a store into one written before the windows' signals (schema 2): the SQLite windows
+    table as schema 2 made it (the big columns in the middle), PostgreSQL's without the column."""
     if url.startswith("sqlite:///"):
         import sqlite3
 
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
             assert db.execute("PRAGMA user_version").fetchone()[0] == 3
-            db.execute("DROP INDEX windows_light")  # schema 3's, covering the light read
-            db.execute("ALTER TABLE windows DROP COLUMN signals")
-            db.execute("CREATE INDEX windows_by_time ON windows (corrected_closed_at, device_id, database_id, "
-                       "model_sha256, seq_first)")
+            db.execute("ALTER TABLE windows RENAME TO windows_3")
+            for statement in ("DROP INDEX windows_by_time", "DROP INDEX windows_by_model",
+                              "DROP INDEX windows_by_device", "DROP INDEX windows_by_arrival", _SCHEMA_2_WINDOWS,
+                              *_SCHEMA_2_INDEXES):
+                db.execute(statement)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(windows)")]
+            names = ", ".join(f'"{c}"' for c in columns)
+            db.execute(f"INSERT INTO windows ({names}) SELECT {names} FROM windows_3")
+            db.execute("DROP TABLE windows_3")
             db.execute("PRAGMA user_version=2")
         return
     import psycopg
@@ -489,12 +510,12 @@ def test_a_schema_2_store_is_upgraded_and_its_windows_signals_backfilled(store_u
         import sqlite3
 
         with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
-            indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
-            assert "windows_light" in indexes and "windows_by_time" not in indexes
             assert db.execute("PRAGMA user_version").fetchone()[0] == 3
-            plan = db.execute("EXPLAIN QUERY PLAN SELECT signals, drift_count FROM windows WHERE corrected_closed_at "
-                              ">= 0 ORDER BY corrected_closed_at, device_id, database_id, model_sha256, seq_first")
-            assert "COVERING INDEX windows_light" in " ".join(str(row) for row in plan)
+            columns = [row[1] for row in db.execute("PRAGMA table_info(windows)")]
+            assert columns[-3:] == ["signals", "verdicts", "profile"]  # the big ones last
+            indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
+                                                    "AND name LIKE 'windows_by_%'")}
+            assert indexes == {"windows_by_time", "windows_by_model", "windows_by_device", "windows_by_arrival"}
 
 
 def _insert_in_a_process(url: str, windows: list[StoredWindow], barrier: Any) -> None:

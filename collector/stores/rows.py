@@ -106,7 +106,7 @@ def signals_text(verdicts_text: str | bytes) -> str:
     """The ``signals`` column of a window from its ``verdicts`` column (a store's upgrade backfills it so)."""
     verdicts = json.loads(verdicts_text)
     if isinstance(verdicts, dict):  # the document as received
-        verdicts = verdicts["verdicts"]
+        verdicts = verdicts.get("verdicts") or []
     return _dump(local_signals(verdicts)) or "{}"
 
 
