@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from dataclasses import replace
 
@@ -410,6 +411,92 @@ def test_arrivals_commit_together(store: FleetStore, simulated: tuple[ModelRecor
     before = _stored_buckets(store)
     assert [o.stored for o in store.record_arrivals(arrivals)] == [False, False, False, False]
     assert _stored_buckets(store) == before
+
+
+def _arrive(store: FleetStore, windows: list[StoredWindow]) -> list[int]:
+    """Store windows as ingest does (not folded into their buckets); their ids. Clocks that need
+    no correction: each window's close on the collector's clock is its own."""
+    from collector.stores import Arrival
+
+    for device in sorted({w.device_id for w in windows}):
+        store.add_device(device, KEY, now=0.0)
+    outcomes = store.record_arrivals([
+        Arrival(device_id=w.device_id, boot_id="b", sent_wall=w.received_at, sent_mono=w.received_at,
+                received_at=w.received_at, window=w) for w in windows])
+    assert [o.corrected_closed_at for o in outcomes] == [w.closed_at for w in windows]
+    return [o.window_id for o in outcomes if o.window_id is not None]
+
+
+def test_windows_folded_later_are_counted_once_before_and_after(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.bucket_folding import BucketFolder
+    from edge_runtime.monitoring.data_profile import Profile
+
+    _, windows = simulated
+    ids = _arrive(store, windows)
+    assert len(ids) == len(windows)
+    assert _stored_buckets(store) == _merged(windows)  # none folded yet: read from their rows
+    folder = BucketFolder(store, max_windows=5, clock=lambda: 0.0)
+    for window_id, w in zip(ids, windows, strict=True):
+        folder.add(window_id, w.model_sha256, w.closed_at, Profile.from_bytes(w.profile))
+        assert _stored_buckets(store) == _merged(windows)  # some folded, some held: each counted once
+    assert 0 < folder.pending < 5
+    folder.close()
+    assert folder.pending == 0 and _stored_buckets(store) == _merged(windows)
+    assert store.fold_buckets([], orphans_before=math.inf) == 0  # every window is in its bucket
+
+
+def test_windows_a_stopped_collector_never_folded_are_folded_once_by_the_next(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    _, windows = simulated
+    _arrive(store, windows)
+    first = min(w.received_at for w in windows)
+    assert store.fold_buckets([], orphans_before=first) == 0  # none that old
+    assert store.fold_buckets([], orphans_before=math.inf) == len(windows)
+    assert _stored_buckets(store) == _merged(windows)
+    assert store.fold_buckets([], orphans_before=math.inf) == 0
+
+
+def test_a_fold_whose_windows_were_taken_as_orphans_merges_only_the_rest(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.bucket_folding import BucketFolder
+    from edge_runtime.monitoring.data_profile import Profile
+
+    _, windows = simulated
+    ids = _arrive(store, windows)
+    folder = BucketFolder(store, max_windows=10**6, max_seconds=math.inf, clock=lambda: 0.0)
+    for window_id, w in zip(ids, windows, strict=True):
+        folder.add(window_id, w.model_sha256, w.closed_at, Profile.from_bytes(w.profile))
+    # Another collector, long after, takes the older half as orphans; then this one writes.
+    middle = sorted(w.received_at for w in windows)[len(windows) // 2]
+    taken = store.fold_buckets([], orphans_before=middle)
+    assert 0 < taken < len(windows)
+    folder.close()
+    assert _stored_buckets(store) == _merged(windows)  # nothing merged twice, nothing left out
+    assert store.fold_buckets([], orphans_before=math.inf) == 0
+
+
+def test_a_schema_2_store_opens_with_every_window_in_its_bucket(
+        tmp_path: Path, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    import sqlite3
+
+    _, windows = simulated
+    path = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{path}")
+    for w in windows:
+        store.insert_window(w)
+    store.close()
+    with sqlite3.connect(path) as old:  # back to schema 2: no bucketed column
+        old.execute("DROP INDEX windows_unbucketed")
+        old.execute("ALTER TABLE windows DROP COLUMN bucketed")
+        old.execute("PRAGMA user_version=2")
+    old.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert _stored_buckets(store) == _merged(windows)
+        assert store.fold_buckets([], orphans_before=math.inf) == 0
+    finally:
+        store.close()
 
 
 def test_the_document_as_received_stands_for_the_verdicts(store: FleetStore) -> None:
