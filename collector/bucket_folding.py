@@ -65,6 +65,9 @@ class BucketFolder:
         Write once this many windows are held (default 2,048: about 2 s of a busy collector).
     max_seconds : float
         Write at the first window this long after the last write (default 1 s).
+    max_buckets : int
+        Write once this many buckets are open (default 64, ~25 MB at 30 features): a
+        device sending a week of backlog spreads its windows over many buckets.
     orphan_seconds : float
         Each write also folds windows received this long ago and still outside their
         buckets (their collector stopped first).
@@ -73,12 +76,14 @@ class BucketFolder:
     """
 
     def __init__(self, store: FleetStore, *, max_windows: int = 2048, max_seconds: float = 1.0,
-                 orphan_seconds: float = 600.0, clock: Callable[[], float] = time.time) -> None:
-        if max_windows < 1:
-            raise ConfigError(f"The 'max_windows' parameter of BucketFolder must be an int >= 1. "
-                              f"Got {max_windows!r} instead.")
+                 max_buckets: int = 64, orphan_seconds: float = 600.0, clock: Callable[[], float] = time.time) -> None:
+        for name, value in (("max_windows", max_windows), ("max_buckets", max_buckets)):
+            if not isinstance(value, int) or value < 1:
+                raise ConfigError(f"The '{name}' parameter of BucketFolder must be an int >= 1. "
+                                  f"Got {value!r} instead.")
         self.store = store
         self.max_windows = max_windows
+        self.max_buckets = max_buckets
         self.max_seconds = max_seconds
         self.orphan_seconds = orphan_seconds
         self._clock = clock
@@ -114,7 +119,8 @@ class BucketFolder:
                         pass
             bucket.window_ids.append(window_id)
             self._pending += 1
-            due = self._pending >= self.max_windows or time.monotonic() - self._last_write >= self.max_seconds
+            due = (self._pending >= self.max_windows or len(self._open) >= self.max_buckets
+                   or time.monotonic() - self._last_write >= self.max_seconds)
         if due:
             self.flush()
 

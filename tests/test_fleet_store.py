@@ -476,6 +476,28 @@ def test_a_fold_whose_windows_were_taken_as_orphans_merges_only_the_rest(
     assert store.fold_buckets([], orphans_before=math.inf) == 0
 
 
+def test_the_folder_writes_once_too_many_buckets_are_open(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.bucket_folding import BucketFolder
+    from collector.buckets import BASE_BUCKET_SECONDS, bucket_start
+    from edge_runtime.monitoring.data_profile import Profile
+
+    _, windows = simulated
+    ids = _arrive(store, windows)
+    folder = BucketFolder(store, max_windows=10**6, max_seconds=math.inf, max_buckets=2, clock=lambda: 0.0)
+    opened: set[float] = set()
+    added = 0
+    for window_id, w in zip(ids, windows, strict=True):
+        opened.add(bucket_start(w.closed_at, BASE_BUCKET_SECONDS))
+        folder.add(window_id, w.model_sha256, w.closed_at, Profile.from_bytes(w.profile))
+        added += 1
+        if len(opened) == 2:
+            break
+    assert folder.pending == 0  # the second bucket opened: both written
+    assert store.fold_buckets([], orphans_before=math.inf) == len(windows) - added  # the rest, never added
+    assert _stored_buckets(store) == _merged(windows)
+
+
 def test_a_schema_2_store_opens_with_every_window_in_its_bucket(
         tmp_path: Path, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
     import sqlite3
