@@ -7,12 +7,13 @@ receiving the same window store it once. The parts of a split window are gathere
 under a transaction-scoped advisory lock on their key, so the process that receives
 the last missing part sees every other one.
 
-The base buckets (:mod:`collector.stores.bucketing`) are merged in the transaction that
-stores their windows: each bucket row is locked (``SELECT ... FOR UPDATE``) before its
-profile is read, merged and written back, so two collectors storing windows of one
-bucket at once serialize on it and neither loses the other's merge. Within a batch
-(:meth:`PostgresFleetStore.record_arrivals`) rows are written device by device, buckets
-last and by key, so two batches do not wait on each other in a cycle.
+The base buckets (:mod:`collector.stores.bucketing`) are written by
+:meth:`PostgresFleetStore.fold_buckets` (and :meth:`~PostgresFleetStore.insert_window`):
+each bucket row is locked (``SELECT ... FOR UPDATE``) before its profile is read, merged
+and written back, so two collectors writing one bucket at once serialize on it and
+neither loses the other's merge; buckets are taken by key, so two writes do not wait on
+each other in a cycle. Within a batch (:meth:`PostgresFleetStore.record_arrivals`) rows
+are written device by device, for the same reason.
 
 Each store holds one connection (a collector process is one store); a broken
 connection is replaced on the next call.

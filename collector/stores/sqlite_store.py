@@ -8,9 +8,10 @@ Deduplication is the windows table's primary key with ``INSERT ... ON CONFLICT D
 The file is ``synchronous=FULL``: a commit is on disk when it returns, so a 200 answer
 means the window is durable. Ingest commits in groups (:meth:`SQLiteFleetStore.record_arrivals`:
 one transaction, one fsync, for every message that arrived meanwhile), which is what
-keeps that affordable. The same transaction merges the stored windows' profiles into
-their base buckets (:mod:`collector.stores.bucketing`); the write lock makes that merge
-safe from several processes.
+keeps that affordable. The stored windows' profiles reach their base buckets
+(:mod:`collector.stores.bucketing`) in a later transaction (:meth:`SQLiteFleetStore.fold_buckets`);
+the write lock makes that merge safe from several processes. Reads run on a
+connection per thread, so they never wait for a commit.
 """
 
 from __future__ import annotations
