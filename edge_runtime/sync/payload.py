@@ -51,7 +51,7 @@ import re
 import struct
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,6 +59,7 @@ from typing import Any
 from edge_runtime.errors import BundleFormatError, ConfigError, PayloadError, SyncError
 from edge_runtime.sync.keys import SIGNATURE_BYTES, DeviceKey, check_device_id, verify_signature
 
+_fast_loads: Callable[[bytes], Any] | None
 try:  # the collector extra's parser: a window's document in a fifth of the standard library's time
     from orjson import loads as _fast_loads
 except ImportError:  # a device never parses a document; the standard library does the same, slower
