@@ -566,3 +566,17 @@ def test_two_processes_merging_into_the_same_buckets_lose_nothing(
         assert _stored_buckets(store) == _merged(windows)
     finally:
         store.close()
+
+
+def test_an_unreachable_postgresql_store_is_one_line() -> None:
+    import socket
+
+    from collector.errors import FleetStoreError
+
+    pytest.importorskip("psycopg")
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(FleetStoreError, match="cannot connect to fleet store") as caught:
+        open_store(f"postgresql://nobody@127.0.0.1:{port}/fleet")
+    assert "\n" not in str(caught.value) and "Connection refused" in str(caught.value)

@@ -197,6 +197,11 @@ def _redacted(url: str) -> str:
     return f"{scheme}//{user_password.split(':', 1)[0]}:***@{tail}"
 
 
+def _one_line(exc: BaseException) -> str:
+    """libpq's message on one line (it adds lines such as "Is the server running...?")."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
+
+
 class PostgresFleetStore:
     """A :class:`~collector.stores.base.FleetStore` in a PostgreSQL database.
 
@@ -238,7 +243,7 @@ class PostgresFleetStore:
                 self._conn = psycopg.connect(self._dsn, autocommit=True,
                                              connect_timeout=max(1, int(self._connect_timeout)))
             except psycopg.Error as exc:
-                raise FleetStoreError(f"cannot connect to fleet store '{self.url}': {exc}") from exc
+                raise FleetStoreError(f"cannot connect to fleet store '{self.url}': {_one_line(exc)}") from exc
         return self._conn
 
     @contextmanager
@@ -249,7 +254,7 @@ class PostgresFleetStore:
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
-                raise FleetStoreError(f"fleet store '{self.url}': {exc}") from exc
+                raise FleetStoreError(f"fleet store '{self.url}': {_one_line(exc)}") from exc
 
     def _read(self, query: str, args: tuple[Any, ...], convert: Callable[[Any], _T]) -> list[_T]:
         with self._transaction() as cur:
