@@ -219,6 +219,7 @@ def _ingest_in_process(url: str, model: ModelRecord, keys: dict[str, DeviceKey],
         started = time.perf_counter()
         with concurrent.futures.ThreadPoolExecutor(threads) as pool:
             list(pool.map(run, [messages[i::threads] for i in range(threads)]))
+        ingestor.close()  # timed: every base bucket written
         elapsed = time.perf_counter() - started
     finally:
         store.close()

@@ -5,9 +5,9 @@ A fleet of ``devices x windows`` windows of ``features`` numeric features
 its size, and local verdicts), all windows in the query's range. Timed:
 
 (a) **merge at ingest**: ``merge_into_bucket`` per window, into 5-minute base
-    buckets (what a store calls as it stores a window), bytes in and out; and
-    ``BucketMerger`` (buckets held in memory, flushed once and folded into the
-    stored buckets at the end);
+    buckets, bytes in and out; and the open buckets held in memory, each window's
+    profile merged in and each bucket written once at the end (what ingest's
+    ``BucketFolder`` does);
 (b) **query over base buckets**: ``fleet_drift`` with the base buckets and the
     windows without their profiles (what a store's query reads), for 1-hour buckets;
 (c) **query from the windows' own profiles**: ``fleet_drift`` merging every
@@ -29,9 +29,10 @@ import statistics
 import time
 from typing import Any
 
-from collector.buckets import BASE_BUCKET_SECONDS, BucketMerger, bucket_start, merge_into_bucket
+from collector.buckets import BASE_BUCKET_SECONDS, bucket_start, empty_like, merge_into_bucket
 from collector.fleet_drift import fleet_drift
 from collector.simulation import Shift, simulate_fleet
+from edge_runtime.monitoring.data_profile import Profile
 
 __all__ = ["measure"]
 
@@ -53,12 +54,14 @@ def measure(*, devices: int = 1000, windows: int = 10, features: int = 30, rows:
         key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
         buckets[key] = merge_into_bucket(buckets.get(key), window)
     ingest, ingest_cpu = time.perf_counter() - started, time.process_time() - cpu
-    merger = BucketMerger()
     started, cpu = time.perf_counter(), time.process_time()
+    held: dict[tuple[str, float], Profile] = {}
     for window in fleet:
-        merger.add(window)
-    for key, partial in merger.flush().items():
-        merge_into_bucket(None, partial)  # the store's fold of a flushed bucket (into an empty one here)
+        profile = Profile.from_bytes(window.profile)
+        key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
+        held.setdefault(key, empty_like(profile)).merge(profile)
+    for bucket in held.values():
+        bucket.to_bytes()  # what the store writes
     in_memory, in_memory_cpu = time.perf_counter() - started, time.process_time() - cpu
 
     bare = [dataclasses.replace(w, profile=b"") for w in fleet]

@@ -8,20 +8,25 @@ Every front end (the HTTP server, an MQTT subscriber) hands the bytes it receive
 3. verify the signature; from here the header is the device's own word;
 4. a window already held is a duplicate (a replay changes nothing);
 5. a part of a split window is held until every part has come;
-6. assemble the document and read its profile (once: the store merges that same
-   profile into the window's base bucket);
+6. assemble the document and read its profile (once: it is checked here, and that
+   same profile is merged into the window's base bucket);
 7. hand the message to the store's group commit (:class:`GroupCommit`,
    :meth:`FleetStore.record_arrivals`): its clocks folded into its boot's offset
    estimate, the device marked seen, ``closed_at`` corrected onto the collector's
    clock, and the window stored once (the store's unique key decides between
-   concurrent collectors). :meth:`Ingestor.ingest` returns once that is committed.
+   concurrent collectors). :meth:`Ingestor.ingest` returns once that is committed;
+8. merge the stored window's profile into its base bucket in memory
+   (:class:`~collector.bucket_folding.BucketFolder`), written with many others
+   now and then, outside the group commit (and at :meth:`Ingestor.close`).
 
 A refusal raises :class:`~collector.errors.MessageRejected`, after the rejection is
 counted by reason in the store, and nothing else is written.
 
 Throughput comes from the group commit: every message that arrives while a
 transaction commits waits for the next one, which takes them all (one fsync for
-the lot); the window's JSON is stored as the device signed it, never encoded again.
+the lot); the window's JSON is stored as the device signed it, never encoded again;
+and the commit holds the store's write lock only for rows (the bucket merges happen
+outside it, the bucket rows are written about once a second).
 """
 
 from __future__ import annotations
@@ -34,6 +39,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Generic, TypeVar
 
+from collector.bucket_folding import BucketFolder
 from collector.errors import MessageRejected
 from collector.stores.base import Arrival, ArrivalOutcome, FleetStore, PendingPart, StoredWindow, WindowKey
 from edge_runtime.errors import BundleFormatError, ConfigError, PayloadError, SignatureError
@@ -161,10 +167,16 @@ class Ingestor:
         The largest message accepted (default 128 KiB, the protocol's default).
     clock : callable
         The collector's wall clock (``time.time``); tests pass a fake one.
+    buckets : BucketFolder, optional
+        Where stored windows are merged into their base buckets (default: one on ``store``).
+
+    Call :meth:`close` when done, to write the base buckets still held in memory (until
+    then, and if a collector stops without it, the store's views count those windows all
+    the same).
     """
 
     def __init__(self, store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAGE_BYTES,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, buckets: BucketFolder | None = None) -> None:
         if max_message_bytes < 1024:
             raise ConfigError(f"The 'max_message_bytes' parameter of Ingestor must be an int >= 1024. "
                               f"Got {max_message_bytes!r} instead.")
@@ -175,6 +187,11 @@ class Ingestor:
         # unknown one may be added any time).
         self._known_models: set[str] = set()
         self._commit: GroupCommit[Arrival, ArrivalOutcome] = GroupCommit(store.record_arrivals)
+        self.buckets = buckets if buckets is not None else BucketFolder(store, clock=clock)
+
+    def close(self) -> None:
+        """Write the base buckets held in memory (the store stays open: its owner closes it)."""
+        self.buckets.close()
 
     def _model_known(self, sha256: str) -> bool:
         if sha256 in self._known_models:
@@ -261,6 +278,8 @@ class Ingestor:
         outcome = self._commit.submit(dataclasses.replace(arrival, window=window, profile=profile,
                                                           document_json=document_json))
         unknown = "" if model_known else f" (model {key.model_sha256[:12]}... is not registered: add-model)"
+        if outcome.stored and outcome.window_id is not None and outcome.corrected_closed_at is not None:
+            self.buckets.add(outcome.window_id, key.model_sha256, outcome.corrected_closed_at, profile)
         if not outcome.stored:
             return IngestResult(status="duplicate", key=key, model_known=model_known,
                                 detail=f"window {_describe(key)} is already stored")

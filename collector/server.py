@@ -49,6 +49,7 @@ __all__ = ["MEDIA_TYPE", "ServerConfig", "create_app", "serve"]
 
 MEDIA_TYPE = "application/vnd.edge-runtime.sync"
 _log = logging.getLogger("collector.server")
+_FOLD_INTERVAL_SECONDS = 5.0  # how soon base buckets held in memory are written when ingest goes quiet
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -155,9 +156,18 @@ def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAG
                 _log.error("retention failed: %s", exc)
             await asyncio.sleep(retention_interval_seconds)
 
+    async def fold_buckets() -> None:
+        # Ingest writes the base buckets once a second under load; this writes what a
+        # quiet spell leaves held in memory.
+        while True:
+            await asyncio.sleep(_FOLD_INTERVAL_SECONDS)
+            if ingestor.buckets.pending:
+                await run_in_threadpool(ingestor.buckets.flush)
+
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         task = asyncio.create_task(enforce_retention(policy))
+        folding = asyncio.create_task(fold_buckets())
         subscriber = None
         if mqtt is not None:
             from collector.mqtt_ingest import MqttSubscriber
@@ -184,9 +194,11 @@ def create_app(store: FleetStore, *, max_message_bytes: int = DEFAULT_MAX_MESSAG
         finally:
             if subscriber is not None:
                 await run_in_threadpool(subscriber.stop)
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            for background in (task, folding):
+                background.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await background
+            await run_in_threadpool(ingestor.close)  # the base buckets still held in memory
 
     return Starlette(routes=[
         Route("/v1/windows", post_window, methods=["POST"]),

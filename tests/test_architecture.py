@@ -43,7 +43,7 @@ BOOSTING_CONVERTERS = {"xgboost": "converters.xgboost_converter", "lightgbm": "c
 COLLECTOR_LAYERS = {
     "errors": 0,
     "stores": 1,
-    "buckets": 2,
+    "buckets": 2, "bucket_folding": 2,
     "registry": 3, "ingest": 3, "fleet_drift": 3, "fleet_status": 3,
     "metrics": 4, "mqtt_ingest": 4,
     "server": 5,

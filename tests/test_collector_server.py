@@ -9,6 +9,7 @@ from __future__ import annotations
 import datetime
 import http.client
 import json
+import math
 import random
 import socket
 import sqlite3
@@ -208,9 +209,38 @@ def test_a_collector_killed_mid_request_loses_and_duplicates_nothing(sqlite_url:
         collector.stop()
     store = open_store(sqlite_url)
     assert [w.seq_first for w in store.windows()] == list(range(1, 31))
+    # Every window in the fleet views once, whether the killed collectors folded it into its
+    # base bucket or not; then folded as the next collector folds a killed one's windows.
+    rows = sum(w.rows for w in store.windows())
+    assert _bucket_rows(store) == rows
+    store.fold_buckets([], orphans_before=math.inf)
+    assert _bucket_rows(store) == rows and store.fold_buckets([], orphans_before=math.inf) == 0
     store.close()
     with sqlite3.connect(sqlite_url[len("sqlite:///"):]) as db:
         assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+def _bucket_rows(store: Any) -> int:
+    from edge_runtime.monitoring.data_profile import Profile
+
+    return sum(Profile.from_bytes(data).rows for data in store.bucket_profiles().values())
+
+
+def test_a_stopped_collector_writes_the_base_buckets_it_held(sqlite_url: str, device: SimulatedDevice) -> None:
+    collector = CollectorProcess(sqlite_url).start()
+    now = time.time()
+    try:
+        for seq in range(1, 4):
+            for message in device.messages(seq, closed_at=now - 100 + seq, sent_at=now):
+                assert post(collector.url, message)[0] == 200
+    finally:
+        collector.stop()  # SIGTERM: the held buckets are written on the way out
+    store = open_store(sqlite_url)
+    try:
+        assert store.fold_buckets([], orphans_before=math.inf) == 0  # nothing was left unfolded
+        assert _bucket_rows(store) == sum(w.rows for w in store.windows()) > 0
+    finally:
+        store.close()
 
 
 @pytest.mark.slow

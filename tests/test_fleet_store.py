@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import threading
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 from dataclasses import replace
 
@@ -413,6 +414,114 @@ def test_arrivals_commit_together(store: FleetStore, simulated: tuple[ModelRecor
     assert _stored_buckets(store) == before
 
 
+def _arrive(store: FleetStore, windows: list[StoredWindow]) -> list[int]:
+    """Store windows as ingest does (not folded into their buckets); their ids. Clocks that need
+    no correction: each window's close on the collector's clock is its own."""
+    from collector.stores import Arrival
+
+    for device in sorted({w.device_id for w in windows}):
+        store.add_device(device, KEY, now=0.0)
+    outcomes = store.record_arrivals([
+        Arrival(device_id=w.device_id, boot_id="b", sent_wall=w.received_at, sent_mono=w.received_at,
+                received_at=w.received_at, window=w) for w in windows])
+    assert [o.corrected_closed_at for o in outcomes] == [w.closed_at for w in windows]
+    return [o.window_id for o in outcomes if o.window_id is not None]
+
+
+def test_windows_folded_later_are_counted_once_before_and_after(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.bucket_folding import BucketFolder
+    from edge_runtime.monitoring.data_profile import Profile
+
+    _, windows = simulated
+    ids = _arrive(store, windows)
+    assert len(ids) == len(windows)
+    assert _stored_buckets(store) == _merged(windows)  # none folded yet: read from their rows
+    folder = BucketFolder(store, max_windows=5, clock=lambda: 0.0)
+    for window_id, w in zip(ids, windows, strict=True):
+        folder.add(window_id, w.model_sha256, w.closed_at, Profile.from_bytes(w.profile))
+        assert _stored_buckets(store) == _merged(windows)  # some folded, some held: each counted once
+    assert 0 < folder.pending < 5
+    folder.close()
+    assert folder.pending == 0 and _stored_buckets(store) == _merged(windows)
+    assert store.fold_buckets([], orphans_before=math.inf) == 0  # every window is in its bucket
+
+
+def test_windows_a_stopped_collector_never_folded_are_folded_once_by_the_next(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    _, windows = simulated
+    _arrive(store, windows)
+    first = min(w.received_at for w in windows)
+    assert store.fold_buckets([], orphans_before=first) == 0  # none that old
+    assert store.fold_buckets([], orphans_before=math.inf) == len(windows)
+    assert _stored_buckets(store) == _merged(windows)
+    assert store.fold_buckets([], orphans_before=math.inf) == 0
+
+
+def test_a_fold_whose_windows_were_taken_as_orphans_merges_only_the_rest(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.bucket_folding import BucketFolder
+    from edge_runtime.monitoring.data_profile import Profile
+
+    _, windows = simulated
+    ids = _arrive(store, windows)
+    folder = BucketFolder(store, max_windows=10**6, max_seconds=math.inf, clock=lambda: 0.0)
+    for window_id, w in zip(ids, windows, strict=True):
+        folder.add(window_id, w.model_sha256, w.closed_at, Profile.from_bytes(w.profile))
+    # Another collector, long after, takes the older half as orphans; then this one writes.
+    middle = sorted(w.received_at for w in windows)[len(windows) // 2]
+    taken = store.fold_buckets([], orphans_before=middle)
+    assert 0 < taken < len(windows)
+    folder.close()
+    assert _stored_buckets(store) == _merged(windows)  # nothing merged twice, nothing left out
+    assert store.fold_buckets([], orphans_before=math.inf) == 0
+
+
+def test_the_folder_writes_once_too_many_buckets_are_open(
+        store: FleetStore, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    from collector.bucket_folding import BucketFolder
+    from collector.buckets import BASE_BUCKET_SECONDS, bucket_start
+    from edge_runtime.monitoring.data_profile import Profile
+
+    _, windows = simulated
+    ids = _arrive(store, windows)
+    folder = BucketFolder(store, max_windows=10**6, max_seconds=math.inf, max_buckets=2, clock=lambda: 0.0)
+    opened: set[float] = set()
+    added = 0
+    for window_id, w in zip(ids, windows, strict=True):
+        opened.add(bucket_start(w.closed_at, BASE_BUCKET_SECONDS))
+        folder.add(window_id, w.model_sha256, w.closed_at, Profile.from_bytes(w.profile))
+        added += 1
+        if len(opened) == 2:
+            break
+    assert folder.pending == 0  # the second bucket opened: both written
+    assert store.fold_buckets([], orphans_before=math.inf) == len(windows) - added  # the rest, never added
+    assert _stored_buckets(store) == _merged(windows)
+
+
+def test_a_schema_2_store_opens_with_every_window_in_its_bucket(
+        tmp_path: Path, simulated: tuple[ModelRecord, list[StoredWindow]]) -> None:
+    import sqlite3
+
+    _, windows = simulated
+    path = tmp_path / "old.db"
+    store = open_store(f"sqlite:///{path}")
+    for w in windows:
+        store.insert_window(w)
+    store.close()
+    with sqlite3.connect(path) as old:  # back to schema 2: no bucketed column
+        old.execute("DROP INDEX windows_unbucketed")
+        old.execute("ALTER TABLE windows DROP COLUMN bucketed")
+        old.execute("PRAGMA user_version=2")
+    old.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        assert _stored_buckets(store) == _merged(windows)
+        assert store.fold_buckets([], orphans_before=math.inf) == 0
+    finally:
+        store.close()
+
+
 def test_the_document_as_received_stands_for_the_verdicts(store: FleetStore) -> None:
     import json
 
@@ -450,7 +559,7 @@ def _as_schema_2(url: str) -> None:
         import sqlite3
 
         with sqlite3.connect(url.removeprefix("sqlite:///")) as db:
-            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 4
             db.execute("ALTER TABLE windows RENAME TO windows_3")
             for statement in ("DROP INDEX windows_by_time", "DROP INDEX windows_by_model",
                               "DROP INDEX windows_by_device", "DROP INDEX windows_by_arrival", _SCHEMA_2_WINDOWS,
@@ -466,7 +575,7 @@ def _as_schema_2(url: str) -> None:
 
     with psycopg.connect(url, autocommit=True) as conn:
         row = conn.execute("SELECT max(version) FROM collector_schema").fetchone()
-        assert row is not None and row[0] == 3
+        assert row is not None and row[0] == 4
         conn.execute("ALTER TABLE windows DROP COLUMN signals")
         conn.execute("UPDATE collector_schema SET version = 2")
 
@@ -510,7 +619,7 @@ def test_a_schema_2_store_is_upgraded_and_its_windows_signals_backfilled(store_u
         import sqlite3
 
         with sqlite3.connect(store_url.removeprefix("sqlite:///")) as db:
-            assert db.execute("PRAGMA user_version").fetchone()[0] == 3
+            assert db.execute("PRAGMA user_version").fetchone()[0] == 4
             columns = [row[1] for row in db.execute("PRAGMA table_info(windows)")]
             assert columns[-3:] == ["signals", "verdicts", "profile"]  # the big ones last
             indexes = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' "
@@ -549,3 +658,17 @@ def test_two_processes_merging_into_the_same_buckets_lose_nothing(
         assert _stored_buckets(store) == _merged(windows)
     finally:
         store.close()
+
+
+def test_an_unreachable_postgresql_store_is_one_line() -> None:
+    import socket
+
+    from collector.errors import FleetStoreError
+
+    pytest.importorskip("psycopg")
+    with socket.socket() as free:  # a port nothing listens on
+        free.bind(("127.0.0.1", 0))
+        port = free.getsockname()[1]
+    with pytest.raises(FleetStoreError, match="cannot connect to fleet store") as caught:
+        open_store(f"postgresql://nobody@127.0.0.1:{port}/fleet")
+    assert "\n" not in str(caught.value) and "Connection refused" in str(caught.value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import random
 import struct
 import zlib
@@ -223,3 +224,31 @@ def test_a_kept_message_of_every_released_version_still_reads(version: int) -> N
     profile = Profile.from_bytes(summary.profile)
     assert summary.rows == profile.rows == facts["rows"] and len(profile.features) == facts["features"]
     assert len(summary.verdicts) == facts["verdicts"]
+
+
+@pytest.mark.parametrize("parser", ["orjson", "standard library"])
+def test_both_json_parsers_read_the_same_and_refuse_the_same(window: dict[str, Any], key: DeviceKey, parser: str,
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    """A collector parses with orjson (its extra) or, without it, the standard library: same answers."""
+    import hashlib
+
+    from edge_runtime.sync import payload
+
+    if parser == "orjson":
+        pytest.importorskip("orjson")
+    else:
+        monkeypatch.setattr(payload, "_fast_loads", None)
+    summary = summary_of(window)
+    [message] = encode_window(summary, key)
+    good = read_message(message)
+    assert assemble([good]) == summary
+    # NaN is no JSON number: a signed document holding one is refused by either parser.
+    text = json.dumps({"rows": math.nan}).encode()
+    document = zlib.compress(struct.pack(">I", len(text)) + text)
+    header = dict(good.header, document_sha256=hashlib.sha256(document).hexdigest(), document_bytes=len(document))
+    with pytest.raises(PayloadError, match="the document's JSON is corrupt"):
+        assemble([read_message(_resigned(header, document, key))])
+    raw = json.dumps(good.header).encode().replace(b'"kiosk-1"', b'"kiosk-\xff"')
+    signed = b"ERSYNC" + struct.pack(">HI", PROTOCOL_VERSION, len(raw)) + raw + struct.pack(">I", 0)
+    with pytest.raises(PayloadError, match="the message header is not JSON"):
+        read_message(signed + key.sign(signed))

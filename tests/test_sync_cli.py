@@ -76,8 +76,9 @@ def test_sync_once_sends_the_outbox_and_status_shows_it(tmp_path: Path, runner: 
     before = runner.invoke(main, ["sync", "status", "--db", str(db)])
     assert before.exit_code == 0
     assert "device: not enrolled" in before.output and "outbox: 3 windows waiting in 3 entries" in before.output
-    result = runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1",
-                                  "--key-file", str(key_file), "--once"])
+    # No --device-id: the key file records it.
+    result = runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--key-file", str(key_file),
+                                  "--once"])
     assert result.exit_code == 0, result.output
     assert result.output.startswith("sent 3 windows (") and result.output.endswith("), 0 waiting\n")
     assert collector.seqs() == [(0, 0), (1, 1), (2, 2)]
@@ -119,11 +120,13 @@ def test_sync_errors_are_one_line(tmp_path: Path, runner: CliRunner, key_file: P
     common = ["sync", "--db", str(db), "--url", collector.url, "--key-file", str(key_file), "--once"]
     cases = {
         ("--device-id", "dev-2"): f"Error: device id 'dev-2' differs from the key file's ('dev-1' in '{key_file}')",
-        (): "Error: sync needs --device-id (or the same keys in the [sync] table of --config)",
     }
     for extra, expected in cases.items():
         result = runner.invoke(main, [*common, *extra])
         assert (result.exit_code, result.output) == (1, expected + "\n")
+    no_file = runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--once"])
+    assert (no_file.exit_code, no_file.output) == (
+        1, "Error: sync needs --device-id, --key-file (or the same keys in the [sync] table of --config)\n")
     missing = runner.invoke(main, ["sync", "--db", str(tmp_path / "none.db"), "--url", collector.url,
                                    "--device-id", "dev-1", "--key-file", str(key_file), "--once"])
     assert missing.output == f"Error: monitoring database '{tmp_path / 'none.db'}' does not exist\n"

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from collector.stores.bucketing import BucketFold
     from edge_runtime.monitoring.data_profile import Profile
 
 __all__ = [
@@ -259,6 +260,7 @@ class ArrivalOutcome:
     stored: bool  # its window is new (False: no window, or one already held)
     clock: ClockOffset  # its boot's estimate, this message included
     corrected_closed_at: float | None  # its window's close on the collector's clock (None without a window)
+    window_id: int | None = None  # the store's id of the window stored, for its BucketFold
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -351,9 +353,22 @@ class FleetStore(Protocol):
 
         For each: its clocks (:meth:`observe_clock`), the device seen (:meth:`touch_device`),
         and its window, if any, stored as :meth:`insert_window` stores one, its
-        ``corrected_closed_at`` set from the boot's estimate. The windows stored are merged
-        into their base buckets once per bucket and batch. When this returns, all of it is
+        ``corrected_closed_at`` set from the boot's estimate, but not yet merged into its
+        base bucket: the caller merges the profiles in memory and writes them with
+        :meth:`fold_buckets` (:mod:`collector.bucket_folding`); until then
+        :meth:`bucket_profiles` adds them itself. When this returns, all of it is
         committed; when it raises, none of it is.
+        """
+        ...
+
+    def fold_buckets(self, folds: Sequence[BucketFold], *, orphans_before: float | None = None) -> int:
+        """Write windows merged in memory into their base buckets, in ONE transaction; how many windows.
+
+        A fold is written only if none of its windows is in its bucket already (another
+        process folded them, as orphans): otherwise those of its windows still outside
+        are read and merged from their rows instead. With ``orphans_before``, windows
+        received before it and still outside their buckets (their collector stopped
+        before folding them) are read and merged too.
         """
         ...
 
@@ -363,8 +378,9 @@ class FleetStore(Protocol):
 
         Each holds the profiles of the stored windows whose ``corrected_closed_at`` is in
         ``[start, start + BASE_BUCKET_SECONDS)`` (:mod:`collector.stores.bucketing`), merged
-        once each whichever collector process stored them. A window whose profile could
-        not be read is in no bucket.
+        once each whichever collector process stored them: the stored bucket, and the
+        windows not folded into it yet, read in the same snapshot. A window whose profile
+        could not be read is in no bucket.
         """
         ...
 

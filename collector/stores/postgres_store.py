@@ -7,12 +7,13 @@ receiving the same window store it once. The parts of a split window are gathere
 under a transaction-scoped advisory lock on their key, so the process that receives
 the last missing part sees every other one.
 
-The base buckets (:mod:`collector.stores.bucketing`) are merged in the transaction that
-stores their windows: each bucket row is locked (``SELECT ... FOR UPDATE``) before its
-profile is read, merged and written back, so two collectors storing windows of one
-bucket at once serialize on it and neither loses the other's merge. Within a batch
-(:meth:`PostgresFleetStore.record_arrivals`) rows are written device by device, buckets
-last and by key, so two batches do not wait on each other in a cycle.
+The base buckets (:mod:`collector.stores.bucketing`) are written by
+:meth:`PostgresFleetStore.fold_buckets` (and :meth:`~PostgresFleetStore.insert_window`):
+each bucket row is locked (``SELECT ... FOR UPDATE``) before its profile is read, merged
+and written back, so two collectors writing one bucket at once serialize on it and
+neither loses the other's merge; buckets are taken by key, so two writes do not wait on
+each other in a cycle. Within a batch (:meth:`PostgresFleetStore.record_arrivals`) rows
+are written device by device, for the same reason.
 
 Each store holds one connection (a collector process is one store); a broken
 connection is replaced on the next call.
@@ -40,7 +41,15 @@ from collector.stores.base import (
     StoredWindow,
     WindowKey,
 )
-from collector.stores.bucketing import BASE_BUCKET_SECONDS, bucket_start, fold_into_bucket, read_profile
+from collector.stores.bucketing import (
+    BASE_BUCKET_SECONDS,
+    BucketFold,
+    add_unfolded,
+    bucket_start,
+    fold_into_bucket,
+    group_profiles,
+    read_profile,
+)
 from collector.stores.rows import (
     CLOCK_COLUMNS,
     DEVICE_COLUMNS,
@@ -62,7 +71,7 @@ from collector.stores.rows import (
 
 __all__ = ["PostgresFleetStore"]
 
-SCHEMA_VERSION = 3  # 2: base_buckets; 3: windows.signals
+SCHEMA_VERSION = 4  # 2: base_buckets; 3: windows.bucketed; 4: windows.signals
 _T = TypeVar("_T")
 # pg_advisory_xact_lock key under which the schema is created: two processes starting
 # at once would otherwise race on CREATE TABLE IF NOT EXISTS (a duplicate pg_type row).
@@ -110,9 +119,13 @@ CREATE TABLE IF NOT EXISTS windows (
     outbox_depth BIGINT NOT NULL,
     boot_id TEXT NOT NULL,
     drift_count INTEGER NOT NULL,
+    bucketed BOOLEAN NOT NULL DEFAULT TRUE,
     signals TEXT NOT NULL DEFAULT '{}',
     CONSTRAINT windows_idempotency_key UNIQUE (device_id, database_id, model_sha256, seq_first)
 );
+-- Schema 3: the windows of an older store are all in their buckets (the default).
+ALTER TABLE windows ADD COLUMN IF NOT EXISTS bucketed BOOLEAN NOT NULL DEFAULT TRUE;
+CREATE INDEX IF NOT EXISTS windows_unbucketed ON windows (received_at) WHERE NOT bucketed;
 CREATE INDEX IF NOT EXISTS windows_by_time ON windows (corrected_closed_at, device_id, database_id, model_sha256, seq_first);
 CREATE INDEX IF NOT EXISTS windows_by_model ON windows (model_sha256, corrected_closed_at, device_id, database_id, seq_first);
 CREATE INDEX IF NOT EXISTS windows_by_device ON windows (device_id, corrected_closed_at, database_id, model_sha256, seq_first);
@@ -164,8 +177,8 @@ def _marks(names: tuple[str, ...]) -> str:
 
 _WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
 _LIGHT_SELECT = f"SELECT {_columns(LIGHT_WINDOW_COLUMNS)} FROM windows"
-_INSERT_WINDOW = (f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({_marks(WINDOW_COLUMNS)}) "
-                  "ON CONFLICT ON CONSTRAINT windows_idempotency_key DO NOTHING")
+_INSERT_WINDOW = (f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}, bucketed) VALUES ({_marks(WINDOW_COLUMNS)}, %s) "
+                  "ON CONFLICT ON CONSTRAINT windows_idempotency_key DO NOTHING RETURNING id")
 # windows() order: a total order (the idempotency key after the time), and its page size.
 _ORDER = "corrected_closed_at, device_id, database_id, model_sha256, seq_first"
 _PAGE = 256
@@ -180,9 +193,9 @@ def _key_args(key: WindowKey) -> tuple[Any, ...]:
 def _upgrade(cur: psycopg.Cursor[Any], version: int) -> None:
     """Bring the tables of an older schema up to date (in the opening transaction, under its lock).
 
-    3: the windows' ``signals`` column, backfilled from their verdicts page by page.
+    4: the windows' ``signals`` column, backfilled from their verdicts page by page.
     """
-    if version < 3:
+    if version < 4:
         cur.execute("ALTER TABLE windows ADD COLUMN IF NOT EXISTS signals TEXT NOT NULL DEFAULT '{}'")
         after = 0
         while True:
@@ -203,6 +216,11 @@ def _redacted(url: str) -> str:
         return url
     scheme, _, user_password = head.partition("//")
     return f"{scheme}//{user_password.split(':', 1)[0]}:***@{tail}"
+
+
+def _one_line(exc: BaseException) -> str:
+    """libpq's message on one line (it adds lines such as "Is the server running...?")."""
+    return "; ".join(line.strip() for line in str(exc).splitlines() if line.strip())
 
 
 class PostgresFleetStore:
@@ -247,7 +265,7 @@ class PostgresFleetStore:
                 self._conn = psycopg.connect(self._dsn, autocommit=True,
                                              connect_timeout=max(1, int(self._connect_timeout)))
             except psycopg.Error as exc:
-                raise FleetStoreError(f"cannot connect to fleet store '{self.url}': {exc}") from exc
+                raise FleetStoreError(f"cannot connect to fleet store '{self.url}': {_one_line(exc)}") from exc
         return self._conn
 
     @contextmanager
@@ -258,7 +276,7 @@ class PostgresFleetStore:
                 with conn.transaction(), conn.cursor() as cur:
                     yield cur
             except psycopg.Error as exc:
-                raise FleetStoreError(f"fleet store '{self.url}': {exc}") from exc
+                raise FleetStoreError(f"fleet store '{self.url}': {_one_line(exc)}") from exc
 
     def _read(self, query: str, args: tuple[Any, ...], convert: Callable[[Any], _T]) -> list[_T]:
         with self._transaction() as cur:
@@ -313,38 +331,66 @@ class PostgresFleetStore:
     # ---------------------------------------------------------------- windows
     def insert_window(self, window: StoredWindow) -> bool:
         with self._transaction() as cur:
-            stored = self._insert(cur, window, None)
+            stored = self._insert(cur, window, None, bucketed=True) is not None
             if stored:
-                self._merge_buckets(cur, [(window, None)])
+                profile = read_profile(window.profile)
+                if profile is not None:
+                    key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
+                    self._merge_into(cur, key, [profile])
         return stored
 
-    def _insert(self, cur: psycopg.Cursor[Any], window: StoredWindow, document_json: bytes | None) -> bool:
-        cur.execute(_INSERT_WINDOW, window_to_row(window, document_json))
-        stored = cur.rowcount == 1
+    def _insert(self, cur: psycopg.Cursor[Any], window: StoredWindow, document_json: bytes | None, *,
+                bucketed: bool) -> int | None:
+        """The new window's id, or None when its key is held already."""
+        cur.execute(_INSERT_WINDOW, (*window_to_row(window, document_json), bucketed))
+        row = cur.fetchone()
         cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
-        return stored
+        return None if row is None else int(row[0])
 
-    def _merge_buckets(self, cur: psycopg.Cursor[Any], stored: Sequence[tuple[StoredWindow, Any]]) -> None:
-        """Fold the profiles of windows just stored into their base buckets (same transaction).
+    def _merge_into(self, cur: psycopg.Cursor[Any], key: tuple[str, float], profiles: Sequence[Any],
+                    merged: int | None = None) -> None:
+        """Merge profiles into one stored base bucket (same transaction); ``merged`` windows counted
+        (default: as many as merge).
 
-        Each bucket row exists (an empty one is inserted first) and is locked before it is
+        The bucket row exists (an empty one is inserted first) and is locked before it is
         read: another collector merging into it waits for this commit, then reads the result.
         """
-        groups: dict[tuple[str, float], list[Any]] = {}
-        for window, profile in stored:
-            profile = profile if profile is not None else read_profile(window.profile)
-            if profile is not None:
-                key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
-                groups.setdefault(key, []).append(profile)
-        for (sha, start), profiles in sorted(groups.items()):
-            cur.execute("INSERT INTO base_buckets (model_sha256, start, profile, window_count) "
-                        "VALUES (%s, %s, ''::bytea, 0) ON CONFLICT DO NOTHING", (sha, start))
-            cur.execute("SELECT profile FROM base_buckets WHERE model_sha256 = %s AND start = %s FOR UPDATE",
-                        (sha, start))
-            row = cur.fetchone()
-            data, merged = fold_into_bucket(bytes(row[0]) if row and row[0] else None, profiles)
-            cur.execute("UPDATE base_buckets SET profile = %s, window_count = window_count + %s "
-                        "WHERE model_sha256 = %s AND start = %s", (data, merged, sha, start))
+        cur.execute("INSERT INTO base_buckets (model_sha256, start, profile, window_count) "
+                    "VALUES (%s, %s, ''::bytea, 0) ON CONFLICT DO NOTHING", key)
+        cur.execute("SELECT profile FROM base_buckets WHERE model_sha256 = %s AND start = %s FOR UPDATE", key)
+        row = cur.fetchone()
+        data, count = fold_into_bucket(bytes(row[0]) if row and row[0] else None, profiles)
+        cur.execute("UPDATE base_buckets SET profile = %s, window_count = window_count + %s "
+                    "WHERE model_sha256 = %s AND start = %s", (data, count if merged is None else merged, *key))
+
+    def fold_buckets(self, folds: Sequence[BucketFold], *, orphans_before: float | None = None) -> int:
+        folded = 0
+        with self._transaction() as cur:
+            # Buckets by key: two collectors' writes lock them in one order.
+            for fold in sorted(folds, key=lambda f: (f.model_sha256, f.start)):
+                cur.execute("SAVEPOINT fold")
+                cur.execute("UPDATE windows SET bucketed = TRUE WHERE NOT bucketed AND id = ANY(%s)",
+                            (list(fold.window_ids),))
+                if cur.rowcount == len(fold.window_ids):
+                    if fold.profile is not None:
+                        self._merge_into(cur, (fold.model_sha256, fold.start), [fold.profile], fold.merged)
+                    cur.execute("RELEASE SAVEPOINT fold")
+                    folded += len(fold.window_ids)
+                else:  # some were folded elsewhere: the others from their rows, not this merge
+                    cur.execute("ROLLBACK TO SAVEPOINT fold")
+                    cur.execute("RELEASE SAVEPOINT fold")
+                    folded += self._fold_rows(cur, "id = ANY(%s)", (list(fold.window_ids),))
+            if orphans_before is not None:
+                folded += self._fold_rows(cur, "received_at < %s", (orphans_before,))
+        return folded
+
+    def _fold_rows(self, cur: psycopg.Cursor[Any], where: str, args: tuple[Any, ...]) -> int:
+        cur.execute(f"UPDATE windows SET bucketed = TRUE WHERE NOT bucketed AND {where} "
+                    "RETURNING model_sha256, corrected_closed_at, profile", args)
+        rows = [(str(sha), float(closed), bytes(data)) for sha, closed, data in cur.fetchall()]
+        for key, profiles in sorted(group_profiles(rows).items()):
+            self._merge_into(cur, key, profiles)
+        return len(rows)
 
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> list[ArrivalOutcome]:
         # Device by device (each device's in order): two collectors' batches lock the devices'
@@ -355,7 +401,6 @@ class PostgresFleetStore:
             return arrivals[i].device_id
 
         outcomes: dict[int, ArrivalOutcome] = {}
-        stored_windows: list[tuple[StoredWindow, Any]] = []
         with self._transaction() as cur:
             for i in sorted(range(len(arrivals)), key=order):
                 arrival = arrivals[i]
@@ -363,16 +408,14 @@ class PostgresFleetStore:
                                       sent_mono=arrival.sent_mono, received_at=arrival.received_at)
                 cur.execute("UPDATE devices SET last_seen = greatest(last_seen, %s) WHERE device_id = %s",
                             (arrival.received_at, arrival.device_id))
-                stored, corrected = False, None
+                window_id, corrected = None, None
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
                     window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
-                    stored = self._insert(cur, window, arrival.document_json)
-                    if stored:
-                        stored_windows.append((window, arrival.profile))
-                outcomes[i] = ArrivalOutcome(stored=stored, clock=clock, corrected_closed_at=corrected)
-            self._merge_buckets(cur, stored_windows)
+                    window_id = self._insert(cur, window, arrival.document_json, bucketed=False)
+                outcomes[i] = ArrivalOutcome(stored=window_id is not None, clock=clock, corrected_closed_at=corrected,
+                                             window_id=window_id)
         return [outcomes[i] for i in range(len(arrivals))]
 
     def bucket_profiles(self, model_sha256: str | None = None, since: float | None = None,
@@ -383,9 +426,23 @@ class PostgresFleetStore:
                 where.append(clause)
                 args.append(value)
         query = "SELECT model_sha256, start, profile FROM base_buckets WHERE " + " AND ".join(where)
-        rows = self._read(query + " ORDER BY model_sha256, start", tuple(args),
-                          lambda row: ((str(row[0]), float(row[1])), bytes(row[2])))
-        return dict(rows)
+        # The windows not folded yet, from the same snapshot: a fold between the two reads
+        # would otherwise count its windows twice, or not at all.
+        loose, loose_args = ["NOT bucketed"], []
+        for clause, value in (("model_sha256 = %s", model_sha256),
+                              ("corrected_closed_at >= %s", None if since is None else since - BASE_BUCKET_SECONDS),
+                              ("corrected_closed_at < %s", None if until is None else until + BASE_BUCKET_SECONDS)):
+            if value is not None:
+                loose.append(clause)
+                loose_args.append(value)
+        with self._transaction() as cur:
+            cur.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ")
+            cur.execute(query, tuple(args))
+            stored = {(str(sha), float(start)): bytes(data) for sha, start, data in cur.fetchall()}
+            cur.execute("SELECT model_sha256, corrected_closed_at, profile FROM windows WHERE " + " AND ".join(loose),
+                        tuple(loose_args))
+            unfolded = [(str(sha), float(closed), bytes(data)) for sha, closed, data in cur.fetchall()]
+        return add_unfolded(stored, unfolded, since=since, until=until)
 
     def has_window(self, key: WindowKey) -> bool:
         return bool(self._read(f"SELECT 1 FROM windows WHERE {_KEY_WHERE}", _key_args(key), lambda row: row))

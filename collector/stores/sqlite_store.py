@@ -8,9 +8,10 @@ Deduplication is the windows table's primary key with ``INSERT ... ON CONFLICT D
 The file is ``synchronous=FULL``: a commit is on disk when it returns, so a 200 answer
 means the window is durable. Ingest commits in groups (:meth:`SQLiteFleetStore.record_arrivals`:
 one transaction, one fsync, for every message that arrived meanwhile), which is what
-keeps that affordable. The same transaction merges the stored windows' profiles into
-their base buckets (:mod:`collector.stores.bucketing`); the write lock makes that merge
-safe from several processes.
+keeps that affordable. The stored windows' profiles reach their base buckets
+(:mod:`collector.stores.bucketing`) in a later transaction (:meth:`SQLiteFleetStore.fold_buckets`);
+the write lock makes that merge safe from several processes. Reads run on a
+connection per thread, so they never wait for a commit.
 """
 
 from __future__ import annotations
@@ -35,7 +36,15 @@ from collector.stores.base import (
     StoredWindow,
     WindowKey,
 )
-from collector.stores.bucketing import BASE_BUCKET_SECONDS, bucket_start, fold_into_bucket, read_profile
+from collector.stores.bucketing import (
+    BASE_BUCKET_SECONDS,
+    BucketFold,
+    add_unfolded,
+    bucket_start,
+    fold_into_bucket,
+    group_profiles,
+    read_profile,
+)
 from collector.stores.rows import (
     CLOCK_COLUMNS,
     DEVICE_COLUMNS,
@@ -57,10 +66,10 @@ from collector.stores.rows import (
 
 __all__ = ["SQLiteFleetStore"]
 
-SCHEMA_VERSION = 3  # 2: base_buckets; 3: windows.signals, the big columns last
+SCHEMA_VERSION = 4  # 2: base_buckets; 3: windows.bucketed; 4: windows.signals, the big columns last
 _T = TypeVar("_T")
 
-# A window's big columns (verdicts, profile: ~65 KB) are last in its row (schema 3): a column
+# A window's big columns (verdicts, profile: ~65 KB) are last in its row (schema 4): a column
 # stored after them is reached only by walking the row's overflow pages, which made the light
 # read of 10,000 windows ~0.3 s of SQL (~0.07 s with them last).
 _SCHEMA = """
@@ -102,6 +111,7 @@ CREATE TABLE IF NOT EXISTS windows (
     outbox_depth INTEGER NOT NULL,
     boot_id TEXT NOT NULL,
     drift_count INTEGER NOT NULL,
+    bucketed INTEGER NOT NULL DEFAULT 1,
     signals TEXT NOT NULL DEFAULT '{}',
     verdicts TEXT NOT NULL,
     profile BLOB NOT NULL,
@@ -154,14 +164,17 @@ def _columns(names: tuple[str, ...]) -> str:
 
 _WINDOW_SELECT = f"SELECT {_columns(WINDOW_COLUMNS)} FROM windows"
 _LIGHT_SELECT = f"SELECT {_columns(LIGHT_WINDOW_COLUMNS)} FROM windows"
-_INSERT_WINDOW = (f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}) VALUES ({', '.join('?' * len(WINDOW_COLUMNS))}) "
-                  "ON CONFLICT DO NOTHING")
+_INSERT_WINDOW = (f"INSERT INTO windows ({_columns(WINDOW_COLUMNS)}, bucketed) "
+                  f"VALUES ({', '.join('?' * len(WINDOW_COLUMNS))}, ?) ON CONFLICT DO NOTHING RETURNING id")
+# Added by schema 3; the windows of an older store are all in their buckets (the default).
+_UPGRADES = ("ALTER TABLE windows ADD COLUMN bucketed INTEGER NOT NULL DEFAULT 1",)
+_UNBUCKETED_INDEX = "CREATE INDEX IF NOT EXISTS windows_unbucketed ON windows (received_at) WHERE bucketed = 0"
 # windows() order: a total order (the idempotency key after the time), and its page size.
 _ORDER = "corrected_closed_at, device_id, database_id, model_sha256, seq_first"
 _PAGE = 256
 _LIGHT_PAGE = 4096  # a light window is a few hundred bytes
 _KEY_WHERE = "device_id = ? AND database_id = ? AND model_sha256 = ? AND seq_first = ?"
-_INDEXES = ("windows_by_time", "windows_by_model", "windows_by_device", "windows_by_arrival")
+_INDEXES = ("windows_by_time", "windows_by_model", "windows_by_device", "windows_by_arrival", "windows_unbucketed")
 
 
 def _key_args(key: WindowKey) -> tuple[Any, ...]:
@@ -171,22 +184,23 @@ def _key_args(key: WindowKey) -> tuple[Any, ...]:
 def _upgrade(db: sqlite3.Connection) -> None:
     """Bring the tables of an older schema up to date (in the opening transaction).
 
-    3: the windows table rebuilt, its big columns last (see ``_SCHEMA``), with the
+    4: the windows table rebuilt, its big columns last (see ``_SCHEMA``), with the
     ``signals`` column filled from the verdicts in the same pass: one copy of every window.
+    (Schema 3's ``bucketed`` column is added before.)
     """
     if any(row[1] == "signals" for row in db.execute("PRAGMA table_info(windows)")):
         return
     db.create_function("signals_of", 1, signals_text, deterministic=True)
-    db.execute("ALTER TABLE windows RENAME TO windows_schema_2")
-    for index in _INDEXES:  # they moved with the table: their names are schema 3's
+    db.execute("ALTER TABLE windows RENAME TO windows_schema_3")
+    for index in _INDEXES:  # they moved with the table: their names are the new table's
         db.execute(f"DROP INDEX IF EXISTS {index}")
     for statement in _SCHEMA.split(";"):
         if statement.strip():
             db.execute(statement)
-    copied = ("id", *(c for c in WINDOW_COLUMNS if c != "signals"))
+    copied = ("id", *(c for c in WINDOW_COLUMNS if c != "signals"), "bucketed")
     db.execute(f"INSERT INTO windows ({_columns(copied)}, signals) SELECT {_columns(copied)}, signals_of(verdicts) "
-               "FROM windows_schema_2")
-    db.execute("DROP TABLE windows_schema_2")
+               "FROM windows_schema_3")
+    db.execute("DROP TABLE windows_schema_3")
 
 
 class SQLiteFleetStore:
@@ -213,9 +227,15 @@ class SQLiteFleetStore:
     def __init__(self, path: str | Path, *, busy_timeout: float = 30.0) -> None:
         self.path = Path(path)
         self.url = f"sqlite:///{self.path}"
-        # One connection shared by the server's worker threads, serialized by a lock:
-        # SQLite writes one at a time anyway, and reads are short.
+        # One writing connection shared by the server's worker threads, serialized by a lock
+        # (SQLite writes one at a time anyway), and a reading connection per thread: in WAL
+        # mode a read never waits for a commit, so ingest's lookups go on while a group of
+        # windows is being written and synced.
         self._lock = threading.RLock()
+        self._busy_timeout = busy_timeout
+        self._local = threading.local()
+        self._readers: list[sqlite3.Connection] = []
+        self._closed = False
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._db = sqlite3.connect(self.path, timeout=busy_timeout, isolation_level=None,
@@ -234,7 +254,11 @@ class SQLiteFleetStore:
                 for statement in _SCHEMA.split(";"):
                     if statement.strip():
                         db.execute(statement)
+                if "bucketed" not in {row[1] for row in db.execute("PRAGMA table_info(windows)")}:
+                    for statement in _UPGRADES:
+                        db.execute(statement)
                 _upgrade(db)
+                db.execute(_UNBUCKETED_INDEX)
                 db.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
         except sqlite3.Error as exc:
             raise FleetStoreError(f"cannot open fleet store '{self.path}': {exc}") from exc
@@ -259,12 +283,24 @@ class SQLiteFleetStore:
                     self._db.execute("ROLLBACK")
                     raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
 
+    def _reader(self) -> sqlite3.Connection:
+        reader: sqlite3.Connection | None = getattr(self._local, "db", None)
+        if reader is None:
+            with self._lock:
+                if self._closed:
+                    raise FleetStoreError(f"fleet store '{self.path}' is closed")
+                reader = sqlite3.connect(self.path, timeout=self._busy_timeout, isolation_level=None,
+                                         check_same_thread=False)
+                reader.execute("PRAGMA query_only=1")
+                self._readers.append(reader)
+            self._local.db = reader
+        return reader
+
     def _read(self, query: str, args: tuple[Any, ...], convert: Callable[[Any], _T]) -> list[_T]:
-        with self._lock:
-            try:
-                return [convert(row) for row in self._db.execute(query, args).fetchall()]
-            except sqlite3.Error as exc:
-                raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
+        try:
+            return [convert(row) for row in self._reader().execute(query, args).fetchall()]
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
 
     # ---------------------------------------------------------------- devices
     def add_device(self, device_id: str, public_key: str, *, now: float) -> DeviceRecord:
@@ -313,51 +349,76 @@ class SQLiteFleetStore:
     # ---------------------------------------------------------------- windows
     def insert_window(self, window: StoredWindow) -> bool:
         with self._write() as db:
-            stored = self._insert(db, window, None)
+            stored = self._insert(db, window, None, bucketed=True) is not None
             if stored:
-                self._merge_buckets(db, [(window, None)])
+                profile = read_profile(window.profile)
+                if profile is not None:
+                    key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
+                    self._merge_into(db, key, [profile])
         return stored
 
-    def _insert(self, db: sqlite3.Connection, window: StoredWindow, document_json: bytes | None) -> bool:
-        stored = db.execute(_INSERT_WINDOW, window_to_row(window, document_json)).rowcount == 1
+    def _insert(self, db: sqlite3.Connection, window: StoredWindow, document_json: bytes | None, *,
+                bucketed: bool) -> int | None:
+        """The new window's id, or None when its key is held already."""
+        row = db.execute(_INSERT_WINDOW, (*window_to_row(window, document_json), int(bucketed))).fetchone()
         db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
-        return stored
+        return None if row is None else int(row[0])
 
-    def _merge_buckets(self, db: sqlite3.Connection, stored: Sequence[tuple[StoredWindow, Any]]) -> None:
-        """Fold the profiles of windows just stored into their base buckets (same transaction)."""
-        groups: dict[tuple[str, float], list[Any]] = {}
-        for window, profile in stored:
-            profile = profile if profile is not None else read_profile(window.profile)
-            if profile is not None:
-                key = (window.model_sha256, bucket_start(window.corrected_closed_at, BASE_BUCKET_SECONDS))
-                groups.setdefault(key, []).append(profile)
-        for (sha, start), profiles in sorted(groups.items()):
-            row = db.execute("SELECT profile FROM base_buckets WHERE model_sha256 = ? AND start = ?",
-                             (sha, start)).fetchone()
-            data, merged = fold_into_bucket(row[0] if row else None, profiles)
-            db.execute("INSERT INTO base_buckets (model_sha256, start, profile, window_count) VALUES (?, ?, ?, ?) "
-                       "ON CONFLICT (model_sha256, start) DO UPDATE SET profile = excluded.profile, "
-                       "window_count = window_count + excluded.window_count", (sha, start, data, merged))
+    def _merge_into(self, db: sqlite3.Connection, key: tuple[str, float], profiles: Sequence[Any],
+                    merged: int | None = None) -> None:
+        """Merge profiles into one stored base bucket (same transaction); ``merged`` windows counted
+        (default: as many as merge)."""
+        row = db.execute("SELECT profile FROM base_buckets WHERE model_sha256 = ? AND start = ?", key).fetchone()
+        data, count = fold_into_bucket(row[0] if row else None, profiles)
+        db.execute("INSERT INTO base_buckets (model_sha256, start, profile, window_count) VALUES (?, ?, ?, ?) "
+                   "ON CONFLICT (model_sha256, start) DO UPDATE SET profile = excluded.profile, "
+                   "window_count = window_count + excluded.window_count",
+                   (*key, data, count if merged is None else merged))
+
+    def fold_buckets(self, folds: Sequence[BucketFold], *, orphans_before: float | None = None) -> int:
+        folded = 0
+        with self._write() as db:
+            for fold in sorted(folds, key=lambda f: (f.model_sha256, f.start)):
+                marks = ", ".join("?" * len(fold.window_ids))
+                db.execute("SAVEPOINT fold")
+                claimed = db.execute(f"UPDATE windows SET bucketed = 1 WHERE bucketed = 0 AND id IN ({marks})",
+                                     fold.window_ids).rowcount
+                if claimed == len(fold.window_ids):
+                    if fold.profile is not None:
+                        self._merge_into(db, (fold.model_sha256, fold.start), [fold.profile], fold.merged)
+                    db.execute("RELEASE fold")
+                    folded += claimed
+                else:  # some were folded elsewhere: the others from their rows, not this merge
+                    db.execute("ROLLBACK TO fold")
+                    db.execute("RELEASE fold")
+                    folded += self._fold_rows(db, f"id IN ({marks})", fold.window_ids)
+            if orphans_before is not None:
+                folded += self._fold_rows(db, "received_at < ?", (orphans_before,))
+        return folded
+
+    def _fold_rows(self, db: sqlite3.Connection, where: str, args: Sequence[Any]) -> int:
+        rows = db.execute(f"UPDATE windows SET bucketed = 1 WHERE bucketed = 0 AND {where} "
+                          "RETURNING model_sha256, corrected_closed_at, profile", tuple(args)).fetchall()
+        for key, profiles in sorted(group_profiles(rows).items()):
+            self._merge_into(db, key, profiles)
+        return len(rows)
 
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> list[ArrivalOutcome]:
         outcomes = []
-        stored_windows: list[tuple[StoredWindow, Any]] = []
         with self._write() as db:
             for arrival in arrivals:
                 clock = self._observe(db, arrival.device_id, arrival.boot_id, sent_wall=arrival.sent_wall,
                                       sent_mono=arrival.sent_mono, received_at=arrival.received_at)
                 db.execute("UPDATE devices SET last_seen = max(coalesce(last_seen, ?), ?) WHERE device_id = ?",
                            (arrival.received_at, arrival.received_at, arrival.device_id))
-                stored, corrected = False, None
+                window_id, corrected = None, None
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
                     window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
-                    stored = self._insert(db, window, arrival.document_json)
-                    if stored:
-                        stored_windows.append((window, arrival.profile))
-                outcomes.append(ArrivalOutcome(stored=stored, clock=clock, corrected_closed_at=corrected))
-            self._merge_buckets(db, stored_windows)
+                    window_id = self._insert(db, window, arrival.document_json, bucketed=False)
+                outcomes.append(ArrivalOutcome(stored=window_id is not None, clock=clock,
+                                               corrected_closed_at=corrected, window_id=window_id))
         return outcomes
 
     def bucket_profiles(self, model_sha256: str | None = None, since: float | None = None,
@@ -369,9 +430,27 @@ class SQLiteFleetStore:
                 args.append(value)
         query = "SELECT model_sha256, start, profile FROM base_buckets" + (
             " WHERE " + " AND ".join(where) if where else "")
-        rows = self._read(query + " ORDER BY model_sha256, start", tuple(args),
-                          lambda row: ((str(row[0]), float(row[1])), bytes(row[2])))
-        return dict(rows)
+        # The windows not folded yet, from the same snapshot: a fold between the two reads
+        # would otherwise count its windows twice, or not at all.
+        loose, loose_args = ["bucketed = 0"], []
+        for clause, value in (("model_sha256 = ?", model_sha256),
+                              ("corrected_closed_at >= ?", None if since is None else since - BASE_BUCKET_SECONDS),
+                              ("corrected_closed_at < ?", None if until is None else until + BASE_BUCKET_SECONDS)):
+            if value is not None:
+                loose.append(clause)
+                loose_args.append(value)
+        reader = self._reader()
+        try:
+            reader.execute("BEGIN")
+            try:
+                stored = {(str(sha), float(start)): bytes(data) for sha, start, data in reader.execute(query, args)}
+                unfolded = reader.execute("SELECT model_sha256, corrected_closed_at, profile FROM windows WHERE "
+                                          + " AND ".join(loose), loose_args).fetchall()
+            finally:
+                reader.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise FleetStoreError(f"fleet store '{self.path}': {exc}") from exc
+        return add_unfolded(stored, unfolded, since=since, until=until)
 
     def has_window(self, key: WindowKey) -> bool:
         return bool(self._read(f"SELECT 1 FROM windows WHERE {_KEY_WHERE}", _key_args(key), lambda row: row))
@@ -473,4 +552,8 @@ class SQLiteFleetStore:
 
     def close(self) -> None:
         with self._lock:
+            for reader in self._readers:
+                reader.close()
+            self._readers.clear()
             self._db.close()
+            self._closed = True

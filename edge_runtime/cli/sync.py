@@ -63,7 +63,7 @@ def device_init(device_id: str, key_file: Path) -> None:
 @click.group(invoke_without_command=True, subcommand_metavar="[COMMAND] [ARGS]...")
 @db_option(required=False, help="Monitoring database (SQLite) whose windows are sent; default: [monitoring] db.")
 @click.option("--url", help="The collector, e.g. https://collector.example:8443.")
-@click.option("--device-id", help="This device's id; must be the key file's.")
+@click.option("--device-id", help="This device's id; must be the key file's (default: the key file's).")
 @click.option("--key-file", type=click.Path(dir_okay=False, path_type=Path), help="The device's private key file.")
 @click.option("--once", is_flag=True, help="One run, then exit (for a systemd timer or cron).")
 @click.option("--interval", type=click.FloatRange(min=0.001), help="Seconds between runs (default 60).")

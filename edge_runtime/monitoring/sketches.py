@@ -363,14 +363,17 @@ class NumericSketch:
         stride, thin_var = thinning or (1, 0.0)
         if not 1 <= stride:
             raise BundleFormatError(f"numeric sketch has an invalid stride {stride}")
-        sketch = cls(k, stride)
-        sketch.thin_var = thin_var
         try:
-            sketch.kll = datasketches.kll_floats_sketch.deserialize(data[layout.size:])
+            kll = datasketches.kll_floats_sketch.deserialize(data[layout.size:])
         except Exception as exc:  # datasketches raises RuntimeError/ValueError variants
             raise BundleFormatError(f"numeric sketch has a corrupt KLL body: {exc}") from exc
+        # Every field set here rather than through __init__, whose empty KLL sketch would be
+        # thrown away: a collector reads some 32 of these for each window it receives.
+        sketch = cls.__new__(cls)
+        sketch.kll, sketch.stride, sketch.thin_var = kll, stride, thin_var
         sketch.count, sketch.missing = count, missing
         sketch.minimum, sketch.maximum, sketch.mean, sketch.m2 = low, high, mean, m2
+        sketch._cache = {}
         return sketch
 
     def __repr__(self) -> str:

@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import os
 from pathlib import Path
 
@@ -86,9 +87,13 @@ def _public_text(key: Ed25519PublicKey) -> str:
     return PUBLIC_KEY_PREFIX + base64.b64encode(raw).decode("ascii")
 
 
+# A collector checks every message of a device with the same key: parsed once, not per message.
+_parsed_public_key = functools.lru_cache(maxsize=65536)(parse_public_key)
+
+
 def verify_signature(public_text: str, signature: bytes, data: bytes) -> None:
     """Check that ``signature`` is the key's signature of ``data``; raise SignatureError if not."""
-    key = parse_public_key(public_text)
+    key = _parsed_public_key(public_text)
     try:
         key.verify(signature, data)
     except InvalidSignature as exc:

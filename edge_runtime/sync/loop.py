@@ -98,7 +98,8 @@ class SyncRun:
 
 def settings_with(base: SyncSettings | None, **given: object) -> SyncSettings:
     """Sync settings from a config's ``[sync]`` (``base``, may be None) with the values ``given``
-    (those not None) in its place: the command line over the config file.
+    (those not None) in its place: the command line over the config file. Without a device
+    id, the one the key file records.
 
     Raises
     ------
@@ -109,6 +110,8 @@ def settings_with(base: SyncSettings | None, **given: object) -> SyncSettings:
     if base is not None:
         values = {name: getattr(base, name) for name in base.__dataclass_fields__}
     values.update({name: value for name, value in given.items() if value is not None})
+    if values.get("device_id") is None and values.get("key_file") is not None:
+        values["device_id"] = DeviceKey.load(str(values["key_file"])).device_id  # the id the key file records
     missing = [name for name in ("url", "device_id", "key_file") if values.get(name) is None]
     if missing:
         flags = ", ".join("--" + name.replace("_", "-") for name in missing)

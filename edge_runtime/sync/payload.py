@@ -51,13 +51,19 @@ import re
 import struct
 import uuid
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from edge_runtime.errors import BundleFormatError, ConfigError, PayloadError, SyncError
 from edge_runtime.sync.keys import SIGNATURE_BYTES, DeviceKey, check_device_id, verify_signature
+
+_fast_loads: Callable[[bytes], Any] | None
+try:  # the collector extra's parser: a window's document in a fifth of the standard library's time
+    from orjson import loads as _fast_loads
+except ImportError:  # a device never parses a document; the standard library does the same, slower
+    _fast_loads = None
 
 __all__ = [
     "DEFAULT_MAX_MESSAGE_BYTES",
@@ -277,10 +283,21 @@ def read_message(data: bytes, max_bytes: int = DEFAULT_MAX_MESSAGE_BYTES) -> Mes
     return Message(header, data[end + _LENGTH.size:body_end], data[body_end:], data[:body_end])
 
 
+def _refuse_constant(name: str) -> None:
+    raise ValueError(f"{name} is not JSON")  # as orjson: NaN and Infinity are no JSON numbers
+
+
+def _loads(raw: bytes) -> Any:
+    """Strict JSON from UTF-8 bytes, by orjson when installed; ValueError when it is not JSON."""
+    if _fast_loads is not None:
+        return _fast_loads(raw)  # its JSONDecodeError is a ValueError, invalid UTF-8 included
+    return json.loads(raw.decode("utf-8"), parse_constant=_refuse_constant)
+
+
 def _parse_header(raw: bytes) -> dict[str, Any]:
     try:
-        header = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        header = _loads(raw)
+    except ValueError as exc:
         raise PayloadError(f"the message header is not JSON: {exc}") from exc
     if not isinstance(header, dict):
         raise PayloadError("the message header is not a JSON object")
@@ -376,8 +393,8 @@ def _summary_from_document(raw: bytes, header: dict[str, Any]) -> tuple[WindowSu
     (length,) = _LENGTH.unpack_from(raw)
     text = raw[_LENGTH.size:_LENGTH.size + length]
     try:
-        fields = json.loads(text.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        fields = _loads(text)
+    except ValueError as exc:
         raise PayloadError(f"the document's JSON is corrupt: {exc}") from exc
     if not isinstance(fields, dict):
         raise PayloadError("the document's JSON is not an object")
