@@ -51,7 +51,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
-from collector.fleet_drift import query_fleet_drift
+from collector.fleet_drift import JUDGED_DEVICES, query_fleet_drift
 from collector.ingest import Ingestor
 from collector.simulation import Shift, simulate_fleet
 from collector.stores import ModelRecord, StoredWindow, open_store
@@ -438,7 +438,7 @@ def page(result: dict[str, Any], command: str, postgres_version: str | None) -> 
     for name, found in result.get("query_flagged", {}).items():
         lines += ["", f"Flagged fleet, {name}: {found['flagged_buckets']} of {found['buckets']} buckets flagged "
                       f"({', '.join(found['signals'])}); up to {found['drivers']:,} devices named per signal, "
-                      f"{found['judged']} judged on their merged windows (the top 10 of each flagged signal), "
+                      f"{found['judged']} judged on their merged windows (the top {JUDGED_DEVICES} of each flagged signal), "
                       "the rest ranked by their windows' own verdicts."]
     sqlite_rates = [f["median"] for label, f in result["ingest"].items() if label.startswith("sqlite")]
     best = max(sqlite_rates) if sqlite_rates else 0.0
