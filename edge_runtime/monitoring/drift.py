@@ -242,7 +242,7 @@ class _ReferencePlan:
     its references weakly and is computed again when one is gone or changed.
     """
 
-    __slots__ = ("references", "seen", "rows", "grids", "cdf", "expected", "counts", "rank_sd")
+    __slots__ = ("references", "seen", "rows", "grids", "cdf", "expected", "counts", "rank_sd", "limits")
 
     def __init__(self, references: Sequence[NumericSketch], bins: int) -> None:
         self.references = [weakref.ref(r) for r in references]
@@ -261,6 +261,22 @@ class _ReferencePlan:
             expected = np.clip(expected, _PSI_FLOOR, None)
             expected /= expected.sum(axis=1, keepdims=True)
             self.expected = expected
+        # Thresholds by the windows' counts and rank_sd: full windows repeat them window after window.
+        self.limits: dict[tuple[bytes, bytes, DriftPolicy, float, float], _NumericThresholds] = {}
+
+    def thresholds(self, lives: Sequence[NumericSketch], policy: DriftPolicy, a_warn: float,
+                   a_drift: float) -> _NumericThresholds:
+        """:func:`_numeric_thresholds` of these references against ``lives``, kept for the next window."""
+        rows = np.array([v.count for v in lives], dtype=np.float64)
+        rank_sd = np.array([v.rank_sd for v in lives])
+        key = (rows.tobytes(), rank_sd.tobytes(), policy, a_warn, a_drift)
+        limits = self.limits.get(key)
+        if limits is None:
+            if len(self.limits) > 8:
+                self.limits.clear()
+            limits = self.limits[key] = _numeric_thresholds(self.counts, rows, self.rank_sd, rank_sd, policy,
+                                                            a_warn, a_drift)
+        return limits
 
     def current(self, references: Sequence[NumericSketch]) -> bool:
         """Whether the plan is still that of ``references`` (the same objects, unchanged)."""
@@ -641,8 +657,7 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     plan = _reference_plan(refs, policy.psi_bins)
     ks_values, psi_values = _compare(plan, refs, lives, policy.psi_bins)
     # Every numeric comparison's thresholds in one pass (the top score's too: not judged, but cheap).
-    limits = _numeric_thresholds(plan.counts, np.array([v.count for v in lives], dtype=np.float64), plan.rank_sd,
-                                 np.array([v.rank_sd for v in lives]), policy, a_warn, a_drift)
+    limits = plan.thresholds(lives, policy, a_warn, a_drift)
     width = len(numeric)
     results = dict(zip(numeric, _numeric_verdicts(numeric, ks_values, psi_values, limits, slice(0, width))))
     for name in counted:
