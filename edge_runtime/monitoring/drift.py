@@ -547,8 +547,8 @@ def _numeric_verdicts(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, li
                       at: slice, *, kind: str = "numeric") -> list[FeatureDrift]:
     """The KS and PSI verdicts of the comparisons ``at`` (a slice of ``ks``, ``psis`` and ``limits``)."""
     ks, psis = ks[at], psis[at]
-    ks_warn, ks_drift, psi_warn, psi_drift = limits.ks_warn[at], limits.ks_drift[at], limits.psi_warn[at], \
-        limits.psi_drift[at]
+    ks_warn, ks_drift = limits.ks_warn[at], limits.ks_drift[at]
+    psi_warn, psi_drift = limits.psi_warn[at], limits.psi_drift[at]
     ks_ratio = ks / ks_drift
     psi_ratio = psis / psi_drift
     status = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
