@@ -232,21 +232,101 @@ def psi(reference: NumericSketch, live: NumericSketch, bins: int = 10) -> float:
     return float(_ks_and_psi([reference], [live], bins)[1][0])
 
 
+class _ReferencePlan:
+    """What a list of reference sketches contributes to every window's KS, PSI and thresholds, computed once.
+
+    ``rows`` are the positions of the references with values (the others are
+    never compared), ``grids`` their grids, ``cdf`` the grids' CDFs as rows and
+    ``expected`` each row's PSI bin shares (from the reference alone); ``counts``
+    and ``rank_sd`` are per reference (0 for one without rows). The plan holds
+    its references weakly and is computed again when one is gone or changed.
+    """
+
+    __slots__ = ("references", "seen", "rows", "grids", "cdf", "expected", "counts", "rank_sd", "limits")
+
+    def __init__(self, references: Sequence[NumericSketch], bins: int) -> None:
+        self.references = [weakref.ref(r) for r in references]
+        self.seen = [(r.kll.n, r.count) for r in references]
+        self.rows = [i for i, r in enumerate(references) if not r.kll.is_empty()]
+        self.grids = [_reference_grid(references[i]) for i in self.rows]
+        self.cdf = _stacked(self.grids)[1] if self.grids else np.zeros((0, _GRID_STEPS + 1))
+        self.counts = np.array([r.count for r in references], dtype=np.float64)
+        self.rank_sd = np.array([_reference_grid(r).rank_sd if r.count else 0.0 for r in references])
+        self.expected = None
+        if _GRID_STEPS % bins == 0 and self.grids:
+            step = _GRID_STEPS // bins
+            ends = np.ones((len(self.rows), 1))
+            expected = (np.diff(self.cdf[:, step:-1:step], axis=1, prepend=0.0, append=ends)
+                        * self.counts[self.rows][:, None] + 0.5)
+            expected = np.clip(expected, _PSI_FLOOR, None)
+            expected /= expected.sum(axis=1, keepdims=True)
+            self.expected = expected
+        # Thresholds by the windows' counts and rank_sd: full windows repeat them window after window.
+        self.limits: dict[tuple[bytes, bytes, DriftPolicy, float, float], _NumericThresholds] = {}
+
+    def thresholds(self, lives: Sequence[NumericSketch], policy: DriftPolicy, a_warn: float,
+                   a_drift: float) -> _NumericThresholds:
+        """:func:`_numeric_thresholds` of these references against ``lives``, kept for the next window."""
+        rows = np.array([v.count for v in lives], dtype=np.float64)
+        rank_sd = np.array([v.rank_sd for v in lives])
+        key = (rows.tobytes(), rank_sd.tobytes(), policy, a_warn, a_drift)
+        limits = self.limits.get(key)
+        if limits is None:
+            if len(self.limits) > 8:
+                self.limits.clear()
+            limits = self.limits[key] = _numeric_thresholds(self.counts, rows, self.rank_sd, rank_sd, policy,
+                                                            a_warn, a_drift)
+        return limits
+
+    def current(self, references: Sequence[NumericSketch]) -> bool:
+        """Whether the plan is still that of ``references`` (the same objects, unchanged)."""
+        return len(references) == len(self.references) and all(
+            w() is r and seen == (r.kll.n, r.count) for w, r, seen in zip(self.references, references, self.seen))
+
+
+# Plans by the references' identities and the PSI's bins (a window's reference asks with the same list
+# window after window); each plan checks that its references are still those objects.
+_PLANS: dict[tuple[int, tuple[int, ...]], _ReferencePlan] = {}
+
+
+def _reference_plan(references: Sequence[NumericSketch], bins: int) -> _ReferencePlan:
+    key = (bins, tuple(map(id, references)))
+    plan = _PLANS.get(key)
+    if plan is None or not plan.current(references):
+        if len(_PLANS) > 16:
+            _PLANS.clear()
+        plan = _PLANS[key] = _ReferencePlan(references, bins)
+    return plan
+
+
 def _ks_and_psi(references: Sequence[NumericSketch], lives: Sequence[NumericSketch],
                 bins: int) -> tuple[np.ndarray, np.ndarray]:
     """KS distances and PSIs of many features at once, vectorized over features."""
+    return _compare(_reference_plan(references, bins), references, lives, bins)
+
+
+def _compare(plan: _ReferencePlan, references: Sequence[NumericSketch], lives: Sequence[NumericSketch],
+             bins: int) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_ks_and_psi` with the references' plan at hand."""
     ks, psis = np.zeros(len(lives)), np.zeros(len(lives))
     # Nothing sketched (yet) on either side: nothing to compare.
-    usable = [i for i, (r, v) in enumerate(zip(references, lives)) if not (r.kll.is_empty() or v.kll.is_empty())]
-    if not usable:
+    live_rows = [row for row, i in enumerate(plan.rows) if not lives[i].kll.is_empty()]
+    if not live_rows:
         return ks, psis
-    grids = [_reference_grid(references[i]) for i in usable]
-    ref_cdf = _stacked(grids)[1]
+    if len(live_rows) == len(plan.rows):
+        usable, grids, ref_cdf, expected = plan.rows, plan.grids, plan.cdf, plan.expected
+    else:
+        usable = [plan.rows[row] for row in live_rows]
+        grids = [plan.grids[row] for row in live_rows]
+        ref_cdf = plan.cdf[live_rows]
+        expected = plan.expected[live_rows] if plan.expected is not None else None
     live_cdf = _live_cdfs(grids, [lives[i] for i in usable])
     ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
-    if _GRID_STEPS % bins == 0:  # the edges are grid points
+    live_counts = np.array([lives[i].count for i in usable], dtype=np.float64)[:, None]
+    ends = np.ones((len(usable), 1))
+    if expected is not None:  # the edges are grid points
         step = _GRID_STEPS // bins
-        ref_at, live_at = ref_cdf[:, step:-1:step], live_cdf[:, step:-1:step]
+        live_at = live_cdf[:, step:-1:step]
     else:
         ref_at = np.empty((len(usable), bins - 1))
         live_at = np.empty((len(usable), bins - 1))
@@ -254,14 +334,12 @@ def _ks_and_psi(references: Sequence[NumericSketch], lives: Sequence[NumericSket
             edges = references[i].quantiles(np.linspace(0, 1, bins + 1)[1:-1])
             ref_at[row] = references[i].cdf(edges, inclusive=True)
             live_at[row] = lives[i].cdf(edges, inclusive=True)
-    ends = np.ones((len(usable), 1))
-    ref_counts = np.array([references[i].count for i in usable], dtype=np.float64)[:, None]
-    live_counts = np.array([lives[i].count for i in usable], dtype=np.float64)[:, None]
-    expected = np.diff(ref_at, axis=1, prepend=0.0, append=ends) * ref_counts + 0.5
+        ref_counts = np.array([references[i].count for i in usable], dtype=np.float64)[:, None]
+        expected = np.diff(ref_at, axis=1, prepend=0.0, append=ends) * ref_counts + 0.5
+        expected = np.clip(expected, _PSI_FLOOR, None)
+        expected /= expected.sum(axis=1, keepdims=True)
     actual = np.diff(live_at, axis=1, prepend=0.0, append=ends) * live_counts + 0.5
-    expected = np.clip(expected, _PSI_FLOOR, None)
     actual = np.clip(actual, _PSI_FLOOR, None)
-    expected /= expected.sum(axis=1, keepdims=True)
     actual /= actual.sum(axis=1, keepdims=True)
     psis[usable] = np.sum((actual - expected) * np.log(actual / expected), axis=1)
     return ks, psis
@@ -415,10 +493,24 @@ def _metric(value: float, warn_floor: float, drift_floor: float, critical_warn: 
             "threshold": max(drift_floor, critical_drift)}
 
 
-def _numeric_verdicts(names: Sequence[str], refs: Sequence[NumericSketch], lives: Sequence[NumericSketch],
-                      policy: DriftPolicy, a_warn: float, a_drift: float, ks: np.ndarray, psis: np.ndarray,
-                      *, kind: str = "numeric") -> list[FeatureDrift]:
-    """KS and PSI verdicts of many numeric sketches at once.
+@dataclass(frozen=True, slots=True)
+class _NumericThresholds:
+    """KS and PSI thresholds of many numeric comparisons, one array entry each (:func:`_numeric_thresholds`)."""
+
+    ks_warn: np.ndarray
+    ks_drift: np.ndarray
+    ks_error: np.ndarray
+    psi_warn: np.ndarray
+    psi_drift: np.ndarray
+    rows: np.ndarray
+    reference_rows: np.ndarray
+    empty: np.ndarray
+
+
+def _numeric_thresholds(n: np.ndarray, m: np.ndarray, ref_sd: np.ndarray, live_sd: np.ndarray,
+                        policy: DriftPolicy, a_warn: float, a_drift: float) -> _NumericThresholds:
+    """KS and PSI thresholds of many numeric sketches at once, from the row counts (``n`` the
+    references', ``m`` the windows') and the sketches' ``rank_sd``.
 
     Both sketches' errors enter as noise added to the sampling noise: under no
     drift the gap between two empirical CDFs at a point has variance at most
@@ -428,10 +520,7 @@ def _numeric_verdicts(names: Sequence[str], refs: Sequence[NumericSketch], lives
     its ``1 / n_eff``. ``sketch_error`` reports what the sketches add to the KS
     critical value; the KS effect floors get it too, as they bound the shift itself.
     """
-    n = np.array([r.count for r in refs], dtype=np.float64)
-    m = np.array([v.count for v in lives], dtype=np.float64)
-    sketch_var = 4.0 * (np.array([_reference_grid(r).rank_sd if r.count else 0.0 for r in refs]) ** 2
-                        + np.array([v.rank_sd for v in lives]) ** 2)
+    sketch_var = 4.0 * (ref_sd ** 2 + live_sd ** 2)
     empty = (n == 0) | (m == 0)
     with np.errstate(divide="ignore", invalid="ignore"):
         sampling = np.where(empty, np.inf, 1.0 / n + 1.0 / m)
@@ -450,15 +539,25 @@ def _numeric_verdicts(names: Sequence[str], refs: Sequence[NumericSketch], lives
     df = policy.psi_bins - 1
     psi_warn = np.maximum(policy.psi_warn, widen * chi2_quantile(1 - a_warn, df) * spread ** 2)
     psi_drift = np.maximum(policy.psi_drift, widen * chi2_quantile(1 - a_drift, df) * spread ** 2)
+    return _NumericThresholds(ks_warn, ks_drift, ks_error, psi_warn, psi_drift, m.astype(np.int64),
+                              n.astype(np.int64), empty)
+
+
+def _numeric_verdicts(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limits: _NumericThresholds,
+                      at: slice, *, kind: str = "numeric") -> list[FeatureDrift]:
+    """The KS and PSI verdicts of the comparisons ``at`` (a slice of ``ks``, ``psis`` and ``limits``)."""
+    ks, psis = ks[at], psis[at]
+    ks_warn, ks_drift = limits.ks_warn[at], limits.ks_drift[at]
+    psi_warn, psi_drift = limits.psi_warn[at], limits.psi_drift[at]
     ks_ratio = ks / ks_drift
     psi_ratio = psis / psi_drift
     status = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
-    status[empty] = 0
+    status[limits.empty[at]] = 0
     statuses = [(DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT)[s] for s in status.tolist()]
     use_psi = (psi_ratio > ks_ratio).tolist()  # on a tie, KS
-    columns = zip(names, statuses, use_psi, ks.tolist(), ks_warn.tolist(), ks_drift.tolist(), ks_error.tolist(),
-                  psis.tolist(), psi_warn.tolist(), psi_drift.tolist(), m.astype(np.int64).tolist(),
-                  n.astype(np.int64).tolist())
+    columns = zip(names, statuses, use_psi, ks.tolist(), ks_warn.tolist(), ks_drift.tolist(),
+                  limits.ks_error[at].tolist(), psis.tolist(), psi_warn.tolist(), psi_drift.tolist(),
+                  limits.rows[at].tolist(), limits.reference_rows[at].tolist())
     out = []
     for name, state, by_psi, k, kw, kd, ke, p, pw, pd, rows, reference_rows in columns:
         metrics = {"ks": {"value": k, "warn_threshold": kw, "threshold": kd, "sketch_error": ke},
@@ -555,10 +654,12 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     # After the features: the class scores, then the top score or predicted value.
     refs += [reference.class_scores[c] for c in classes] + [reference.scores]
     lives += [live.class_scores[c] for c in classes] + [live.scores]
-    ks_values, psi_values = _ks_and_psi(refs, lives, policy.psi_bins)
+    plan = _reference_plan(refs, policy.psi_bins)
+    ks_values, psi_values = _compare(plan, refs, lives, policy.psi_bins)
+    # Every numeric comparison's thresholds in one pass (the top score's too: not judged, but cheap).
+    limits = plan.thresholds(lives, policy, a_warn, a_drift)
     width = len(numeric)
-    results = dict(zip(numeric, _numeric_verdicts(numeric, refs[:width], lives[:width], policy,
-                                                  a_warn, a_drift, ks_values[:width], psi_values[:width])))
+    results = dict(zip(numeric, _numeric_verdicts(numeric, ks_values, psi_values, limits, slice(0, width))))
     for name in counted:
         ref_counts, live_counts = reference.features[name], live.features[name]
         assert isinstance(ref_counts, CategoricalSketch) and isinstance(live_counts, CategoricalSketch)
@@ -570,17 +671,15 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
         assert reference.predictions is not None and live.predictions is not None
         metrics = _categorical_metrics(reference.predictions, live.predictions, policy, a_warn, a_drift)
         metrics["score_ks"] = {"value": float(ks_values[-1])}  # the top probability's: reported, not judged
-        scored = _numeric_verdicts(classes, refs[width:-1], lives[width:-1], policy,
-                                   a_warn, a_drift, ks_values[width:-1], psi_values[width:-1])
-        for label, verdict in zip(classes, scored):
-            ks = verdict.metrics["ks"]
-            metrics[f"score_ks:{label}"] = {"value": ks["value"], "warn_threshold": ks["warn_threshold"],
-                                            "threshold": ks["threshold"]}
+        for label, value, warn, threshold in zip(classes, ks_values[width:-1].tolist(),
+                                                 limits.ks_warn[width:-1].tolist(),
+                                                 limits.ks_drift[width:-1].tolist()):
+            metrics[f"score_ks:{label}"] = {"value": value, "warn_threshold": warn, "threshold": threshold}
         prediction = _verdict("prediction", "prediction", metrics, live.predictions.total,
                               reference.predictions.total)
     elif regressor:
-        prediction = _numeric_verdicts(["prediction"], [reference.scores], [live.scores], policy, a_warn, a_drift,
-                                       ks_values[-1:], psi_values[-1:], kind="prediction")[0]
+        prediction = _numeric_verdicts(["prediction"], ks_values, psi_values, limits, slice(-1, None),
+                                       kind="prediction")[0]
     joint = None
     if pca is not None and live.multivariate is not None:
         joint = _verdict("multivariate", "multivariate",
