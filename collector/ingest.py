@@ -276,7 +276,7 @@ class Ingestor:
                                device_id)
         window = stored_window(summary, corrected_closed_at=math.nan, received_at=received_at)
         outcome = self._commit.submit(dataclasses.replace(arrival, window=window, profile=profile,
-                                                          document_json=document_json))
+                                                          document_json=document_json, split=parts > 1))
         unknown = "" if model_known else f" (model {key.model_sha256[:12]}... is not registered: add-model)"
         if outcome.stored and outcome.window_id is not None and outcome.corrected_closed_at is not None:
             self.buckets.add(outcome.window_id, key.model_sha256, outcome.corrected_closed_at, profile)

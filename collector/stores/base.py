@@ -241,6 +241,8 @@ class Arrival:
     document_json
         The window's JSON document as received (UTF-8): stored as it is, instead of
         the verdicts encoded again.
+    split
+        The window came in several parts: the parts held for it are deleted as it is stored.
     """
 
     device_id: str
@@ -251,6 +253,7 @@ class Arrival:
     window: StoredWindow | None = None
     profile: Profile | None = None
     document_json: bytes | None = None
+    split: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -340,11 +340,13 @@ class PostgresFleetStore:
         return stored
 
     def _insert(self, cur: psycopg.Cursor[Any], window: StoredWindow, document_json: bytes | None, *,
-                bucketed: bool) -> int | None:
-        """The new window's id, or None when its key is held already."""
+                bucketed: bool, split: bool = True) -> int | None:
+        """The new window's id, or None when its key is held already; its held parts deleted
+        unless it came whole (``split`` False)."""
         cur.execute(_INSERT_WINDOW, (*window_to_row(window, document_json), bucketed))
         row = cur.fetchone()
-        cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+        if split:
+            cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
         return None if row is None else int(row[0])
 
     def _merge_into(self, cur: psycopg.Cursor[Any], key: tuple[str, float], profiles: Sequence[Any],
@@ -401,19 +403,25 @@ class PostgresFleetStore:
             return arrivals[i].device_id
 
         outcomes: dict[int, ArrivalOutcome] = {}
+        last_seen: dict[str, float] = {}
+        for arrival in arrivals:
+            last_seen[arrival.device_id] = max(last_seen.get(arrival.device_id, arrival.received_at),
+                                               arrival.received_at)
         with self._transaction() as cur:
             for i in sorted(range(len(arrivals)), key=order):
                 arrival = arrivals[i]
                 clock = self._observe(cur, arrival.device_id, arrival.boot_id, sent_wall=arrival.sent_wall,
                                       sent_mono=arrival.sent_mono, received_at=arrival.received_at)
-                cur.execute("UPDATE devices SET last_seen = greatest(last_seen, %s) WHERE device_id = %s",
-                            (arrival.received_at, arrival.device_id))
+                if arrival.device_id in last_seen:  # once per device and batch
+                    cur.execute("UPDATE devices SET last_seen = greatest(last_seen, %s) WHERE device_id = %s",
+                                (last_seen.pop(arrival.device_id), arrival.device_id))
                 window_id, corrected = None, None
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
                     window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
-                    window_id = self._insert(cur, window, arrival.document_json, bucketed=False)
+                    window_id = self._insert(cur, window, arrival.document_json, bucketed=False,
+                                             split=arrival.split)
                 outcomes[i] = ArrivalOutcome(stored=window_id is not None, clock=clock, corrected_closed_at=corrected,
                                              window_id=window_id)
         return [outcomes[i] for i in range(len(arrivals))]
@@ -500,16 +508,18 @@ class PostgresFleetStore:
 
     def _observe(self, cur: psycopg.Cursor[Any], device_id: str, boot_id: str, *, sent_wall: float,
                  sent_mono: float, received_at: float) -> ClockOffset:
+        offset = received_at - sent_mono
+        # One statement: the SET expressions all read the row as it was, so the skew is taken
+        # against the new offset, least(old, this message's).
         cur.execute("INSERT INTO clock_offsets AS c (device_id, boot_id, clock_offset, skew, samples, updated_at) "
-                    "VALUES (%s, %s, %s, 0, 1, %s) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
+                    "VALUES (%s, %s, %s, %s, 1, %s) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
                     "clock_offset = least(c.clock_offset, excluded.clock_offset), samples = c.samples + 1, "
-                    "updated_at = greatest(c.updated_at, excluded.updated_at)",
-                    (device_id, boot_id, received_at - sent_mono, received_at))
-        cur.execute(f"UPDATE clock_offsets SET skew = %s - (%s + clock_offset) WHERE device_id = %s "
-                    f"AND boot_id = %s RETURNING {_columns(CLOCK_COLUMNS)}",
-                    (sent_wall, sent_mono, device_id, boot_id))
+                    "updated_at = greatest(c.updated_at, excluded.updated_at), "
+                    "skew = %s - (%s + least(c.clock_offset, excluded.clock_offset)) "
+                    f"RETURNING {_columns(CLOCK_COLUMNS)}",
+                    (device_id, boot_id, offset, sent_wall - (sent_mono + offset), received_at, sent_wall, sent_mono))
         row = cur.fetchone()
-        assert row is not None  # the INSERT above made the row
+        assert row is not None  # inserted or updated: RETURNING gives the row either way
         return clock_from_row(row)
 
     def clock_offsets(self, device_id: str | None = None) -> list[ClockOffset]:

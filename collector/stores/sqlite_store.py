@@ -358,10 +358,12 @@ class SQLiteFleetStore:
         return stored
 
     def _insert(self, db: sqlite3.Connection, window: StoredWindow, document_json: bytes | None, *,
-                bucketed: bool) -> int | None:
-        """The new window's id, or None when its key is held already."""
+                bucketed: bool, split: bool = True) -> int | None:
+        """The new window's id, or None when its key is held already; its held parts deleted
+        unless it came whole (``split`` False)."""
         row = db.execute(_INSERT_WINDOW, (*window_to_row(window, document_json), int(bucketed))).fetchone()
-        db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
+        if split:
+            db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
         return None if row is None else int(row[0])
 
     def _merge_into(self, db: sqlite3.Connection, key: tuple[str, float], profiles: Sequence[Any],
@@ -404,21 +406,28 @@ class SQLiteFleetStore:
         return len(rows)
 
     def record_arrivals(self, arrivals: Sequence[Arrival]) -> list[ArrivalOutcome]:
+        # As few statements as a batch allows: the committing thread takes the GIL back after
+        # each one, behind the threads parsing the next messages (measured ~0.25 ms a statement).
         outcomes = []
+        seen: dict[str, float] = {}
         with self._write() as db:
             for arrival in arrivals:
                 clock = self._observe(db, arrival.device_id, arrival.boot_id, sent_wall=arrival.sent_wall,
                                       sent_mono=arrival.sent_mono, received_at=arrival.received_at)
-                db.execute("UPDATE devices SET last_seen = max(coalesce(last_seen, ?), ?) WHERE device_id = ?",
-                           (arrival.received_at, arrival.received_at, arrival.device_id))
+                seen[arrival.device_id] = max(seen.get(arrival.device_id, arrival.received_at), arrival.received_at)
                 window_id, corrected = None, None
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
                     window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
-                    window_id = self._insert(db, window, arrival.document_json, bucketed=False)
+                    window_id = self._insert(db, window, arrival.document_json, bucketed=False, split=arrival.split)
                 outcomes.append(ArrivalOutcome(stored=window_id is not None, clock=clock,
                                                corrected_closed_at=corrected, window_id=window_id))
+            if seen:  # every device of the batch in one statement
+                values = ", ".join(["(?, ?)"] * len(seen))
+                db.execute(f"UPDATE devices SET last_seen = max(coalesce(last_seen, seen.column2), seen.column2) "
+                           f"FROM (VALUES {values}) AS seen WHERE devices.device_id = seen.column1",
+                           [value for pair in seen.items() for value in pair])
         return outcomes
 
     def bucket_profiles(self, model_sha256: str | None = None, since: float | None = None,
@@ -504,13 +513,16 @@ class SQLiteFleetStore:
     def _observe(self, db: sqlite3.Connection, device_id: str, boot_id: str, *, sent_wall: float, sent_mono: float,
                  received_at: float) -> ClockOffset:
         offset = received_at - sent_mono
-        db.execute("INSERT INTO clock_offsets (device_id, boot_id, clock_offset, skew, samples, updated_at) "
-                   "VALUES (?, ?, ?, 0, 1, ?) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
-                   "clock_offset = min(clock_offset, excluded.clock_offset), samples = samples + 1, "
-                   "updated_at = max(updated_at, excluded.updated_at)",
-                   (device_id, boot_id, offset, received_at))
-        row = db.execute(f"UPDATE clock_offsets SET skew = ? - (? + clock_offset) WHERE device_id = ? AND boot_id = ? "
-                         f"RETURNING {_columns(CLOCK_COLUMNS)}", (sent_wall, sent_mono, device_id, boot_id)).fetchall()[0]
+        # One statement: the SET expressions all read the row as it was, so the skew is taken
+        # against the new offset, min(old, this message's).
+        row = db.execute("INSERT INTO clock_offsets (device_id, boot_id, clock_offset, skew, samples, updated_at) "
+                         "VALUES (?, ?, ?, ?, 1, ?) ON CONFLICT (device_id, boot_id) DO UPDATE SET "
+                         "clock_offset = min(clock_offset, excluded.clock_offset), samples = samples + 1, "
+                         "updated_at = max(updated_at, excluded.updated_at), "
+                         "skew = ? - (? + min(clock_offset, excluded.clock_offset)) "
+                         f"RETURNING {_columns(CLOCK_COLUMNS)}",
+                         (device_id, boot_id, offset, sent_wall - (sent_mono + offset), received_at,
+                          sent_wall, sent_mono)).fetchall()[0]
         return clock_from_row(row)
 
     def clock_offsets(self, device_id: str | None = None) -> list[ClockOffset]:
