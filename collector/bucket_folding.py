@@ -15,7 +15,6 @@ collector to write, once it is ``orphan_seconds`` old.
 Examples
 --------
 >>> import tempfile
->>> from collector.simulation import simulate_fleet
 >>> from collector.stores import open_store
 >>> store = open_store(f"sqlite:///{tempfile.mkdtemp()}/fleet.db")
 >>> folder = BucketFolder(store, max_windows=1000)
