@@ -421,10 +421,10 @@ def page(result: dict[str, Any], command: str, postgres_version: str | None) -> 
     flagged = sum(1 for buckets in result.get("flagged", {}).values() for _, signals in buckets if signals)
     lines += ["", "## Fleet drift query", "",
               "`edge-runtime fleet drift` over every stored window, 1-hour buckets (base buckets merged at",
-              "ingest; the windows read without their profiles; a bucket that flags a signal read whole to name",
-              "the devices that drove it).", "",
+              "ingest; the windows read without their profiles; in a bucket that flags a signal, its devices",
+              "ranked by their windows' own verdicts and the top ones judged on their merged windows).", "",
               "" if flagged else "On the first fleet no bucket flagged (one shifted device among the fleet is "
-              "diluted), so no window was read whole.",
+              "diluted), so no device was judged.",
               "",
               "| fleet | store | windows | median s | min s | max s |",
               "| --- | --- | ---: | ---: | ---: | ---: |"]
