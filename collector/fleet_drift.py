@@ -262,8 +262,8 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
     bucket_profiles : mapping of (sha256, start) to bytes, optional
         Base buckets merged at ingest (:func:`collector.buckets.merge_into_bucket`), of width
         ``base_seconds``, which must divide ``bucket_seconds``. Used instead of the
-        windows' own profiles for a bucket's verdicts (whole: ``since`` selects windows,
-        and a base bucket it cuts counts entirely).
+        windows' own profiles for a bucket's verdicts; a base bucket that ``since`` cuts
+        is replaced by its windows from ``since`` on, read with ``read_windows``.
     read_windows : callable, optional
         ``read_windows(model_sha256, start, end)``: the whole windows (profile and
         verdicts) of a model closed in ``[start, end)``. Called for a bucket whose
@@ -321,9 +321,8 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
             continue
         base = None
         if bucket_profiles is not None:
-            steps = round(bucket_seconds / base_seconds)
-            base = [bucket_profiles[key] for key in ((sha, start + i * base_seconds) for i in range(steps))
-                    if key in bucket_profiles]
+            base = _base_profiles(sha, start, round(bucket_seconds / base_seconds), base_seconds, bucket_profiles,
+                                  since, read_windows)
         load = functools.partial(read_windows, sha, start, start + bucket_seconds) if read_windows else None
         load_device = (functools.partial(_device_reader, read_device_windows, sha, start, start + bucket_seconds)
                        if read_device_windows else None)
@@ -335,6 +334,27 @@ def fleet_drift(windows: Iterable[StoredWindow], references: Mapping[str, ModelR
                                          reason=reason, windows=len(members),
                                          devices=tuple(sorted({w.device_id for w in members})))
                          for sha, (reason, members) in sorted(unassessed.items(), key=lambda i: names[i[0]])))
+
+
+def _base_profiles(sha: str, start: float, steps: int, base_seconds: float,
+                   bucket_profiles: Mapping[tuple[str, float], bytes], since: float | None,
+                   read_windows: Callable[[str, float, float], Iterable[StoredWindow]] | None) -> list[bytes] | None:
+    """The profiles a bucket's verdicts merge: its base buckets, but where ``since`` cuts one,
+    the own profiles of that base bucket's windows from ``since`` on (a few minutes of them):
+    the verdicts count exactly the windows the bucket reports. None: the windows' own profiles
+    throughout (a cut bucket and no reader)."""
+    profiles = []
+    for i in range(steps):
+        base_start = start + i * base_seconds
+        if since is not None and base_start < since:
+            if base_start + base_seconds <= since:
+                continue  # wholly before since: none of its windows is reported
+            if read_windows is None:
+                return None
+            profiles += [w.profile for w in read_windows(sha, since, base_start + base_seconds) if w.profile]
+        elif (sha, base_start) in bucket_profiles:
+            profiles.append(bucket_profiles[(sha, base_start)])
+    return profiles
 
 
 def _device_reader(read: Callable[[str, str, float, float], Iterable[StoredWindow]], sha: str, start: float,

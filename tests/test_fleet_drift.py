@@ -188,6 +188,12 @@ def test_the_store_query_reads_buckets_and_only_the_flagged_bucket_whole(shifted
         # Since the second hour; and a bucket width that is not a multiple of the base buckets'.
         later = query_fleet_drift(store, since=HOUR + 3600)
         assert [b.flagged for b in later.buckets] == [["f02"]]
+        # A since that cuts a base bucket (dev-000's window closes just before it, the others' just
+        # after): the verdicts count exactly the windows reported, no row before since.
+        cut = query_fleet_drift(store, since=HOUR + 3600 + 0.5)
+        kept = [w for w in windows if w.corrected_closed_at >= HOUR + 3600 + 0.5]
+        assert len(kept) == 17 and [b.windows for b in cut.buckets] == [17]
+        assert {v.rows for v in cut.buckets[0].features.values()} == {cut.buckets[0].rows} == {sum(w.rows for w in kept)}
         odd = query_fleet_drift(store, bucket_seconds=7200 + 60)  # the windows' own profiles: as fleet_drift
         same = fleet_drift(list(reading()), {model.sha256: model}, bucket_seconds=7260)
         assert [(b.start, b.windows, b.rows) for b in odd.buckets] == [(b.start, b.windows, b.rows)

@@ -672,3 +672,8 @@ def test_an_unreachable_postgresql_store_is_one_line() -> None:
     with pytest.raises(FleetStoreError, match="cannot connect to fleet store") as caught:
         open_store(f"postgresql://nobody@127.0.0.1:{port}/fleet")
     assert "\n" not in str(caught.value) and "Connection refused" in str(caught.value)
+    for url in (f"postgresql://nobody:topsecret@127.0.0.1:{port}/fleet",
+                f"postgresql://nobody@127.0.0.1:{port}/fleet?password=topsecret&connect_timeout=2"):
+        with pytest.raises(FleetStoreError) as caught:
+            open_store(url)
+        assert "topsecret" not in str(caught.value) and "***" in str(caught.value)

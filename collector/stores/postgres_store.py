@@ -210,12 +210,20 @@ def _upgrade(cur: psycopg.Cursor[Any], version: int) -> None:
 
 
 def _redacted(url: str) -> str:
-    """The URL without its password, for messages."""
+    """The URL without its password (``user:password@`` or ``?password=``), for messages.
+
+    >>> _redacted("postgresql://u:pw@db/fleet?password=pw&sslmode=require")
+    'postgresql://u:***@db/fleet?password=***&sslmode=require'
+    """
+    url, mark, query = url.partition("?")
+    if mark:
+        query = "&".join(item.split("=", 1)[0] + "=***" if item.split("=", 1)[0].lower() == "password" else item
+                         for item in query.split("&"))
     head, at, tail = url.rpartition("@")
-    if not at or ":" not in head.split("//", 1)[-1]:
-        return url
-    scheme, _, user_password = head.partition("//")
-    return f"{scheme}//{user_password.split(':', 1)[0]}:***@{tail}"
+    if at and ":" in head.split("//", 1)[-1]:
+        scheme, _, user_password = head.partition("//")
+        url = f"{scheme}//{user_password.split(':', 1)[0]}:***@{tail}"
+    return url + mark + query
 
 
 def _one_line(exc: BaseException) -> str:
