@@ -100,7 +100,7 @@ def sync(ctx: click.Context, db: Path | None, url: str | None, device_id: str | 
     settings = settings_with(runtime_config.sync, url=url, device_id=device_id, key_file=key_file,
                              interval_s=interval, ca_file=ca_file, max_bytes_per_run=max_bytes_per_run)
     loop = SyncLoop(db, settings, retention=runtime_config.retention, create=False,
-                    on_run=_report_run if once else _report_busy_run)
+                    on_run=_report_once if once else _report_busy_run)
     try:
         if once:
             run = loop.run_once()
@@ -119,7 +119,7 @@ def _windows(n: int) -> str:
     return "1 window" if n == 1 else f"{n} windows"
 
 
-def _report_run(run: SyncRun) -> None:
+def _report_run(run: SyncRun, *, err: bool = True) -> None:
     if not run.leased:
         click.echo(f"another sync loop holds this database's lease; {_windows(run.remaining)} wait", err=True)
         return
@@ -130,7 +130,13 @@ def _report_run(run: SyncRun) -> None:
         line += "; stopped at --max-bytes-per-run"
     elif run.failed:
         line += f"; stopped: {run.error}"
-    click.echo(line, err=True)
+    click.echo(line, err=err)
+
+
+def _report_once(run: SyncRun) -> None:
+    """``sync --once``: what was sent, on stdout; a failed run is the one ``Error:`` line instead."""
+    if not run.failed:
+        _report_run(run, err=not run.leased)
 
 
 def _report_busy_run(run: SyncRun) -> None:
