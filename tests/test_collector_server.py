@@ -26,6 +26,7 @@ import pytest
 from collector.stores import open_store
 from tests.fleet_device import SimulatedDevice
 from tests.servers import CollectorProcess, PostgresServer
+from tests.sync_helpers import self_signed_certificate
 
 T0 = 1.7e9
 MEDIA_TYPE = "application/vnd.edge-runtime.sync"
@@ -286,32 +287,8 @@ def test_two_collectors_on_one_postgresql_store_each_window_once(postgres_server
     store.close()
 
 
-def _self_signed(tmp_path: Path) -> tuple[Path, Path]:
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import ec
-    from cryptography.x509.oid import NameOID
-
-    key = ec.generate_private_key(ec.SECP256R1())
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "127.0.0.1")])
-    now = datetime.datetime.now(datetime.timezone.utc)
-    import ipaddress
-
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]),
-                           critical=False)
-            .sign(key, hashes.SHA256()))
-    cert_file, key_file = tmp_path / "cert.pem", tmp_path / "key.pem"
-    cert_file.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
-    key_file.write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                           serialization.NoEncryption()))
-    return cert_file, key_file
-
-
 def test_the_collector_serves_https(sqlite_url: str, device: SimulatedDevice, tmp_path: Path) -> None:
-    cert, key = _self_signed(tmp_path)
+    cert, key = self_signed_certificate(tmp_path)
     context = ssl.create_default_context(cafile=str(cert))
     collector = CollectorProcess(sqlite_url, "--tls-cert", str(cert), "--tls-key", str(key),
                                  log=tmp_path / "collector.log").start(ssl_context=context)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from typing import Any
 
 import pytest
 
@@ -154,25 +155,33 @@ def test_an_unreadable_reference_is_reported_and_other_models_still_judged(shift
     assert [(m.model, m.reason) for m in report.unassessed] == [("other", "unreadable reference profile")]
 
 
+def _spy_whole_reads(store: Any) -> list[tuple[Any, ...]]:
+    """Every read of whole windows (with their profiles) the store is asked for from now on:
+    its positional arguments, then its ``device_id``."""
+    reads: list[tuple[Any, ...]] = []
+    reading = store.windows
+
+    def windows_spied(*args, **kwargs):  # type: ignore[no-untyped-def]
+        if kwargs.get("with_profile", True):
+            reads.append((*args, kwargs.get("device_id")))
+        return reading(*args, **kwargs)
+
+    store.windows = windows_spied
+    return reads
+
+
 def test_the_store_query_reads_buckets_and_only_the_flagged_bucket_whole(shifted, fleet_store_url: str) -> None:
     from collector.fleet_drift import query_fleet_drift
     from collector.stores import open_store
 
     model, windows, direct = shifted
     store = open_store(fleet_store_url)
-    whole_reads: list[tuple[str, float, float]] = []
     try:
         store.add_model(model)
         for window in windows:
             store.insert_window(window)
         reading = store.windows
-
-        def windows_spied(*args, **kwargs):  # type: ignore[no-untyped-def]
-            if kwargs.get("with_profile", True):
-                whole_reads.append((*args, kwargs.get("device_id")))
-            return reading(*args, **kwargs)
-
-        store.windows = windows_spied  # type: ignore[method-assign]
+        whole_reads = _spy_whole_reads(store)
         report = query_fleet_drift(store)
         assert [b.flagged for b in report.buckets] == [b.flagged for b in direct.buckets] == [[], ["f02"]]
         # The flagged bucket only, device by device: all three judged (fewer than JUDGED_DEVICES).
@@ -239,25 +248,18 @@ def test_the_store_query_reads_only_the_judged_devices_windows(crowd, fleet_stor
     model, windows = crowd
     (direct,) = fleet_drift(windows, {model.sha256: model}).buckets
     store = open_store(fleet_store_url)
-    devices_read: list[str | None] = []
     try:
         store.add_model(model)
         for window in windows:
             store.insert_window(window)
-        reading = store.windows
-
-        def windows_spied(*args, **kwargs):  # type: ignore[no-untyped-def]
-            if kwargs.get("with_profile", True):
-                devices_read.append(kwargs.get("device_id"))
-            return reading(*args, **kwargs)
-
-        store.windows = windows_spied  # type: ignore[method-assign]
+        whole_reads = _spy_whole_reads(store)
         # 2 devices judged per signal (JUDGED_DEVICES is 10): f02's two shifted devices, the only flagged signal.
         (bucket,) = fleet_drift(store.windows(with_profile=False), {model.sha256: model},
                                 bucket_profiles=store.bucket_profiles(),
                                 read_device_windows=lambda sha, device, start, end: store.windows(
                                     sha, start, end, device_id=device), judged_devices=2).buckets
         assert bucket.flagged == direct.flagged
+        devices_read = [read[-1] for read in whole_reads]
         assert sorted(d for d in devices_read if d is not None) == list(bucket.judged_devices)
         assert None not in devices_read  # no read of the whole bucket
         assert bucket.flagged == ["f02"] and bucket.judged_devices == ("dev-003", "dev-005")
@@ -267,9 +269,9 @@ def test_the_store_query_reads_only_the_judged_devices_windows(crowd, fleet_stor
             assert got.verdict.status == expected.verdict.status
             assert got.verdict.value == pytest.approx(expected.verdict.value, abs=0.01)
             assert got.verdict.threshold == pytest.approx(expected.verdict.threshold)
-        devices_read.clear()
+        whole_reads.clear()
         (queried,) = query_fleet_drift(store).buckets  # the same through the query
         assert [d.device_id for d in queried.drivers["f02"]] == ["dev-003", "dev-005"]
-        assert sorted(d for d in devices_read if d is not None) == list(queried.judged_devices)
+        assert sorted(read[-1] for read in whole_reads if read[-1] is not None) == list(queried.judged_devices)
     finally:
         store.close()

@@ -665,7 +665,6 @@ def test_an_unreachable_postgresql_store_is_one_line() -> None:
 
     from collector.errors import FleetStoreError
 
-    pytest.importorskip("psycopg")
     with socket.socket() as free:  # a port nothing listens on
         free.bind(("127.0.0.1", 0))
         port = free.getsockname()[1]

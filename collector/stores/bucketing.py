@@ -135,7 +135,8 @@ def add_unfolded(stored: dict[tuple[str, float], bytes], unfolded: Iterable[tupl
                  since: float | None = None, until: float | None = None) -> dict[tuple[str, float], bytes]:
     """Stored buckets' bytes with the windows not folded into them yet merged in: what the
     buckets hold once every window is folded. Only buckets whose start is in [since, until)."""
+    merged = dict(stored)
     for key, profiles in group_profiles(unfolded).items():
         if (since is None or key[1] >= since) and (until is None or key[1] < until):
-            stored[key] = fold_into_bucket(stored.get(key), profiles)[0]
-    return dict(sorted(stored.items()))
+            merged[key] = fold_into_bucket(merged.get(key), profiles)[0]
+    return dict(sorted(merged.items()))
