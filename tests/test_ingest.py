@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import random
 import struct
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -263,3 +263,73 @@ def test_non_finite_clocks_from_a_signed_device_are_refused(ingestor: Ingestor, 
     for changes in ({"closed_at": math.nan}, {"sent_mono": math.inf}, {"sent_wall": -math.inf}):
         assert rejected(ingestor, _forged(device, dataclasses.replace(summary, **changes))) == ("malformed", 400)
     assert store.window_count() == 1
+
+
+# ------------------------------------------------------------------ the group commit
+def test_group_commit_gives_each_thread_its_own_result_and_batches_the_waiting() -> None:
+    import threading
+
+    from collector.ingest import GroupCommit
+
+    batches: list[list[int]] = []
+    first_write = threading.Event()
+    release = threading.Event()
+
+    def write(items: Sequence[int]) -> list[int]:
+        batches.append(list(items))
+        if len(batches) == 1:  # hold the first write until every other thread waits behind it
+            first_write.set()
+            release.wait(10)
+        return [item * 10 for item in items]
+
+    commit: GroupCommit[int, int] = GroupCommit(write, max_batch=8)
+    results: dict[int, int] = {}
+
+    def submit(item: int) -> None:
+        results[item] = commit.submit(item)
+
+    lead = threading.Thread(target=submit, args=(0,))
+    lead.start()
+    assert first_write.wait(10)
+    waiting = [threading.Thread(target=submit, args=(i,)) for i in range(1, 21)]
+    for thread in waiting:
+        thread.start()
+    while len(commit._queue) < 20:  # every one queued behind the write under way
+        threading.Event().wait(0.001)
+    release.set()
+    for thread in [lead, *waiting]:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert results == {i: i * 10 for i in range(21)}
+    assert batches[0] == [0]
+    assert [len(b) for b in batches[1:]] == [8, 8, 4]  # the 20 waiting, in order, max_batch at a time
+    assert sorted(i for b in batches for i in b) == list(range(21))
+
+
+def test_a_failed_group_write_raises_in_every_submitter_of_its_batch_and_the_next_write_goes_on() -> None:
+    import threading
+
+    from collector.ingest import GroupCommit
+
+    calls = 0
+
+    def write(items: Sequence[int]) -> list[int]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise OSError("disk full")
+        return list(items)
+
+    commit: GroupCommit[int, int] = GroupCommit(write)
+    with pytest.raises(OSError, match="disk full"):
+        commit.submit(1)
+    assert commit.submit(2) == 2
+    errors: list[BaseException] = []
+    threads = [threading.Thread(target=lambda i=i: errors.append(Exception()) if commit.submit(i) != i else None)
+               for i in range(50)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(10)
+        assert not thread.is_alive()
+    assert errors == []

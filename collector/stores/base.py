@@ -22,7 +22,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from collector.stores.bucketing import BucketFold
-    from edge_runtime.monitoring.data_profile import Profile
 
 __all__ = [
     "Arrival",
@@ -235,12 +234,13 @@ class Arrival:
         The complete window the message finishes, or None (a duplicate, a part). Its
         ``corrected_closed_at`` is set by the store, from the boot's estimate once this
         message is folded in (:meth:`ClockOffset.correct`, with ``sent_wall``/``sent_mono``).
-    profile
-        The window's profile already read by ingest (which checked it), merged into its
-        base bucket without reading the bytes again; None: the store reads them.
     document_json
         The window's JSON document as received (UTF-8): stored as it is, instead of
         the verdicts encoded again.
+    row
+        The window's row (``window_to_row(window, document_json)``), built by the sender
+        before the commit, which then only sets its ``corrected_closed_at``: the commit is
+        the one step of ingest that runs one batch at a time. None: the store builds it.
     split
         The window came in several parts: the parts held for it are deleted as it is stored.
     """
@@ -251,8 +251,8 @@ class Arrival:
     sent_mono: float
     received_at: float
     window: StoredWindow | None = None
-    profile: Profile | None = None
     document_json: bytes | None = None
+    row: tuple[Any, ...] | None = None
     split: bool = False
 
 

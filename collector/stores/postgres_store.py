@@ -21,7 +21,6 @@ connection is replaced on the next call.
 
 from __future__ import annotations
 
-import dataclasses
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -67,6 +66,7 @@ from collector.stores.rows import (
     signals_text,
     window_from_row,
     window_to_row,
+    with_corrected_close,
 )
 
 __all__ = ["PostgresFleetStore"]
@@ -339,7 +339,7 @@ class PostgresFleetStore:
     # ---------------------------------------------------------------- windows
     def insert_window(self, window: StoredWindow) -> bool:
         with self._transaction() as cur:
-            stored = self._insert(cur, window, None, bucketed=True) is not None
+            stored = self._insert(cur, window_to_row(window), window.key, bucketed=True) is not None
             if stored:
                 profile = read_profile(window.profile)
                 if profile is not None:
@@ -347,15 +347,15 @@ class PostgresFleetStore:
                     self._merge_into(cur, key, [profile])
         return stored
 
-    def _insert(self, cur: psycopg.Cursor[Any], window: StoredWindow, document_json: bytes | None, *,
+    def _insert(self, cur: psycopg.Cursor[Any], row: tuple[Any, ...], key: WindowKey, *,
                 bucketed: bool, split: bool = True) -> int | None:
         """The new window's id, or None when its key is held already; its held parts deleted
         unless it came whole (``split`` False)."""
-        cur.execute(_INSERT_WINDOW, (*window_to_row(window, document_json), bucketed))
-        row = cur.fetchone()
+        cur.execute(_INSERT_WINDOW, (*row, bucketed))
+        found = cur.fetchone()
         if split:
-            cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
-        return None if row is None else int(row[0])
+            cur.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(key))
+        return None if found is None else int(found[0])
 
     def _merge_into(self, cur: psycopg.Cursor[Any], key: tuple[str, float], profiles: Sequence[Any],
                     merged: int | None = None) -> None:
@@ -427,9 +427,9 @@ class PostgresFleetStore:
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
-                    window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
-                    window_id = self._insert(cur, window, arrival.document_json, bucketed=False,
-                                             split=arrival.split)
+                    row = arrival.row or window_to_row(arrival.window, arrival.document_json)
+                    window_id = self._insert(cur, with_corrected_close(row, corrected), arrival.window.key,
+                                             bucketed=False, split=arrival.split)
                 outcomes[i] = ArrivalOutcome(stored=window_id is not None, clock=clock, corrected_closed_at=corrected,
                                              window_id=window_id)
         return [outcomes[i] for i in range(len(arrivals))]

@@ -16,7 +16,6 @@ connection per thread, so they never wait for a commit.
 
 from __future__ import annotations
 
-import dataclasses
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -62,6 +61,7 @@ from collector.stores.rows import (
     signals_text,
     window_from_row,
     window_to_row,
+    with_corrected_close,
 )
 
 __all__ = ["SQLiteFleetStore"]
@@ -349,7 +349,7 @@ class SQLiteFleetStore:
     # ---------------------------------------------------------------- windows
     def insert_window(self, window: StoredWindow) -> bool:
         with self._write() as db:
-            stored = self._insert(db, window, None, bucketed=True) is not None
+            stored = self._insert(db, window_to_row(window), window.key, bucketed=True) is not None
             if stored:
                 profile = read_profile(window.profile)
                 if profile is not None:
@@ -357,14 +357,14 @@ class SQLiteFleetStore:
                     self._merge_into(db, key, [profile])
         return stored
 
-    def _insert(self, db: sqlite3.Connection, window: StoredWindow, document_json: bytes | None, *,
+    def _insert(self, db: sqlite3.Connection, row: tuple[Any, ...], key: WindowKey, *,
                 bucketed: bool, split: bool = True) -> int | None:
         """The new window's id, or None when its key is held already; its held parts deleted
         unless it came whole (``split`` False)."""
-        row = db.execute(_INSERT_WINDOW, (*window_to_row(window, document_json), int(bucketed))).fetchone()
+        found = db.execute(_INSERT_WINDOW, (*row, int(bucketed))).fetchone()
         if split:
-            db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(window.key))
-        return None if row is None else int(row[0])
+            db.execute(f"DELETE FROM pending_parts WHERE {_KEY_WHERE}", _key_args(key))
+        return None if found is None else int(found[0])
 
     def _merge_into(self, db: sqlite3.Connection, key: tuple[str, float], profiles: Sequence[Any],
                     merged: int | None = None) -> None:
@@ -419,8 +419,9 @@ class SQLiteFleetStore:
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
-                    window = dataclasses.replace(arrival.window, corrected_closed_at=corrected)
-                    window_id = self._insert(db, window, arrival.document_json, bucketed=False, split=arrival.split)
+                    row = arrival.row or window_to_row(arrival.window, arrival.document_json)
+                    window_id = self._insert(db, with_corrected_close(row, corrected), arrival.window.key,
+                                             bucketed=False, split=arrival.split)
                 outcomes.append(ArrivalOutcome(stored=window_id is not None, clock=clock,
                                                corrected_closed_at=corrected, window_id=window_id))
             if seen:  # every device of the batch in one statement
