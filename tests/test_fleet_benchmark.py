@@ -66,5 +66,5 @@ def test_the_http_and_postgresql_subset(bench: ModuleType, postgres_server) -> N
     assert set(result["query_flagged"]) == {"sqlite", "postgresql"}
     assert set(result["ingest"]) == {
         "sqlite in process (4 threads)", "sqlite over HTTP, 1 collector process",
-        "postgresql in process (4 threads)", "postgresql over HTTP, 1 collector process",
+        "sqlite over HTTP, 2 collector processes", "postgresql in process (4 threads)", "postgresql over HTTP, 1 collector process",
         "postgresql over HTTP, 2 collector processes"}
