@@ -46,7 +46,7 @@ import enum
 import functools
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -62,7 +62,10 @@ __all__ = [
     "DriftPolicy",
     "DriftStatus",
     "FeatureDrift",
+    "FeatureVerdicts",
     "GRID_ERROR",
+    "NUMERIC_METRICS",
+    "NumericVerdicts",
     "WindowDrift",
     "assess_window",
     "chi2_quantile",
@@ -196,19 +199,27 @@ def _live_cdfs(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]) 
     ``bincount``: a ``get_cdf`` call per feature cost ~20 µs, most of a
     30-feature window close.
     """
-    retained = [live.retained() for live in lives]
-    items = np.concatenate([values for values, _ in retained])
-    sizes = [len(values) for values, _ in retained]
-    level_sizes = [n for _, levels in retained for n in levels]
-    level_weights = [float(1 << h) for _, levels in retained for h in range(len(levels))]
-    weights = np.repeat(np.array(level_weights), level_sizes)
-    keys = order_keys(items).astype(np.uint64)
-    keys += np.repeat(np.arange(len(lives), dtype=np.uint64), sizes) << np.uint64(32)
+    items, weights, sizes = NumericSketch.retained_many(lives)
+    keys = _owners(sizes) + order_keys(items)  # uint64
     positions = np.searchsorted(_stacked(grids)[0], keys, side="left")
     counts = np.bincount(positions, weights=weights, minlength=len(lives) * _WIDTH)
     cdf = counts.reshape(len(lives), _WIDTH)[:, :-1].cumsum(axis=1)
     totals = np.array([live.kll.n for live in lives], dtype=np.float64)[:, None]
     return np.asarray(cdf / totals)
+
+
+_OWNERS: dict[bytes, np.ndarray] = {}  # retained values' sizes -> each value's sketch, shifted as in _stacked
+
+
+def _owners(sizes: np.ndarray) -> np.ndarray:
+    """``f << 32`` for each retained value of sketch ``f``: the same sizes come back window after window."""
+    key = sizes.tobytes()
+    owners = _OWNERS.get(key)
+    if owners is None:
+        if len(_OWNERS) > 16:
+            _OWNERS.clear()
+        owners = _OWNERS[key] = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes) << np.uint64(32)
+    return owners
 
 
 def ks_distance(reference: NumericSketch, live: NumericSketch) -> float:
@@ -431,11 +442,102 @@ class FeatureDrift:
                             for metric, entry in (data.get("metrics") or {}).items()})
 
 
+# A numeric verdict's numbers, in the order windows are stored in (windows.encode_drift): the decisive
+# metric's value, threshold and warn threshold, the two row counts, then each metric's entries.
+NUMERIC_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ks", ("value", "warn_threshold", "threshold", "sketch_error")),
+    ("psi", ("value", "warn_threshold", "threshold")),
+)
+_STATUS_BY_CODE = (DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT)
+
+
+@dataclass(frozen=True, slots=True)
+class NumericVerdicts:
+    """The KS and PSI verdicts of many numeric comparisons as arrays, one row each (in ``names`` order).
+
+    ``codes`` holds each row's status (0 ok, 1 warn, 2 drift) and decisive
+    metric (0 KS, 1 PSI) as uint8; ``numbers`` its twelve numbers as float64,
+    in the stored order (:data:`NUMERIC_METRICS`). A window close stores these
+    as they are and builds no :class:`FeatureDrift` (30 of them cost ~90 µs);
+    :meth:`verdicts` builds them for whoever reads them.
+    """
+
+    names: tuple[str, ...]
+    kind: str
+    codes: np.ndarray
+    numbers: np.ndarray
+
+    def verdicts(self) -> list[FeatureDrift]:
+        """Each row as a :class:`FeatureDrift`."""
+        out = []
+        for name, (state, by_psi), row in zip(self.names, self.codes.tolist(), self.numbers.tolist()):
+            value, threshold, warn, rows, reference_rows, k, kw, kd, ke, p, pw, pd = row
+            out.append(FeatureDrift(name=name, kind=self.kind, status=_STATUS_BY_CODE[state],
+                                    metric="psi" if by_psi else "ks", value=value, threshold=threshold,
+                                    warn_threshold=warn, rows=int(rows), reference_rows=int(reference_rows),
+                                    metrics={"ks": {"value": k, "warn_threshold": kw, "threshold": kd,
+                                                    "sketch_error": ke},
+                                             "psi": {"value": p, "warn_threshold": pw, "threshold": pd}}))
+        return out
+
+
+class FeatureVerdicts(Mapping[str, FeatureDrift]):
+    """A window's feature verdicts by name, in the window's feature order: the numeric ones held as
+    :class:`NumericVerdicts` until a verdict is read, the others as :class:`FeatureDrift`.
+
+    ``entries`` gives, per feature in order, its row in ``numeric`` or its verdict.
+    """
+
+    __slots__ = ("names", "numeric", "entries", "_built")
+
+    def __init__(self, names: Sequence[str], numeric: NumericVerdicts,
+                 others: Mapping[str, FeatureDrift]) -> None:
+        rows = {name: row for row, name in enumerate(numeric.names)}
+        self.names = tuple(names)
+        self.numeric = numeric
+        self.entries: list[int | FeatureDrift] = [others[name] if name in others else rows[name]
+                                                  for name in self.names]
+        self._built: dict[str, FeatureDrift] | None = None
+
+    def _verdicts(self) -> dict[str, FeatureDrift]:
+        if self._built is None:
+            numeric = self.numeric.verdicts()
+            self._built = {name: numeric[entry] if isinstance(entry, int) else entry
+                           for name, entry in zip(self.names, self.entries)}
+        return self._built
+
+    def __getitem__(self, name: str) -> FeatureDrift:
+        return self._verdicts()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return repr(self._verdicts())
+
+    def statuses(self) -> list[DriftStatus]:
+        """Each feature's status, in order, without building the numeric verdicts."""
+        codes = self.numeric.codes[:, 0].tolist()
+        return [_STATUS_BY_CODE[codes[entry]] if isinstance(entry, int) else entry.status
+                for entry in self.entries]
+
+    def ratios(self) -> list[float]:
+        """Each feature's decisive value over its drift threshold (0 for a zero threshold), in order."""
+        values, thresholds = self.numeric.numbers[:, 0], self.numeric.numbers[:, 1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratios = np.where(thresholds != 0, values / thresholds, 0.0).tolist()
+        return [ratios[entry] if isinstance(entry, int) else
+                entry.value / entry.threshold if entry.threshold else 0.0 for entry in self.entries]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowDrift:
     """All verdicts of one window."""
 
-    features: dict[str, FeatureDrift]
+    features: Mapping[str, FeatureDrift]
     prediction: FeatureDrift | None
     multivariate: FeatureDrift | None = None  # the PCA reconstruction error, when the bundle has its model
 
@@ -445,21 +547,31 @@ class WindowDrift:
         out += [v for v in (self.prediction, self.multivariate) if v is not None]
         return out
 
+    def _statuses(self) -> list[DriftStatus]:
+        if isinstance(self.features, FeatureVerdicts):
+            return self.features.statuses()
+        return [f.status for f in self.features.values()]
+
     @property
     def drifted(self) -> list[str]:
         """Names of the features with status drift."""
-        return [n for n, f in self.features.items() if f.drift]
+        return [n for n, status in zip(self.features, self._statuses()) if status is DriftStatus.DRIFT]
 
     @property
     def warned(self) -> list[str]:
         """Names of the features with status warn."""
-        return [n for n, f in self.features.items() if f.status is DriftStatus.WARN]
+        return [n for n, status in zip(self.features, self._statuses()) if status is DriftStatus.WARN]
 
     def worst(self, n: int = 3) -> list[str]:
         """The ``n`` features furthest past (or closest to) their drift threshold."""
-        ranked = sorted(self.features.values(), key=lambda f: f.value / f.threshold if f.threshold else 0.0,
-                        reverse=True)
-        return [f.name for f in ranked[:n]]
+        if isinstance(self.features, FeatureVerdicts):
+            names, ratios = self.features.names, self.features.ratios()
+        else:
+            names = tuple(f.name for f in self.features.values())
+            ratios = [f.value / f.threshold if f.threshold else 0.0 for f in self.features.values()]
+        # A stable sort: ties keep their order.
+        ranked = sorted(range(len(names)), key=ratios.__getitem__, reverse=True)
+        return [names[i] for i in ranked[:n]]
 
     def summary(self) -> dict[str, Any]:
         """Window-level counts and the worst features."""
@@ -543,30 +655,21 @@ def _numeric_thresholds(n: np.ndarray, m: np.ndarray, ref_sd: np.ndarray, live_s
                               n.astype(np.int64), empty)
 
 
-def _numeric_verdicts(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limits: _NumericThresholds,
-                      at: slice, *, kind: str = "numeric") -> list[FeatureDrift]:
+def _numeric_table(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limits: _NumericThresholds,
+                   at: slice, *, kind: str = "numeric") -> NumericVerdicts:
     """The KS and PSI verdicts of the comparisons ``at`` (a slice of ``ks``, ``psis`` and ``limits``)."""
     ks, psis = ks[at], psis[at]
     ks_warn, ks_drift = limits.ks_warn[at], limits.ks_drift[at]
     psi_warn, psi_drift = limits.psi_warn[at], limits.psi_drift[at]
-    ks_ratio = ks / ks_drift
-    psi_ratio = psis / psi_drift
     status = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
     status[limits.empty[at]] = 0
-    statuses = [(DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT)[s] for s in status.tolist()]
-    use_psi = (psi_ratio > ks_ratio).tolist()  # on a tie, KS
-    columns = zip(names, statuses, use_psi, ks.tolist(), ks_warn.tolist(), ks_drift.tolist(),
-                  limits.ks_error[at].tolist(), psis.tolist(), psi_warn.tolist(), psi_drift.tolist(),
-                  limits.rows[at].tolist(), limits.reference_rows[at].tolist())
-    out = []
-    for name, state, by_psi, k, kw, kd, ke, p, pw, pd, rows, reference_rows in columns:
-        metrics = {"ks": {"value": k, "warn_threshold": kw, "threshold": kd, "sketch_error": ke},
-                   "psi": {"value": p, "warn_threshold": pw, "threshold": pd}}
-        out.append(FeatureDrift(name=name, kind=kind, status=state, metric="psi" if by_psi else "ks",
-                                value=p if by_psi else k, threshold=pd if by_psi else kd,
-                                warn_threshold=pw if by_psi else kw, rows=rows, reference_rows=reference_rows,
-                                metrics=metrics))
-    return out
+    by_psi = psis / psi_drift > ks / ks_drift  # on a tie, KS
+    numbers = np.column_stack((np.where(by_psi, psis, ks), np.where(by_psi, psi_drift, ks_drift),
+                               np.where(by_psi, psi_warn, ks_warn), limits.rows[at],
+                               limits.reference_rows[at], ks, ks_warn, ks_drift, limits.ks_error[at], psis,
+                               psi_warn, psi_drift))
+    return NumericVerdicts(tuple(names), kind, np.column_stack((status, by_psi)).astype(np.uint8),
+                           numbers.astype(np.float64, copy=False))
 
 
 def _categorical_metrics(ref: CategoricalSketch, live: CategoricalSketch, policy: DriftPolicy,
@@ -659,13 +762,15 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     # Every numeric comparison's thresholds in one pass (the top score's too: not judged, but cheap).
     limits = plan.thresholds(lives, policy, a_warn, a_drift)
     width = len(numeric)
-    results = dict(zip(numeric, _numeric_verdicts(numeric, ks_values, psi_values, limits, slice(0, width))))
+    results: dict[str, FeatureDrift] = {}
     for name in counted:
         ref_counts, live_counts = reference.features[name], live.features[name]
         assert isinstance(ref_counts, CategoricalSketch) and isinstance(live_counts, CategoricalSketch)
         metrics = _categorical_metrics(ref_counts, live_counts, policy, a_warn, a_drift)
         results[name] = _verdict(name, "categorical", metrics, live_counts.total, ref_counts.total)
-    features = {name: results[name] for name in names if name in results}
+    judged = set(numeric).union(results)
+    table = _numeric_table(numeric, ks_values, psi_values, limits, slice(0, width))
+    features = FeatureVerdicts([name for name in names if name in judged], table, results)
     prediction = None
     if classifier:
         assert reference.predictions is not None and live.predictions is not None
@@ -678,8 +783,8 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
         prediction = _verdict("prediction", "prediction", metrics, live.predictions.total,
                               reference.predictions.total)
     elif regressor:
-        prediction = _numeric_verdicts(["prediction"], ks_values, psi_values, limits, slice(-1, None),
-                                       kind="prediction")[0]
+        prediction = _numeric_table(["prediction"], ks_values, psi_values, limits, slice(-1, None),
+                                    kind="prediction").verdicts()[0]
     joint = None
     if pca is not None and live.multivariate is not None:
         joint = _verdict("multivariate", "multivariate",
