@@ -185,9 +185,11 @@ class NumericSketch:
         return items, [bounds[h + 1] - bounds[h] for h in range(levels_count)]
 
     @staticmethod
-    def retained_many(sketches: Sequence[NumericSketch]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def retained_many(sketches: Sequence[NumericSketch]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
         """:meth:`retained` of many sketches at once: every sketch's values one after another
-        (float32), each value's weight (float64, ``2**level``) and how many values each sketch has.
+        (float32), each value's weight (float64, ``2**level``), how many values each sketch has
+        and what they weigh in all (its KLL count, float64).
 
         The sketches' bytes are joined and the values gathered by one numpy
         index, kept with the weights for the next call whose sketches have the
@@ -198,15 +200,15 @@ class NumericSketch:
         >>> import numpy as np
         >>> a = NumericSketch().update(np.arange(1000, dtype=np.float32))
         >>> b = NumericSketch().update(np.arange(5, dtype=np.float32))
-        >>> items, weights, sizes = NumericSketch.retained_many([a, b])
+        >>> items, weights, sizes, totals = NumericSketch.retained_many([a, b])
         >>> sizes.tolist() == [a.kll.num_retained, 5]
         True
-        >>> float(weights[:sizes[0]].sum()), float(weights[sizes[0]:].sum())
-        (1000.0, 5.0)
+        >>> float(weights[:sizes[0]].sum()), float(weights[sizes[0]:].sum()), totals.tolist()
+        (1000.0, 5.0, [1000.0, 5.0])
         """
         datas = [sketch.kll_bytes() for sketch in sketches]
         if not datas:
-            return np.zeros(0, dtype=np.float32), np.zeros(0), np.zeros(0, dtype=np.int64)
+            return np.zeros(0, dtype=np.float32), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0)
         # Where the values sit and what they weigh follows from the headers and lengths alone,
         # which repeat window after window (KLL's levels depend on the count, not the values).
         key = (b"".join([data if data[3] & (_KLL_EMPTY | _KLL_SINGLE) else data[:20 + 4 * data[18]]
@@ -216,9 +218,9 @@ class NumericSketch:
             if len(_RETAINED) > 16:
                 _RETAINED.clear()
             layout = _RETAINED[key] = _retained_layout(sketches, datas)
-        where, weights, sizes = layout
+        where, weights, sizes, totals = layout
         values = np.frombuffer(b"".join(datas), dtype=np.float32)
-        return values[where], weights, sizes
+        return values[where], weights, sizes, totals
 
     @property
     def rank_error(self) -> float:
@@ -532,13 +534,14 @@ def _kll_bound(k: int) -> float:
 
 
 # retained_many's layouts: the positions of the values in the joined bytes, their weights and counts.
-_RETAINED: dict[tuple[bytes, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+_RETAINED: dict[tuple[bytes, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
 
 
 def _retained_layout(sketches: Sequence[NumericSketch], datas: Sequence[bytes]
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
     """For :meth:`NumericSketch.retained_many`: where each sketch's values sit in its joined bytes (as
-    float32 positions), each value's weight, and how many values each sketch has."""
+    float32 positions), each value's weight, how many values each sketch has and their total weight
+    (the KLL count, which the headers hold)."""
     parts = [sketch.retained() for sketch in sketches]
     sizes = np.array([len(values) for values, _ in parts], dtype=np.int64)
     weights = np.repeat(np.array([float(1 << h) for _, levels in parts for h in range(len(levels))]),
@@ -548,7 +551,8 @@ def _retained_layout(sketches: Sequence[NumericSketch], datas: Sequence[bytes]
     if any(len(data) % 4 for data in datas):  # never for DataSketches' layout: read them by copy
         raise ValueError("KLL bytes of a length that is not a multiple of 4")
     where = np.concatenate([np.arange(end - n, end) for end, n in zip(ends.tolist(), sizes.tolist())])
-    return where.astype(np.intp), weights, sizes
+    totals = np.array([sketch.kll.n for sketch in sketches], dtype=np.float64)
+    return where.astype(np.intp), weights, sizes, totals
 
 
 def _reweighted_kll(sketch: NumericSketch, factor: int, k: int) -> tuple[datasketches.kll_floats_sketch, float]:
