@@ -320,19 +320,22 @@ def _compare(plan: _ReferencePlan, references: Sequence[NumericSketch], lives: S
     """:func:`_ks_and_psi` with the references' plan at hand."""
     ks, psis = np.zeros(len(lives)), np.zeros(len(lives))
     # Nothing sketched (yet) on either side: nothing to compare.
-    live_rows = [row for row, i in enumerate(plan.rows) if not lives[i].kll.is_empty()]
-    if not live_rows:
+    chosen = lives if len(plan.rows) == len(lives) else [lives[i] for i in plan.rows]
+    empty = [live.kll.is_empty() for live in chosen]
+    if all(empty):
         return ks, psis
-    if len(live_rows) == len(plan.rows):
+    if not any(empty):
         usable, grids, ref_cdf, expected = plan.rows, plan.grids, plan.cdf, plan.expected
     else:
+        live_rows = [row for row, nothing in enumerate(empty) if not nothing]
         usable = [plan.rows[row] for row in live_rows]
         grids = [plan.grids[row] for row in live_rows]
         ref_cdf = plan.cdf[live_rows]
         expected = plan.expected[live_rows] if plan.expected is not None else None
-    live_cdf = _live_cdfs(grids, [lives[i] for i in usable])
+    compared = chosen if usable is plan.rows else [lives[i] for i in usable]
+    live_cdf = _live_cdfs(grids, compared)
     ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
-    live_counts = np.array([lives[i].count for i in usable], dtype=np.float64)[:, None]
+    live_counts = np.array([live.count for live in compared], dtype=np.float64)[:, None]
     ends = np.ones((len(usable), 1))
     if expected is not None:  # the edges are grid points
         step = _GRID_STEPS // bins
@@ -484,18 +487,24 @@ class FeatureVerdicts(Mapping[str, FeatureDrift]):
     """A window's feature verdicts by name, in the window's feature order: the numeric ones held as
     :class:`NumericVerdicts` until a verdict is read, the others as :class:`FeatureDrift`.
 
-    ``entries`` gives, per feature in order, its row in ``numeric`` or its verdict.
+    ``entries`` gives, per feature in order, its row in ``numeric`` or its verdict; ``plain``
+    is true when every feature is numeric, row ``i`` the ``i``-th (30 numeric features: the
+    common case, read without a loop over entries).
     """
 
-    __slots__ = ("names", "numeric", "entries", "_built")
+    __slots__ = ("names", "numeric", "entries", "plain", "_built")
 
     def __init__(self, names: Sequence[str], numeric: NumericVerdicts,
                  others: Mapping[str, FeatureDrift]) -> None:
-        rows = {name: row for row, name in enumerate(numeric.names)}
         self.names = tuple(names)
         self.numeric = numeric
-        self.entries: list[int | FeatureDrift] = [others[name] if name in others else rows[name]
-                                                  for name in self.names]
+        self.plain = not others and self.names == numeric.names
+        self.entries: list[int | FeatureDrift]
+        if self.plain:
+            self.entries = list(range(len(self.names)))
+        else:
+            rows = {name: row for row, name in enumerate(numeric.names)}
+            self.entries = [others[name] if name in others else rows[name] for name in self.names]
         self._built: dict[str, FeatureDrift] | None = None
 
     def _verdicts(self) -> dict[str, FeatureDrift]:
@@ -520,6 +529,8 @@ class FeatureVerdicts(Mapping[str, FeatureDrift]):
     def statuses(self) -> list[DriftStatus]:
         """Each feature's status, in order, without building the numeric verdicts."""
         codes = self.numeric.codes[:, 0].tolist()
+        if self.plain:
+            return [_STATUS_BY_CODE[code] for code in codes]
         return [_STATUS_BY_CODE[codes[entry]] if isinstance(entry, int) else entry.status
                 for entry in self.entries]
 
@@ -527,6 +538,8 @@ class FeatureVerdicts(Mapping[str, FeatureDrift]):
         """Each feature's decisive value over its drift threshold (0 for a zero threshold), in order."""
         ratios = [value / threshold if threshold else 0.0
                   for value, threshold in self.numeric.numbers[:, :2].tolist()]
+        if self.plain:
+            return ratios
         return [ratios[entry] if isinstance(entry, int) else
                 entry.value / entry.threshold if entry.threshold else 0.0 for entry in self.entries]
 

@@ -285,7 +285,14 @@ def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts 
     numbers: list[bytes] = []
     events: list[tuple[int, dict[str, Any]]] = []  # by position, for the verdicts' order
     run = -1  # the first numeric row of the run being read, whose numbers are copied at its end
-    for at, entry in enumerate(entries):
+    start = 0
+    if isinstance(features, FeatureVerdicts) and features.plain and numeric is not None and numeric.names:
+        # Every feature numeric, in its row's order: one run.
+        push(numeric.names)
+        codes.append(numeric.codes.tobytes())
+        numbers.append(numeric.numbers.tobytes())
+        start = len(numeric.names)
+    for at, entry in enumerate(entries[start:], start):
         if isinstance(entry, int):
             assert numeric is not None
             key.append(numeric.names[entry])
