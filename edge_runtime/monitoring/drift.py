@@ -777,18 +777,22 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     -------
     WindowDrift
     """
-    names = [n for n in live.features if n in reference.features]
+    judged: list[str] = []  # the features compared, in the window's order
     numeric: list[str] = []
     refs: list[NumericSketch] = []  # every numeric comparison, in one vectorized pass below
     lives: list[NumericSketch] = []
-    for n in names:
-        ref_sketch, live_sketch = reference.features[n], live.features[n]
+    counted: list[str] = []
+    reference_features = reference.features
+    for n, live_sketch in live.features.items():
+        ref_sketch = reference_features.get(n)
         if isinstance(ref_sketch, NumericSketch) and isinstance(live_sketch, NumericSketch):
+            judged.append(n)
             numeric.append(n)
             refs.append(ref_sketch)
             lives.append(live_sketch)
-    counted = [n for n in names if isinstance(reference.features[n], CategoricalSketch)
-               and isinstance(live.features[n], CategoricalSketch)]
+        elif isinstance(ref_sketch, CategoricalSketch) and isinstance(live_sketch, CategoricalSketch):
+            judged.append(n)
+            counted.append(n)
     classifier = reference.predictions is not None and live.predictions is not None
     classes = [c for c in live.class_scores if c in reference.class_scores] if classifier else []
     regressor = not classifier and bool(reference.scores.count and live.scores.count)
@@ -810,9 +814,8 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
         assert isinstance(ref_counts, CategoricalSketch) and isinstance(live_counts, CategoricalSketch)
         metrics = _categorical_metrics(ref_counts, live_counts, policy, a_warn, a_drift)
         results[name] = _verdict(name, "categorical", metrics, live_counts.total, ref_counts.total)
-    judged = set(numeric).union(results)
     table = _numeric_table(numeric, ks_values, psi_values, limits, slice(0, width))
-    features = FeatureVerdicts([name for name in names if name in judged], table, results)
+    features = FeatureVerdicts(judged, table, results)
     prediction = None
     if classifier:
         assert reference.predictions is not None and live.predictions is not None

@@ -144,7 +144,7 @@ class NumericSketch:
 
         The drift thresholds count it as sampling noise (:mod:`edge_runtime.monitoring.drift`).
         """
-        kll = _kll_bound(self.k) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
+        kll = _kll_bound(self.kll.k) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
         thin = 2.0 * math.sqrt(self.thin_var) / self.count if self.thin_var and self.count else 0.0
         return math.sqrt(kll * kll + thin * thin)
 
