@@ -199,12 +199,19 @@ def _live_cdfs(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]) 
     ``bincount``: a ``get_cdf`` call per feature cost ~20 µs, most of a
     30-feature window close.
     """
+    cdf, totals = _live_weights(grids, lives)
+    return np.asarray(cdf / totals[:, None])
+
+
+def _live_weights(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_live_cdfs` before the division: the weight at or below each grid point, and each
+    sketch's total weight (0 for a sketch that kept no value)."""
     items, weights, sizes, totals = NumericSketch.retained_many(lives)
     keys = _owners(sizes) + order_keys(items)  # uint64
     positions = np.searchsorted(_stacked(grids)[0], keys, side="left")
     counts = np.bincount(positions, weights=weights, minlength=len(lives) * _WIDTH)
-    cdf = counts.reshape(len(lives), _WIDTH)[:, :-1].cumsum(axis=1)
-    return np.asarray(cdf / totals[:, None])
+    return counts.reshape(len(lives), _WIDTH)[:, :-1].cumsum(axis=1), totals
 
 
 _OWNERS: dict[bytes, np.ndarray] = {}  # retained values' sizes -> each value's sketch, shifted as in _stacked
@@ -215,7 +222,7 @@ def _owners(sizes: np.ndarray) -> np.ndarray:
     key = sizes.tobytes()
     owners = _OWNERS.get(key)
     if owners is None:
-        if len(_OWNERS) > 16:
+        if len(_OWNERS) > 8:
             _OWNERS.clear()
         owners = _OWNERS[key] = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes) << np.uint64(32)
     return owners
@@ -319,23 +326,38 @@ def _compare(plan: _ReferencePlan, references: Sequence[NumericSketch], lives: S
              bins: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_ks_and_psi` with the references' plan at hand."""
     ks, psis = np.zeros(len(lives)), np.zeros(len(lives))
-    # Nothing sketched (yet) on either side: nothing to compare.
-    chosen = lives if len(plan.rows) == len(lives) else [lives[i] for i in plan.rows]
-    empty = [live.kll.is_empty() for live in chosen]
-    if all(empty):
+    if not plan.rows:
         return ks, psis
-    if not any(empty):
-        usable, grids, ref_cdf, expected = plan.rows, plan.grids, plan.cdf, plan.expected
-    else:
-        live_rows = [row for row, nothing in enumerate(empty) if not nothing]
-        usable = [plan.rows[row] for row in live_rows]
-        grids = [plan.grids[row] for row in live_rows]
-        ref_cdf = plan.cdf[live_rows]
-        expected = plan.expected[live_rows] if plan.expected is not None else None
-    compared = chosen if usable is plan.rows else [lives[i] for i in usable]
-    live_cdf = _live_cdfs(grids, compared)
+    chosen = lives if len(plan.rows) == len(lives) else [lives[i] for i in plan.rows]
+    weights, totals = _live_weights(plan.grids, chosen)
+    if totals.all() and plan.expected is not None:
+        # Every live sketch has values and the PSI's edges are grid points: the window close's case.
+        live_cdf = weights / totals[:, None]
+        gaps = np.abs(plan.cdf - live_cdf).max(axis=1)
+        counts = np.array([live.count for live in chosen], dtype=np.float64)[:, None]
+        step = _GRID_STEPS // bins
+        edges = np.empty((len(chosen), bins + 1))  # 0, the live CDF at the reference's deciles, 1
+        edges[:, 0], edges[:, -1] = 0.0, 1.0
+        edges[:, 1:-1] = live_cdf[:, step:-1:step]
+        actual = (edges[:, 1:] - edges[:, :-1]) * counts + 0.5
+        np.maximum(actual, _PSI_FLOOR, out=actual)
+        actual /= actual.sum(axis=1, keepdims=True)
+        shares = plan.expected
+        found = np.sum((actual - shares) * np.log(actual / shares), axis=1)
+        if chosen is lives:
+            return gaps, found
+        ks[plan.rows], psis[plan.rows] = gaps, found
+        return ks, psis
+    # Nothing sketched (yet) on either side: nothing to compare.
+    live_rows = np.flatnonzero(totals).tolist()
+    if not live_rows:
+        return ks, psis
+    usable = [plan.rows[row] for row in live_rows]
+    ref_cdf = plan.cdf[live_rows]
+    expected = plan.expected[live_rows] if plan.expected is not None else None
+    live_cdf = weights[live_rows] / totals[live_rows][:, None]
     ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
-    live_counts = np.array([live.count for live in compared], dtype=np.float64)[:, None]
+    live_counts = np.array([lives[i].count for i in usable], dtype=np.float64)[:, None]
     ends = np.ones((len(usable), 1))
     if expected is not None:  # the edges are grid points
         step = _GRID_STEPS // bins

@@ -215,7 +215,7 @@ class NumericSketch:
                          for data in datas]), tuple(map(len, datas)))
         layout = _RETAINED.get(key)
         if layout is None:
-            if len(_RETAINED) > 16:
+            if len(_RETAINED) > 8:
                 _RETAINED.clear()
             layout = _RETAINED[key] = _retained_layout(sketches, datas)
         where, weights, sizes, totals = layout
