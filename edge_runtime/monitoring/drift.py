@@ -653,6 +653,9 @@ class _NumericThresholds:
     rows: np.ndarray
     reference_rows: np.ndarray
     empty: np.ndarray
+    # Each comparison's stored numbers (NumericVerdicts.numbers) that do not depend on the
+    # window's distances: its rows and thresholds, the rest zero.
+    template: np.ndarray
 
 
 def _numeric_thresholds(n: np.ndarray, m: np.ndarray, ref_sd: np.ndarray, live_sd: np.ndarray,
@@ -687,8 +690,13 @@ def _numeric_thresholds(n: np.ndarray, m: np.ndarray, ref_sd: np.ndarray, live_s
     df = policy.psi_bins - 1
     psi_warn = np.maximum(policy.psi_warn, widen * chi2_quantile(1 - a_warn, df) * spread ** 2)
     psi_drift = np.maximum(policy.psi_drift, widen * chi2_quantile(1 - a_drift, df) * spread ** 2)
-    return _NumericThresholds(ks_warn, ks_drift, ks_error, psi_warn, psi_drift, m.astype(np.int64),
-                              n.astype(np.int64), empty)
+    rows, reference_rows = m.astype(np.int64), n.astype(np.int64)
+    template = np.zeros((len(m), 12))
+    template[:, 3], template[:, 4] = rows, reference_rows
+    template[:, 6], template[:, 7], template[:, 8] = ks_warn, ks_drift, ks_error
+    template[:, 10], template[:, 11] = psi_warn, psi_drift
+    return _NumericThresholds(ks_warn, ks_drift, ks_error, psi_warn, psi_drift, rows, reference_rows, empty,
+                              template)
 
 
 def _numeric_table(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limits: _NumericThresholds,
@@ -697,15 +705,18 @@ def _numeric_table(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limit
     ks, psis = ks[at], psis[at]
     ks_warn, ks_drift = limits.ks_warn[at], limits.ks_drift[at]
     psi_warn, psi_drift = limits.psi_warn[at], limits.psi_drift[at]
-    status = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
+    codes = np.empty((len(ks), 2), dtype=np.uint8)
+    status = codes[:, 0]
+    status[:] = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
     status[limits.empty[at]] = 0
     by_psi = psis / psi_drift > ks / ks_drift  # on a tie, KS
-    numbers = np.column_stack((np.where(by_psi, psis, ks), np.where(by_psi, psi_drift, ks_drift),
-                               np.where(by_psi, psi_warn, ks_warn), limits.rows[at],
-                               limits.reference_rows[at], ks, ks_warn, ks_drift, limits.ks_error[at], psis,
-                               psi_warn, psi_drift))
-    return NumericVerdicts(tuple(names), kind, np.column_stack((status, by_psi)).astype(np.uint8),
-                           numbers.astype(np.float64, copy=False))
+    codes[:, 1] = by_psi
+    numbers = limits.template[at].copy()
+    numbers[:, 0] = np.where(by_psi, psis, ks)
+    numbers[:, 1] = np.where(by_psi, psi_drift, ks_drift)
+    numbers[:, 2] = np.where(by_psi, psi_warn, ks_warn)
+    numbers[:, 5], numbers[:, 9] = ks, psis
+    return NumericVerdicts(tuple(names), kind, codes, numbers)
 
 
 _PLAIN_CELLS = 64  # up to this many categories, the sums in plain Python cost less than numpy's calls
