@@ -12,6 +12,8 @@ from edge_runtime.monitoring.data_profile import Profile
 from edge_runtime.monitoring.drift import (
     GRID_ERROR,
     DriftStatus,
+    FeatureVerdicts,
+    WindowDrift,
     assess_window,
     chi2_quantile,
     chi2_survival,
@@ -21,6 +23,7 @@ from edge_runtime.monitoring.drift import (
 )
 from edge_runtime.monitoring.drift import _live_cdfs, _reference_grid
 from edge_runtime.monitoring.sketches import REFERENCE_K, CategoricalSketch, NumericSketch
+from edge_runtime.monitoring.windows import decode_verdicts, encode_drift
 from edge_runtime.serving.schema import (
     FeatureKind,
     FeatureSpec,
@@ -350,3 +353,22 @@ def test_a_profile_of_counted_features_only_takes_a_matrix() -> None:
     assert isinstance(a, CategoricalSketch) and isinstance(b, CategoricalSketch)
     assert (a.counts, a.missing, b.counts) == ({"0": 1, "1": 1}, 1, {"1": 2, "0": 1})
     assert profile.block_range is not None and profile.block_range[1].tolist() == [1.0, 1.0]
+
+
+@pytest.mark.parametrize("shift_b, city_p", [(0.0, CITY_P), (0.4, [0.2, 0.3, 0.5])])
+def test_verdicts_kept_as_arrays_read_and_store_as_verdict_objects_do(reference: Profile, shift_b: float,
+                                                                     city_p: list[float]) -> None:
+    """assess_window keeps the numeric verdicts as arrays (FeatureVerdicts); the same verdicts as
+    FeatureDrift objects in a dict give the same summary and the same stored bytes and events."""
+    live = _profile(np.random.default_rng(18), 5_000, stride=4, block=512, shift_b=shift_b, city_p=city_p)
+    for policy in (DriftPolicy(), DriftPolicy(ks_warn=0.0, ks_drift=0.0)):
+        fast = assess_window(reference, live, policy)
+        assert isinstance(fast.features, FeatureVerdicts) and list(fast.features) == ["a", "b", "c", "city"]
+        plain = WindowDrift(features=dict(fast.features), prediction=fast.prediction)
+        assert fast == plain and fast.summary() == plain.summary() and fast.worst(4) == plain.worst(4)
+        assert [v.status for v in fast.verdicts()] == [v.status for v in plain.verdicts()]
+        (stored, events), (expected, expected_events) = encode_drift(fast, 1.0), encode_drift(plain, 1.0)
+        assert stored == expected and events == expected_events
+        rows = decode_verdicts(stored.layout, stored.codes, stored.numbers)
+        assert [row["details"] for row in rows] == [v.to_dict() for v in plain.verdicts()]
+    assert fast.drifted == (["b", "city"] if shift_b else [])

@@ -46,7 +46,7 @@ import enum
 import functools
 import math
 import weakref
-from collections.abc import Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from statistics import NormalDist
 from typing import Any
@@ -62,7 +62,10 @@ __all__ = [
     "DriftPolicy",
     "DriftStatus",
     "FeatureDrift",
+    "FeatureVerdicts",
     "GRID_ERROR",
+    "NUMERIC_METRICS",
+    "NumericVerdicts",
     "WindowDrift",
     "assess_window",
     "chi2_quantile",
@@ -196,19 +199,33 @@ def _live_cdfs(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]) 
     ``bincount``: a ``get_cdf`` call per feature cost ~20 µs, most of a
     30-feature window close.
     """
-    retained = [live.retained() for live in lives]
-    items = np.concatenate([values for values, _ in retained])
-    sizes = [len(values) for values, _ in retained]
-    level_sizes = [n for _, levels in retained for n in levels]
-    level_weights = [float(1 << h) for _, levels in retained for h in range(len(levels))]
-    weights = np.repeat(np.array(level_weights), level_sizes)
-    keys = order_keys(items).astype(np.uint64)
-    keys += np.repeat(np.arange(len(lives), dtype=np.uint64), sizes) << np.uint64(32)
+    cdf, totals = _live_weights(grids, lives)
+    return np.asarray(cdf / totals[:, None])
+
+
+def _live_weights(grids: Sequence[_ReferenceGrid], lives: Sequence[NumericSketch]
+                  ) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_live_cdfs` before the division: the weight at or below each grid point, and each
+    sketch's total weight (0 for a sketch that kept no value)."""
+    items, weights, sizes, totals = NumericSketch.retained_many(lives)
+    keys = _owners(sizes) + order_keys(items)  # uint64
     positions = np.searchsorted(_stacked(grids)[0], keys, side="left")
     counts = np.bincount(positions, weights=weights, minlength=len(lives) * _WIDTH)
-    cdf = counts.reshape(len(lives), _WIDTH)[:, :-1].cumsum(axis=1)
-    totals = np.array([live.kll.n for live in lives], dtype=np.float64)[:, None]
-    return np.asarray(cdf / totals)
+    return counts.reshape(len(lives), _WIDTH)[:, :-1].cumsum(axis=1), totals
+
+
+_OWNERS: dict[bytes, np.ndarray] = {}  # retained values' sizes -> each value's sketch, shifted as in _stacked
+
+
+def _owners(sizes: np.ndarray) -> np.ndarray:
+    """``f << 32`` for each retained value of sketch ``f``: the same sizes come back window after window."""
+    key = sizes.tobytes()
+    owners = _OWNERS.get(key)
+    if owners is None:
+        if len(_OWNERS) > 8:
+            _OWNERS.clear()
+        owners = _OWNERS[key] = np.repeat(np.arange(len(sizes), dtype=np.uint64), sizes) << np.uint64(32)
+    return owners
 
 
 def ks_distance(reference: NumericSketch, live: NumericSketch) -> float:
@@ -309,18 +326,36 @@ def _compare(plan: _ReferencePlan, references: Sequence[NumericSketch], lives: S
              bins: int) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_ks_and_psi` with the references' plan at hand."""
     ks, psis = np.zeros(len(lives)), np.zeros(len(lives))
+    if not plan.rows:
+        return ks, psis
+    chosen = lives if len(plan.rows) == len(lives) else [lives[i] for i in plan.rows]
+    weights, totals = _live_weights(plan.grids, chosen)
+    if totals.all() and plan.expected is not None:
+        # Every live sketch has values and the PSI's edges are grid points: the window close's case.
+        live_cdf = weights / totals[:, None]
+        gaps = np.abs(plan.cdf - live_cdf).max(axis=1)
+        counts = np.array([live.count for live in chosen], dtype=np.float64)[:, None]
+        step = _GRID_STEPS // bins
+        edges = np.empty((len(chosen), bins + 1))  # 0, the live CDF at the reference's deciles, 1
+        edges[:, 0], edges[:, -1] = 0.0, 1.0
+        edges[:, 1:-1] = live_cdf[:, step:-1:step]
+        actual = (edges[:, 1:] - edges[:, :-1]) * counts + 0.5
+        np.maximum(actual, _PSI_FLOOR, out=actual)
+        actual /= actual.sum(axis=1, keepdims=True)
+        shares = plan.expected
+        found = np.sum((actual - shares) * np.log(actual / shares), axis=1)
+        if chosen is lives:
+            return gaps, found
+        ks[plan.rows], psis[plan.rows] = gaps, found
+        return ks, psis
     # Nothing sketched (yet) on either side: nothing to compare.
-    live_rows = [row for row, i in enumerate(plan.rows) if not lives[i].kll.is_empty()]
+    live_rows = np.flatnonzero(totals).tolist()
     if not live_rows:
         return ks, psis
-    if len(live_rows) == len(plan.rows):
-        usable, grids, ref_cdf, expected = plan.rows, plan.grids, plan.cdf, plan.expected
-    else:
-        usable = [plan.rows[row] for row in live_rows]
-        grids = [plan.grids[row] for row in live_rows]
-        ref_cdf = plan.cdf[live_rows]
-        expected = plan.expected[live_rows] if plan.expected is not None else None
-    live_cdf = _live_cdfs(grids, [lives[i] for i in usable])
+    usable = [plan.rows[row] for row in live_rows]
+    ref_cdf = plan.cdf[live_rows]
+    expected = plan.expected[live_rows] if plan.expected is not None else None
+    live_cdf = weights[live_rows] / totals[live_rows][:, None]
     ks[usable] = np.abs(ref_cdf - live_cdf).max(axis=1)
     live_counts = np.array([lives[i].count for i in usable], dtype=np.float64)[:, None]
     ends = np.ones((len(usable), 1))
@@ -431,11 +466,111 @@ class FeatureDrift:
                             for metric, entry in (data.get("metrics") or {}).items()})
 
 
+# A numeric verdict's numbers, in the order windows are stored in (windows.encode_drift): the decisive
+# metric's value, threshold and warn threshold, the two row counts, then each metric's entries.
+NUMERIC_METRICS: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("ks", ("value", "warn_threshold", "threshold", "sketch_error")),
+    ("psi", ("value", "warn_threshold", "threshold")),
+)
+_STATUS_BY_CODE = (DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT)
+
+
+@dataclass(frozen=True, slots=True)
+class NumericVerdicts:
+    """The KS and PSI verdicts of many numeric comparisons as arrays, one row each (in ``names`` order).
+
+    ``codes`` holds each row's status (0 ok, 1 warn, 2 drift) and decisive
+    metric (0 KS, 1 PSI) as uint8; ``numbers`` its twelve numbers as float64,
+    in the stored order (:data:`NUMERIC_METRICS`). A window close stores these
+    as they are and builds no :class:`FeatureDrift` (30 of them cost ~90 µs);
+    :meth:`verdicts` builds them for whoever reads them.
+    """
+
+    names: tuple[str, ...]
+    kind: str
+    codes: np.ndarray
+    numbers: np.ndarray
+
+    def verdicts(self) -> list[FeatureDrift]:
+        """Each row as a :class:`FeatureDrift`."""
+        out = []
+        for name, (state, by_psi), row in zip(self.names, self.codes.tolist(), self.numbers.tolist()):
+            value, threshold, warn, rows, reference_rows, k, kw, kd, ke, p, pw, pd = row
+            out.append(FeatureDrift(name=name, kind=self.kind, status=_STATUS_BY_CODE[state],
+                                    metric="psi" if by_psi else "ks", value=value, threshold=threshold,
+                                    warn_threshold=warn, rows=int(rows), reference_rows=int(reference_rows),
+                                    metrics={"ks": {"value": k, "warn_threshold": kw, "threshold": kd,
+                                                    "sketch_error": ke},
+                                             "psi": {"value": p, "warn_threshold": pw, "threshold": pd}}))
+        return out
+
+
+class FeatureVerdicts(Mapping[str, FeatureDrift]):
+    """A window's feature verdicts by name, in the window's feature order: the numeric ones held as
+    :class:`NumericVerdicts` until a verdict is read, the others as :class:`FeatureDrift`.
+
+    ``entries`` gives, per feature in order, its row in ``numeric`` or its verdict; ``plain``
+    is true when every feature is numeric, row ``i`` the ``i``-th (30 numeric features: the
+    common case, read without a loop over entries).
+    """
+
+    __slots__ = ("names", "numeric", "entries", "plain", "_built")
+
+    def __init__(self, names: Sequence[str], numeric: NumericVerdicts,
+                 others: Mapping[str, FeatureDrift]) -> None:
+        self.names = tuple(names)
+        self.numeric = numeric
+        self.plain = not others and self.names == numeric.names
+        self.entries: list[int | FeatureDrift]
+        if self.plain:
+            self.entries = list(range(len(self.names)))
+        else:
+            rows = {name: row for row, name in enumerate(numeric.names)}
+            self.entries = [others[name] if name in others else rows[name] for name in self.names]
+        self._built: dict[str, FeatureDrift] | None = None
+
+    def _verdicts(self) -> dict[str, FeatureDrift]:
+        if self._built is None:
+            numeric = self.numeric.verdicts()
+            self._built = {name: numeric[entry] if isinstance(entry, int) else entry
+                           for name, entry in zip(self.names, self.entries)}
+        return self._built
+
+    def __getitem__(self, name: str) -> FeatureDrift:
+        return self._verdicts()[name]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.names)
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __repr__(self) -> str:
+        return repr(self._verdicts())
+
+    def statuses(self) -> list[DriftStatus]:
+        """Each feature's status, in order, without building the numeric verdicts."""
+        codes = self.numeric.codes[:, 0].tolist()
+        if self.plain:
+            return [_STATUS_BY_CODE[code] for code in codes]
+        return [_STATUS_BY_CODE[codes[entry]] if isinstance(entry, int) else entry.status
+                for entry in self.entries]
+
+    def ratios(self) -> list[float]:
+        """Each feature's decisive value over its drift threshold (0 for a zero threshold), in order."""
+        ratios = [value / threshold if threshold else 0.0
+                  for value, threshold in self.numeric.numbers[:, :2].tolist()]
+        if self.plain:
+            return ratios
+        return [ratios[entry] if isinstance(entry, int) else
+                entry.value / entry.threshold if entry.threshold else 0.0 for entry in self.entries]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class WindowDrift:
     """All verdicts of one window."""
 
-    features: dict[str, FeatureDrift]
+    features: Mapping[str, FeatureDrift]
     prediction: FeatureDrift | None
     multivariate: FeatureDrift | None = None  # the PCA reconstruction error, when the bundle has its model
 
@@ -445,25 +580,38 @@ class WindowDrift:
         out += [v for v in (self.prediction, self.multivariate) if v is not None]
         return out
 
+    def _statuses(self) -> list[DriftStatus]:
+        if isinstance(self.features, FeatureVerdicts):
+            return self.features.statuses()
+        return [f.status for f in self.features.values()]
+
     @property
     def drifted(self) -> list[str]:
         """Names of the features with status drift."""
-        return [n for n, f in self.features.items() if f.drift]
+        return [n for n, status in zip(self.features, self._statuses()) if status is DriftStatus.DRIFT]
 
     @property
     def warned(self) -> list[str]:
         """Names of the features with status warn."""
-        return [n for n, f in self.features.items() if f.status is DriftStatus.WARN]
+        return [n for n, status in zip(self.features, self._statuses()) if status is DriftStatus.WARN]
 
     def worst(self, n: int = 3) -> list[str]:
         """The ``n`` features furthest past (or closest to) their drift threshold."""
-        ranked = sorted(self.features.values(), key=lambda f: f.value / f.threshold if f.threshold else 0.0,
-                        reverse=True)
-        return [f.name for f in ranked[:n]]
+        if isinstance(self.features, FeatureVerdicts):
+            names, ratios = self.features.names, self.features.ratios()
+        else:
+            names = tuple(f.name for f in self.features.values())
+            ratios = [f.value / f.threshold if f.threshold else 0.0 for f in self.features.values()]
+        # A stable sort: ties keep their order.
+        ranked = sorted(range(len(names)), key=ratios.__getitem__, reverse=True)
+        return [names[i] for i in ranked[:n]]
 
     def summary(self) -> dict[str, Any]:
         """Window-level counts and the worst features."""
-        return {"features": len(self.features), "drifted": self.drifted, "warned": self.warned,
+        statuses = self._statuses()
+        return {"features": len(self.features),
+                "drifted": [n for n, status in zip(self.features, statuses) if status is DriftStatus.DRIFT],
+                "warned": [n for n, status in zip(self.features, statuses) if status is DriftStatus.WARN],
                 "worst": self.worst(),
                 "prediction": self.prediction.status.value if self.prediction else None,
                 "multivariate": self.multivariate.status.value if self.multivariate else None}
@@ -505,6 +653,9 @@ class _NumericThresholds:
     rows: np.ndarray
     reference_rows: np.ndarray
     empty: np.ndarray
+    # Each comparison's stored numbers (NumericVerdicts.numbers) that do not depend on the
+    # window's distances: its rows and thresholds, the rest zero.
+    template: np.ndarray
 
 
 def _numeric_thresholds(n: np.ndarray, m: np.ndarray, ref_sd: np.ndarray, live_sd: np.ndarray,
@@ -539,40 +690,67 @@ def _numeric_thresholds(n: np.ndarray, m: np.ndarray, ref_sd: np.ndarray, live_s
     df = policy.psi_bins - 1
     psi_warn = np.maximum(policy.psi_warn, widen * chi2_quantile(1 - a_warn, df) * spread ** 2)
     psi_drift = np.maximum(policy.psi_drift, widen * chi2_quantile(1 - a_drift, df) * spread ** 2)
-    return _NumericThresholds(ks_warn, ks_drift, ks_error, psi_warn, psi_drift, m.astype(np.int64),
-                              n.astype(np.int64), empty)
+    rows, reference_rows = m.astype(np.int64), n.astype(np.int64)
+    template = np.zeros((len(m), 12))
+    template[:, 3], template[:, 4] = rows, reference_rows
+    template[:, 6], template[:, 7], template[:, 8] = ks_warn, ks_drift, ks_error
+    template[:, 10], template[:, 11] = psi_warn, psi_drift
+    return _NumericThresholds(ks_warn, ks_drift, ks_error, psi_warn, psi_drift, rows, reference_rows, empty,
+                              template)
 
 
-def _numeric_verdicts(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limits: _NumericThresholds,
-                      at: slice, *, kind: str = "numeric") -> list[FeatureDrift]:
+def _numeric_table(names: Sequence[str], ks: np.ndarray, psis: np.ndarray, limits: _NumericThresholds,
+                   at: slice, *, kind: str = "numeric") -> NumericVerdicts:
     """The KS and PSI verdicts of the comparisons ``at`` (a slice of ``ks``, ``psis`` and ``limits``)."""
     ks, psis = ks[at], psis[at]
     ks_warn, ks_drift = limits.ks_warn[at], limits.ks_drift[at]
     psi_warn, psi_drift = limits.psi_warn[at], limits.psi_drift[at]
-    ks_ratio = ks / ks_drift
-    psi_ratio = psis / psi_drift
-    status = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
+    codes = np.empty((len(ks), 2), dtype=np.uint8)
+    status = codes[:, 0]
+    status[:] = np.where((ks > ks_drift) | (psis > psi_drift), 2, np.where((ks > ks_warn) | (psis > psi_warn), 1, 0))
     status[limits.empty[at]] = 0
-    statuses = [(DriftStatus.OK, DriftStatus.WARN, DriftStatus.DRIFT)[s] for s in status.tolist()]
-    use_psi = (psi_ratio > ks_ratio).tolist()  # on a tie, KS
-    columns = zip(names, statuses, use_psi, ks.tolist(), ks_warn.tolist(), ks_drift.tolist(),
-                  limits.ks_error[at].tolist(), psis.tolist(), psi_warn.tolist(), psi_drift.tolist(),
-                  limits.rows[at].tolist(), limits.reference_rows[at].tolist())
-    out = []
-    for name, state, by_psi, k, kw, kd, ke, p, pw, pd, rows, reference_rows in columns:
-        metrics = {"ks": {"value": k, "warn_threshold": kw, "threshold": kd, "sketch_error": ke},
-                   "psi": {"value": p, "warn_threshold": pw, "threshold": pd}}
-        out.append(FeatureDrift(name=name, kind=kind, status=state, metric="psi" if by_psi else "ks",
-                                value=p if by_psi else k, threshold=pd if by_psi else kd,
-                                warn_threshold=pw if by_psi else kw, rows=rows, reference_rows=reference_rows,
-                                metrics=metrics))
-    return out
+    by_psi = psis / psi_drift > ks / ks_drift  # on a tie, KS
+    codes[:, 1] = by_psi
+    numbers = limits.template[at].copy()
+    numbers[:, 0] = np.where(by_psi, psis, ks)
+    numbers[:, 1] = np.where(by_psi, psi_drift, ks_drift)
+    numbers[:, 2] = np.where(by_psi, psi_warn, ks_warn)
+    numbers[:, 5], numbers[:, 9] = ks, psis
+    return NumericVerdicts(tuple(names), kind, codes, numbers)
+
+
+_PLAIN_CELLS = 64  # up to this many categories, the sums in plain Python cost less than numpy's calls
+
+
+def _js_and_chi_square(reference: CategoricalSketch, live: CategoricalSketch) -> tuple[float, float, int]:
+    """:func:`js_distance` and :func:`chi_square` from one alignment of the counts (the same sums,
+    in plain Python for a few categories: a classifier's predictions took ~80 µs through numpy)."""
+    if reference.total == 0 or live.total == 0:
+        return 0.0, 0.0, 0
+    ref_counts, live_counts = reference.counts, live.counts
+    keys = sorted(ref_counts.keys() | live_counts.keys())
+    if len(keys) >= _PLAIN_CELLS:
+        statistic, df = chi_square(reference, live)
+        return js_distance(reference, live), statistic, df
+    cells = [(ref_counts.get(k, 0), live_counts.get(k, 0)) for k in keys] + [(reference.other, live.other)]
+    cells = [(a, b) for a, b in cells if a + b > 0]
+    n, m = float(sum(a for a, _ in cells)), float(sum(b for _, b in cells))
+    total = n + m
+    divergence = statistic = 0.0
+    for a, b in cells:
+        p, q = a / n, b / m
+        middle = (p + q) / 2.0
+        divergence += (p * math.log2(p / middle) if p > 0 else 0.0) + (q * math.log2(q / middle) if q > 0 else 0.0)
+        column = float(a + b)
+        expected_ref, expected_live = n * column / total, m * column / total
+        statistic += (a - expected_ref) ** 2 / expected_ref + (b - expected_live) ** 2 / expected_live
+    return math.sqrt(max(divergence / 2.0, 0.0)), statistic, len(cells) - 1
 
 
 def _categorical_metrics(ref: CategoricalSketch, live: CategoricalSketch, policy: DriftPolicy,
                          a_warn: float, a_drift: float) -> dict[str, dict[str, float]]:
     n, m = ref.total, live.total
-    statistic, df = chi_square(ref, live)
+    distance, statistic, df = _js_and_chi_square(ref, live)
     n_eff = _effective_n(n, m)
     widen = _small_sample(df + 1, n, m)
 
@@ -581,7 +759,7 @@ def _categorical_metrics(ref: CategoricalSketch, live: CategoricalSketch, policy
         return math.sqrt(widen * chi2_quantile(1 - alpha, df) / (8 * n_eff * math.log(2))) if df else 0.0
 
     return {
-        "js": _metric(js_distance(ref, live), policy.js_warn, policy.js_drift, js_critical(a_warn),
+        "js": _metric(distance, policy.js_warn, policy.js_drift, js_critical(a_warn),
                       js_critical(a_drift)),
         "chi2": {"value": statistic, "df": float(df),
                  "p_value": chi2_survival(statistic, df) if df else 1.0},
@@ -632,18 +810,22 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     -------
     WindowDrift
     """
-    names = [n for n in live.features if n in reference.features]
+    judged: list[str] = []  # the features compared, in the window's order
     numeric: list[str] = []
     refs: list[NumericSketch] = []  # every numeric comparison, in one vectorized pass below
     lives: list[NumericSketch] = []
-    for n in names:
-        ref_sketch, live_sketch = reference.features[n], live.features[n]
+    counted: list[str] = []
+    reference_features = reference.features
+    for n, live_sketch in live.features.items():
+        ref_sketch = reference_features.get(n)
         if isinstance(ref_sketch, NumericSketch) and isinstance(live_sketch, NumericSketch):
+            judged.append(n)
             numeric.append(n)
             refs.append(ref_sketch)
             lives.append(live_sketch)
-    counted = [n for n in names if isinstance(reference.features[n], CategoricalSketch)
-               and isinstance(live.features[n], CategoricalSketch)]
+        elif isinstance(ref_sketch, CategoricalSketch) and isinstance(live_sketch, CategoricalSketch):
+            judged.append(n)
+            counted.append(n)
     classifier = reference.predictions is not None and live.predictions is not None
     classes = [c for c in live.class_scores if c in reference.class_scores] if classifier else []
     regressor = not classifier and bool(reference.scores.count and live.scores.count)
@@ -659,13 +841,14 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
     # Every numeric comparison's thresholds in one pass (the top score's too: not judged, but cheap).
     limits = plan.thresholds(lives, policy, a_warn, a_drift)
     width = len(numeric)
-    results = dict(zip(numeric, _numeric_verdicts(numeric, ks_values, psi_values, limits, slice(0, width))))
+    results: dict[str, FeatureDrift] = {}
     for name in counted:
         ref_counts, live_counts = reference.features[name], live.features[name]
         assert isinstance(ref_counts, CategoricalSketch) and isinstance(live_counts, CategoricalSketch)
         metrics = _categorical_metrics(ref_counts, live_counts, policy, a_warn, a_drift)
         results[name] = _verdict(name, "categorical", metrics, live_counts.total, ref_counts.total)
-    features = {name: results[name] for name in names if name in results}
+    table = _numeric_table(numeric, ks_values, psi_values, limits, slice(0, width))
+    features = FeatureVerdicts(judged, table, results)
     prediction = None
     if classifier:
         assert reference.predictions is not None and live.predictions is not None
@@ -678,8 +861,8 @@ def assess_window(reference: Profile, live: Profile, policy: DriftPolicy, *,
         prediction = _verdict("prediction", "prediction", metrics, live.predictions.total,
                               reference.predictions.total)
     elif regressor:
-        prediction = _numeric_verdicts(["prediction"], ks_values, psi_values, limits, slice(-1, None),
-                                       kind="prediction")[0]
+        prediction = _numeric_table(["prediction"], ks_values, psi_values, limits, slice(-1, None),
+                                    kind="prediction").verdicts()[0]
     joint = None
     if pca is not None and live.multivariate is not None:
         joint = _verdict("multivariate", "multivariate",

@@ -144,7 +144,7 @@ class NumericSketch:
 
         The drift thresholds count it as sampling noise (:mod:`edge_runtime.monitoring.drift`).
         """
-        kll = _kll_bound(self.k) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
+        kll = _kll_bound(self.kll.k) * _KLL_SD_PER_BOUND if self.kll.is_estimation_mode() else 0.0
         thin = 2.0 * math.sqrt(self.thin_var) / self.count if self.thin_var and self.count else 0.0
         return math.sqrt(kll * kll + thin * thin)
 
@@ -183,6 +183,44 @@ class NumericSketch:
         items = np.frombuffer(data, dtype=np.float32, offset=start + 4 * levels_count + 8)  # after min, max
         bounds = [*levels, levels[0] + items.size]
         return items, [bounds[h + 1] - bounds[h] for h in range(levels_count)]
+
+    @staticmethod
+    def retained_many(sketches: Sequence[NumericSketch]
+                      ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """:meth:`retained` of many sketches at once: every sketch's values one after another
+        (float32), each value's weight (float64, ``2**level``), how many values each sketch has
+        and what they weigh in all (its KLL count, float64).
+
+        The sketches' bytes are joined and the values gathered by one numpy
+        index, kept with the weights for the next call whose sketches have the
+        same headers and lengths (a window close reads some 30 sketches of the
+        same counts each time; :meth:`retained` one by one cost ~3.5 µs each).
+        The weights and counts are shared with that next call: not to be changed.
+
+        >>> import numpy as np
+        >>> a = NumericSketch().update(np.arange(1000, dtype=np.float32))
+        >>> b = NumericSketch().update(np.arange(5, dtype=np.float32))
+        >>> items, weights, sizes, totals = NumericSketch.retained_many([a, b])
+        >>> sizes.tolist() == [a.kll.num_retained, 5]
+        True
+        >>> float(weights[:sizes[0]].sum()), float(weights[sizes[0]:].sum()), totals.tolist()
+        (1000.0, 5.0, [1000.0, 5.0])
+        """
+        datas = [sketch.kll_bytes() for sketch in sketches]
+        if not datas:
+            return np.zeros(0, dtype=np.float32), np.zeros(0), np.zeros(0, dtype=np.int64), np.zeros(0)
+        # Where the values sit and what they weigh follows from the headers and lengths alone,
+        # which repeat window after window (KLL's levels depend on the count, not the values).
+        key = (b"".join([data if data[3] & (_KLL_EMPTY | _KLL_SINGLE) else data[:20 + 4 * data[18]]
+                         for data in datas]), tuple(map(len, datas)))
+        layout = _RETAINED.get(key)
+        if layout is None:
+            if len(_RETAINED) > 8:
+                _RETAINED.clear()
+            layout = _RETAINED[key] = _retained_layout(sketches, datas)
+        where, weights, sizes, totals = layout
+        values = np.frombuffer(b"".join(datas), dtype=np.float32)
+        return values[where], weights, sizes, totals
 
     @property
     def rank_error(self) -> float:
@@ -495,6 +533,28 @@ def _kll_bound(k: int) -> float:
     return float(datasketches.kll_floats_sketch.get_normalized_rank_error(k, False))
 
 
+# retained_many's layouts: the positions of the values in the joined bytes, their weights and counts.
+_RETAINED: dict[tuple[bytes, tuple[int, ...]], tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]] = {}
+
+
+def _retained_layout(sketches: Sequence[NumericSketch], datas: Sequence[bytes]
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """For :meth:`NumericSketch.retained_many`: where each sketch's values sit in its joined bytes (as
+    float32 positions), each value's weight, how many values each sketch has and their total weight
+    (the KLL count, which the headers hold)."""
+    parts = [sketch.retained() for sketch in sketches]
+    sizes = np.array([len(values) for values, _ in parts], dtype=np.int64)
+    weights = np.repeat(np.array([float(1 << h) for _, levels in parts for h in range(len(levels))]),
+                        np.array([n for _, levels in parts for n in levels], dtype=np.int64))
+    # A sketch's values run to the end of its bytes; an empty sketch has none.
+    ends = np.cumsum([len(data) for data in datas]) // 4
+    if any(len(data) % 4 for data in datas):  # never for DataSketches' layout: read them by copy
+        raise ValueError("KLL bytes of a length that is not a multiple of 4")
+    where = np.concatenate([np.arange(end - n, end) for end, n in zip(ends.tolist(), sizes.tolist())])
+    totals = np.array([sketch.kll.n for sketch in sketches], dtype=np.float64)
+    return where.astype(np.intp), weights, sizes, totals
+
+
 def _reweighted_kll(sketch: NumericSketch, factor: int, k: int) -> tuple[datasketches.kll_floats_sketch, float]:
     """A copy of ``sketch``'s KLL sketch in which every value weighs ``factor`` times as much, laid out
     with accuracy parameter ``k``, and the variance (in squared KLL weights) of the count error it took
@@ -668,9 +728,10 @@ def order_keys(values: np.ndarray) -> np.ndarray:
     >>> order_keys(np.array([-2.0, -0.0, 0.0, 1.5, np.inf], dtype=np.float32)).tolist()
     [1073741823, 2147483648, 2147483648, 3217031168, 4286578688]
     """
-    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.uint32)
-    # Negative floats order backwards as integers: flip all their bits; set the sign bit of the rest.
-    return bits ^ ((-(bits >> np.uint32(31))).astype(np.uint32) | np.uint32(0x80000000))
+    bits = (np.asarray(values, dtype=np.float32) + np.float32(0.0)).view(np.int32)
+    # Negative floats order backwards as integers: flip all their bits; set the sign bit of the rest
+    # (the arithmetic shift spreads the sign bit over the word: all ones for negative values).
+    return (bits ^ ((bits >> 31) | np.int32(-0x80000000))).view(np.uint32)
 
 
 def empty_sketch(data: bytes) -> NumericSketch | CategoricalSketch:

@@ -27,7 +27,13 @@ import numpy as np
 
 from edge_runtime.config import MonitoringConfig
 from edge_runtime.monitoring.data_profile import Profile
-from edge_runtime.monitoring.drift import DriftStatus, WindowDrift
+from edge_runtime.monitoring.drift import (
+    NUMERIC_METRICS,
+    DriftStatus,
+    FeatureDrift,
+    FeatureVerdicts,
+    WindowDrift,
+)
 from edge_runtime.monitoring.multivariate import ReconstructionModel, add_errors
 from edge_runtime.serving.schema import FeatureKind, InputSchema
 
@@ -267,42 +273,84 @@ def encode_drift(drift: WindowDrift | None, now: float) -> tuple[StoredVerdicts 
     """
     if drift is None:
         return None, []
-    # The layout's key, flat: per verdict its name, kind and metric count, then
-    # each metric's name, key count and keys (built while the numbers are read).
-    key: list[Any] = []
+    features = drift.features
+    numeric = features.numeric if isinstance(features, FeatureVerdicts) else None
+    entries: list[int | FeatureDrift] = (list(features.entries) if isinstance(features, FeatureVerdicts)
+                                         else list(features.values()))
+    entries += [v for v in (drift.prediction, drift.multivariate) if v is not None]
+    # The layout's key: a numeric row's name, or a verdict's name, kind and metrics' keys, flat.
+    key: list[Any] = ["drift", numeric.kind if numeric is not None else None]
     push = key.extend
-    codes = bytearray()
-    numbers: list[float] = []
-    add = numbers.extend
-    events: list[dict[str, Any]] = []
-    verdicts = drift.verdicts()
-    for verdict in verdicts:
+    codes: list[bytes] = []
+    numbers: list[bytes] = []
+    events: list[tuple[int, dict[str, Any]]] = []  # by position, for the verdicts' order
+    run = -1  # the first numeric row of the run being read, whose numbers are copied at its end
+    start = 0
+    if isinstance(features, FeatureVerdicts) and features.plain and numeric is not None and numeric.names:
+        # Every feature numeric, in its row's order: one run.
+        push(numeric.names)
+        codes.append(numeric.codes.tobytes())
+        numbers.append(numeric.numbers.tobytes())
+        start = len(numeric.names)
+    for at, entry in enumerate(entries[start:], start):
+        if isinstance(entry, int):
+            assert numeric is not None
+            key.append(numeric.names[entry])
+            run = entry if run < 0 else run
+            if at + 1 == len(entries) or entries[at + 1] != entry + 1:
+                codes.append(numeric.codes[run:entry + 1].tobytes())
+                numbers.append(numeric.numbers[run:entry + 1].tobytes())
+                run = -1
+            continue
+        verdict = entry
         metrics = verdict.metrics
-        add((verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows, verdict.reference_rows))
-        push((verdict.name, verdict.kind, len(metrics)))
+        values = [verdict.value, verdict.threshold, verdict.warn_threshold, verdict.rows,
+                  verdict.reference_rows]
+        push(((verdict.name, verdict.kind, len(metrics)),))
         chosen = 255
-        for i, (metric, entry) in enumerate(metrics.items()):
-            add(entry.values())
-            push((metric, len(entry)))
-            push(entry)
+        for i, (metric, item) in enumerate(metrics.items()):
+            values.extend(item.values())
+            push((metric, len(item)))
+            push(item)
             if metric == verdict.metric:
                 chosen = i
-        status = verdict.status
-        codes += bytes((_STATUS_CODE[status.value], chosen))
-        if status is not DriftStatus.OK:
+        codes.append(bytes((_STATUS_CODE[verdict.status.value], chosen)))
+        numbers.append(array("d", values).tobytes())
+        if verdict.status is not DriftStatus.OK:
             limit = verdict.threshold if verdict.drift else verdict.warn_threshold
-            events.append({"ts": now, "kind": "drift", "name": verdict.name, "status": status.value,
-                           "message": f"{verdict.name}: {verdict.metric} {verdict.value:.4f} "
-                                      f"> {limit:.4f} over {verdict.rows} rows"})
-    layout_key = ("drift", *key)
+            events.append((at, _event(now, verdict.name, verdict.status.value, verdict.metric, verdict.value,
+                                      limit, verdict.rows)))
+    if numeric is not None and numeric.codes[:, 0].any():
+        positions = [at for at, entry in enumerate(entries) if isinstance(entry, int)]
+        for row in np.flatnonzero(numeric.codes[:, 0]).tolist():
+            state, by_psi = numeric.codes[row].tolist()
+            value, threshold, warn, rows = numeric.numbers[row, :4].tolist()
+            event = _event(now, numeric.names[row], _STATUSES[state], "psi" if by_psi else "ks", value,
+                           threshold if state == 2 else warn, int(rows))
+            events.append((positions[row], event))
+        events.sort(key=lambda event: event[0])
+    layout_key = tuple(key)
     layout = _LAYOUTS.get(layout_key)
     if layout is None:
         if len(_LAYOUTS) > 64:
             _LAYOUTS.clear()
-        layout = _LAYOUTS[layout_key] = json.dumps(
-            [[verdict.name, verdict.kind, [[metric, list(entry)] for metric, entry in verdict.metrics.items()]]
-             for verdict in verdicts])
-    return StoredVerdicts(layout, bytes(codes), array("d", numbers).tobytes()), events
+        numeric_layout = [[metric, list(keys)] for metric, keys in NUMERIC_METRICS]
+        described: list[list[Any]] = []
+        for entry in entries:
+            if isinstance(entry, int):
+                assert numeric is not None
+                described.append([numeric.names[entry], numeric.kind, numeric_layout])
+            else:
+                described.append([entry.name, entry.kind,
+                                  [[metric, list(item)] for metric, item in entry.metrics.items()]])
+        layout = _LAYOUTS[layout_key] = json.dumps(described)
+    return StoredVerdicts(layout, b"".join(codes), b"".join(numbers)), [event for _, event in events]
+
+
+def _event(now: float, name: str, status: str, metric: str, value: float, limit: float, rows: int
+           ) -> dict[str, Any]:
+    return {"ts": now, "kind": "drift", "name": name, "status": status,
+            "message": f"{name}: {metric} {value:.4f} > {limit:.4f} over {rows} rows"}
 
 
 def decode_verdicts(layout: str, codes: bytes, numbers: bytes) -> list[dict[str, Any]]:
