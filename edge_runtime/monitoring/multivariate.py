@@ -117,7 +117,7 @@ class ReconstructionModel:
         self.mean, self.scale, self.axes = mean, scale, axes
         self.components, self.variance_share, self.explained = components, variance_share, explained
         self.reference = reference
-        # Per block, one product with the discarded axes (divided by the scales
+        # With more kept axes than discarded: one product with the discarded axes (divided by the scales
         # beforehand), minus the mean's image: ||Q^T z|| = ||(I - W W^T) z||. Folding the
         # mean in saves a pass over the block (~15% of the cost at 30 features), but in
         # float32 it loses ~1e-7 of |mean / scale| per feature: a feature far from zero in its
