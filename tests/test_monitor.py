@@ -432,3 +432,27 @@ def test_a_last_background_batch_is_logged_within_flush_ms_without_another_call(
         time.sleep(0.02)
     assert monitor.store.decision_count() == 300 and monitor.buffered_rows == 300  # logged, not yet sketched
     monitor.close()
+
+
+def test_a_runtime_left_open_at_exit_still_logs_its_worker_batches(tmp_path: Path, cancer_bundle: Path) -> None:
+    """The worker's last look, at exit, logs what its batches left in the buffer."""
+    import subprocess
+    import sys
+    import textwrap
+
+    child = textwrap.dedent("""
+        import sys
+        from sklearn.datasets import load_breast_cancer
+        from edge_runtime import Runtime, RuntimeConfig
+        from edge_runtime.config import MonitoringConfig
+        rows = load_breast_cancer().data
+        rt = Runtime(sys.argv[1], config=RuntimeConfig(monitoring=MonitoringConfig(db=sys.argv[2], flush_ms=60_000)))
+        rt.monitor._job_costs.extend([(1, 1000)] * 3)  # the worker looks cheap: the batches go to it
+        for _ in range(3):
+            rt.predict_batch(rows[:300])
+        assert rt.monitor.pending_batches >= 1
+    """)  # no close(): the interpreter exits with the runtime open
+    subprocess.run([sys.executable, "-c", child, str(cancer_bundle), str(tmp_path / "m.db")], check=True, timeout=120)
+    store = MonitorStore(tmp_path / "m.db")
+    assert store.decision_count() == 900
+    store.close()

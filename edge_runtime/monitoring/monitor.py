@@ -301,11 +301,12 @@ class Monitor:
                 rows = list(zip(*(feeds[name][:, 0] for name in self._names)))
             labels = np.asarray(labels)
             n = int(labels.shape[0])
-            if self._next_id + n > self._id_limit and not self._take_ids(n):
-                self._wait()
-                self._window.unlogged += n  # the database fails: this batch goes unmonitored
-                self._db.count_unlogged(n)
-                return None
+            if self._next_id + n > self._id_limit:
+                self._wait()  # the worker may be writing: one thread at a time on the database
+                if not self._take_ids(n):
+                    self._window.unlogged += n  # the database fails: this batch goes unmonitored
+                    self._db.count_unlogged(n)
+                    return None
             first = self._next_id
             self._next_id += n
             ids = np.arange(first, first + n)
@@ -392,13 +393,14 @@ class Monitor:
 
     def _log_if_due(self) -> None:
         """The worker's look when idle (every ``flush_ms``): buffered decisions not logged within
-        ``flush_ms`` are logged now, as the next call would, so a last batch waits for none."""
+        ``flush_ms`` are logged now, as the next call would, so a last batch waits for none; all of
+        them when the worker stops (a runtime left open at exit)."""
         if not self._lock.acquire(blocking=False):
-            return  # a call is under way: it logs what is due itself
+            return  # a call is under way (or close(), which flushes): it logs what is due itself
         try:
             if self._fill > self._logged:
                 now = self._clock()
-                if now >= self._flush_deadline:
+                if now >= self._flush_deadline or (self._worker is not None and self._worker.closing):
                     self._write_log(now)
         finally:
             self._lock.release()

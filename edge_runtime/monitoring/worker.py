@@ -13,10 +13,11 @@ of SQLite's write-ahead log: 3-8 ms) is caught up over the next model calls
 instead of stalling the caller. :meth:`DeferredWorker.put` waits only when the
 queue is full.
 
-With ``on_idle``, the thread calls it after each ``max_delay`` without a job
-(the monitor logs the decisions it left buffered then, so a last batch is not
-kept for a call that never comes). It runs on this thread, never beside a job;
-a failure is raised like a job's.
+With ``on_idle``, the thread calls it after each ``max_delay`` without a job,
+and once more when it stops (the monitor logs the decisions it left buffered
+then, so a last batch is not kept for a call that never comes, nor lost at
+exit). It runs on this thread, never beside a job; a failure is raised like a
+job's.
 
 Examples
 --------
@@ -101,6 +102,11 @@ class DeferredWorker:
         the queue, so one on its way never reads as neither.
         """
         return bool(self._jobs) or self._running
+
+    @property
+    def closing(self) -> bool:
+        """:meth:`close` was called: the thread runs what is queued, looks once more, and stops."""
+        return self._closing
 
     @property
     def pending(self) -> int:
@@ -190,6 +196,7 @@ class DeferredWorker:
             with self._cond:
                 job = self._next_job()
             if job is None:
+                self._idle()  # a last look: jobs run at exit may have left something for it
                 return
             if job is _IDLE:
                 self._idle()
