@@ -354,7 +354,15 @@ class Monitor:
             self._fill = b
             if self._fill == self._capacity:
                 self._drain()
-            elif now >= self._flush_deadline or self._fill - self._logged >= self._flush_rows:
+                return
+            # Windows this batch completes close now, not at the next full buffer: a batch
+            # used to be sketched at once, and a slow stream's windows should not wait for
+            # 4,096 rows (their sketches take the buffered rows up to the window's end).
+            if self._fill - self._profiled >= self.config.window_rows - self._window.rows:
+                buffered = self._buffer_block()
+                while self._fill - self._profiled >= self.config.window_rows - self._window.rows:
+                    self._profiled = self._sketch(buffered, self._profiled)
+            if now >= self._flush_deadline or self._fill - self._logged >= self._flush_rows:
                 self._write_log(now)
             return
         if self._fill:
