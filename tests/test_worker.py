@@ -68,3 +68,40 @@ def test_close_runs_the_waiting_job_and_is_harmless_twice() -> None:
     assert ran == [1]
     with pytest.raises(RuntimeError, match="put after close"):
         worker.put(lambda: None)
+
+
+def test_on_idle_runs_between_jobs_on_the_thread_and_its_failure_is_raised() -> None:
+    calls: list[str] = []
+    failing = [False]
+
+    def idle() -> None:
+        calls.append(threading.current_thread().name)
+        if failing[0]:
+            raise ZeroDivisionError
+
+    worker = DeferredWorker("test", max_delay=0.01, on_idle=idle)
+    deadline = time.monotonic() + 5.0
+    while len(calls) < 2 and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert calls[:2] == ["test", "test"]
+    failing[0] = True
+    while time.monotonic() < deadline and not worker._failure:
+        time.sleep(0.01)
+    with pytest.raises(ZeroDivisionError):
+        worker.wait()
+    worker.close()
+
+
+def test_on_idle_holds_a_bound_method_weakly() -> None:
+    class Owner:
+        def idle(self) -> None:
+            pass
+
+    owner = Owner()
+    worker = DeferredWorker("test", max_delay=0.01, on_idle=owner.idle)
+    import weakref
+    ref = weakref.ref(owner)
+    del owner
+    assert ref() is None  # the thread does not keep it alive
+    time.sleep(0.05)  # idle looks find nothing to call
+    worker.close()
