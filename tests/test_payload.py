@@ -6,6 +6,7 @@ import json
 import math
 import random
 import struct
+import warnings
 import zlib
 from pathlib import Path
 from typing import Any
@@ -186,7 +187,13 @@ def test_key_files(tmp_path: Path) -> None:
     assert "PRIVATE" not in repr(key) and key.public_text in repr(key)
     with pytest.raises(ConfigError, match="exists already"):
         DeviceKey.generate("gw-1").save(path)
-    assert DeviceKey.load(path).public_text == key.public_text
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # mode 0600: no warning
+        assert DeviceKey.load(path).public_text == key.public_text
+    path.chmod(0o644)
+    with pytest.warns(RuntimeWarning, match=r"can be read by other users \(mode 0644\): whoever reads it can "
+                                            r"sign as device 'gw-1'; chmod 600 "):
+        assert DeviceKey.load(path).public_text == key.public_text  # used all the same
     (tmp_path / "bare.pem").write_text(text.split("\n", 1)[1])
     with pytest.raises(ConfigError, match="has no 'edge-runtime-device-id: ID' first line"):
         DeviceKey.load(tmp_path / "bare.pem")

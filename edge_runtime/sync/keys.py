@@ -35,6 +35,7 @@ import base64
 import binascii
 import functools
 import os
+import warnings
 from pathlib import Path
 
 from cryptography.exceptions import InvalidSignature
@@ -100,6 +101,22 @@ def verify_signature(public_text: str, signature: bytes, data: bytes) -> None:
         raise SignatureError(f"the signature does not match the message (device key {public_text[:16]}...)") from exc
 
 
+
+_WARNED: set[tuple[str, int]] = set()
+
+
+def _warn_if_shared(path: Path, device_id: str) -> None:
+    """Warn (as ssh refuses) when users other than the owner may read the key file: anyone who
+    reads it can sign windows as the device. Used all the same: the owner may mean it."""
+    try:
+        mode = path.stat().st_mode & 0o777
+    except OSError:  # pragma: no cover - it was just read
+        return
+    if os.name == "posix" and mode & 0o077 and (str(path), mode) not in _WARNED:
+        _WARNED.add((str(path), mode))  # once a process: a sync loop reads its key at every start
+        warnings.warn(f"key file {str(path)!r} can be read by other users (mode {mode:04o}): whoever reads it "
+                      f"can sign as device '{device_id}'; chmod 600 {path}", RuntimeWarning, stacklevel=3)
+
 class DeviceKey:
     """A device's id and Ed25519 private key.
 
@@ -146,6 +163,7 @@ class DeviceKey:
             raise ConfigError(f"key file {str(path)!r} holds no readable unencrypted PEM private key") from exc
         if not isinstance(private, Ed25519PrivateKey):
             raise ConfigError(f"key file {str(path)!r} holds a {type(private).__name__}, not an Ed25519 key")
+        _warn_if_shared(path, device_id)
         return cls(device_id, private)
 
     def save(self, path: str | Path) -> None:
