@@ -4,9 +4,8 @@ Breast-cancer (30 numeric features, as scikit-learn ships it): the PCA is
 fitted by ``converters.multivariate.fit_multivariate`` as export does.
 
 (a) **Errors**: ``ReconstructionModel.errors`` on a float32 block of 512 rows
-    (with fewer kept axes than discarded ones, as here: the block standardized,
-    its image through the kept axes subtracted, a row-wise sum of squares;
-    otherwise one product with the discarded axes).
+    (one float32 subtraction, one product with the discarded axes, a row-wise
+    sum of squares).
 (b) **Window moments**: ``add_errors``, the errors' count, mean, variance and
     range folded into the window's ``multivariate`` sketch.
 

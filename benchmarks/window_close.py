@@ -17,8 +17,7 @@ logistic regression and a 100-tree random forest exported as
     ``predict_batch`` of 512-row batches, inline (``background = false``), at
     100,000-row windows, minus the same without monitoring, per row.
 (c) **rf100 rows/s** at 512-row batches, with 500-row and 5,000-row windows
-    (the default worker on), interleaved pass by pass, and the process's CPU
-    per row (both threads).
+    (the default worker on), interleaved pass by pass.
 
 (d) With ``--assess-us 200``, (c) again with the assessment standing in at
     that cost (the first window's verdicts, returned after 200 µs of Python
@@ -202,23 +201,18 @@ def _rf_throughput(bundle: Path, X: np.ndarray, work: Path, passes: int) -> dict
             rt.predict_batch(batch)
         rt.flush()
     totals = {k: 0 for k in variants}
-    cpu = {k: 0.0 for k in variants}
     for _ in range(passes):
         for key, rt in variants.items():
-            t0, c0 = time.perf_counter_ns(), time.process_time()
+            t0 = time.perf_counter_ns()
             for batch in batches * 2:
                 rt.predict_batch(batch)
             rt.flush()
             totals[key] += time.perf_counter_ns() - t0
-            cpu[key] += time.process_time() - c0
     for rt in variants.values():
         rt.close()
     rows = 512 * len(batches) * 2 * passes
     rps = {k: rows / (ns / 1e9) for k, ns in totals.items()}
-    # Process CPU (both threads): what the worker's share costs when no core is free for it.
-    cpu_us = {k: seconds / rows * 1e6 for k, seconds in cpu.items()}
-    return {"rows_per_s": rps, "cpu_us_per_row": cpu_us,
-            "ratio_500_to_5000": rps["500-row windows"] / rps["5,000-row windows"]}
+    return {"rows_per_s": rps, "ratio_500_to_5000": rps["500-row windows"] / rps["5,000-row windows"]}
 
 
 def main() -> None:
@@ -261,9 +255,9 @@ def main() -> None:
     print(f"\nmonitoring CPU per row, 512-row batches, inline, 100,000-row windows: "
           f"{cpu['us_per_row_median']:.2f} µs (median of passes; over all {cpu['us_per_row_total']:.2f}; "
           f"model alone {cpu['plain_us_per_row']:.2f} µs/row)")
-    print("\n| rf100, 512-row batches | rows/s | CPU µs/row |\n|---|---:|---:|")
+    print("\n| rf100, 512-row batches | rows/s |\n|---|---:|")
     for key, value in rf["rows_per_s"].items():
-        print(f"| {key} | {value:,.0f} | {rf['cpu_us_per_row'][key]:.2f} |")
+        print(f"| {key} | {value:,.0f} |")
     print(f"500-row windows reach {rf['ratio_500_to_5000']:.0%} of 5,000-row windows")
     if rf_fast is not None:
         print(f"with the assessment at {args.assess_us:.0f} µs: " + ", ".join(

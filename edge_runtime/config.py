@@ -267,11 +267,10 @@ class MonitoringConfig:
         error under half the KLL sketch's own; 1 sketches every value, at ~1 µs
         per row for 30 features.
     background : bool
-        Buffer, sketch and log batches of 256 rows or more on a worker thread
-        (the same row buffer inline calls use), while the caller's next model
-        call runs: batch scoring gets its monitoring from a second core. Single
-        rows are always monitored inline. A kill -9 may then also lose the
-        batches waiting for the worker (at most four).
+        Sketch and log batches of 256 rows or more on a worker thread, while
+        the caller's next model call runs: batch scoring gets its monitoring
+        from a second core. Single rows are always monitored inline. A kill -9
+        may then also lose the batches waiting for the worker (at most four).
     on_error : {'degrade', 'raise'}
         What a failing database (full disk, read-only or vanished file, lock
         timeout, corruption) does. ``degrade``: serving goes on, monitoring

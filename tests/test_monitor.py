@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from pathlib import Path
 from typing import Any
 
@@ -415,44 +414,3 @@ def test_a_run_of_only_bad_rows_still_counts_them(tmp_path: Path, cancer_bundle:
         assert len(result.errors) == 50
     with MonitoringDatabase(tmp_path / "m.db") as db:
         assert db.status().quality["rejected"] == 50
-
-
-def test_a_last_background_batch_is_logged_within_flush_ms_without_another_call(
-        tmp_path: Path, cancer_bundle: Path, cancer_data: Any) -> None:
-    """Batches on the worker share the buffer; the idle worker logs what it left there."""
-    monitor = _cancer_monitor(tmp_path, cancer_bundle, flush_ms=1000)
-    rows, scores, labels = _served_batch(monitor, cancer_data)
-    monitor.observe_batch(rows, scores, labels, latency_us=1e9)  # on the worker: 300 rows, under flush_rows
-    monitor.overlap()  # its job runs now, well before flush_ms: it only buffers
-    while monitor.pending_batches:
-        time.sleep(0.001)
-    assert monitor.store.decision_count() == 0
-    deadline = time.monotonic() + 10.0
-    while monitor.store.decision_count() < 300 and time.monotonic() < deadline:
-        time.sleep(0.02)
-    assert monitor.store.decision_count() == 300 and monitor.buffered_rows == 300  # logged, not yet sketched
-    monitor.close()
-
-
-def test_a_runtime_left_open_at_exit_still_logs_its_worker_batches(tmp_path: Path, cancer_bundle: Path) -> None:
-    """The worker's last look, at exit, logs what its batches left in the buffer."""
-    import subprocess
-    import sys
-    import textwrap
-
-    child = textwrap.dedent("""
-        import sys
-        from sklearn.datasets import load_breast_cancer
-        from edge_runtime import Runtime, RuntimeConfig
-        from edge_runtime.config import MonitoringConfig
-        rows = load_breast_cancer().data
-        rt = Runtime(sys.argv[1], config=RuntimeConfig(monitoring=MonitoringConfig(db=sys.argv[2], flush_ms=60_000)))
-        rt.monitor._job_costs.extend([(1, 1000)] * 3)  # the worker looks cheap: the batches go to it
-        for _ in range(3):
-            rt.predict_batch(rows[:300])
-        assert rt.monitor.pending_batches >= 1
-    """)  # no close(): the interpreter exits with the runtime open
-    subprocess.run([sys.executable, "-c", child, str(cancer_bundle), str(tmp_path / "m.db")], check=True, timeout=120)
-    store = MonitorStore(tmp_path / "m.db")
-    assert store.decision_count() == 900
-    store.close()

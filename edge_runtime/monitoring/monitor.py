@@ -15,14 +15,11 @@ blocks, not rows.
 
 Single rows are monitored inline: a background writer gave them worse latency
 tails here (the GIL). With ``background`` on, a batch of ``BACKGROUND_ROWS``
-rows or more is buffered, logged and sketched on one worker thread while the
-caller's next model call runs (onnxruntime releases the GIL), so batch scoring
-uses a second core for its monitoring. The worker fills the same buffer as
-inline calls do (a 512-row batch no longer paid a transaction and a sketch
-update of its own), and when idle for ``flush_ms`` it logs what it left
-buffered. Up to four batches wait for the worker, in order; every other call
-that touches the buffer, the windows or the database waits for them first, so
-that state is only ever changed by one thread at a time.
+rows or more is sketched and logged on one worker thread while the caller's
+next model call runs (onnxruntime releases the GIL), so batch scoring uses a
+second core for its monitoring. Up to four batches wait for the worker, in
+order; every other call that touches the windows or the database waits for
+them first, so that state is only ever changed by one thread at a time.
 
 Examples
 --------
@@ -202,13 +199,11 @@ class Monitor:
         self._window = self._open_window()
         self.last_drift: WindowDrift | None = None
         # A batch not followed by another model call is written within flush_ms, as buffered rows are.
-        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=self._flush_every, depth=_WORKER_DEPTH,
-                                       on_idle=self._log_if_due)
+        self._worker = (DeferredWorker("edge-runtime-monitor", max_delay=self._flush_every, depth=_WORKER_DEPTH)
                         if config.background else None)
-        # The worker's recent jobs, (ns, rows): most only copy a batch into the buffer, one in
-        # two or so logs, one in eight sketches it (and maybe closes a window). Their mean over
-        # two full buffers is what a batch costs the worker.
-        self._job_costs: deque[tuple[int, int]] = deque(maxlen=2 * SKETCH_ROWS // BACKGROUND_ROWS)
+        # The worker's recent times per row (read only after _wait); their median
+        # ignores the rare slow one (a write-ahead-log checkpoint).
+        self._job_times: deque[float] = deque(maxlen=8)
         self._inline_batches = 0
 
     # ------------------------------------------------------------ state
@@ -243,8 +238,6 @@ class Monitor:
         latency_us : float
         """
         with self._lock:
-            if self._worker is not None and self._worker.busy:
-                self._wait()  # its batches go to the same buffer
             request_id = self._next_id
             if request_id >= self._id_limit:
                 if not self._take_ids(_ID_RANGE):  # the database fails: this row goes unmonitored
@@ -285,11 +278,10 @@ class Monitor:
                       latency_us: float) -> np.ndarray | None:
         """Record the served rows of a batch (``latency_us`` is the whole batch's); return their request ids.
 
-        A batch that fits in the row buffer joins it (so batches share one log
-        write per ``flush_rows`` rows and one sketch update per full buffer); a
-        larger one flushes the buffer and is one block by itself. With
-        ``background`` on, a batch of ``BACKGROUND_ROWS`` rows or more is handed
-        to the worker thread, which does the same there, and this returns at once.
+        A batch that fits in the row buffer joins it (so small batches share one
+        flush); a larger one flushes the buffer and is one block by itself, as is
+        one of ``BACKGROUND_ROWS`` or more when ``background`` is on: it is then
+        sketched and logged on the worker thread, and this returns at once.
 
         ``feeds`` are the batch as the model got it: one float32 matrix (tensor
         layout) or one ``[n, 1]`` array per feature (columns layout).
@@ -301,12 +293,11 @@ class Monitor:
                 rows = list(zip(*(feeds[name][:, 0] for name in self._names)))
             labels = np.asarray(labels)
             n = int(labels.shape[0])
-            if self._next_id + n > self._id_limit:
-                self._wait()  # the worker may be writing: one thread at a time on the database
-                if not self._take_ids(n):
-                    self._window.unlogged += n  # the database fails: this batch goes unmonitored
-                    self._db.count_unlogged(n)
-                    return None
+            if self._next_id + n > self._id_limit and not self._take_ids(n):
+                self._wait()
+                self._window.unlogged += n  # the database fails: this batch goes unmonitored
+                self._db.count_unlogged(n)
+                return None
             first = self._next_id
             self._next_id += n
             ids = np.arange(first, first + n)
@@ -316,71 +307,44 @@ class Monitor:
             per_row = latency_us / n if n else 0.0
             own_block = False
             if self._worker is not None and n >= BACKGROUND_ROWS:
-                # The worker helps while its work per batch takes less time than the model call
-                # it overlaps; a cheaper model would wait on it. Judged on three jobs at least
-                # (the first ones are slow), tried again every _PROBE_EVERY batches.
-                typical = self._job_cost_per_row()
+                # The worker helps while its block takes less time than the model call it
+                # overlaps; a cheaper model would wait on it, and inline buffering (fewer,
+                # larger blocks) costs less. Judged on three jobs at least (the first ones
+                # are slow), tried again every _PROBE_EVERY batches.
+                typical = sorted(self._job_times)[len(self._job_times) // 2] if len(self._job_times) >= 3 else 0.0
                 own_block = typical * n <= latency_us or self._inline_batches >= _PROBE_EVERY
                 self._inline_batches = 0 if own_block else self._inline_batches + 1
+            if not own_block:
+                self._wait()  # what follows touches the windows and the database
+            if not own_block and self._fill + n <= self._capacity:
+                a, b = self._fill, self._fill + n
+                if self._rows is not None:
+                    self._rows[a:b] = rows
+                else:
+                    self._values.extend(rows)
+                self._scores[a:b] = scores
+                self._codes[a:b] = codes
+                self._latency[a:b] = per_row
+                self._times[a:b] = now
+                self._ids[a:b] = ids
+                self._fill = b
+                if self._fill == self._capacity:
+                    self._drain()
+                elif now >= self._flush_deadline or self._fill - self._logged >= self._flush_rows:
+                    self._write_log(now)
+                return ids
+            if self._fill:
+                self._wait()
+                self._drain()  # the buffered rows come first in the log and the windows
             # The block owns its arrays (the runtime's encoded batch and outputs are
             # fresh per call), so the worker may read them after this returns.
             block = _Block(rows=np.asarray(rows, dtype=np.float32) if self._tensor else list(rows), scores=scores,
                            codes=codes, latency=np.full(n, per_row), times=np.full(n, now), ids=ids)
             if own_block and self._worker is not None:
-                self._worker.put(partial(self._take_batch, block, now))
+                self._worker.put(partial(self._ingest, block, now))
             else:
-                self._wait()  # what follows touches the buffer, the windows and the database
-                self._add_batch(block, now)
+                self._ingest(block, now)
             return ids
-
-    def _add_batch(self, block: _Block, now: float) -> None:
-        """Buffer a batch's rows, inline or on the worker: the same buffer and the same blocks either way.
-
-        A batch that does not fit in what is left of the buffer flushes it and is
-        a block of its own.
-        """
-        n = len(block)
-        if self._fill + n <= self._capacity:
-            a, b = self._fill, self._fill + n
-            if self._rows is not None:
-                self._rows[a:b] = block.rows
-            else:
-                self._values.extend(block.rows)
-            self._scores[a:b] = block.scores
-            self._codes[a:b] = block.codes
-            self._latency[a:b] = block.latency
-            self._times[a:b] = block.times
-            self._ids[a:b] = block.ids
-            self._fill = b
-            if self._fill == self._capacity:
-                self._drain()
-                return
-            # Windows this batch completes close now, not at the next full buffer: a batch
-            # used to be sketched at once, and a slow stream's windows should not wait for
-            # 4,096 rows (their sketches take the buffered rows up to the window's end).
-            if self._fill - self._profiled >= self.config.window_rows - self._window.rows:
-                buffered = self._buffer_block()
-                while self._fill - self._profiled >= self.config.window_rows - self._window.rows:
-                    self._profiled = self._sketch(buffered, self._profiled)
-            if now >= self._flush_deadline or self._fill - self._logged >= self._flush_rows:
-                self._write_log(now)
-            return
-        if self._fill:
-            self._drain()  # the buffered rows come first in the log and the windows
-        self._ingest(block, now)
-
-    def _take_batch(self, block: _Block, now: float) -> None:
-        """The worker's job: :meth:`_add_batch`, timed."""
-        start = time.perf_counter_ns()
-        self._add_batch(block, now)
-        self._job_costs.append((time.perf_counter_ns() - start, len(block)))
-
-    def _job_cost_per_row(self) -> float:
-        """The worker's recent µs per row; 0 before three jobs."""
-        costs = list(self._job_costs)
-        if len(costs) < 3:
-            return 0.0
-        return sum(ns for ns, _ in costs) / 1e3 / max(sum(rows for _, rows in costs), 1)
 
     def overlap(self) -> None:
         """The caller is about to run the model (releasing the GIL): the pending batch's work may start.
@@ -393,25 +357,14 @@ class Monitor:
 
     def _ingest(self, block: _Block, now: float) -> None:
         """Sketch and log a batch that is a block of its own."""
+        start, window = time.perf_counter_ns(), self._window
         done = 0
         while done < len(block):  # a local mark: this block is not in the buffer a later flush would redo
             done = self._sketch(block, done)
         self._log(block, 0, now)
         self._flush_deadline = now + self._flush_every
-
-    def _log_if_due(self) -> None:
-        """The worker's look when idle (every ``flush_ms``): buffered decisions not logged within
-        ``flush_ms`` are logged now, as the next call would, so a last batch waits for none; all of
-        them when the worker stops (a runtime left open at exit)."""
-        if not self._lock.acquire(blocking=False):
-            return  # a call is under way (or close(), which flushes): it logs what is due itself
-        try:
-            if self._fill > self._logged:
-                now = self._clock()
-                if now >= self._flush_deadline or (self._worker is not None and self._worker.closing):
-                    self._write_log(now)
-        finally:
-            self._lock.release()
+        if self._window is window:  # a window's close is rare and slow: it would mislead the choice
+            self._job_times.append((time.perf_counter_ns() - start) / 1e3 / max(len(block), 1))
 
     def _wait(self) -> None:
         """Let the pending batch (if any) finish; its failure is raised here, once."""

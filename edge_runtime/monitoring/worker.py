@@ -13,12 +13,6 @@ of SQLite's write-ahead log: 3-8 ms) is caught up over the next model calls
 instead of stalling the caller. :meth:`DeferredWorker.put` waits only when the
 queue is full.
 
-With ``on_idle``, the thread calls it after each ``max_delay`` without a job,
-and once more when it stops (the monitor logs the decisions it left buffered
-then, so a last batch is not kept for a call that never comes, nor lost at
-exit). It runs on this thread, never beside a job; a failure is raised like a
-job's.
-
 Examples
 --------
 >>> from edge_runtime.monitoring.worker import DeferredWorker
@@ -35,7 +29,6 @@ Examples
 from __future__ import annotations
 
 import atexit
-import inspect
 import threading
 import time
 import weakref
@@ -45,10 +38,6 @@ from collections.abc import Callable
 __all__ = ["DeferredWorker"]
 
 _RUNNING: weakref.WeakSet[DeferredWorker] = weakref.WeakSet()
-
-
-def _IDLE() -> None:
-    """Stands for "call on_idle" where a job is returned."""
 
 
 @atexit.register
@@ -71,18 +60,11 @@ class DeferredWorker:
         thread wakes this often to look).
     depth : int
         Jobs waiting or running at most; :meth:`put` waits for room.
-    on_idle : callable, optional
-        Called on the thread after each ``max_delay`` seconds without a job. Held
-        weakly when it is a bound method, so its object may go while the thread runs.
     """
 
-    def __init__(self, name: str, *, max_delay: float, depth: int = 1,
-                 on_idle: Callable[[], None] | None = None) -> None:
+    def __init__(self, name: str, *, max_delay: float, depth: int = 1) -> None:
         self._max_delay = max_delay
         self._depth = depth
-        self._on_idle: Callable[[], Callable[[], None] | None] | None = None
-        if on_idle is not None:
-            self._on_idle = weakref.WeakMethod(on_idle) if inspect.ismethod(on_idle) else (lambda: on_idle)
         self._cond = threading.Condition()
         self._jobs: deque[tuple[float, Callable[[], None]]] = deque()  # (time queued, job)
         self._running = False
@@ -96,17 +78,8 @@ class DeferredWorker:
 
     @property
     def busy(self) -> bool:
-        """A job is waiting or running.
-
-        Safe to read without the lock: a job is marked running before it leaves
-        the queue, so one on its way never reads as neither.
-        """
+        """A job is waiting or running."""
         return bool(self._jobs) or self._running
-
-    @property
-    def closing(self) -> bool:
-        """:meth:`close` was called: the thread runs what is queued, looks once more, and stops."""
-        return self._closing
 
     @property
     def pending(self) -> int:
@@ -165,42 +138,24 @@ class DeferredWorker:
                 queued, job = self._jobs[0]
                 waited = time.monotonic() - queued
                 if self._kicked or self._closing or waited >= self._max_delay:
-                    self._running = True  # first: see busy
                     self._jobs.popleft()
                     if not self._jobs:
                         self._kicked = False  # a backlog runs back to back; the next fresh job waits again
+                    self._running = True
                     return job
                 self._cond.wait(self._max_delay - waited)
             elif self._closing:
                 return None
             else:
                 self._kicked = False  # a kick for jobs already run does not start the next one early
-                if not self._cond.wait(self._max_delay) and self._on_idle is not None and not self._jobs:
-                    return _IDLE
-
-    def _idle(self) -> None:
-        """Call ``on_idle`` (not as a job: :meth:`wait` does not wait for it); keep its failure."""
-        hook = self._on_idle() if self._on_idle is not None else None
-        if hook is None:
-            return
-        try:
-            hook()
-        except BaseException as exc:  # handed to the caller by wait() or put()
-            with self._cond:
-                self._failure = self._failure or exc
-        finally:
-            hook = None  # as a job's: the object it is bound to may go
+                self._cond.wait(self._max_delay)
 
     def _run(self) -> None:
         while True:
             with self._cond:
                 job = self._next_job()
             if job is None:
-                self._idle()  # a last look: jobs run at exit may have left something for it
                 return
-            if job is _IDLE:
-                self._idle()
-                continue
             try:
                 job()
             except BaseException as exc:  # handed to the caller by wait() or put()
