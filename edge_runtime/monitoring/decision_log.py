@@ -25,6 +25,7 @@ Examples
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -93,9 +94,14 @@ class DecisionBlock:
                 None if contiguous else ids.tobytes(), _constant(np.asarray(self.ts, dtype="<f8")).tobytes(),
                 _constant(np.asarray(self.latency_us, dtype="<f4")).tobytes(),
                 None if self.codes is None else np.asarray(self.codes, dtype="<u1" if small else "<i4").tobytes(),
-                None if self.vocabulary is None else json.dumps(list(self.vocabulary)),
+                None if self.vocabulary is None else _vocabulary_json(self.vocabulary),
                 np.asarray(self.scores, dtype="<f4").tobytes(), np.asarray(self.hashes, dtype="<i8").tobytes())
 
+
+
+@functools.lru_cache(maxsize=16)  # one vocabulary per model, the same for every block
+def _vocabulary_json(vocabulary: tuple[str, ...]) -> str:
+    return json.dumps(list(vocabulary))
 
 
 def _constant(values: np.ndarray) -> np.ndarray:

@@ -44,13 +44,17 @@ def hash_matrix(rows: np.ndarray) -> np.ndarray:
     width = halves.shape[1]
     # Two matrix-vector products: BLAS took twice as long for one product with two
     # columns (and its threads spin on a second core). The sums are the same.
-    first = (halves @ _FIRST[:width]).astype(np.uint64)
+    digest = (halves @ _FIRST[:width]).astype(np.uint64)
     second = (halves @ _SECOND[:width]).astype(np.uint64)
-    with np.errstate(over="ignore"):
-        digest = (first << np.uint64(14)) ^ second
-        digest ^= digest >> np.uint64(31)
-        digest *= np.uint64(0xBF58476D1CE4E5B9)
-        digest ^= digest >> np.uint64(29)
+    # In place, and without np.errstate: array integer arithmetic wraps silently (only
+    # scalars warn), and each temporary or context costs a few µs a block.
+    digest <<= np.uint64(14)
+    digest ^= second
+    np.right_shift(digest, np.uint64(31), out=second)
+    digest ^= second
+    digest *= np.uint64(0xBF58476D1CE4E5B9)
+    np.right_shift(digest, np.uint64(29), out=second)
+    digest ^= second
     return digest.view(np.int64)
 
 
