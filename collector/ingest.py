@@ -293,7 +293,7 @@ class Ingestor:
                                device_id)
         window = stored_window(summary, corrected_closed_at=math.nan, received_at=received_at)
         # The row is built here, in this request's thread: the commit runs one batch at a time.
-        outcome = self._commit.submit(dataclasses.replace(arrival, window=window, document_json=document_json,
+        outcome = self._commit.submit(dataclasses.replace(arrival, window=window,
                                                           row=window_to_row(window, document_json),
                                                           split=parts > 1))
         unknown = "" if model_known else f" (model {key.model_sha256[:12]}... is not registered: add-model)"

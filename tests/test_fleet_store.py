@@ -21,6 +21,7 @@ from collector.stores import (
     WindowKey,
     open_store,
 )
+from collector.stores.rows import window_to_row
 from edge_runtime.errors import ConfigError
 
 KEY = "ed25519:" + "A" * 43 + "="
@@ -531,7 +532,8 @@ def test_the_document_as_received_stands_for_the_verdicts(store: FleetStore) -> 
     written = window()
     document = json.dumps({"device_id": "pump-7", "verdicts": written.verdicts, "quality": {}}).encode()
     store.record_arrivals([Arrival(device_id="pump-7", boot_id="boot-1", sent_wall=0.0, sent_mono=0.0,
-                                   received_at=5.0, window=replace(written, verdicts=[]), document_json=document)])
+                                   received_at=5.0, window=replace(written, verdicts=[]),
+                                   row=window_to_row(replace(written, verdicts=[]), document))])
     (read,) = store.windows()
     assert read.verdicts == written.verdicts
     assert dict(read.signals) == dict(written.signals) == {"age": (2, 0.0)}  # the brief, from the document
@@ -597,7 +599,8 @@ def test_a_schema_2_store_is_upgraded_and_its_windows_signals_backfilled(store_u
         document = json.dumps({"verdicts": written[2].verdicts}).encode()
         store.add_device("pump-7", KEY, now=0.0)
         store.record_arrivals([Arrival(device_id="pump-7", boot_id="boot-1", sent_wall=300.0, sent_mono=300.0,
-                                       received_at=300.0, window=written[2], document_json=document)])
+                                       received_at=300.0, window=written[2],
+                                       row=window_to_row(written[2], document))])
     finally:
         store.close()
     _as_schema_2(store_url)

@@ -234,13 +234,12 @@ class Arrival:
         The complete window the message finishes, or None (a duplicate, a part). Its
         ``corrected_closed_at`` is set by the store, from the boot's estimate once this
         message is folded in (:meth:`ClockOffset.correct`, with ``sent_wall``/``sent_mono``).
-    document_json
-        The window's JSON document as received (UTF-8): stored as it is, instead of
-        the verdicts encoded again.
     row
-        The window's row (``window_to_row(window, document_json)``), built by the sender
-        before the commit, which then only sets its ``corrected_closed_at``: the commit is
-        the one step of ingest that runs one batch at a time. None: the store builds it.
+        The window's row (``collector.stores.rows.window_to_row``; ingest's holds the window's
+        JSON document as received, stored as it is instead of the verdicts encoded again),
+        built by the sender before the commit, which then only sets its
+        ``corrected_closed_at``: the commit is the one step of ingest that runs one batch at
+        a time. None: the store builds it from ``window``.
     split
         The window came in several parts: the parts held for it are deleted as it is stored.
     """
@@ -251,7 +250,6 @@ class Arrival:
     sent_mono: float
     received_at: float
     window: StoredWindow | None = None
-    document_json: bytes | None = None
     row: tuple[Any, ...] | None = None
     split: bool = False
 

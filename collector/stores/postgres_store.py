@@ -427,7 +427,7 @@ class PostgresFleetStore:
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
-                    row = arrival.row or window_to_row(arrival.window, arrival.document_json)
+                    row = arrival.row or window_to_row(arrival.window)
                     window_id = self._insert(cur, with_corrected_close(row, corrected), arrival.window.key,
                                              bucketed=False, split=arrival.split)
                 outcomes[i] = ArrivalOutcome(stored=window_id is not None, clock=clock, corrected_closed_at=corrected,

@@ -419,7 +419,7 @@ class SQLiteFleetStore:
                 if arrival.window is not None:
                     corrected = clock.correct(arrival.window.closed_at, sent_wall=arrival.sent_wall,
                                               sent_mono=arrival.sent_mono)
-                    row = arrival.row or window_to_row(arrival.window, arrival.document_json)
+                    row = arrival.row or window_to_row(arrival.window)
                     window_id = self._insert(db, with_corrected_close(row, corrected), arrival.window.key,
                                              bucketed=False, split=arrival.split)
                 outcomes.append(ArrivalOutcome(stored=window_id is not None, clock=clock,
