@@ -437,9 +437,13 @@ class SyncSettings:
 
     def __post_init__(self) -> None:
         parsed = urllib.parse.urlsplit(self.url) if isinstance(self.url, str) else None
-        if parsed is None or parsed.scheme not in _SYNC_SCHEMES or not parsed.hostname:
+        try:
+            port_ok = parsed is not None and parsed.port != 0  # .port refuses a port past 65535
+        except ValueError:
+            port_ok = False
+        if parsed is None or parsed.scheme not in _SYNC_SCHEMES or not parsed.hostname or not port_ok:
             raise ConfigError(f"The 'url' parameter of SyncSettings must be an {', '.join(_SYNC_SCHEMES)} URL "
-                              f"with a host. Got {self.url!r} instead.")
+                              f"with a host (and a port in 1-65535, if any). Got {self.url!r} instead.")
         check_device_id("SyncSettings", self.device_id)
         if not isinstance(self.enabled, bool):
             raise ConfigError(f"The 'enabled' parameter of SyncSettings must be a bool. Got {self.enabled!r} instead.")

@@ -133,6 +133,10 @@ def test_sync_errors_are_one_line(tmp_path: Path, runner: CliRunner, key_file: P
     bad_url = runner.invoke(main, ["sync", "--db", str(db), "--url", "ftp://x", "--device-id", "dev-1",
                                    "--key-file", str(key_file), "--once"])
     assert bad_url.exit_code == 1 and bad_url.output.startswith("Error: The 'url' parameter of SyncSettings must be")
+    bad_port = runner.invoke(main, ["sync", "--db", str(db), "--url", "http://127.0.0.1:99999", "--device-id",
+                                    "dev-1", "--key-file", str(key_file), "--once"])
+    assert (bad_port.exit_code, bad_port.output.count("\n")) == (1, 1)
+    assert "a port in 1-65535" in bad_port.output and "'http://127.0.0.1:99999'" in bad_port.output
     no_key = runner.invoke(main, ["sync", "--db", str(db), "--url", collector.url, "--device-id", "dev-1",
                                   "--key-file", str(tmp_path / "nokey"), "--once"])
     assert no_key.exit_code == 1 and no_key.output.startswith("Error: cannot read the key file")
